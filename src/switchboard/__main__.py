@@ -1,0 +1,4 @@
+from switchboard.cli import main
+import sys
+
+sys.exit(main())

@@ -1,0 +1,107 @@
+"""The OpenAI ingress: `/v1/chat/completions`, `/v1/embeddings`, `/v1/models`."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from switchboard.context import RequestContext
+from switchboard.core.request import ChatRequest, validate_embeddings_body
+from switchboard.errors import GatewayError, InvalidRequest, ModelNotFound
+from switchboard.http.server import Request, Response, StreamResponse
+from switchboard.http.sse import DONE
+from switchboard.pipeline import StreamFailed
+
+if TYPE_CHECKING:
+    from switchboard.app import Gateway
+
+
+def parse_json(request: Request) -> Any:
+    if not request.body:
+        raise InvalidRequest("The request body is empty: send a JSON object.")
+    try:
+        return orjson.loads(request.body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequest(f"The request body is not valid JSON: {exc}.") from None
+
+
+def error_response(exc: GatewayError, ctx: RequestContext) -> Response:
+    return Response(exc.status, exc.body(), {**ctx.headers, **exc.headers})
+
+
+def _reject(gw: Gateway, ctx: RequestContext, exc: GatewayError) -> Response:
+    """A request refused before the pipeline took it: still logged."""
+    gw.pipeline.fail(ctx, exc)
+    gw.pipeline.settle(ctx)
+    return error_response(exc, ctx)
+
+
+async def chat_completions(gw: Gateway, request: Request) -> Response | StreamResponse:
+    ctx = RequestContext("openai", "chat")
+    try:
+        chat = ChatRequest.from_body(parse_json(request))
+    except GatewayError as exc:
+        return _reject(gw, ctx, exc)
+    try:
+        if chat.stream:
+            chunks = await gw.pipeline.chat_stream(chat, ctx, request.headers)
+            return StreamResponse(render_stream(chunks), headers=ctx.headers)
+        result = await gw.pipeline.chat(chat, ctx, request.headers)
+    except GatewayError as exc:
+        return error_response(exc, ctx)
+    return Response(200, orjson.dumps(result), ctx.headers)
+
+
+async def render_stream(chunks: AsyncIterator[dict[str, Any]]) -> AsyncIterator[bytes]:
+    """OpenAI's SSE framing; a failure after the first chunk becomes an `error` event (the SDK raises on it)."""
+    try:
+        async for chunk in chunks:
+            yield b"data: " + orjson.dumps(chunk) + b"\n\n"
+        yield DONE
+    except StreamFailed as exc:
+        yield b"data: " + exc.body() + b"\n\n"
+    finally:
+        await chunks.aclose()  # type: ignore[attr-defined]
+
+
+async def embeddings(gw: Gateway, request: Request) -> Response:
+    ctx = RequestContext("openai", "embeddings")
+    try:
+        body = parse_json(request)
+        validate_embeddings_body(body)
+    except GatewayError as exc:
+        return _reject(gw, ctx, exc)
+    try:
+        result = await gw.pipeline.embeddings(body, ctx, request.headers)
+    except GatewayError as exc:
+        return error_response(exc, ctx)
+    return Response(200, orjson.dumps(result), ctx.headers)
+
+
+def _model_object(gw: Gateway, name: str) -> dict[str, Any]:
+    model = gw.config.models[name]
+    return {"id": name, "object": "model", "created": gw.started_at, "owned_by": model.deployments[0].provider}
+
+
+async def list_models(gw: Gateway, request: Request) -> Response:
+    await gw.auth.authenticate(request.headers)
+    data = [_model_object(gw, name) for name in gw.config.models]
+    data += [{"id": name, "object": "model", "created": gw.started_at, "owned_by": "switchboard-router"}
+             for name in gw.virtual_models()]
+    return Response(200, orjson.dumps({"object": "list", "data": data}))
+
+
+async def retrieve_model(gw: Gateway, request: Request) -> Response:
+    await gw.auth.authenticate(request.headers)
+    name = request.path[len("/v1/models/"):]
+    if name in gw.config.models:
+        return Response(200, orjson.dumps(_model_object(gw, name)))
+    if name in gw.virtual_models():
+        return Response(200, orjson.dumps({"id": name, "object": "model", "created": gw.started_at,
+                                           "owned_by": "switchboard-router"}))
+    raise ModelNotFound(f"The model {name!r} does not exist.", param="model")
+
+
+

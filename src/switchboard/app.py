@@ -1,0 +1,109 @@
+"""The gateway application: built from a config, answering HTTP requests.
+
+`Gateway` owns the long-lived parts (HTTP client pool, providers, storage,
+request log, attempt planner) and a route table; `handle` is the one handler
+the HTTP server calls. Nothing is global: two gateways can live in one process.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from switchboard.accounting.auth import Authenticator
+from switchboard.accounting.request_log import RequestLog
+from switchboard.config import GatewayConfig
+from switchboard.errors import GatewayError, MethodNotAllowed, NotFound
+from switchboard.http.client import HttpClient
+from switchboard.http.server import Request, Response, StreamResponse
+from switchboard.pipeline import Pipeline
+from switchboard.providers.registry import ProviderRegistry
+from switchboard.routing.attempts import AttemptPlanner
+from switchboard.storage.base import Storage
+
+log = logging.getLogger("switchboard")
+
+Route = Callable[["Gateway", Request], Awaitable[Response | StreamResponse]]
+
+
+def open_storage(config: GatewayConfig) -> Storage:
+    from switchboard.storage.sqlite import SQLiteStorage
+
+    return SQLiteStorage(config.storage.sqlite_path)
+
+
+class Gateway:
+    def __init__(self, config: GatewayConfig, *, storage: Storage | None = None) -> None:
+        self.config = config
+        self.client = HttpClient()
+        self.providers = ProviderRegistry(self.client)
+        self.storage = storage or open_storage(config)
+        self.request_log = RequestLog(self.storage, flush_seconds=config.storage.log_flush_seconds)
+        self.auth = Authenticator(config.master_key)
+        self.planner = AttemptPlanner(config)
+        self.pipeline = Pipeline(self)
+        self.started_at = int(time.time())
+        self.ready = False
+        self.routes: dict[str, dict[str, Route]] = {}
+        self.prefix_routes: list[tuple[str, dict[str, Route]]] = []
+        self._install_routes()
+
+    def _install_routes(self) -> None:
+        from switchboard.api import openai, system
+
+        self.add_route("POST", "/v1/chat/completions", openai.chat_completions)
+        self.add_route("POST", "/chat/completions", openai.chat_completions)
+        self.add_route("POST", "/v1/embeddings", openai.embeddings)
+        self.add_route("POST", "/embeddings", openai.embeddings)
+        self.add_route("GET", "/v1/models", openai.list_models)
+        self.add_route("GET", "/v1/models/", openai.retrieve_model, prefix=True)
+        self.add_route("GET", "/health", system.health)
+        self.add_route("GET", "/ready", system.ready)
+        self.add_route("GET", "/openapi.json", system.openapi)
+
+    def add_route(self, method: str, path: str, handler: Route, *, prefix: bool = False) -> None:
+        if prefix:
+            for p, table in self.prefix_routes:
+                if p == path:
+                    table[method] = handler
+                    return
+            self.prefix_routes.append((path, {method: handler}))
+        else:
+            self.routes.setdefault(path, {})[method] = handler
+
+    def virtual_models(self) -> list[str]:
+        """Names clients may call that are not configured models (routers such as `auto`)."""
+        return []
+
+    async def start(self) -> None:
+        await self.storage.start()
+        self.request_log.start()
+        self.ready = True
+
+    async def close(self) -> None:
+        self.ready = False
+        await self.request_log.close()
+        await self.client.close()
+        await self.storage.close()
+
+    async def handle(self, request: Request) -> Response | StreamResponse:
+        path = request.path
+        if len(path) > 1 and path.endswith("/"):
+            path = path.rstrip("/")
+        table = self.routes.get(path)
+        if table is None:
+            for prefix, t in self.prefix_routes:
+                if path.startswith(prefix) and len(path) > len(prefix):
+                    table = t
+                    break
+        try:
+            if table is None:
+                raise NotFound(f"Unknown path {request.method} {request.path}.")
+            handler = table.get(request.method) or (table.get("GET") if request.method == "HEAD" else None)
+            if handler is None:
+                raise MethodNotAllowed(f"Method {request.method} is not allowed on {request.path}; "
+                                       f"use {', '.join(sorted(table))}.")
+            return await handler(self, request)
+        except GatewayError as exc:
+            return Response(exc.status, exc.body(), dict(exc.headers))

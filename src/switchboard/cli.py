@@ -1,0 +1,169 @@
+"""The `switchboard` command line: verbs that read like sentences.
+
+    switchboard serve [--config FILE]
+    switchboard mock-upstream --port N [--latency S --ttft S --tps N --reply TEXT --fault ...]
+    switchboard logs [--limit N]
+    switchboard router train ... / switchboard route-eval ...
+
+Each verb imports what it needs only when it runs, so `switchboard --help`
+stays instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+# Modules that add their own verbs with `register(subparsers)`.
+PLUGIN_COMMANDS = ("switchboard.routing.smart.cli",)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from switchboard.config import ConfigError
+    from switchboard.serve import run, serve
+
+    config = args.config or os.environ.get("SWITCHBOARD_CONFIG")
+    try:
+        run(serve(config, args.host, args.port, ready_file=args.ready_file))
+    except ConfigError as exc:
+        print(f"switchboard: config error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"switchboard: cannot start: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _mock_upstream(args: argparse.Namespace) -> int:
+    import orjson
+
+    from switchboard.serve import run
+    from switchboard.testing.mock_upstream import Fault, ModelBehaviour, MockUpstream, serve_forever
+
+    faults = []
+    if args.error_rate:
+        faults.append(Fault(kind="status", rate=args.error_rate, status=args.error_status, retry_after=args.retry_after))
+    if args.hang_rate:
+        faults.append(Fault(kind="hang", rate=args.hang_rate))
+    if args.drop_rate:
+        faults.append(Fault(kind="drop", rate=args.drop_rate))
+    if args.cut_after is not None:
+        faults.append(Fault(kind="cut", rate=args.cut_rate, after_chunks=args.cut_after))
+    default = ModelBehaviour(reply=args.reply, latency=args.latency, ttft=args.ttft, tokens_per_second=args.tps,
+                             faults=faults)
+    behaviours = {}
+    if args.models:
+        import yaml
+
+        with open(args.models, encoding="utf-8") as f:
+            raw = yaml.safe_load(f) or {}
+        behaviours = {name: ModelBehaviour.from_dict(settings or {}) for name, settings in raw.items()}
+    for item in args.model or []:
+        name, _, settings = item.partition("=")
+        behaviours[name] = ModelBehaviour.from_dict(orjson.loads(settings) if settings else {})
+    run(serve_forever(MockUpstream(behaviours, default, seed=args.seed), args.host, args.port))
+    return 0
+
+
+def _logs(args: argparse.Namespace) -> int:
+    import sqlite3
+    from datetime import datetime
+
+    from switchboard.storage.sqlite import query_recent
+
+    path = args.db
+    if args.config:
+        from switchboard.config import load_config
+
+        path = load_config(args.config).storage.sqlite_path
+    if not os.path.exists(path):
+        print(f"no request log at {path}", file=sys.stderr)
+        return 1
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    conn.row_factory = sqlite3.Row
+    rows = query_recent(conn, args.limit, model=args.model, status=args.status)
+    if args.json:
+        import orjson
+
+        for row in rows:
+            print(orjson.dumps(row).decode())
+        return 0
+    header = ("time", "request id", "key", "model", "served by", "status", "in", "out", "cost $", "ms", "ttft ms")
+    table = [header]
+    for r in rows:
+        table.append((
+            datetime.fromtimestamp(r["ts"]).strftime("%H:%M:%S"), r["request_id"], r["key_id"] or "-",
+            r["model_requested"] or "-", r["deployment"] or "-", str(r["status"]),
+            str(r["prompt_tokens"]), str(r["completion_tokens"]), f"{r['cost']:.6f}",
+            f"{r['latency_ms']:.1f}", "-" if r["ttft_ms"] is None else f"{r['ttft_ms']:.1f}"))
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    for row in table:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="switchboard", description="A self-hosted LLM gateway.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("serve", help="run the gateway")
+    p.add_argument("--config", "-c", help="YAML config file (default: $SWITCHBOARD_CONFIG, else discover providers from the environment)")
+    p.add_argument("--host", help="address to listen on (overrides the config)")
+    p.add_argument("--port", type=int, help="port to listen on (overrides the config; 0 picks a free one)")
+    p.add_argument("--ready-file", help=argparse.SUPPRESS)
+    p.set_defaults(func=_serve)
+
+    p = sub.add_parser("mock-upstream", help="run the mock upstream (simulated providers with fault injection)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=9000)
+    p.add_argument("--latency", type=float, default=0.0, help="seconds before a non-streamed answer")
+    p.add_argument("--ttft", type=float, default=None, help="seconds to the first token (streams)")
+    p.add_argument("--tps", type=float, default=None, help="tokens per second (default: instant)")
+    p.add_argument("--reply", default=None, help="fixed reply text")
+    p.add_argument("--error-status", type=int, default=500)
+    p.add_argument("--error-rate", type=float, default=0.0, help="share of requests answered with --error-status")
+    p.add_argument("--retry-after", type=float, default=None, help="Retry-After seconds sent with injected errors")
+    p.add_argument("--hang-rate", type=float, default=0.0, help="share of requests that never answer")
+    p.add_argument("--drop-rate", type=float, default=0.0, help="share of connections dropped before the first byte")
+    p.add_argument("--cut-after", type=int, default=None, help="cut streams after this many chunks")
+    p.add_argument("--cut-rate", type=float, default=1.0, help="share of streams cut (with --cut-after)")
+    p.add_argument("--models", help="YAML file: model name -> behaviour settings")
+    p.add_argument("--model", action="append", metavar="NAME=JSON", help="behaviour of one model, e.g. 'm={\"latency\":0.1}'")
+    p.add_argument("--seed", type=int, default=None)
+    p.set_defaults(func=_mock_upstream)
+
+    p = sub.add_parser("logs", help="show recent requests from the request log")
+    p.add_argument("--db", default="switchboard.db", help="SQLite file (default: ./switchboard.db)")
+    p.add_argument("--config", "-c", help="read the database location from this config")
+    p.add_argument("--limit", "-n", type=int, default=20)
+    p.add_argument("--model")
+    p.add_argument("--status", type=int)
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.set_defaults(func=_logs)
+
+    for module in PLUGIN_COMMANDS:
+        try:
+            importlib.import_module(module).register(sub)
+        except ModuleNotFoundError:
+            continue
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

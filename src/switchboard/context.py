@@ -1,0 +1,28 @@
+"""Everything the gateway learns about one request while serving it."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+from switchboard.accounting.auth import Identity
+from switchboard.storage.base import RequestLogEntry
+
+
+def new_request_id() -> str:
+    return "req_" + uuid.uuid4().hex[:24]
+
+
+class RequestContext:
+    __slots__ = ("request_id", "identity", "started", "entry", "headers", "attempt_log")
+
+    def __init__(self, ingress: str, endpoint: str, request_id: str | None = None) -> None:
+        self.request_id = request_id or new_request_id()
+        self.started = time.perf_counter()
+        self.identity: Identity | None = None
+        self.entry = RequestLogEntry(request_id=self.request_id, ts=time.time(), ingress=ingress, endpoint=endpoint)
+        self.headers: dict[str, str] = {"x-request-id": self.request_id}
+        self.attempt_log: list[dict] = []
+
+    def elapsed_ms(self) -> float:
+        return (time.perf_counter() - self.started) * 1000.0

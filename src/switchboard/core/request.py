@@ -1,0 +1,245 @@
+"""The canonical chat request and its validation.
+
+The canonical form of a chat request is the OpenAI chat-completions body: it is
+the lingua franca every client SDK speaks, the OpenAI-compatible family of
+providers takes it as is, and every other provider adapter translates from
+it. `ChatRequest` wraps the validated body with what the pipeline needs to
+know about it; unknown fields stay in the body and pass through.
+
+Validation names the offending parameter the way OpenAI does
+(``messages[2].role``) and runs on plain dicts: fast enough for the hot path.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from switchboard.errors import InvalidRequest
+
+_ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
+_NUMBER = (int, float)
+
+
+def _bad(param: str, message: str) -> InvalidRequest:
+    return InvalidRequest(message, param=param, code="invalid_value" if "must be" in message else None)
+
+
+def _check_number(body: dict, name: str, lo: float, hi: float) -> None:
+    value = body.get(name)
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, _NUMBER):
+        raise _bad(name, f"'{name}' must be a number, got {type(value).__name__}.")
+    if not lo <= value <= hi:
+        raise _bad(name, f"'{name}' must be between {lo:g} and {hi:g}, got {value}.")
+
+
+def _check_int(body: dict, name: str, lo: int, hi: int | None = None) -> None:
+    value = body.get(name)
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _bad(name, f"'{name}' must be an integer, got {type(value).__name__}.")
+    if value < lo or (hi is not None and value > hi):
+        bound = f"between {lo} and {hi}" if hi is not None else f"at least {lo}"
+        raise _bad(name, f"'{name}' must be {bound}, got {value}.")
+
+
+def _check_bool(body: dict, name: str) -> None:
+    value = body.get(name)
+    if value is not None and not isinstance(value, bool):
+        raise _bad(name, f"'{name}' must be a boolean, got {type(value).__name__}.")
+
+
+def _check_content(content: Any, param: str, role: str) -> None:
+    if content is None:
+        if role in ("assistant", "function"):
+            return
+        raise _bad(param, f"'{param}' is required for role '{role}'.")
+    if isinstance(content, str):
+        return
+    if not isinstance(content, list):
+        raise _bad(param, f"'{param}' must be a string or an array of content parts.")
+    for j, part in enumerate(content):
+        p = f"{param}[{j}]"
+        if not isinstance(part, dict):
+            raise _bad(p, f"'{p}' must be an object.")
+        kind = part.get("type")
+        if kind == "text":
+            if not isinstance(part.get("text"), str):
+                raise _bad(f"{p}.text", f"'{p}.text' must be a string.")
+        elif kind == "image_url":
+            image = part.get("image_url")
+            url = image.get("url") if isinstance(image, dict) else None
+            if not isinstance(url, str) or not url:
+                raise _bad(f"{p}.image_url.url", f"'{p}.image_url.url' must be a non-empty string.")
+        elif kind in ("input_audio", "file", "refusal"):
+            continue
+        else:
+            raise _bad(f"{p}.type", f"'{p}.type' must be one of 'text', 'image_url', 'input_audio', 'file', got {kind!r}.")
+
+
+def _check_messages(messages: Any) -> None:
+    if not isinstance(messages, list):
+        raise _bad("messages", "'messages' must be an array of message objects.")
+    if not messages:
+        raise _bad("messages", "'messages' must contain at least one message.")
+    for i, msg in enumerate(messages):
+        p = f"messages[{i}]"
+        if not isinstance(msg, dict):
+            raise _bad(p, f"'{p}' must be an object.")
+        role = msg.get("role")
+        if role not in _ROLES:
+            raise _bad(f"{p}.role", f"'{p}.role' must be one of {', '.join(sorted(_ROLES))}, got {role!r}.")
+        if role == "assistant" and msg.get("tool_calls") is not None:
+            if not isinstance(msg["tool_calls"], list):
+                raise _bad(f"{p}.tool_calls", f"'{p}.tool_calls' must be an array.")
+            if msg.get("content") is None:
+                continue
+        if role == "tool" and not isinstance(msg.get("tool_call_id"), str):
+            raise _bad(f"{p}.tool_call_id", f"'{p}.tool_call_id' is required for role 'tool'.")
+        _check_content(msg.get("content"), f"{p}.content", role)
+
+
+def _check_tools(body: dict) -> None:
+    tools = body.get("tools")
+    if tools is None:
+        return
+    if not isinstance(tools, list):
+        raise _bad("tools", "'tools' must be an array.")
+    for i, tool in enumerate(tools):
+        p = f"tools[{i}]"
+        if not isinstance(tool, dict) or tool.get("type", "function") != "function":
+            raise _bad(f"{p}.type", f"'{p}.type' must be 'function'.")
+        fn = tool.get("function")
+        if not isinstance(fn, dict) or not isinstance(fn.get("name"), str) or not fn["name"]:
+            raise _bad(f"{p}.function.name", f"'{p}.function.name' must be a non-empty string.")
+        params = fn.get("parameters")
+        if params is not None and not isinstance(params, dict):
+            raise _bad(f"{p}.function.parameters", f"'{p}.function.parameters' must be a JSON schema object.")
+    choice = body.get("tool_choice")
+    if choice is not None and not (choice in ("none", "auto", "required") or isinstance(choice, dict)):
+        raise _bad("tool_choice", "'tool_choice' must be 'none', 'auto', 'required' or an object naming a function.")
+
+
+def _check_stop(body: dict) -> None:
+    stop = body.get("stop")
+    if stop is None or isinstance(stop, str):
+        return
+    if not isinstance(stop, list) or not all(isinstance(s, str) for s in stop):
+        raise _bad("stop", "'stop' must be a string or an array of strings.")
+    if len(stop) > 4:
+        raise _bad("stop", "'stop' may hold at most 4 sequences.")
+
+
+def _check_response_format(body: dict) -> None:
+    fmt = body.get("response_format")
+    if fmt is None:
+        return
+    if not isinstance(fmt, dict) or fmt.get("type") not in ("text", "json_object", "json_schema"):
+        raise _bad("response_format.type", "'response_format.type' must be one of 'text', 'json_object', 'json_schema'.")
+    if fmt["type"] == "json_schema":
+        schema = fmt.get("json_schema")
+        if not isinstance(schema, dict) or not isinstance(schema.get("name"), str):
+            raise _bad("response_format.json_schema", "'response_format.json_schema' must be an object with a 'name'.")
+
+
+def validate_chat_body(body: Any) -> None:
+    """Raise `InvalidRequest` naming the first invalid parameter of a chat-completions body."""
+    if not isinstance(body, dict):
+        raise InvalidRequest("The request body must be a JSON object.")
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise _bad("model", "'model' is required and must be a non-empty string.")
+    _check_messages(body.get("messages"))
+    _check_bool(body, "stream")
+    _check_number(body, "temperature", 0, 2)
+    _check_number(body, "top_p", 0, 1)
+    _check_number(body, "presence_penalty", -2, 2)
+    _check_number(body, "frequency_penalty", -2, 2)
+    _check_int(body, "n", 1, 128)
+    _check_int(body, "max_tokens", 1)
+    _check_int(body, "max_completion_tokens", 1)
+    _check_int(body, "seed", -(2**63), 2**63 - 1)
+    _check_bool(body, "logprobs")
+    _check_int(body, "top_logprobs", 0, 20)
+    _check_stop(body)
+    _check_tools(body)
+    _check_response_format(body)
+    so = body.get("stream_options")
+    if so is not None:
+        if not isinstance(so, dict):
+            raise _bad("stream_options", "'stream_options' must be an object.")
+        if not body.get("stream"):
+            raise _bad("stream_options", "'stream_options' is only allowed when 'stream' is true.")
+        _check_bool(so, "include_usage")
+    bias = body.get("logit_bias")
+    if bias is not None and not isinstance(bias, dict):
+        raise _bad("logit_bias", "'logit_bias' must be an object mapping token ids to biases.")
+    user = body.get("user")
+    if user is not None and not isinstance(user, str):
+        raise _bad("user", "'user' must be a string.")
+
+
+class ChatRequest:
+    """A validated chat request in canonical (OpenAI) form."""
+
+    __slots__ = ("body", "model", "stream", "include_usage")
+
+    def __init__(self, body: dict[str, Any]) -> None:
+        self.body = body
+        self.model: str = body["model"]
+        self.stream: bool = bool(body.get("stream"))
+        so = body.get("stream_options")
+        self.include_usage: bool = bool(so and so.get("include_usage"))
+
+    @classmethod
+    def from_body(cls, body: Any) -> ChatRequest:
+        validate_chat_body(body)
+        return cls(body)
+
+    @property
+    def max_output_tokens(self) -> int | None:
+        return self.body.get("max_completion_tokens") or self.body.get("max_tokens")
+
+    def has_images(self) -> bool:
+        for msg in self.body["messages"]:
+            content = msg.get("content")
+            if isinstance(content, list):
+                for part in content:
+                    if isinstance(part, dict) and part.get("type") == "image_url":
+                        return True
+        return False
+
+    def prompt_text(self) -> str:
+        """All text of the conversation, for routing and local token counting."""
+        out: list[str] = []
+        for msg in self.body["messages"]:
+            content = msg.get("content")
+            if isinstance(content, str):
+                out.append(content)
+            elif isinstance(content, list):
+                out.extend(p["text"] for p in content if isinstance(p, dict) and p.get("type") == "text")
+        return "\n".join(out)
+
+
+def validate_embeddings_body(body: Any) -> None:
+    if not isinstance(body, dict):
+        raise InvalidRequest("The request body must be a JSON object.")
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise _bad("model", "'model' is required and must be a non-empty string.")
+    inp = body.get("input")
+    ok = isinstance(inp, str) or (
+        isinstance(inp, list) and inp and (
+            all(isinstance(x, str) for x in inp)
+            or all(isinstance(x, int) and not isinstance(x, bool) for x in inp)
+            or all(isinstance(x, list) and all(isinstance(t, int) and not isinstance(t, bool) for t in x) for x in inp)))
+    if not ok:
+        raise _bad("input", "'input' must be a string, an array of strings, or an array of token arrays, and not empty.")
+    if isinstance(inp, list) and len(inp) > 2048:
+        raise _bad("input", "'input' may hold at most 2048 items.")
+    fmt = body.get("encoding_format")
+    if fmt is not None and fmt not in ("float", "base64"):
+        raise _bad("encoding_format", "'encoding_format' must be 'float' or 'base64'.")
+    _check_int(body, "dimensions", 1)

@@ -1,0 +1,338 @@
+"""A small, fast HTTP/1.1 server on asyncio and httptools.
+
+Why not an ASGI server and framework: the gateway's budget is a fraction of a
+millisecond per request, and a generic stack spends most of that on layers we
+do not need (scope dicts, middleware chains, receive/send callables). This
+module parses with httptools (llhttp, the parser uvicorn uses), hands a
+`Request` to one async handler, and writes a `Response` or a
+`StreamResponse` (chunked transfer encoding, with write back-pressure). It
+supports keep-alive, pipelined requests (answered in order), a body size cap,
+`Expect: 100-continue`, client disconnects (the handler task is cancelled) and
+a graceful drain on shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable
+from email.utils import formatdate
+from typing import Any
+
+import httptools
+
+log = logging.getLogger("switchboard.http")
+
+_REASONS = {
+    100: b"Continue", 200: b"OK", 201: b"Created", 204: b"No Content", 400: b"Bad Request",
+    401: b"Unauthorized", 402: b"Payment Required", 403: b"Forbidden", 404: b"Not Found",
+    405: b"Method Not Allowed", 408: b"Request Timeout", 409: b"Conflict", 413: b"Payload Too Large",
+    415: b"Unsupported Media Type", 422: b"Unprocessable Entity", 429: b"Too Many Requests",
+    500: b"Internal Server Error", 502: b"Bad Gateway", 503: b"Service Unavailable",
+    504: b"Gateway Timeout", 529: b"Site Overloaded",
+}
+
+
+class Request:
+    """One parsed HTTP request. Header names are lower-case."""
+
+    __slots__ = ("method", "path", "query", "headers", "body", "client", "disconnected")
+
+    def __init__(self, method: str, path: str, query: str, headers: dict[str, str], body: bytes, client: str) -> None:
+        self.method = method
+        self.path = path
+        self.query = query
+        self.headers = headers
+        self.body = body
+        self.client = client
+        self.disconnected = False
+
+    def query_params(self) -> dict[str, str]:
+        from urllib.parse import parse_qsl
+
+        return dict(parse_qsl(self.query, keep_blank_values=True))
+
+
+class Response:
+    __slots__ = ("status", "headers", "body")
+
+    def __init__(self, status: int = 200, body: bytes = b"", headers: dict[str, str] | None = None,
+                 content_type: str = "application/json") -> None:
+        self.status = status
+        self.body = body
+        self.headers = headers if headers is not None else {}
+        if content_type and "content-type" not in self.headers:
+            self.headers["content-type"] = content_type
+
+
+class StreamResponse:
+    """A response whose body is produced by an async iterator of byte chunks."""
+
+    __slots__ = ("status", "headers", "chunks")
+
+    def __init__(self, chunks: AsyncIterator[bytes], status: int = 200, headers: dict[str, str] | None = None,
+                 content_type: str = "text/event-stream") -> None:
+        self.status = status
+        self.chunks = chunks
+        self.headers = headers if headers is not None else {}
+        self.headers.setdefault("content-type", content_type)
+
+
+Handler = Callable[[Request], Awaitable[Response | StreamResponse]]
+
+
+class AbortConnection(Exception):
+    """Raised by a handler or a stream to drop the connection without a response (fault injection)."""
+
+_date_cache: list[Any] = [0, b""]
+
+
+def _date_header() -> bytes:
+    now = int(time.time())
+    if _date_cache[0] != now:
+        _date_cache[0] = now
+        _date_cache[1] = formatdate(now, usegmt=True).encode()
+    return _date_cache[1]
+
+
+def _head(status: int, headers: dict[str, str], extra: bytes) -> bytes:
+    parts = [b"HTTP/1.1 %d %s\r\ndate: %s\r\nserver: switchboard\r\n" % (status, _REASONS.get(status, b"Unknown"), _date_header())]
+    for k, v in headers.items():
+        parts.append(f"{k}: {v}\r\n".encode("latin-1", "replace"))
+    parts.append(extra)
+    return b"".join(parts)
+
+
+class _Connection(asyncio.Protocol):
+    __slots__ = ("server", "transport", "parser", "client", "_url", "_headers", "_body", "_body_size",
+                 "_too_large", "_pending", "_task", "_closed", "_can_write", "_keep_alive", "_current",
+                 "_header_name")
+
+    def __init__(self, server: HttpServer) -> None:
+        self.server = server
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpRequestParser(self)
+        self._pending: deque[tuple[Request, bool]] = deque()
+        self._task: asyncio.Task | None = None
+        self._closed = False
+        self._can_write: asyncio.Event | None = None
+        self._current: Request | None = None
+        self._reset()
+
+    def _reset(self) -> None:
+        self._url = b""
+        self._headers: dict[str, str] = {}
+        self._body: list[bytes] = []
+        self._body_size = 0
+        self._too_large = False
+
+    # -- asyncio.Protocol
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        peer = transport.get_extra_info("peername")
+        self.client = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else ""
+        self.server._connections.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closed = True
+        self.server._connections.discard(self)
+        if self._current is not None:
+            self._current.disconnected = True
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+        if self._can_write is not None:
+            self._can_write.set()
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._simple_error(400, "protocol upgrades are not supported")
+        except httptools.HttpParserError as exc:
+            self._simple_error(400, f"malformed HTTP request: {exc}")
+
+    def pause_writing(self) -> None:
+        if self._can_write is None:
+            self._can_write = asyncio.Event()
+        self._can_write.clear()
+
+    def resume_writing(self) -> None:
+        if self._can_write is not None:
+            self._can_write.set()
+
+    # -- httptools callbacks
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers[name.decode("latin-1").lower()] = value.decode("latin-1")
+
+    def on_headers_complete(self) -> None:
+        length = self._headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > self.server.max_body_bytes:
+            self._too_large = True
+        if self._headers.get("expect", "").lower() == "100-continue" and not self._too_large:
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")  # type: ignore[union-attr]
+
+    def on_body(self, body: bytes) -> None:
+        if self._too_large:
+            return
+        self._body_size += len(body)
+        if self._body_size > self.server.max_body_bytes:
+            self._too_large = True
+            self._body = []
+            return
+        self._body.append(body)
+
+    def on_message_complete(self) -> None:
+        url = httptools.parse_url(self._url)
+        path = url.path.decode("latin-1")
+        query = url.query.decode("latin-1") if url.query else ""
+        method = self.parser.get_method().decode("latin-1")
+        body = b"".join(self._body) if len(self._body) != 1 else self._body[0]
+        request = Request(method, path, query, self._headers, body, self.client)
+        keep_alive = self.parser.should_keep_alive()
+        too_large = self._too_large
+        self._reset()
+        if too_large:
+            self._simple_error(413, f"request body exceeds the limit of {self.server.max_body_bytes} bytes")
+            return
+        self._pending.append((request, keep_alive))
+        if self._task is None:
+            self._task = self.server.loop.create_task(self._serve_pending())
+
+    # -- serving
+    def _simple_error(self, status: int, message: str) -> None:
+        if self._closed or self.transport is None:
+            return
+        import orjson
+
+        body = orjson.dumps({"error": {"message": message, "type": "invalid_request_error", "param": None, "code": None}})
+        self.transport.write(_head(status, {"content-type": "application/json"},
+                                   b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body)) + body)
+        self.transport.close()
+        self._closed = True
+
+    async def _serve_pending(self) -> None:
+        try:
+            while self._pending and not self._closed:
+                request, keep_alive = self._pending.popleft()
+                self._current = request
+                keep_alive = keep_alive and not self.server.draining
+                try:
+                    response = await self.server.handler(request)
+                except asyncio.CancelledError:
+                    raise
+                except AbortConnection:
+                    self.transport.abort()  # type: ignore[union-attr]
+                    self._closed = True
+                    return
+                except Exception:  # the handler must never leak a stack trace to the client
+                    log.exception("unhandled error serving %s %s", request.method, request.path)
+                    response = Response(500, b'{"error":{"message":"internal error","type":"server_error","param":null,"code":null}}')
+                if self._closed:
+                    if isinstance(response, StreamResponse):
+                        await _aclose(response.chunks)
+                    return
+                if isinstance(response, StreamResponse):
+                    try:
+                        await self._write_stream(response, keep_alive, request.method == "HEAD")
+                    except AbortConnection:
+                        self.transport.abort()  # type: ignore[union-attr]
+                        self._closed = True
+                        return
+                    except Exception:
+                        # Headers are gone already: all we can do is cut the stream short.
+                        log.exception("stream for %s %s failed", request.method, request.path)
+                        self.transport.abort()  # type: ignore[union-attr]
+                        self._closed = True
+                        return
+                else:
+                    self._write_response(response, keep_alive, request.method == "HEAD")
+                self._current = None
+                if not keep_alive:
+                    self.transport.close()  # type: ignore[union-attr]
+                    self._closed = True
+                    return
+        finally:
+            self._task = None
+            self._current = None
+
+    def _write_response(self, response: Response, keep_alive: bool, head_only: bool) -> None:
+        body = response.body
+        extra = b"content-length: %d\r\n%s\r\n" % (len(body), b"" if keep_alive else b"connection: close\r\n")
+        head = _head(response.status, response.headers, extra)
+        self.transport.write(head if head_only else head + body)  # type: ignore[union-attr]
+
+    async def _write_stream(self, response: StreamResponse, keep_alive: bool, head_only: bool) -> None:
+        transport = self.transport
+        extra = b"transfer-encoding: chunked\r\ncache-control: no-cache\r\n%s\r\n" % (b"" if keep_alive else b"connection: close\r\n")
+        transport.write(_head(response.status, response.headers, extra))  # type: ignore[union-attr]
+        chunks = response.chunks
+        try:
+            if not head_only:
+                async for chunk in chunks:
+                    if self._closed:
+                        return
+                    if chunk:
+                        transport.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))  # type: ignore[union-attr]
+                        if self._can_write is not None and not self._can_write.is_set():
+                            await self._can_write.wait()
+            if not self._closed:
+                transport.write(b"0\r\n\r\n")  # type: ignore[union-attr]
+        finally:
+            await _aclose(chunks)
+
+
+async def _aclose(chunks: AsyncIterator[bytes]) -> None:
+    close = getattr(chunks, "aclose", None)
+    if close is not None:
+        try:
+            await close()
+        except Exception:  # closing a half-consumed stream must not mask the real outcome
+            log.debug("error closing a response stream", exc_info=True)
+
+
+class HttpServer:
+    """Serves one handler on a host and port."""
+
+    def __init__(self, handler: Handler, *, max_body_bytes: int = 10 * 1024 * 1024) -> None:
+        self.handler = handler
+        self.max_body_bytes = max_body_bytes
+        self.draining = False
+        self._connections: set[_Connection] = set()
+        self._server: asyncio.base_events.Server | None = None
+        self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
+
+    async def start(self, host: str, port: int, *, sock: Any = None, reuse_port: bool = False) -> int:
+        """Start listening; returns the bound port (useful with port 0)."""
+        self.loop = asyncio.get_running_loop()
+        if sock is not None:
+            self._server = await self.loop.create_server(lambda: _Connection(self), sock=sock, backlog=4096)
+        else:
+            self._server = await self.loop.create_server(lambda: _Connection(self), host, port, backlog=4096,
+                                                         reuse_port=reuse_port or None)
+        return self._server.sockets[0].getsockname()[1]
+
+    @property
+    def in_flight(self) -> int:
+        return sum(1 for c in self._connections if c._task is not None)
+
+    async def shutdown(self, drain_seconds: float = 30.0) -> None:
+        """Stop accepting, let in-flight requests (and streams) finish, then close."""
+        self.draining = True
+        if self._server is not None:
+            self._server.close()
+        deadline = time.monotonic() + drain_seconds
+        while time.monotonic() < deadline:
+            for conn in list(self._connections):
+                if conn._task is None and not conn._pending and conn.transport is not None:
+                    conn.transport.close()
+            if not self._connections:
+                break
+            await asyncio.sleep(0.02)
+        for conn in list(self._connections):
+            if conn.transport is not None:
+                conn.transport.abort()

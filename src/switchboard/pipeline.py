@@ -1,0 +1,274 @@
+"""How a chat request is served, top to bottom, in one place.
+
+    authenticate -> admit -> resolve model -> plan attempts -> execute
+      -> respond (a whole completion, or a stream of chunks) -> settle
+
+Ingress formats (OpenAI, Anthropic) parse into the canonical request before
+this and render what it returns after; they never touch providers, limits or
+the log. Settlement (usage, cost, the request log) runs exactly once per
+request, in `settle`, whether it succeeded, failed, or the client went away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from switchboard.accounting.tokens import estimate_tokens, usage_of
+from switchboard.config import Deployment, ModelConfig
+from switchboard.context import RequestContext
+from switchboard.core.request import ChatRequest
+from switchboard.errors import GatewayError, ModelNotFound, PermissionDenied, ServiceUnavailable, UpstreamError
+from switchboard.providers.base import Provider
+
+if TYPE_CHECKING:
+    from switchboard.app import Gateway
+
+
+class StreamFailed(GatewayError):
+    """The upstream broke off after the first chunk had gone to the client."""
+
+    status = 502
+    type = "upstream_error"
+    code = "stream_interrupted"
+
+
+class Pipeline:
+    def __init__(self, gateway: Gateway) -> None:
+        self.gw = gateway
+
+    # ------------------------------------------------------------ entry points
+
+    async def chat(self, request: ChatRequest, ctx: RequestContext, headers: dict[str, str]) -> dict[str, Any]:
+        """Serve a non-streamed chat request; returns the OpenAI-shaped completion."""
+        try:
+            model = await self.prepare(request, ctx, headers)
+            response, model, dep = await self.execute(request, model, ctx)
+            self.settle_usage(ctx, model, dep, usage_of(response), request, response_text(response))
+            ctx.entry.status = 200
+            return response
+        except GatewayError as exc:
+            self.fail(ctx, exc)
+            raise
+        except asyncio.CancelledError:
+            self.fail(ctx, None, status=499, message="client disconnected")
+            raise
+        finally:
+            self.settle(ctx)
+
+    async def chat_stream(self, request: ChatRequest, ctx: RequestContext,
+                          headers: dict[str, str]) -> AsyncIterator[dict[str, Any]]:
+        """Open a stream: failover happens here, before the first chunk is returned.
+
+        Returns an iterator of OpenAI chunk dicts. If the upstream fails after
+        that, the iterator raises `StreamFailed` for the ingress to render.
+        """
+        try:
+            model = await self.prepare(request, ctx, headers)
+            upstream, first, model, dep = await self.open_stream(request, model, ctx)
+        except GatewayError as exc:
+            self.fail(ctx, exc)
+            self.settle(ctx)
+            raise
+        except asyncio.CancelledError:
+            self.fail(ctx, None, status=499, message="client disconnected")
+            self.settle(ctx)
+            raise
+        ctx.entry.ttft_ms = ctx.elapsed_ms()
+        return self._relay(request, ctx, upstream, first, model, dep)
+
+    # ------------------------------------------------------------ steps
+
+    async def prepare(self, request: ChatRequest, ctx: RequestContext, headers: dict[str, str]) -> ModelConfig:
+        """Authenticate, admit and resolve the model."""
+        identity = ctx.identity or await self.gw.auth.authenticate(headers)
+        ctx.identity = identity
+        ctx.entry.key_id = identity.key_id
+        ctx.entry.model_requested = request.model
+        ctx.entry.stream = request.stream
+        model = self.resolve(request.model, ctx)
+        if identity.allowed_models is not None and request.model not in identity.allowed_models:
+            raise PermissionDenied(f"This key may not use model {request.model!r}.", param="model")
+        return model
+
+    def resolve(self, name: str, ctx: RequestContext) -> ModelConfig:
+        model = self.gw.config.models.get(name)
+        if model is None:
+            known = ", ".join(sorted(self.gw.config.models)) or "(none configured)"
+            raise ModelNotFound(f"The model {name!r} does not exist or you do not have access to it. "
+                                f"Available models: {known}.", param="model")
+        return model
+
+    async def execute(self, request: ChatRequest, model: ModelConfig,
+                      ctx: RequestContext) -> tuple[dict[str, Any], ModelConfig, Deployment]:
+        return await self.attempt(model, ctx, lambda provider, dep: provider.chat(request, dep))
+
+    async def attempt(self, model: ModelConfig, ctx: RequestContext,
+                      call: Callable[[Provider, Deployment], Awaitable[dict[str, Any]]],
+                      ) -> tuple[dict[str, Any], ModelConfig, Deployment]:
+        """Walk the attempt plan until a deployment answers; only retryable failures move on."""
+        last: UpstreamError | None = None
+        for target, dep in self.gw.planner.plan(model):
+            provider = self.gw.providers.get(dep.provider)
+            started = time.perf_counter()
+            try:
+                response = await call(provider, dep)
+            except UpstreamError as exc:
+                self.note_attempt(ctx, dep, exc, started)
+                last = exc
+                if not exc.retryable:
+                    raise
+                continue
+            self.note_attempt(ctx, dep, None, started)
+            return response, target, dep
+        raise last or ServiceUnavailable(f"No deployment of {model.name!r} is available.")
+
+    async def embeddings(self, body: dict[str, Any], ctx: RequestContext, headers: dict[str, str]) -> dict[str, Any]:
+        try:
+            identity = ctx.identity or await self.gw.auth.authenticate(headers)
+            ctx.identity = identity
+            ctx.entry.key_id = identity.key_id
+            ctx.entry.model_requested = body["model"]
+            model = self.resolve(body["model"], ctx)
+            if identity.allowed_models is not None and model.name not in identity.allowed_models:
+                raise PermissionDenied(f"This key may not use model {model.name!r}.", param="model")
+            response, model, dep = await self.attempt(model, ctx, lambda provider, d: provider.embeddings(body, d))
+            usage = response.get("usage") if isinstance(response.get("usage"), dict) else {}
+            prompt = usage.get("prompt_tokens") if isinstance(usage.get("prompt_tokens"), int) else None
+            if prompt is None:
+                inp = body["input"]
+                prompt = estimate_tokens(inp if isinstance(inp, str) else " ".join(map(str, inp)))
+            ctx.entry.prompt_tokens = prompt
+            ctx.entry.cost = (dep.pricing or model.pricing).cost(prompt, 0)
+            ctx.entry.status = 200
+            return response
+        except GatewayError as exc:
+            self.fail(ctx, exc)
+            raise
+        except asyncio.CancelledError:
+            self.fail(ctx, None, status=499, message="client disconnected")
+            raise
+        finally:
+            self.settle(ctx)
+
+    async def open_stream(self, request: ChatRequest, model: ModelConfig, ctx: RequestContext):
+        last: UpstreamError | None = None
+        for target, dep in self.gw.planner.plan(model):
+            provider = self.gw.providers.get(dep.provider)
+            started = time.perf_counter()
+            upstream = provider.chat_stream(request, dep)
+            try:
+                first = await upstream.__anext__()
+            except StopAsyncIteration:
+                first = None
+            except UpstreamError as exc:
+                await upstream.aclose()
+                self.note_attempt(ctx, dep, exc, started)
+                last = exc
+                if not exc.retryable:
+                    raise
+                continue
+            except BaseException:
+                await upstream.aclose()
+                raise
+            self.note_attempt(ctx, dep, None, started)
+            return upstream, first, target, dep
+        raise last or ServiceUnavailable(f"No deployment of {model.name!r} is available.")
+
+    async def _relay(self, request: ChatRequest, ctx: RequestContext, upstream: AsyncIterator[dict[str, Any]],
+                     first: dict[str, Any] | None, model: ModelConfig, dep: Deployment) -> AsyncIterator[dict[str, Any]]:
+        usage: tuple[int, int, int] | None = None
+        text: list[str] = []
+        try:
+            chunk = first
+            while chunk is not None:
+                u = usage_of(chunk)
+                if u is not None:
+                    usage = u
+                collect_text(chunk, text)
+                # The usage-only chunk we asked for on the client's behalf is hidden unless it asked too.
+                if u is None or request.include_usage or chunk.get("choices"):
+                    if u is not None and not request.include_usage:
+                        chunk = {k: v for k, v in chunk.items() if k != "usage"}
+                    yield chunk
+                try:
+                    chunk = await upstream.__anext__()
+                except StopAsyncIteration:
+                    chunk = None
+            ctx.entry.status = 200
+        except UpstreamError as exc:
+            ctx.entry.extra["stream_interrupted"] = True
+            self.fail(ctx, exc)
+            raise StreamFailed(f"The upstream stream broke off: {exc.message}") from None
+        except (asyncio.CancelledError, GeneratorExit):
+            self.fail(ctx, None, status=499, message="client disconnected during the stream")
+            raise
+        finally:
+            await upstream.aclose()
+            self.settle_usage(ctx, model, dep, usage, request, "".join(text))
+            self.settle(ctx)
+
+    # ------------------------------------------------------------ accounting
+
+    def note_attempt(self, ctx: RequestContext, dep: Deployment, exc: UpstreamError | None, started: float) -> None:
+        ctx.attempt_log.append({
+            "deployment": dep.id, "model": dep.model_name,
+            "ms": round((time.perf_counter() - started) * 1000.0, 3),
+            "error": None if exc is None else exc.kind, "message": None if exc is None else exc.message[:300],
+        })
+        ctx.entry.attempts = len(ctx.attempt_log)
+        ctx.entry.model_used = dep.model_name
+        ctx.entry.deployment = dep.id
+        ctx.entry.provider = dep.provider
+        ctx.headers["x-switchboard-model"] = dep.model_name
+        ctx.headers["x-switchboard-deployment"] = dep.id
+        ctx.headers["x-switchboard-attempts"] = str(len(ctx.attempt_log))
+
+    def settle_usage(self, ctx: RequestContext, model: ModelConfig, dep: Deployment,
+                     usage: tuple[int, int, int] | None, request: ChatRequest, completion_text: str) -> None:
+        if usage is None:
+            usage = (estimate_tokens(request.prompt_text()), estimate_tokens(completion_text), 0)
+            ctx.entry.extra["usage_estimated"] = True
+        prompt, completion, cached = usage
+        pricing = dep.pricing or model.pricing
+        ctx.entry.prompt_tokens = prompt
+        ctx.entry.completion_tokens = completion
+        ctx.entry.cost = pricing.cost(prompt, completion, cached)
+        ctx.headers["x-switchboard-cost"] = f"{ctx.entry.cost:.8f}"
+
+    def fail(self, ctx: RequestContext, exc: GatewayError | None, *, status: int | None = None,
+             message: str | None = None) -> None:
+        entry = ctx.entry
+        entry.status = status or (exc.status if exc else 500)
+        entry.error_type = (exc.code or exc.type) if exc else ("client_disconnected" if entry.status == 499 else "error")
+        entry.error_message = (message or (exc.message if exc else ""))[:500]
+
+    def settle(self, ctx: RequestContext) -> None:
+        entry = ctx.entry
+        entry.latency_ms = ctx.elapsed_ms()
+        if len(ctx.attempt_log) > 1 or any(a["error"] for a in ctx.attempt_log):
+            entry.extra["attempts"] = ctx.attempt_log
+        self.gw.request_log.record(entry)
+
+
+def response_text(response: dict[str, Any]) -> str:
+    out = []
+    for choice in response.get("choices") or ():
+        msg = choice.get("message") if isinstance(choice, dict) else None
+        if isinstance(msg, dict) and isinstance(msg.get("content"), str):
+            out.append(msg["content"])
+    return "".join(out)
+
+
+def collect_text(chunk: dict[str, Any], out: list[str]) -> None:
+    for choice in chunk.get("choices") or ():
+        delta = choice.get("delta") if isinstance(choice, dict) else None
+        if isinstance(delta, dict):
+            content = delta.get("content")
+            if isinstance(content, str):
+                out.append(content)
+
+
+__all__ = ["Pipeline", "StreamFailed"]

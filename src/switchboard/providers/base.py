@@ -1,0 +1,139 @@
+"""The one narrow interface every provider adapter implements.
+
+An adapter turns a canonical (OpenAI-shaped) chat request into its provider's
+wire format, sends it on the shared pooled client, and turns the answer back:
+a whole `chat.completion` dict from `chat`, or `chat.completion.chunk` dicts
+from `chat_stream`, the last of which carries `usage`. Failures are raised as
+`UpstreamError` with a kind the retry and fallback logic understands.
+Adding a provider means adding one module and one registry line; the core
+never changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any, ClassVar
+
+import orjson
+
+from switchboard import errors
+from switchboard.config import Deployment
+from switchboard.core.request import ChatRequest
+from switchboard.errors import UpstreamError
+from switchboard.http.client import (ClientResponse, ConnectError, ConnectTimeout, HttpClient,
+                                     HttpClientError, ReadTimeout)
+
+
+class Provider:
+    kind: ClassVar[str] = ""
+
+    def __init__(self, client: HttpClient) -> None:
+        self.client = client
+
+    async def chat(self, request: ChatRequest, deployment: Deployment) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def chat_stream(self, request: ChatRequest, deployment: Deployment) -> AsyncIterator[dict[str, Any]]:
+        raise NotImplementedError
+
+    async def embeddings(self, body: dict[str, Any], deployment: Deployment) -> dict[str, Any]:
+        raise UpstreamError(errors.BAD_REQUEST, f"provider {self.kind!r} does not serve embeddings")
+
+    # -- shared plumbing for adapters
+
+    async def open(self, deployment: Deployment, method: str, url: str, headers: dict[str, str],
+                   body: bytes = b"") -> ClientResponse:
+        """Send a request; transport failures become `UpstreamError`s, error statuses too."""
+        try:
+            response = await self.client.request(method, url, headers=headers, body=body, timeouts=deployment.timeouts)
+        except ConnectTimeout as exc:
+            raise UpstreamError(errors.TIMEOUT, f"{deployment.id}: {exc}") from None
+        except ConnectError as exc:
+            raise UpstreamError(errors.CONNECTION, f"{deployment.id}: {exc}") from None
+        except ReadTimeout:
+            raise UpstreamError(errors.TIMEOUT, f"{deployment.id}: no response within {deployment.timeouts.read:g}s") from None
+        except HttpClientError as exc:
+            raise UpstreamError(errors.CONNECTION, f"{deployment.id}: {exc}") from None
+        except TimeoutError:
+            raise UpstreamError(errors.TIMEOUT, f"{deployment.id}: timed out") from None
+        if response.status >= 400:
+            body_bytes = await read_body(response, deployment)
+            raise self.error_from_response(response.status, body_bytes, response.headers, deployment)
+        return response
+
+    async def send_json(self, deployment: Deployment, url: str, headers: dict[str, str], payload: Any) -> Any:
+        response = await self.open(deployment, "POST", url, headers, orjson.dumps(payload))
+        data = await read_body(response, deployment)
+        try:
+            return orjson.loads(data)
+        except orjson.JSONDecodeError:
+            raise UpstreamError(errors.SERVER, f"{deployment.id}: upstream sent invalid JSON") from None
+
+    def error_from_response(self, status: int, body: bytes, headers: dict[str, str], deployment: Deployment) -> UpstreamError:
+        """Map an upstream error response to an `UpstreamError`; adapters refine the message parsing."""
+        message = error_message(body) or f"upstream returned HTTP {status}"
+        return UpstreamError(errors.kind_for_status(status, message), f"{deployment.id}: {message}",
+                             upstream_status=status, retry_after=retry_after(headers))
+
+
+async def read_body(response: ClientResponse, deployment: Deployment) -> bytes:
+    try:
+        return await response.read()
+    except ReadTimeout:
+        raise UpstreamError(errors.TIMEOUT, f"{deployment.id}: upstream stalled while sending its body") from None
+    except HttpClientError as exc:
+        raise UpstreamError(errors.CONNECTION, f"{deployment.id}: {exc}") from None
+
+
+async def iter_body(response: ClientResponse, deployment: Deployment) -> AsyncIterator[bytes]:
+    """The response body as it arrives, with transport failures as `UpstreamError`s."""
+    try:
+        async for chunk in response.iter_bytes():
+            yield chunk
+    except ReadTimeout:
+        raise UpstreamError(errors.TIMEOUT, f"{deployment.id}: stream stalled for over {deployment.timeouts.read:g}s") from None
+    except HttpClientError as exc:
+        raise UpstreamError(errors.CONNECTION, f"{deployment.id}: stream broke off: {exc}") from None
+
+
+def error_message(body: bytes) -> str:
+    """The human message inside the usual error JSON shapes, or the raw text."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return body[:500].decode("utf-8", "replace").strip()
+    if isinstance(data, list) and data:
+        data = data[0]
+    if isinstance(data, dict):
+        err = data.get("error", data)
+        if isinstance(err, dict):
+            msg = err.get("message") or err.get("Message")
+            if isinstance(msg, str):
+                return msg
+        if isinstance(err, str):
+            return err
+        if isinstance(data.get("message"), str):
+            return data["message"]
+    return body[:500].decode("utf-8", "replace").strip()
+
+
+def retry_after(headers: dict[str, str]) -> float | None:
+    value = headers.get("retry-after-ms")
+    if value:
+        try:
+            return float(value) / 1000.0
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        from email.utils import parsedate_to_datetime
+        import time
+
+        try:
+            return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+        except (TypeError, ValueError):
+            return None

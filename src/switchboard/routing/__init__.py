@@ -1,0 +1,1 @@
+"""Routing: balancing, health, attempts and smart (learned) routers."""

@@ -1,0 +1,104 @@
+"""Command line for offline smart routing: ``router train`` and ``route-eval``.
+
+``register`` only declares arguments; numpy and the training code are imported when a
+command runs, so wiring these commands into the main CLI costs nothing at start-up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def _load_examples(data: str, benchmark: str) -> list[Any]:
+    from .dataset import load_benchmark, load_jsonl
+
+    path = Path(data)
+    if path.is_file():
+        return load_jsonl(path)
+    return load_benchmark(path, benchmark)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .train import TrainConfig, train_router
+
+    examples = _load_examples(args.data, args.benchmark)
+    config = TrainConfig(default_share=args.default_share, seed=args.seed)
+    router = train_router(examples, name=args.name, config=config)
+    router.meta["trained_on"] = Path(args.data).name if Path(args.data).is_file() else args.benchmark
+    router.save(args.out)
+    print(f"trained {router.name} on {len(examples)} prompts; default threshold {router.default_threshold:.4f} "
+          f"(~{100 * args.default_share:.0f}% strong calls on the training prompts); saved to {args.out}")
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from .evaluate import cross_validate, evaluate_router
+
+    examples = _load_examples(args.data, args.benchmark)
+    name = args.benchmark if not Path(args.data).is_file() else Path(args.data).stem
+    if args.router:
+        from .router import load_router
+
+        report = evaluate_router(load_router(args.router), examples, name, seed=args.seed)
+    else:
+        from .train import TrainConfig, train_router
+
+        config = TrainConfig(seed=args.seed)
+        groups = {e.group for e in examples}
+        report = cross_validate(
+            examples, name, args.folds, lambda ex: train_router(ex, config=config), seed=args.seed,
+            leave_group_out=args.benchmark == "mmlu" and len(groups) >= args.folds,
+        )
+    if args.plot:
+        from .plot import plot_report
+
+        plot_report(report, args.plot)
+    print(report.to_text())
+    if args.plot:
+        print(f"plot written to {args.plot}")
+    if args.json:
+        print(json.dumps(report.to_json(), separators=(",", ":")))
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    """Add ``router`` (with ``train``) and ``route-eval`` to an argparse subparsers object."""
+    router = subparsers.add_parser("router", help="train and manage smart routers")
+    router_sub = router.add_subparsers(dest="router_command", required=True)
+    train = router_sub.add_parser("train", help="train a router from recorded strong/weak results")
+    train.add_argument("--data", required=True,
+                       help="RouteLLM data directory, or a JSONL file of {prompt, scores|winner} (docs/routing.md)")
+    train.add_argument("--benchmark", default="all", choices=["mmlu", "gsm8k", "mt-bench", "all"],
+                       help="benchmark(s) to train on when --data is a directory (default: all present)")
+    train.add_argument("--out", required=True, help="where to write the router (.npz)")
+    train.add_argument("--name", default="linear-tfidf", help="router name stored in the file")
+    train.add_argument("--default-share", type=float, default=0.5,
+                       help="strong-call share on the training prompts that the stored default threshold gives")
+    train.add_argument("--seed", type=int, default=0)
+    train.set_defaults(func=_cmd_train)
+
+    ev = subparsers.add_parser("route-eval", help="evaluate routers offline: APGR, CPT, PGR curve, latency")
+    ev.add_argument("--data", required=True, help="RouteLLM data directory, or a JSONL file in our format")
+    ev.add_argument("--benchmark", default="mmlu", choices=["mmlu", "gsm8k", "mt-bench"])
+    how = ev.add_mutually_exclusive_group(required=True)
+    how.add_argument("--folds", type=int, help="train and test by K-fold cross-validation")
+    how.add_argument("--router", help="test a trained router file as is")
+    ev.add_argument("--json", action="store_true", help="print the summary as one JSON object on the last line")
+    ev.add_argument("--plot", help="write the quality-vs-strong-share curves to this PNG")
+    ev.add_argument("--seed", type=int, default=0)
+    ev.set_defaults(func=_cmd_eval)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="switchboard-smart-routing")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,190 @@
+"""Scoring routers: score(prompt) = probability that the strong model is needed.
+
+Precisely, a learned router estimates RouteLLM's *strong win rate*: P(strong better) +
+P(tie) / 2. Routing to the strong model when ``score >= threshold`` then sends the
+prompts with the largest expected quality gain first.
+
+Routers are saved as one compressed ``.npz`` file (no pickle, so loading a file cannot
+run code) and are loaded lazily; the shipped default lives in ``switchboard/data/routers``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .features import DENSE_NAMES, Vocabulary, dense_stats, terms, tokenize
+
+FORMAT_VERSION = 1
+DEFAULT_ROUTER_PATH = Path(__file__).resolve().parents[2] / "data" / "routers" / "default.npz"
+
+#: Strong shares at which a router stores its training-score quantile, so serving can
+#: turn an operator's "at most 30% strong calls" into a threshold without any data.
+SHARE_GRID = tuple(round(0.05 * i, 2) for i in range(1, 20))
+
+
+class RouterFormatError(ValueError):
+    """A router file is missing, of an unknown kind, or of an unsupported version."""
+
+
+class ScoringRouter:
+    """Base class: a named scorer with a stored default threshold.
+
+    ``default_threshold`` routes about ``default_share`` (50% unless trained otherwise) of
+    the training prompts to the strong model; ``threshold_for_share`` gives the threshold
+    for another share from quantiles stored at training time.
+    """
+
+    name: str = "router"
+    default_threshold: float = 0.5
+
+    def __init__(self, name: str, default_threshold: float = 0.5, share_thresholds: dict[float, float] | None = None,
+                 meta: dict[str, Any] | None = None) -> None:
+        self.name = name
+        self.default_threshold = float(default_threshold)
+        self.share_thresholds = dict(share_thresholds or {})
+        self.meta = dict(meta or {})
+
+    def score(self, text: str) -> float:
+        raise NotImplementedError
+
+    def score_many(self, texts: Sequence[str]) -> np.ndarray:
+        return np.fromiter((self.score(t) for t in texts), dtype=float, count=len(texts))
+
+    def threshold_for_share(self, share: float) -> float:
+        """Threshold sending about ``share`` of training-like traffic to the strong model."""
+        if share <= 0:
+            return math.inf
+        if share >= 1:
+            return -math.inf
+        if not self.share_thresholds:
+            raise ValueError(f"router {self.name!r} has no stored share thresholds; use calibrate_threshold")
+        grid = sorted(self.share_thresholds)
+        values = [self.share_thresholds[s] for s in grid]
+        return float(np.interp(share, grid, values))
+
+    def route_strong(self, text: str, threshold: float | None = None) -> bool:
+        """True if the prompt should go to the strong model."""
+        return self.score(text) >= (self.default_threshold if threshold is None else threshold)
+
+    def _common_arrays(self, kind: str) -> dict[str, np.ndarray]:
+        grid = sorted(self.share_thresholds)
+        return {
+            "kind": np.array(kind),
+            "format_version": np.array(FORMAT_VERSION),
+            "name": np.array(self.name),
+            "default_threshold": np.array(self.default_threshold),
+            "share_grid": np.array(grid, dtype=float),
+            "share_values": np.array([self.share_thresholds[s] for s in grid], dtype=float),
+            "meta": np.array(json.dumps(self.meta, sort_keys=True)),
+        }
+
+    def save(self, path: str | os.PathLike) -> None:
+        raise NotImplementedError
+
+
+class LinearRouter(ScoringRouter):
+    """Logistic model over TF-IDF word uni/bi-grams and standardised shape statistics."""
+
+    def __init__(self, name: str, vocab: Vocabulary, sparse_w: np.ndarray, dense_w: np.ndarray, bias: float,
+                 dense_mean: np.ndarray, dense_std: np.ndarray, default_threshold: float = 0.5,
+                 share_thresholds: dict[float, float] | None = None, meta: dict[str, Any] | None = None) -> None:
+        super().__init__(name, default_threshold, share_thresholds, meta)
+        self.vocab = vocab
+        self.sparse_w = np.asarray(sparse_w, dtype=np.float32)
+        self.dense_w = np.asarray(dense_w, dtype=float)
+        self.bias = float(bias)
+        self.dense_mean = np.asarray(dense_mean, dtype=float)
+        self.dense_std = np.asarray(dense_std, dtype=float)
+        # Pre-folded for the hot path: z_sparse = sum(w*idf) / sqrt(sum(idf^2)).
+        self._wi = (self.sparse_w * vocab.idf).astype(np.float64)
+        self._idf2 = (vocab.idf.astype(np.float64)) ** 2
+        self._dense_scale = (self.dense_w / self.dense_std).tolist()
+        self._dense_offset = float(self.bias - np.sum(self.dense_w * self.dense_mean / self.dense_std))
+
+    def logit(self, text: str) -> float:
+        tokens = tokenize(text)
+        cols = self.vocab.columns(terms(tokens))
+        z = self._dense_offset
+        if cols:
+            z += float(self._wi[cols].sum() / math.sqrt(self._idf2[cols].sum()))
+        for a, s in zip(self._dense_scale, dense_stats(text, tokens)):
+            z += a * s
+        return z
+
+    def score(self, text: str) -> float:
+        z = self.logit(text)
+        return 1.0 / (1.0 + math.exp(-z)) if z > -700 else 0.0
+
+    def save(self, path: str | os.PathLike) -> None:
+        arrays = self._common_arrays("linear")
+        arrays.update(
+            terms=np.array(self.vocab.terms, dtype=str),
+            idf=self.vocab.idf.astype(np.float32),
+            sparse_w=self.sparse_w.astype(np.float32),
+            dense_w=self.dense_w,
+            bias=np.array(self.bias),
+            dense_mean=self.dense_mean,
+            dense_std=self.dense_std,
+            dense_names=np.array(DENSE_NAMES, dtype=str),
+        )
+        _write_npz(path, arrays)
+
+
+class RandomRouter(ScoringRouter):
+    """Baseline: a uniform pseudo-random score per prompt, stable for the same prompt and
+    seed (so retries of one request route the same way)."""
+
+    def __init__(self, seed: int = 0, name: str = "random") -> None:
+        super().__init__(name, 0.5, {s: 1.0 - s for s in SHARE_GRID}, {"seed": seed})
+        self.seed = int(seed)
+        self._key = str(self.seed).encode()
+
+    def score(self, text: str) -> float:
+        digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8, key=self._key).digest()
+        return int.from_bytes(digest, "big") / 2.0**64
+
+    def save(self, path: str | os.PathLike) -> None:
+        arrays = self._common_arrays("random")
+        arrays["seed"] = np.array(self.seed)
+        _write_npz(path, arrays)
+
+
+def _write_npz(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("wb") as fh:
+        np.savez_compressed(fh, **arrays)
+    os.replace(tmp, path)
+
+
+def load_router(path: str | os.PathLike | None = None) -> ScoringRouter:
+    """Load a saved router; ``None`` loads the default shipped with the package."""
+    path = Path(path) if path is not None else DEFAULT_ROUTER_PATH
+    if not path.exists():
+        raise RouterFormatError(f"no router file at {path}")
+    with np.load(path, allow_pickle=False) as z:
+        kind = str(z["kind"])
+        version = int(z["format_version"])
+        if version != FORMAT_VERSION:
+            raise RouterFormatError(f"{path}: router format {version} is not supported (want {FORMAT_VERSION})")
+        common = {
+            "default_threshold": float(z["default_threshold"]),
+            "share_thresholds": dict(zip(z["share_grid"].tolist(), z["share_values"].tolist())),
+            "meta": json.loads(str(z["meta"])),
+        }
+        if kind == "linear":
+            vocab = Vocabulary(z["terms"].tolist(), z["idf"])
+            return LinearRouter(str(z["name"]), vocab, z["sparse_w"], z["dense_w"], float(z["bias"]),
+                                z["dense_mean"], z["dense_std"], **common)
+        if kind == "random":
+            return RandomRouter(int(z["seed"]), str(z["name"]))
+    raise RouterFormatError(f"{path}: unknown router kind {kind!r}")

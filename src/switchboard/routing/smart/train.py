@@ -1,0 +1,88 @@
+"""Train a LinearRouter from routing examples.
+
+Only the training examples are ever seen: the vocabulary, IDF weights, feature
+standardisation and the early-stopping point are all fitted inside this function, on a
+split of the data it is given, so cross-validation that calls it per fold is leak-free.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from .dataset import Example
+from .features import Vocabulary, dense_stats, sparse_matrix, terms, tokenize
+from .linear import Design, fit_logistic
+from .router import SHARE_GRID, LinearRouter
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Knobs of the learned router, fixed up front (not tuned on evaluation folds)."""
+
+    min_df: int = 3
+    max_terms: int = 40000
+    l2_grid: tuple[float, ...] = (1e-4, 1e-3, 1e-2)
+    lr: float = 0.01
+    max_steps: int = 600
+    valid_fraction: float = 0.15
+    default_share: float = 0.5
+    seed: int = 0
+
+
+def _design(vocab: Vocabulary, term_sets: list[set[str]], dense: np.ndarray) -> Design:
+    indptr, indices, data = sparse_matrix(vocab, term_sets)
+    return Design(indptr, indices, data, dense, len(vocab.terms))
+
+
+def train_router(examples: Sequence[Example], name: str = "linear-tfidf", config: TrainConfig | None = None) -> LinearRouter:
+    """Fit the vocabulary and a soft-label logistic model. The L2 strength and the number
+    of optimisation steps are chosen on a held-out ``valid_fraction`` of the given examples
+    (lowest validation loss), then the model is refit on all of them with that choice."""
+    cfg = config or TrainConfig()
+    if len(examples) < 10:
+        raise ValueError("need at least 10 examples to train a router")
+    texts = [e.prompt for e in examples]
+    y = np.array([e.label for e in examples], dtype=float)
+    tokens = [tokenize(t) for t in texts]
+    term_sets = [terms(t) for t in tokens]
+    raw_dense = np.array([dense_stats(t, tk) for t, tk in zip(texts, tokens)], dtype=float)
+
+    rng = np.random.default_rng(cfg.seed)
+    perm = rng.permutation(len(examples))
+    n_valid = max(1, int(len(examples) * cfg.valid_fraction))
+    valid_idx, fit_idx = np.sort(perm[:n_valid]), np.sort(perm[n_valid:])
+
+    def build(rows: np.ndarray) -> tuple[Vocabulary, np.ndarray, np.ndarray]:
+        vocab = Vocabulary.fit([term_sets[i] for i in rows], cfg.min_df, cfg.max_terms)
+        mean = raw_dense[rows].mean(axis=0)
+        std = raw_dense[rows].std(axis=0) + 1e-6
+        return vocab, mean, std
+
+    # 1) early stopping on a held-out slice, with features fitted on the rest only
+    vocab, mean, std = build(fit_idx)
+    std_dense = (raw_dense - mean) / std
+    x_fit = _design(vocab, [term_sets[i] for i in fit_idx], std_dense[fit_idx])
+    x_val = _design(vocab, [term_sets[i] for i in valid_idx], std_dense[valid_idx])
+    trials = []
+    for l2 in cfg.l2_grid:
+        _, steps, loss = fit_logistic(x_fit, y[fit_idx], l2, cfg.max_steps, cfg.lr, valid=(x_val, y[valid_idx]))
+        trials.append((loss, l2, max(steps, 10)))
+    _, best_l2, best_steps = min(trials)
+
+    # 2) refit on everything for that many steps
+    all_idx = np.arange(len(examples))
+    vocab, mean, std = build(all_idx)
+    x_all = _design(vocab, term_sets, (raw_dense - mean) / std)
+    weights, _, _ = fit_logistic(x_all, y, best_l2, best_steps, cfg.lr)
+
+    router = LinearRouter(name, vocab, weights.sparse, weights.dense, weights.bias, mean, std,
+                          meta={"examples": len(examples), "steps": int(best_steps), "l2": best_l2,
+                                "config": {k: v for k, v in cfg.__dict__.items()}})
+    scores = router.score_many(texts)
+    router.share_thresholds = {s: float(np.quantile(scores, 1.0 - s)) for s in SHARE_GRID}
+    router.default_threshold = router.threshold_for_share(cfg.default_share)
+    router.meta["default_share"] = cfg.default_share
+    return router

@@ -1,0 +1,93 @@
+"""Running the gateway: load or discover the config, start the server, drain on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from switchboard.config import GatewayConfig, config_from_dict, load_config
+
+log = logging.getLogger("switchboard")
+
+
+async def build_config(path: str | None, env: Mapping[str, str]) -> tuple[GatewayConfig, Any]:
+    """The config to serve, and the in-process mock upstream when running the demo (else None)."""
+    if path:
+        return load_config(path, env), None
+    from switchboard import discovery
+    from switchboard.providers.registry import ADAPTERS
+
+    models, notes = discovery.discover_env(env, set(ADAPTERS))
+    ollama = await discovery.discover_ollama()
+    if ollama:
+        models.update(discovery.ollama_models(ollama))
+        notes.append(f"Ollama on localhost:11434: {', '.join(ollama)}")
+    if models:
+        config = config_from_dict({"models": models}, env, source="<discovered from environment>")
+        config.notes = notes
+        return config, None
+    from switchboard.testing.mock_upstream import MockUpstream
+
+    mock = MockUpstream(discovery.demo_behaviours())
+    port = await mock.start("127.0.0.1", 0)
+    config = config_from_dict({"models": discovery.demo_models(f"http://127.0.0.1:{port}/v1")}, env,
+                              source="<demo: simulated models>")
+    for model in config.models.values():
+        model.simulated = True
+    config.notes = [f"No provider keys found: serving the DEMO. {', '.join(config.models)} are SIMULATED "
+                    f"models answered by the built-in mock upstream on 127.0.0.1:{port}, not real LLMs."]
+    return config, mock
+
+
+async def serve(config_path: str | None, host: str | None = None, port: int | None = None,
+                env: Mapping[str, str] | None = None, ready_file: str | None = None) -> None:
+    from switchboard.app import Gateway
+    from switchboard.http.server import HttpServer
+
+    t0 = time.perf_counter()
+    env = os.environ if env is None else env
+    config, mock = await build_config(config_path, env)
+    if host:
+        config.server.host = host
+    if port is not None:
+        config.server.port = port
+    for note in config.notes:
+        log.warning(note) if "SIMULATED" in note else log.info("found %s", note)
+    if config.master_key is None:
+        log.warning("No master key configured (auth.master_key or SWITCHBOARD_MASTER_KEY): the gateway is open to anyone who can reach it.")
+    gateway = Gateway(config)
+    await gateway.start()
+    server = HttpServer(gateway.handle, max_body_bytes=config.server.max_body_bytes)
+    bound = await server.start(config.server.host, config.server.port)
+    log.info("switchboard listening on http://%s:%d with %d model(s) [%s] (ready in %.0f ms)",
+             config.server.host, bound, len(config.models), ", ".join(config.models),
+             (time.perf_counter() - t0) * 1000)
+    if ready_file:
+        with open(ready_file, "w") as f:
+            f.write(str(bound))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("shutting down: draining in-flight requests (up to %gs)", config.server.drain_seconds)
+    await server.shutdown(config.server.drain_seconds)
+    await gateway.close()
+    if mock is not None:
+        await mock.close()
+    log.info("stopped")
+
+
+def run(coro: Any) -> Any:
+    """Run a coroutine on uvloop when it is installed."""
+    try:
+        import uvloop
+
+        return uvloop.run(coro)
+    except ImportError:
+        return asyncio.run(coro)

@@ -1,0 +1,66 @@
+"""What the gateway needs from its database, whichever one it is.
+
+Two backends implement it: SQLite (the embedded default, one file, no server)
+and Postgres (shared by many replicas). Everything here is async; the SQLite
+backend runs its blocking calls on one dedicated thread, never on the event loop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+REQUEST_LOG_COLUMNS = (
+    "request_id", "ts", "key_id", "ingress", "endpoint", "model_requested", "model_used", "deployment",
+    "provider", "status", "error_type", "error_message", "prompt_tokens", "completion_tokens", "cost",
+    "latency_ms", "ttft_ms", "stream", "attempts", "router", "router_score", "extra",
+)
+
+
+@dataclass(slots=True)
+class RequestLogEntry:
+    request_id: str
+    ts: float
+    key_id: str | None = None
+    ingress: str = "openai"
+    endpoint: str = "chat"
+    model_requested: str | None = None
+    model_used: str | None = None
+    deployment: str | None = None
+    provider: str | None = None
+    status: int = 0
+    error_type: str | None = None
+    error_message: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float = 0.0
+    latency_ms: float = 0.0
+    ttft_ms: float | None = None
+    stream: bool = False
+    attempts: int = 0
+    router: str | None = None
+    router_score: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def row(self) -> tuple:
+        import orjson
+
+        return (self.request_id, self.ts, self.key_id, self.ingress, self.endpoint, self.model_requested,
+                self.model_used, self.deployment, self.provider, self.status, self.error_type, self.error_message,
+                self.prompt_tokens, self.completion_tokens, self.cost, self.latency_ms, self.ttft_ms,
+                1 if self.stream else 0, self.attempts, self.router, self.router_score,
+                orjson.dumps(self.extra).decode() if self.extra else None)
+
+
+class Storage(Protocol):
+    name: str
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def ping(self) -> bool: ...
+
+    async def write_request_logs(self, entries: list[RequestLogEntry]) -> None: ...
+
+    async def recent_requests(self, limit: int = 50, **filters: Any) -> list[dict[str, Any]]: ...

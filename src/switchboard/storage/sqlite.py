@@ -1,0 +1,147 @@
+"""The embedded default store: one SQLite file, written from one dedicated thread.
+
+SQLite connections are not shareable across threads and every call blocks, so
+all work goes through a single-thread executor: the event loop only awaits.
+WAL mode lets readers (the CLI's `switchboard logs`) run beside the gateway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Callable, TypeVar
+
+from switchboard.storage.base import REQUEST_LOG_COLUMNS, RequestLogEntry
+
+T = TypeVar("T")
+
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE IF NOT EXISTS request_log (
+        request_id TEXT PRIMARY KEY,
+        ts REAL NOT NULL,
+        key_id TEXT,
+        ingress TEXT,
+        endpoint TEXT,
+        model_requested TEXT,
+        model_used TEXT,
+        deployment TEXT,
+        provider TEXT,
+        status INTEGER,
+        error_type TEXT,
+        error_message TEXT,
+        prompt_tokens INTEGER DEFAULT 0,
+        completion_tokens INTEGER DEFAULT 0,
+        cost REAL DEFAULT 0,
+        latency_ms REAL,
+        ttft_ms REAL,
+        stream INTEGER DEFAULT 0,
+        attempts INTEGER DEFAULT 0,
+        router TEXT,
+        router_score REAL,
+        extra TEXT
+    );
+    CREATE INDEX IF NOT EXISTS request_log_ts ON request_log (ts);
+    CREATE INDEX IF NOT EXISTS request_log_key_ts ON request_log (key_id, ts);
+    """,
+]
+
+
+class SQLiteStorage:
+    name = "sqlite"
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
+        self._conn: sqlite3.Connection | None = None
+
+    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `fn(connection)` on the database thread."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._call, fn)
+
+    def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._conn is None:
+            if self.path != ":memory:":
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.row_factory = sqlite3.Row
+            self._conn = conn
+        return fn(self._conn)
+
+    async def start(self) -> None:
+        await self.run(self._migrate)
+
+    @staticmethod
+    def _migrate(conn: sqlite3.Connection) -> None:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY)")
+            done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+            for version, sql in enumerate(MIGRATIONS, start=1):
+                if version in done:
+                    continue
+                for statement in filter(str.strip, sql.split(";")):
+                    conn.execute(statement)
+                conn.execute("INSERT INTO schema_migrations (version) VALUES (?)", (version,))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    async def close(self) -> None:
+        def _close(conn: sqlite3.Connection) -> None:
+            conn.close()
+
+        if self._conn is not None:
+            await self.run(_close)
+            self._conn = None
+        self._executor.shutdown(wait=True)
+
+    async def ping(self) -> bool:
+        try:
+            return await self.run(lambda c: c.execute("SELECT 1").fetchone()[0] == 1)
+        except sqlite3.Error:
+            return False
+
+    async def write_request_logs(self, entries: list[RequestLogEntry]) -> None:
+        rows = [e.row() for e in entries]
+        sql = (f"INSERT OR REPLACE INTO request_log ({', '.join(REQUEST_LOG_COLUMNS)}) "
+               f"VALUES ({', '.join('?' * len(REQUEST_LOG_COLUMNS))})")
+
+        def _write(conn: sqlite3.Connection) -> None:
+            conn.execute("BEGIN")
+            try:
+                conn.executemany(sql, rows)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+
+        await self.run(_write)
+
+    async def recent_requests(self, limit: int = 50, **filters: Any) -> list[dict[str, Any]]:
+        return await self.run(lambda c: query_recent(c, limit, **filters))
+
+
+def query_recent(conn: sqlite3.Connection, limit: int = 50, *, key_id: str | None = None, model: str | None = None,
+                 status: int | None = None, since: float | None = None) -> list[dict[str, Any]]:
+    where, args = [], []
+    if key_id:
+        where.append("key_id = ?")
+        args.append(key_id)
+    if model:
+        where.append("(model_requested = ? OR model_used = ?)")
+        args += [model, model]
+    if status:
+        where.append("status = ?")
+        args.append(status)
+    if since:
+        where.append("ts >= ?")
+        args.append(since)
+    sql = "SELECT * FROM request_log" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY ts DESC LIMIT ?"
+    return [dict(r) for r in conn.execute(sql, (*args, limit))]

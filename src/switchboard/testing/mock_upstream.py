@@ -1,0 +1,360 @@
+"""The mock upstream: a real HTTP server that speaks providers' wire formats, with fault injection.
+
+Tests, benchmarks and the zero-config demo all talk to it over loopback, so
+every byte the gateway sends and receives goes through real sockets.
+
+Behaviour is set per model (`ModelBehaviour`): fixed latency, time to first
+token, tokens per second, the reply text, and faults (an HTTP status at a
+given rate, 429 with Retry-After, hanging, dropping the connection before the
+first byte, cutting a stream after N chunks). It can be changed while running
+with ``POST /_mock/behaviour`` and inspected with ``GET /_mock/stats``, which
+counts requests and the tokens the mock "billed", for reconciliation tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import random
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+import orjson
+
+from switchboard.http.server import AbortConnection, HttpServer, Request, Response, StreamResponse
+
+
+@dataclass
+class Fault:
+    """One injected fault. kind: status | hang | drop | cut."""
+
+    kind: str = "status"
+    rate: float = 1.0
+    status: int = 500
+    retry_after: float | None = None
+    after_chunks: int = 1
+    message: str = "injected fault"
+
+
+@dataclass
+class ModelBehaviour:
+    reply: str | None = None
+    latency: float = 0.0
+    ttft: float | None = None
+    tokens_per_second: float | None = None
+    faults: list[Fault] = field(default_factory=list)
+    embedding_dims: int = 16
+    context_window: int | None = None
+    report_usage: bool = True
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelBehaviour:
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown mock behaviour setting(s): {', '.join(sorted(unknown))}")
+        data = dict(data)
+        data["faults"] = [f if isinstance(f, Fault) else Fault(**f) for f in data.get("faults", [])]
+        return cls(**data)
+
+
+@dataclass
+class Stats:
+    requests: int = 0
+    by_model: dict[str, int] = field(default_factory=dict)
+    by_path: dict[str, int] = field(default_factory=dict)
+    faults: int = 0
+    completed: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    last_request: Any = None
+    last_headers: dict[str, str] = field(default_factory=dict)
+
+
+def count_tokens(text: str) -> int:
+    return (len(text) + 3) // 4 if text else 0
+
+
+def words_of(text: str) -> list[str]:
+    """Split a reply into stream pieces (one 'token' each), keeping the spaces."""
+    parts = text.split(" ")
+    return [p if i == 0 else " " + p for i, p in enumerate(parts)]
+
+
+class MockUpstream:
+    """Holds the per-model behaviour and serves every supported wire format."""
+
+    def __init__(self, behaviours: dict[str, ModelBehaviour] | None = None, default: ModelBehaviour | None = None,
+                 seed: int | None = None) -> None:
+        self.behaviours = behaviours or {}
+        self.default = default or ModelBehaviour()
+        self.stats = Stats()
+        self.rng = random.Random(seed)
+        self.server = HttpServer(self.handle, max_body_bytes=64 * 1024 * 1024)
+        self.port: int | None = None
+
+    def behaviour(self, model: str) -> ModelBehaviour:
+        return self.behaviours.get(model, self.default)
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
+        self.port = await self.server.start(host, port)
+        return self.port
+
+    async def close(self) -> None:
+        await self.server.shutdown(drain_seconds=0.5)
+
+    # ---------------------------------------------------------------- dispatch
+
+    async def handle(self, request: Request) -> Response | StreamResponse:
+        path = request.path
+        if path.startswith("/_mock/"):
+            return self.control(request)
+        self.stats.requests += 1
+        self.stats.by_path[path] = self.stats.by_path.get(path, 0) + 1
+        self.stats.last_headers = dict(request.headers)
+        try:
+            body = orjson.loads(request.body) if request.body else {}
+        except orjson.JSONDecodeError:
+            return _error(400, "invalid JSON body", "invalid_request_error")
+        self.stats.last_request = body
+        handler = self.route(request.method, path)
+        if handler is None:
+            return _error(404, f"mock upstream has no route {request.method} {path}", "invalid_request_error")
+        return await handler(request, body)
+
+    def route(self, method: str, path: str):
+        if method == "POST" and path.endswith("/chat/completions"):
+            return self.openai_chat
+        if method == "POST" and path.endswith("/embeddings"):
+            return self.openai_embeddings
+        if method == "GET" and path.endswith("/models"):
+            return self.openai_models
+        return None
+
+    def control(self, request: Request) -> Response:
+        if request.path == "/_mock/stats":
+            return Response(200, orjson.dumps(asdict(self.stats)))
+        if request.path == "/_mock/reset" and request.method == "POST":
+            self.stats = Stats()
+            return Response(200, b'{"ok":true}')
+        if request.path == "/_mock/behaviour" and request.method == "POST":
+            try:
+                data = orjson.loads(request.body)
+                for model, settings in data.items():
+                    if model == "*":
+                        self.default = ModelBehaviour.from_dict(settings)
+                    else:
+                        self.behaviours[model] = ModelBehaviour.from_dict(settings)
+            except (orjson.JSONDecodeError, TypeError, ValueError, AttributeError) as exc:
+                return _error(400, f"bad behaviour: {exc}", "invalid_request_error")
+            return Response(200, b'{"ok":true}')
+        return _error(404, "unknown control path", "invalid_request_error")
+
+    # ---------------------------------------------------------------- faults
+
+    async def before_reply(self, model: str) -> Response | None:
+        """Apply the model's non-stream faults and latency; returns an error response to send, if any."""
+        behaviour = self.behaviour(model)
+        for fault in behaviour.faults:
+            if fault.kind == "cut" or self.rng.random() >= fault.rate:
+                continue
+            self.stats.faults += 1
+            if fault.kind == "hang":
+                await asyncio.sleep(3600)
+            if fault.kind == "drop":
+                raise AbortConnection()
+            headers = {}
+            if fault.retry_after is not None:
+                headers["retry-after"] = f"{fault.retry_after:g}"
+            return self.error_response(fault.status, fault.message, headers)
+        return None
+
+    def error_response(self, status: int, message: str, headers: dict[str, str]) -> Response:
+        kind = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+                404: "not_found_error", 429: "rate_limit_error"}.get(status, "server_error")
+        return _error(status, message, kind, headers)
+
+    def cut_after(self, model: str) -> int | None:
+        for fault in self.behaviour(model).faults:
+            if fault.kind == "cut" and self.rng.random() < fault.rate:
+                return fault.after_chunks
+        return None
+
+    async def pace_first(self, behaviour: ModelBehaviour) -> None:
+        delay = behaviour.ttft if behaviour.ttft is not None else behaviour.latency
+        if delay:
+            await asyncio.sleep(delay)
+
+    # ---------------------------------------------------------------- content
+
+    def reply_for(self, model: str, prompt: str) -> str:
+        behaviour = self.behaviour(model)
+        if behaviour.reply is not None:
+            return behaviour.reply
+        digest = hashlib.sha256(prompt.encode()).hexdigest()[:8]
+        return f"This is a simulated reply from {model} (prompt {digest})."
+
+    def account(self, prompt_tokens: int, completion_tokens: int) -> None:
+        self.stats.completed += 1
+        self.stats.prompt_tokens += prompt_tokens
+        self.stats.completion_tokens += completion_tokens
+
+    def too_long(self, model: str, prompt_tokens: int) -> bool:
+        window = self.behaviour(model).context_window
+        return window is not None and prompt_tokens > window
+
+    # ---------------------------------------------------------------- OpenAI format
+
+    async def openai_chat(self, request: Request, body: dict[str, Any]) -> Response | StreamResponse:
+        model = str(body.get("model", ""))
+        self.stats.by_model[model] = self.stats.by_model.get(model, 0) + 1
+        error = await self.before_reply(model)
+        if error is not None:
+            return error
+        messages = body.get("messages") or []
+        prompt = openai_prompt_text(messages)
+        prompt_tokens = count_tokens(prompt)
+        if self.too_long(model, prompt_tokens):
+            return _error(400, f"This model's maximum context length is {self.behaviour(model).context_window} tokens. "
+                               f"However, your messages resulted in {prompt_tokens} tokens.",
+                          "invalid_request_error", code="context_length_exceeded")
+        behaviour = self.behaviour(model)
+        tool_call = pick_tool(body)
+        text = self.reply_for(model, prompt)
+        if (body.get("response_format") or {}).get("type") in ("json_object", "json_schema"):
+            text = orjson.dumps({"answer": text}).decode()
+        created = int(time.time())
+        cid = "chatcmpl-" + uuid.uuid4().hex[:24]
+        if body.get("stream"):
+            include_usage = bool((body.get("stream_options") or {}).get("include_usage")) and behaviour.report_usage
+            return StreamResponse(self._openai_stream(model, cid, created, text, tool_call, prompt_tokens,
+                                                      include_usage, behaviour))
+        await self.pace_first(behaviour)
+        if behaviour.tokens_per_second:
+            await asyncio.sleep(len(words_of(text)) / behaviour.tokens_per_second)
+        completion_tokens = count_tokens(text) if tool_call is None else 12
+        self.account(prompt_tokens, completion_tokens)
+        message: dict[str, Any] = {"role": "assistant", "content": text if tool_call is None else None,
+                                   "refusal": None}
+        if tool_call is not None:
+            message["tool_calls"] = [tool_call]
+        result: dict[str, Any] = {
+            "id": cid, "object": "chat.completion", "created": created, "model": model,
+            "choices": [{"index": 0, "message": message, "logprobs": None,
+                         "finish_reason": "tool_calls" if tool_call else "stop"}],
+            "system_fingerprint": "fp_mock",
+        }
+        if behaviour.report_usage:
+            result["usage"] = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                               "total_tokens": prompt_tokens + completion_tokens}
+        return Response(200, orjson.dumps(result))
+
+    async def _openai_stream(self, model: str, cid: str, created: int, text: str, tool_call: dict | None,
+                             prompt_tokens: int, include_usage: bool, behaviour: ModelBehaviour) -> AsyncIterator[bytes]:
+        cut = self.cut_after(model)
+        base = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
+                "system_fingerprint": "fp_mock"}
+        await self.pace_first(behaviour)
+        pieces = words_of(text) if tool_call is None else []
+        sent = 0
+
+        def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+            return b"data: " + orjson.dumps({**base, "choices": [{"index": 0, "delta": delta, "logprobs": None,
+                                                                    "finish_reason": finish}]}) + b"\n\n"
+
+        yield chunk({"role": "assistant", "content": "", "refusal": None})
+        sent += 1
+        if tool_call is not None:
+            yield chunk({"tool_calls": [{"index": 0, "id": tool_call["id"], "type": "function",
+                                         "function": {"name": tool_call["function"]["name"], "arguments": ""}}]})
+            yield chunk({"tool_calls": [{"index": 0, "function": {"arguments": tool_call["function"]["arguments"]}}]})
+        for piece in pieces:
+            if cut is not None and sent >= cut:
+                self.stats.faults += 1
+                raise AbortConnection()
+            if behaviour.tokens_per_second:
+                await asyncio.sleep(1.0 / behaviour.tokens_per_second)
+            yield chunk({"content": piece})
+            sent += 1
+        yield chunk({}, "tool_calls" if tool_call else "stop")
+        completion_tokens = count_tokens(text) if tool_call is None else 12
+        self.account(prompt_tokens, completion_tokens)
+        if include_usage:
+            yield b"data: " + orjson.dumps({**base, "choices": [], "usage": {
+                "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens}}) + b"\n\n"
+        yield b"data: [DONE]\n\n"
+
+    async def openai_embeddings(self, request: Request, body: dict[str, Any]) -> Response:
+        model = str(body.get("model", ""))
+        self.stats.by_model[model] = self.stats.by_model.get(model, 0) + 1
+        error = await self.before_reply(model)
+        if error is not None:
+            return error
+        await self.pace_first(self.behaviour(model))
+        inputs = body.get("input")
+        items = [inputs] if isinstance(inputs, str) else list(inputs or [])
+        dims = int(body.get("dimensions") or self.behaviour(model).embedding_dims)
+        data = [{"object": "embedding", "index": i, "embedding": fake_embedding(str(item), dims)}
+                for i, item in enumerate(items)]
+        tokens = sum(count_tokens(str(item)) for item in items)
+        self.account(tokens, 0)
+        return Response(200, orjson.dumps({"object": "list", "data": data, "model": model,
+                                           "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}))
+
+    async def openai_models(self, request: Request, body: dict[str, Any]) -> Response:
+        data = [{"id": name, "object": "model", "created": 0, "owned_by": "mock"} for name in self.behaviours]
+        return Response(200, orjson.dumps({"object": "list", "data": data}))
+
+
+def openai_prompt_text(messages: list[Any]) -> str:
+    out = []
+    for msg in messages:
+        content = msg.get("content") if isinstance(msg, dict) else None
+        if isinstance(content, str):
+            out.append(content)
+        elif isinstance(content, list):
+            out.extend(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
+    return "\n".join(out)
+
+
+def pick_tool(body: dict[str, Any]) -> dict[str, Any] | None:
+    """The tool call the mock makes: the named tool, or the first one, unless tool_choice is 'none'."""
+    tools = body.get("tools") or []
+    choice = body.get("tool_choice", "auto")
+    if not tools or choice == "none":
+        return None
+    name = tools[0].get("function", {}).get("name", "tool")
+    if isinstance(choice, dict):
+        name = (choice.get("function") or {}).get("name", name)
+    return {"id": "call_" + uuid.uuid4().hex[:20], "type": "function",
+            "function": {"name": name, "arguments": orjson.dumps({"input": "mock"}).decode()}}
+
+
+def fake_embedding(text: str, dims: int) -> list[float]:
+    digest = hashlib.sha256(text.encode()).digest()
+    raw = [(digest[i % len(digest)] + i * 31) % 256 / 255.0 - 0.5 for i in range(dims)]
+    norm = sum(v * v for v in raw) ** 0.5 or 1.0
+    return [round(v / norm, 6) for v in raw]
+
+
+def _error(status: int, message: str, kind: str, headers: dict[str, str] | None = None,
+           code: str | None = None) -> Response:
+    return Response(status, orjson.dumps({"error": {"message": message, "type": kind, "param": None, "code": code}}),
+                    headers or {})
+
+
+async def serve_forever(mock: MockUpstream, host: str, port: int) -> None:
+    bound = await mock.start(host, port)
+    print(f"mock upstream listening on http://{host}:{bound}", flush=True)
+    stop = asyncio.Event()
+    import signal
+
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await mock.close()

@@ -1,0 +1,276 @@
+"""Offline smart routing: loaders, training round trip, calibration, CLI, latency."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from switchboard.routing.smart import calibrate_threshold, load_router
+from switchboard.routing.smart.dataset import (
+    STRONG_MODEL,
+    WEAK_MODEL,
+    DatasetError,
+    Example,
+    load_benchmark,
+    load_gsm8k,
+    load_jsonl,
+    load_mmlu,
+    load_mt_bench,
+)
+from switchboard.routing.smart.evaluate import decision_latency_ms, group_assignments
+from switchboard.routing.smart.metrics import evaluate_scores
+from switchboard.routing.smart.router import DEFAULT_ROUTER_PATH, RandomRouter, ScoringRouter
+from switchboard.routing.smart.train import train_router
+
+DATA = Path(__file__).parents[2] / "shared" / "data" / "routellm"
+needs_data = pytest.mark.skipif(not (DATA / "mmlu").is_dir(), reason=f"RouteLLM data not found at {DATA}")
+CLI = [sys.executable, "-m", "switchboard.routing.smart.cli"]
+
+HARD = ["prove the integral converges", "derive the eigenvalues of the operator", "compute the residue of the pole",
+        "estimate the asymptotic bound", "solve the differential equation"]
+EASY = ["say hello to my friend", "what colour is the sky", "name a fruit", "tell me a short joke", "greet the user"]
+
+
+def synthetic_examples(n: int, seed: int = 0) -> list[Example]:
+    """Hard-topic prompts need the strong model, easy ones do not (with label noise)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        hard = bool(rng.random() < 0.4)
+        text = f"{rng.choice(HARD if hard else EASY)} please, case {i}"
+        strong_wins = rng.random() < (0.8 if hard else 0.1)
+        out.append(Example(text, 1.0, 0.0 if strong_wins else 1.0, "hard" if hard else "easy"))
+    return out
+
+
+def write_jsonl(path: Path, examples: list[Example]) -> None:
+    with path.open("w") as fh:
+        for i, e in enumerate(examples):
+            if i % 2:
+                fh.write(json.dumps({"prompt": e.prompt, "scores": {"strong": e.strong, "weak": e.weak}}) + "\n")
+            else:
+                winner = "strong" if e.strong > e.weak else "tie"
+                fh.write(json.dumps({"prompt": e.prompt, "winner": winner, "group": e.group}) + "\n")
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def last_json(stdout: str) -> dict:
+    return json.loads(stdout.strip().splitlines()[-1])
+
+
+# --- loaders -------------------------------------------------------------------------
+
+
+@needs_data
+def test_mmlu_loader_drops_contaminated_prompts() -> None:
+    examples = load_mmlu(DATA)
+    contaminated = {json.loads(line)["eval_prompt"] for line in (DATA / "mmlu" / "contaminated_prompts.jsonl").open()}
+    assert len(examples) > 10000
+    assert not contaminated & {e.prompt for e in examples}
+    assert len({e.group for e in examples}) == 45
+    assert {e.strong for e in examples} <= {0.0, 1.0}
+
+
+@needs_data
+def test_gsm8k_loader() -> None:
+    examples = load_gsm8k(DATA)
+    assert 1250 < len(examples) < 1319  # 1,319 minus the contaminated ones
+    strong = np.mean([e.strong for e in examples])
+    weak = np.mean([e.weak for e in examples])
+    assert strong > weak
+
+
+def test_mt_bench_loader_on_synthetic_data(tmp_path: Path) -> None:
+    root = tmp_path / "mt_bench"
+    root.mkdir()
+    questions = [
+        {"question_id": 1, "category": "math", "turns": ["first q", "follow-up 1"]},
+        {"question_id": 2, "category": "writing", "turns": ["second q", "follow-up 2"]},
+        {"question_id": 3, "category": "math", "turns": ["leaked q", "follow-up 3"]},
+    ]
+    judgements = [
+        {"question_id": 1, "model": STRONG_MODEL, "score": 9, "turn": 1},
+        {"question_id": 1, "model": STRONG_MODEL, "score": 7, "turn": 2},
+        {"question_id": 1, "model": WEAK_MODEL, "score": 4, "turn": 1},
+        {"question_id": 1, "model": WEAK_MODEL, "score": -1, "turn": 2},  # unparsable judge output
+        {"question_id": 2, "model": STRONG_MODEL, "score": 8, "turn": 1},
+        {"question_id": 2, "model": WEAK_MODEL, "score": 8, "turn": 1},
+        {"question_id": 3, "model": STRONG_MODEL, "score": 10, "turn": 1},
+        {"question_id": 3, "model": WEAK_MODEL, "score": 1, "turn": 1},
+    ]
+    (root / "question.jsonl").write_text("\n".join(json.dumps(q) for q in questions) + "\n")
+    (root / "judgements.jsonl").write_text("\n".join(json.dumps(j) for j in judgements) + "\n")
+    (root / "contaminated_prompts.jsonl").write_text(json.dumps({"eval_prompt": "leaked q"}) + "\n")
+
+    examples = load_mt_bench(tmp_path)
+    assert [e.prompt for e in examples] == ["first q", "second q"]  # routed on turn 1
+    assert examples[0].strong == pytest.approx(0.8) and examples[0].weak == pytest.approx(0.4)
+    assert examples[0].label == pytest.approx(0.7)
+    assert examples[1].label == pytest.approx(0.5)
+    assert load_benchmark(tmp_path, "mt-bench") == examples
+
+    # route-eval reads the same layout through the CLI
+    router = tmp_path / "random.npz"
+    RandomRouter(seed=1).save(router)
+    out = last_json(run_cli("route-eval", "--data", str(tmp_path), "--benchmark", "mt-bench",
+                            "--router", str(router), "--json").stdout)
+    assert out["benchmark"] == "mt-bench"
+    assert set(out["routers"]) == {"random", "oracle"}
+
+
+def test_jsonl_loader_formats(tmp_path: Path) -> None:
+    path = tmp_path / "mine.jsonl"
+    path.write_text(
+        '{"prompt": "a", "scores": {"strong": 1, "weak": 0}}\n'
+        '{"prompt": "b", "winner": "weak", "group": "g"}\n\n'
+        '{"prompt": "c", "winner": "tie"}\n'
+    )
+    a, b, c = load_jsonl(path)
+    assert (a.label, b.label, c.label) == (1.0, 0.0, 0.5)
+    assert b.group == "g"
+    path.write_text('{"prompt": "x", "winner": "maybe"}\n')
+    with pytest.raises(DatasetError):
+        load_jsonl(path)
+
+
+def test_group_assignment_keeps_groups_whole() -> None:
+    groups = [g for g in "abcdefg" for _ in range(5)]
+    fold = group_assignments(groups, 3)
+    for g in set(groups):
+        assert len({f for f, gg in zip(fold, groups) if gg == g}) == 1
+    assert len(set(fold.tolist())) == 3
+
+
+# --- training, persistence, calibration ------------------------------------------------
+
+
+def test_train_save_load_round_trip(tmp_path: Path) -> None:
+    train, test = synthetic_examples(600, seed=0), synthetic_examples(300, seed=1)
+    router = train_router(train)
+    path = tmp_path / "r.npz"
+    router.save(path)
+    loaded = load_router(path)
+    assert isinstance(loaded, ScoringRouter)
+    assert loaded.name == router.name
+    assert loaded.default_threshold == pytest.approx(router.default_threshold)
+    prompts = [e.prompt for e in test]
+    assert np.allclose(loaded.score_many(prompts), router.score_many(prompts))
+    assert all(0.0 <= s <= 1.0 for s in loaded.score_many(prompts))
+    m = evaluate_scores(loaded.score_many(prompts), [e.strong for e in test], [e.weak for e in test])
+    assert m.apgr > 0.75  # it learned that the hard topics need the strong model
+    assert loaded.threshold_for_share(0.5) == pytest.approx(loaded.default_threshold)
+
+    RandomRouter(seed=5).save(path)
+    rnd = load_router(path)
+    assert rnd.score("x") == RandomRouter(seed=5).score("x")
+
+
+def test_calibrated_share_holds_on_held_out_prompts() -> None:
+    router = train_router(synthetic_examples(400, seed=2))
+    calib = [f"{e.prompt} extra words {i % 7}" for i, e in enumerate(synthetic_examples(1000, seed=3))]
+    held_out = [f"{e.prompt} more text {i % 5}" for i, e in enumerate(synthetic_examples(1000, seed=4))]
+    for target in (0.2, 0.5, 0.8):
+        t = calibrate_threshold(router, calib, target)
+        share = float(np.mean(router.score_many(held_out) >= t))
+        assert abs(share - target) <= 0.05, (target, share)
+    assert float(np.mean(router.score_many(calib) >= calibrate_threshold(router, calib, 0.0))) == 0.0
+    assert float(np.mean(router.score_many(calib) >= calibrate_threshold(router, calib, 1.0))) == 1.0
+
+
+@needs_data
+def test_calibrated_share_holds_on_unseen_mmlu_subjects() -> None:
+    examples = load_mmlu(DATA)
+    subjects = sorted({e.group for e in examples})
+    train = [e for e in examples if e.group in subjects[:8]]
+    rest = [e.prompt for e in examples if e.group not in subjects[:8]]
+    rng = np.random.default_rng(0)
+    rng.shuffle(rest)
+    router = train_router(train)
+    calib, held_out = rest[:1500], rest[1500:3500]
+    for target in (0.3, 0.5):
+        t = calibrate_threshold(router, calib, target)
+        assert abs(float(np.mean(router.score_many(held_out) >= t)) - target) <= 0.05
+
+
+# --- shipped default and latency -------------------------------------------------------
+
+
+def test_default_router_ships_small_and_loads() -> None:
+    assert DEFAULT_ROUTER_PATH.exists()
+    assert DEFAULT_ROUTER_PATH.stat().st_size < 5_000_000
+    router = load_router()
+    assert router is not load_router(None) or True
+    hard = "Let f be a holomorphic function on the unit disk. Prove that the integral of f over the circle is zero."
+    s = router.score(hard)
+    assert 0.0 <= s <= 1.0
+    assert 0.0 < router.default_threshold < 1.0
+    assert router.route_strong(hard, threshold=0.0)
+
+
+def test_decision_latency_is_measured() -> None:
+    router = load_router()
+    prompt = " ".join(["The train leaves the station at 3 pm carrying 120 passengers"] * 45)  # ~500 tokens
+    ms = decision_latency_ms(router, [prompt] * 50)
+    print(f"default router decision p50 for a ~500-token prompt: {ms:.3f} ms")
+    assert ms > 0  # speed targets are checked in bench/bench_router.py, not here
+
+
+# --- CLI -------------------------------------------------------------------------------
+
+
+def test_cli_train_and_eval_on_own_jsonl(tmp_path: Path) -> None:
+    train, test = tmp_path / "train.jsonl", tmp_path / "test.jsonl"
+    write_jsonl(train, synthetic_examples(400, seed=6))
+    write_jsonl(test, synthetic_examples(200, seed=7))
+    out = tmp_path / "mine.npz"
+    run_cli("router", "train", "--data", str(train), "--out", str(out), "--name", "mine")
+    assert load_router(out).name == "mine"
+    result = last_json(run_cli("route-eval", "--data", str(test), "--router", str(out), "--json").stdout)
+    assert result["routers"]["mine"]["apgr"] > 0.75
+    assert set(result["routers"]["mine"]) >= {"apgr", "cpt50", "cpt80", "decision_ms_p50"}
+
+
+@needs_data
+def test_cli_route_eval_folds_on_gsm8k_prints_json_and_plot(tmp_path: Path) -> None:
+    png = tmp_path / "curve.png"
+    proc = run_cli("route-eval", "--data", str(DATA), "--benchmark", "gsm8k", "--folds", "2", "--json",
+                   "--plot", str(png))
+    result = last_json(proc.stdout)
+    assert result["benchmark"] == "gsm8k"
+    routers = result["routers"]
+    assert {"learned-2fold", "random", "oracle"} <= set(routers)
+    assert routers["oracle"]["apgr"] > 0.9
+    assert routers["learned-2fold"]["apgr"] > routers["random"]["apgr"] - 0.05
+    for r in routers.values():
+        assert 0 <= r["cpt50"] <= r["cpt80"] <= 100
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@needs_data
+def test_cli_route_eval_shipped_router_on_mmlu(tmp_path: Path) -> None:
+    result = last_json(run_cli("route-eval", "--data", str(DATA), "--benchmark", "mmlu",
+                               "--router", str(DEFAULT_ROUTER_PATH), "--json").stdout)
+    assert result["benchmark"] == "mmlu"
+    assert result["routers"][load_router().name]["decision_ms_p50"] >= 0
+
+
+def test_register_is_cheap_and_wires_func() -> None:
+    code = (
+        "import argparse, sys; from switchboard.routing.smart import cli; "
+        "p = argparse.ArgumentParser(); cli.register(p.add_subparsers(dest='c')); "
+        "a = p.parse_args(['router', 'train', '--data', 'x', '--out', 'y']); assert callable(a.func); "
+        "assert 'switchboard.routing.smart.train' not in sys.modules; "
+        "assert 'switchboard.routing.smart.linear' not in sys.modules; print('ok')"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.stdout.strip() == "ok", proc.stderr
