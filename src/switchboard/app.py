@@ -11,6 +11,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
+from switchboard.accounting.admission import Admission
 from switchboard.accounting.auth import Authenticator
 from switchboard.accounting.request_log import RequestLog
 from switchboard.config import GatewayConfig
@@ -20,6 +21,7 @@ from switchboard.http.server import Request, Response, StreamResponse
 from switchboard.pipeline import Pipeline
 from switchboard.providers.registry import ProviderRegistry
 from switchboard.routing.attempts import AttemptPlanner
+from switchboard.routing.executor import Executor
 from switchboard.storage.base import Storage
 
 log = logging.getLogger("switchboard")
@@ -42,6 +44,8 @@ class Gateway:
         self.request_log = RequestLog(self.storage, flush_seconds=config.storage.log_flush_seconds)
         self.auth = Authenticator(config.master_key)
         self.planner = AttemptPlanner(config)
+        self.executor = Executor(self)
+        self.admission = Admission(self)
         self.pipeline = Pipeline(self)
         self.started_at = int(time.time())
         self.ready = False

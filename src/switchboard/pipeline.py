@@ -12,16 +12,14 @@ request, in `settle`, whether it succeeded, failed, or the client went away.
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from switchboard.accounting.tokens import estimate_tokens, usage_of
 from switchboard.config import Deployment, ModelConfig
 from switchboard.context import RequestContext
 from switchboard.core.request import ChatRequest
-from switchboard.errors import GatewayError, ModelNotFound, PermissionDenied, ServiceUnavailable, UpstreamError
-from switchboard.providers.base import Provider
+from switchboard.errors import GatewayError, ModelNotFound, PermissionDenied, UpstreamError
 
 if TYPE_CHECKING:
     from switchboard.app import Gateway
@@ -45,7 +43,7 @@ class Pipeline:
         """Serve a non-streamed chat request; returns the OpenAI-shaped completion."""
         try:
             model = await self.prepare(request, ctx, headers)
-            response, model, dep = await self.execute(request, model, ctx)
+            response, model, dep = await self.gw.executor.run(model, ctx, lambda p, d: p.chat(request, d))
             self.settle_usage(ctx, model, dep, usage_of(response), request, response_text(response))
             ctx.entry.status = 200
             return response
@@ -67,7 +65,7 @@ class Pipeline:
         """
         try:
             model = await self.prepare(request, ctx, headers)
-            upstream, first, model, dep = await self.open_stream(request, model, ctx)
+            upstream, first, model, dep = await self.gw.executor.open_stream(request, model, ctx)
         except GatewayError as exc:
             self.fail(ctx, exc)
             self.settle(ctx)
@@ -91,6 +89,7 @@ class Pipeline:
         model = self.resolve(request.model, ctx)
         if identity.allowed_models is not None and request.model not in identity.allowed_models:
             raise PermissionDenied(f"This key may not use model {request.model!r}.", param="model")
+        await self.gw.admission.admit(ctx, model, estimate_tokens(request.prompt_text()), request.max_output_tokens)
         return model
 
     def resolve(self, name: str, ctx: RequestContext) -> ModelConfig:
@@ -101,30 +100,6 @@ class Pipeline:
                                 f"Available models: {known}.", param="model")
         return model
 
-    async def execute(self, request: ChatRequest, model: ModelConfig,
-                      ctx: RequestContext) -> tuple[dict[str, Any], ModelConfig, Deployment]:
-        return await self.attempt(model, ctx, lambda provider, dep: provider.chat(request, dep))
-
-    async def attempt(self, model: ModelConfig, ctx: RequestContext,
-                      call: Callable[[Provider, Deployment], Awaitable[dict[str, Any]]],
-                      ) -> tuple[dict[str, Any], ModelConfig, Deployment]:
-        """Walk the attempt plan until a deployment answers; only retryable failures move on."""
-        last: UpstreamError | None = None
-        for target, dep in self.gw.planner.plan(model):
-            provider = self.gw.providers.get(dep.provider)
-            started = time.perf_counter()
-            try:
-                response = await call(provider, dep)
-            except UpstreamError as exc:
-                self.note_attempt(ctx, dep, exc, started)
-                last = exc
-                if not exc.retryable:
-                    raise
-                continue
-            self.note_attempt(ctx, dep, None, started)
-            return response, target, dep
-        raise last or ServiceUnavailable(f"No deployment of {model.name!r} is available.")
-
     async def embeddings(self, body: dict[str, Any], ctx: RequestContext, headers: dict[str, str]) -> dict[str, Any]:
         try:
             identity = ctx.identity or await self.gw.auth.authenticate(headers)
@@ -134,11 +109,12 @@ class Pipeline:
             model = self.resolve(body["model"], ctx)
             if identity.allowed_models is not None and model.name not in identity.allowed_models:
                 raise PermissionDenied(f"This key may not use model {model.name!r}.", param="model")
-            response, model, dep = await self.attempt(model, ctx, lambda provider, d: provider.embeddings(body, d))
+            inp = body["input"]
+            await self.gw.admission.admit(ctx, model, estimate_tokens(inp if isinstance(inp, str) else " ".join(map(str, inp))), 0)
+            response, model, dep = await self.gw.executor.run(model, ctx, lambda p, d: p.embeddings(body, d))
             usage = response.get("usage") if isinstance(response.get("usage"), dict) else {}
             prompt = usage.get("prompt_tokens") if isinstance(usage.get("prompt_tokens"), int) else None
             if prompt is None:
-                inp = body["input"]
                 prompt = estimate_tokens(inp if isinstance(inp, str) else " ".join(map(str, inp)))
             ctx.entry.prompt_tokens = prompt
             ctx.entry.cost = (dep.pricing or model.pricing).cost(prompt, 0)
@@ -152,30 +128,6 @@ class Pipeline:
             raise
         finally:
             self.settle(ctx)
-
-    async def open_stream(self, request: ChatRequest, model: ModelConfig, ctx: RequestContext):
-        last: UpstreamError | None = None
-        for target, dep in self.gw.planner.plan(model):
-            provider = self.gw.providers.get(dep.provider)
-            started = time.perf_counter()
-            upstream = provider.chat_stream(request, dep)
-            try:
-                first = await upstream.__anext__()
-            except StopAsyncIteration:
-                first = None
-            except UpstreamError as exc:
-                await upstream.aclose()
-                self.note_attempt(ctx, dep, exc, started)
-                last = exc
-                if not exc.retryable:
-                    raise
-                continue
-            except BaseException:
-                await upstream.aclose()
-                raise
-            self.note_attempt(ctx, dep, None, started)
-            return upstream, first, target, dep
-        raise last or ServiceUnavailable(f"No deployment of {model.name!r} is available.")
 
     async def _relay(self, request: ChatRequest, ctx: RequestContext, upstream: AsyncIterator[dict[str, Any]],
                      first: dict[str, Any] | None, model: ModelConfig, dep: Deployment) -> AsyncIterator[dict[str, Any]]:
@@ -212,20 +164,6 @@ class Pipeline:
 
     # ------------------------------------------------------------ accounting
 
-    def note_attempt(self, ctx: RequestContext, dep: Deployment, exc: UpstreamError | None, started: float) -> None:
-        ctx.attempt_log.append({
-            "deployment": dep.id, "model": dep.model_name,
-            "ms": round((time.perf_counter() - started) * 1000.0, 3),
-            "error": None if exc is None else exc.kind, "message": None if exc is None else exc.message[:300],
-        })
-        ctx.entry.attempts = len(ctx.attempt_log)
-        ctx.entry.model_used = dep.model_name
-        ctx.entry.deployment = dep.id
-        ctx.entry.provider = dep.provider
-        ctx.headers["x-switchboard-model"] = dep.model_name
-        ctx.headers["x-switchboard-deployment"] = dep.id
-        ctx.headers["x-switchboard-attempts"] = str(len(ctx.attempt_log))
-
     def settle_usage(self, ctx: RequestContext, model: ModelConfig, dep: Deployment,
                      usage: tuple[int, int, int] | None, request: ChatRequest, completion_text: str) -> None:
         if usage is None:
@@ -250,7 +188,7 @@ class Pipeline:
         entry.latency_ms = ctx.elapsed_ms()
         if len(ctx.attempt_log) > 1 or any(a["error"] for a in ctx.attempt_log):
             entry.extra["attempts"] = ctx.attempt_log
-        self.gw.request_log.record(entry)
+        self.gw.admission.settle(ctx)
 
 
 def response_text(response: dict[str, Any]) -> str:

@@ -33,6 +33,8 @@ def error_response(exc: GatewayError, ctx: RequestContext) -> Response:
 
 def _reject(gw: Gateway, ctx: RequestContext, exc: GatewayError) -> Response:
     """A request refused before the pipeline took it: still logged."""
+    if ctx.identity is not None:
+        ctx.entry.key_id = ctx.identity.key_id
     gw.pipeline.fail(ctx, exc)
     gw.pipeline.settle(ctx)
     return error_response(exc, ctx)
@@ -41,6 +43,7 @@ def _reject(gw: Gateway, ctx: RequestContext, exc: GatewayError) -> Response:
 async def chat_completions(gw: Gateway, request: Request) -> Response | StreamResponse:
     ctx = RequestContext("openai", "chat")
     try:
+        ctx.identity = await gw.auth.authenticate(request.headers)
         chat = ChatRequest.from_body(parse_json(request))
     except GatewayError as exc:
         return _reject(gw, ctx, exc)
@@ -69,6 +72,7 @@ async def render_stream(chunks: AsyncIterator[dict[str, Any]]) -> AsyncIterator[
 async def embeddings(gw: Gateway, request: Request) -> Response:
     ctx = RequestContext("openai", "embeddings")
     try:
+        ctx.identity = await gw.auth.authenticate(request.headers)
         body = parse_json(request)
         validate_embeddings_body(body)
     except GatewayError as exc:
