@@ -129,6 +129,7 @@ class GatewayConfig:
     source: str = "<defaults>"
     notes: list[str] = field(default_factory=list)
     raw: dict[str, Any] = field(default_factory=dict)
+    doc: Located | None = None
 
     def model(self, name: str) -> ModelConfig | None:
         return self.models.get(name)
@@ -409,7 +410,7 @@ def parse_config(doc: Located, env: Mapping[str, str] | None = None) -> GatewayC
                 if target not in models:
                     raise doc.error(("models", model.name), f"fallback {target!r} is not a configured model")
     return GatewayConfig(models=models, server=server, storage=storage, master_key=master_key,
-                         source=doc.source, raw=doc.data or {})
+                         source=doc.source, raw=doc.data or {}, doc=doc)
 
 
 def load_config(path: str | os.PathLike, env: Mapping[str, str] | None = None) -> GatewayConfig:

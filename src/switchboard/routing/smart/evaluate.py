@@ -130,7 +130,8 @@ def baseline_results(examples: Sequence[Example], seed: int = 0) -> list[RouterR
     prompts = [e.prompt for e in examples]
     rnd = RandomRouter(seed)
     return [
-        RouterResult("random", evaluate_scores(rnd.score_many(prompts), strong, weak), decision_latency_ms(rnd, prompts)),
+        RouterResult("random", evaluate_scores(rnd.score_many(prompts), strong, weak),
+                     decision_latency_ms(rnd, prompts)),
         RouterResult("oracle", evaluate_scores(oracle_scores(strong, weak), strong, weak), None,
                      "upper bound; reads the graded answers"),
     ]

@@ -26,18 +26,6 @@ class Design:
     def n_rows(self) -> int:
         return len(self.indptr) - 1
 
-    def take(self, rows: np.ndarray) -> Design:
-        starts, ends = self.indptr[rows], self.indptr[rows + 1]
-        lengths = ends - starts
-        pos = np.concatenate([np.arange(s, e) for s, e in zip(starts, ends)]) if len(rows) else np.zeros(0, np.int64)
-        return Design(
-            np.r_[0, np.cumsum(lengths)].astype(np.int64),
-            self.indices[pos],
-            self.data[pos],
-            self.dense[rows],
-            self.n_sparse,
-        )
-
 
 @dataclass
 class LinearWeights:

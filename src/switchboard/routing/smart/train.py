@@ -37,7 +37,9 @@ def _design(vocab: Vocabulary, term_sets: list[set[str]], dense: np.ndarray) -> 
     return Design(indptr, indices, data, dense, len(vocab.terms))
 
 
-def train_router(examples: Sequence[Example], name: str = "linear-tfidf", config: TrainConfig | None = None) -> LinearRouter:
+def train_router(
+    examples: Sequence[Example], name: str = "linear-tfidf", config: TrainConfig | None = None
+) -> LinearRouter:
     """Fit the vocabulary and a soft-label logistic model. The L2 strength and the number
     of optimisation steps are chosen on a held-out ``valid_fraction`` of the given examples
     (lowest validation loss), then the model is refit on all of them with that choice."""
