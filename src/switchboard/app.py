@@ -7,6 +7,7 @@ the HTTP server calls. Nothing is global: two gateways can live in one process.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -21,6 +22,7 @@ from switchboard.http.server import Request, Response, StreamResponse
 from switchboard.pipeline import Pipeline
 from switchboard.providers.registry import ProviderRegistry
 from switchboard.routing.attempts import AttemptPlanner
+from switchboard.routing.auto import AutoRouter, parse_routers
 from switchboard.routing.executor import Executor
 from switchboard.storage.base import Storage
 
@@ -47,6 +49,7 @@ class Gateway:
         self.executor = Executor(self)
         self.admission = Admission(self)
         self.pipeline = Pipeline(self)
+        self.routers = {name: AutoRouter(rc, config) for name, rc in parse_routers(config).items()}
         self.started_at = int(time.time())
         self.ready = False
         self.routes: dict[str, dict[str, Route]] = {}
@@ -78,9 +81,12 @@ class Gateway:
 
     def virtual_models(self) -> list[str]:
         """Names clients may call that are not configured models (routers such as `auto`)."""
-        return []
+        return list(self.routers)
 
     async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        for router in self.routers.values():
+            await loop.run_in_executor(None, router.load)
         await self.storage.start()
         self.request_log.start()
         self.ready = True

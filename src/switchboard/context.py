@@ -14,7 +14,7 @@ def new_request_id() -> str:
 
 
 class RequestContext:
-    __slots__ = ("request_id", "identity", "started", "entry", "headers", "attempt_log")
+    __slots__ = ("request_id", "identity", "started", "entry", "headers", "attempt_log", "route")
 
     def __init__(self, ingress: str, endpoint: str, request_id: str | None = None) -> None:
         self.request_id = request_id or new_request_id()
@@ -23,6 +23,7 @@ class RequestContext:
         self.entry = RequestLogEntry(request_id=self.request_id, ts=time.time(), ingress=ingress, endpoint=endpoint)
         self.headers: dict[str, str] = {"x-request-id": self.request_id}
         self.attempt_log: list[dict] = []
+        self.route = None  # the smart router's Decision, when the model asked for is a router
 
     def elapsed_ms(self) -> float:
         return (time.perf_counter() - self.started) * 1000.0

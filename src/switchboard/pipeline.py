@@ -20,6 +20,7 @@ from switchboard.config import Deployment, ModelConfig
 from switchboard.context import RequestContext
 from switchboard.core.request import ChatRequest
 from switchboard.errors import GatewayError, ModelNotFound, PermissionDenied, UpstreamError
+from switchboard.routing.cascade import completion_to_chunks
 
 if TYPE_CHECKING:
     from switchboard.app import Gateway
@@ -43,6 +44,8 @@ class Pipeline:
         """Serve a non-streamed chat request; returns the OpenAI-shaped completion."""
         try:
             model = await self.prepare(request, ctx, headers)
+            if self.cascades(request, ctx):
+                return await self.cascade(request, ctx)
             response, model, dep = await self.gw.executor.run(model, ctx, lambda p, d: p.chat(request, d))
             self.settle_usage(ctx, model, dep, usage_of(response), request, response_text(response))
             ctx.entry.status = 200
@@ -65,6 +68,9 @@ class Pipeline:
         """
         try:
             model = await self.prepare(request, ctx, headers)
+            if self.cascades(request, ctx):
+                response = await self.cascade(request, ctx, settle=False)
+                return self._replay(ctx, completion_to_chunks(response, request.include_usage))
             upstream, first, model, dep = await self.gw.executor.open_stream(request, model, ctx)
         except GatewayError as exc:
             self.fail(ctx, exc)
@@ -86,7 +92,17 @@ class Pipeline:
         ctx.entry.key_id = identity.key_id
         ctx.entry.model_requested = request.model
         ctx.entry.stream = request.stream
-        model = self.resolve(request.model, ctx)
+        router = self.gw.routers.get(request.model)
+        if router is not None:
+            decision = router.decide(request, headers)
+            ctx.route = decision
+            ctx.entry.router = request.model
+            ctx.entry.router_score = decision.score
+            ctx.entry.extra["route"] = decision.reason
+            ctx.headers["x-switchboard-routed-to"] = decision.model
+            model = self.gw.config.models[decision.model]
+        else:
+            model = self.resolve(request.model, ctx)
         if identity.allowed_models is not None and request.model not in identity.allowed_models:
             raise PermissionDenied(f"This key may not use model {request.model!r}.", param="model")
         await self.gw.admission.admit(ctx, model, estimate_tokens(request.prompt_text()), request.max_output_tokens)
@@ -162,6 +178,39 @@ class Pipeline:
             self.settle_usage(ctx, model, dep, usage, request, "".join(text))
             self.settle(ctx)
 
+    # ------------------------------------------------------------ cascade routing
+
+    def cascades(self, request: ChatRequest, ctx: RequestContext) -> bool:
+        router = self.gw.routers.get(request.model)
+        return router is not None and router.settings.cascade is not None and ctx.route.reason == "score"
+
+    async def cascade(self, request: ChatRequest, ctx: RequestContext, settle: bool = True) -> dict[str, Any]:
+        """Weak model first, checked; the strong one only if the check fails. Both calls are accounted."""
+        from switchboard.routing.cascade import run_cascade
+
+        outcome = await run_cascade(self.gw, self.gw.routers[request.model], request, ctx)
+        response = outcome.response
+        self.settle_usage(ctx, outcome.model, outcome.deployment, usage_of(response), request, response_text(response))
+        ctx.entry.prompt_tokens += outcome.extra_prompt_tokens
+        ctx.entry.completion_tokens += outcome.extra_completion_tokens
+        ctx.entry.cost += outcome.extra_cost
+        ctx.entry.extra["cascade"] = {"escalated": outcome.escalated, "check": outcome.detail, "calls": outcome.calls}
+        ctx.headers["x-switchboard-routed-to"] = outcome.model.name
+        ctx.headers["x-switchboard-cascade"] = "escalated" if outcome.escalated else "accepted"
+        ctx.headers["x-switchboard-cost"] = f"{ctx.entry.cost:.8f}"
+        ctx.entry.status = 200
+        return response
+
+    async def _replay(self, ctx: RequestContext, chunks: list[dict[str, Any]]) -> AsyncIterator[dict[str, Any]]:
+        try:
+            for chunk in chunks:
+                yield chunk
+        except (asyncio.CancelledError, GeneratorExit):
+            self.fail(ctx, None, status=499, message="client disconnected during the stream")
+            raise
+        finally:
+            self.settle(ctx)
+
     # ------------------------------------------------------------ accounting
 
     def settle_usage(self, ctx: RequestContext, model: ModelConfig, dep: Deployment,
@@ -174,6 +223,10 @@ class Pipeline:
         ctx.entry.prompt_tokens = prompt
         ctx.entry.completion_tokens = completion
         ctx.entry.cost = pricing.cost(prompt, completion, cached)
+        if ctx.route is not None:
+            strong = self.gw.config.models[self.gw.routers[ctx.entry.router].settings.strong]
+            ctx.entry.extra["cost_if_strong"] = strong.pricing.cost(prompt, completion, cached)
+            ctx.entry.extra["strong"] = model.name == strong.name
         ctx.headers["x-switchboard-cost"] = f"{ctx.entry.cost:.8f}"
 
     def fail(self, ctx: RequestContext, exc: GatewayError | None, *, status: int | None = None,

@@ -1,0 +1,134 @@
+"""Cascade routing: ask the weak model first, check its answer, escalate when the check fails.
+
+Checks: `json` (the answer parses as JSON, and has the schema's required keys
+when the request gave a JSON schema), `regex` (the answer matches a pattern),
+`judge` (a judge model answers YES to a rubric), `logprob` (the mean token
+log-probability of the weak answer is at least `min_logprob`; an answer without
+log-probabilities fails the check, so the cascade errs towards quality).
+Every call made is accounted: the weak answer, the judge's verdict and the
+strong answer all add to the request's tokens and cost.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from switchboard.accounting.tokens import estimate_tokens, usage_of
+from switchboard.config import Deployment, ModelConfig
+from switchboard.context import RequestContext
+from switchboard.core.request import ChatRequest
+from switchboard.routing.auto import AutoRouter, CascadeSettings, last_user_text
+
+if TYPE_CHECKING:
+    from switchboard.app import Gateway
+
+
+@dataclass
+class CascadeOutcome:
+    response: dict[str, Any]
+    model: ModelConfig
+    deployment: Deployment
+    escalated: bool
+    detail: str
+    extra_prompt_tokens: int = 0
+    extra_completion_tokens: int = 0
+    extra_cost: float = 0.0
+    calls: list[dict[str, Any]] = field(default_factory=list)
+
+
+def answer_text(response: dict[str, Any]) -> str:
+    choices = response.get("choices") or []
+    msg = choices[0].get("message") if choices and isinstance(choices[0], dict) else None
+    return (msg or {}).get("content") or ""
+
+
+def _cost(response: dict[str, Any], model: ModelConfig, dep: Deployment, request: ChatRequest) -> tuple[int, int, float]:
+    usage = usage_of(response) or (estimate_tokens(request.prompt_text()), estimate_tokens(answer_text(response)), 0)
+    prompt, completion, cached = usage
+    return prompt, completion, (dep.pricing or model.pricing).cost(prompt, completion, cached)
+
+
+def check_json(text: str, request: ChatRequest) -> tuple[bool, str]:
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return False, "answer is not valid JSON"
+    fmt = request.body.get("response_format") or {}
+    schema = (fmt.get("json_schema") or {}).get("schema") if fmt.get("type") == "json_schema" else None
+    if isinstance(schema, dict):
+        required = schema.get("required") or []
+        if not isinstance(value, dict) or any(k not in value for k in required):
+            return False, "answer lacks keys the schema requires"
+    return True, "answer is valid JSON"
+
+
+def check_logprob(response: dict[str, Any], min_logprob: float) -> tuple[bool, str]:
+    choices = response.get("choices") or []
+    content = ((choices[0].get("logprobs") or {}).get("content") if choices else None) or []
+    values = [t.get("logprob") for t in content if isinstance(t, dict) and isinstance(t.get("logprob"), (int, float))]
+    if not values:
+        return False, "no log-probabilities returned"
+    mean = sum(values) / len(values)
+    return mean >= min_logprob, f"mean logprob {mean:.3f} vs {min_logprob:g}"
+
+
+async def run_cascade(gw: Gateway, router: AutoRouter, request: ChatRequest, ctx: RequestContext) -> CascadeOutcome:
+    settings: CascadeSettings = router.settings.cascade  # type: ignore[assignment]
+    weak = router.model(router.settings.weak)
+    weak_request = request
+    if settings.check == "logprob" and not request.body.get("logprobs"):
+        weak_request = ChatRequest({**request.body, "logprobs": True})
+    response, weak_model, weak_dep = await gw.executor.run(weak, ctx, lambda p, d: p.chat(weak_request, d))
+    calls = [{"model": weak_model.name, "role": "weak"}]
+    text = answer_text(response)
+    extra_p = extra_c = 0
+    extra_cost = 0.0
+    if settings.check == "json":
+        passed, detail = check_json(text, request)
+    elif settings.check == "regex":
+        passed = re.search(settings.pattern or "", text) is not None
+        detail = "answer matches the pattern" if passed else "answer does not match the pattern"
+    elif settings.check == "logprob":
+        passed, detail = check_logprob(response, settings.min_logprob)
+    else:
+        judge = router.model(settings.judge_model or "")
+        question = last_user_text(request)
+        verdict_request = ChatRequest({"model": judge.name, "max_tokens": 5, "temperature": 0, "messages": [
+            {"role": "system", "content": "You grade answers. Reply with exactly YES or NO."},
+            {"role": "user", "content": f"Question:\n{question}\n\nAnswer:\n{text}\n\n{settings.rubric}\nReply YES or NO."}]})
+        verdict, judge_model, judge_dep = await gw.executor.run(judge, ctx, lambda p, d: p.chat(verdict_request, d))
+        p, c, cost = _cost(verdict, judge_model, judge_dep, verdict_request)
+        extra_p, extra_c, extra_cost = p, c, cost
+        calls.append({"model": judge_model.name, "role": "judge", "cost": cost})
+        passed = answer_text(verdict).strip().upper().startswith("YES")
+        detail = f"judge {judge_model.name} said {answer_text(verdict).strip()[:20]!r}"
+    if passed:
+        return CascadeOutcome(response, weak_model, weak_dep, False, detail, extra_p, extra_c, extra_cost, calls)
+    p, c, cost = _cost(response, weak_model, weak_dep, weak_request)
+    calls[0]["cost"] = cost
+    strong = router.model(router.settings.strong)
+    final, strong_model, strong_dep = await gw.executor.run(strong, ctx, lambda pr, d: pr.chat(request, d))
+    calls.append({"model": strong_model.name, "role": "strong"})
+    return CascadeOutcome(final, strong_model, strong_dep, True, detail, extra_p + p, extra_c + c, extra_cost + cost, calls)
+
+
+def completion_to_chunks(response: dict[str, Any], include_usage: bool) -> list[dict[str, Any]]:
+    """Replay a whole completion as stream chunks (a cascade decides before it can stream)."""
+    base = {"id": response.get("id", "chatcmpl-cascade"), "object": "chat.completion.chunk",
+            "created": response.get("created", 0), "model": response.get("model", "")}
+    chunks: list[dict[str, Any]] = []
+    for choice in response.get("choices") or []:
+        msg = choice.get("message") or {}
+        delta: dict[str, Any] = {"role": "assistant", "content": msg.get("content")}
+        if msg.get("tool_calls"):
+            delta["tool_calls"] = [{**tc, "index": i} for i, tc in enumerate(msg["tool_calls"])]
+        chunks.append({**base, "choices": [{"index": choice.get("index", 0), "delta": delta, "finish_reason": None}]})
+        chunks.append({**base, "choices": [{"index": choice.get("index", 0), "delta": {},
+                                            "finish_reason": choice.get("finish_reason", "stop")}]})
+    if include_usage and response.get("usage"):
+        chunks.append({**base, "choices": [], "usage": response["usage"]})
+    return chunks

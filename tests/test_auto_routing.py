@@ -1,0 +1,150 @@
+"""Serving smart routers: `model="auto"` through a running gateway, with the openai SDK as client."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import openai
+import pytest
+
+from support import DATA, GatewayProc, MockProc, wait_for
+
+pytestmark = pytest.mark.skipif(not DATA.exists(), reason="needs ../shared/data/routellm")
+
+
+def _gsm8k_questions() -> list[str]:
+    with open(DATA / "gsm8k" / "test.jsonl", encoding="utf-8") as fh:
+        return [json.loads(line)["question"] for line in fh if line.strip()]
+
+
+@pytest.fixture(scope="module")
+def questions():
+    qs = _gsm8k_questions()
+    random.Random(11).shuffle(qs)
+    return qs
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory, questions):
+    tmp = tmp_path_factory.mktemp("auto")
+    mock = MockProc(tmp, {"weak-up": {"reply": "weak answer"}, "strong-up": {"reply": "strong answer"},
+                          "coder-up": {"reply": "code answer"}, "judge-up": {"reply": "NO"}})
+    calibration = tmp / "calibration.jsonl"
+    calibration.write_text("\n".join(json.dumps({"prompt": q}) for q in questions[:600]))
+
+    def model(upstream, price_in, price_out, **extra):
+        return {"deployments": [{"provider": "openai", "model": upstream, "base_url": mock.url + "/v1"}],
+                "pricing": {"input_per_mtok": price_in, "output_per_mtok": price_out}, **extra}
+
+    config = {"models": {
+        "weak": model("weak-up", 0.5, 1.0, context_window=300, capabilities=["json"]),
+        "strong": model("strong-up", 10.0, 30.0, context_window=100000, capabilities=["vision", "tools", "json"]),
+        "coder": model("coder-up", 1.0, 2.0),
+        "judge": model("judge-up", 0.1, 0.1),
+    }, "routers": {
+        "auto": {"strong": "strong", "weak": "weak", "routes": [
+            {"name": "code", "model": "coder", "threshold": 0.5,
+             "examples": ["write a python function that", "fix this bug in my javascript code", "refactor this class"]}]},
+        "auto-30": {"strong": "strong", "weak": "weak", "strong_share": 0.3, "calibration_prompts": str(calibration)},
+        "auto-json": {"strong": "strong", "weak": "weak", "threshold": 1.0, "cascade": {"check": "json"}},
+        "auto-judge": {"strong": "strong", "weak": "weak", "threshold": 1.0,
+                       "cascade": {"check": "judge", "judge_model": "judge"}},
+    }}
+    gw = GatewayProc(tmp, config)
+    yield gw, mock
+    gw.stop()
+    mock.stop()
+
+
+@pytest.fixture
+def client(stack):
+    return openai.OpenAI(api_key="unused", base_url=stack[0].url + "/v1", max_retries=0)
+
+
+def routed(client, model, content, **kw):
+    raw = client.chat.completions.with_raw_response.create(model=model, messages=[{"role": "user", "content": content}], **kw)
+    return raw.headers["x-switchboard-routed-to"], raw
+
+
+def test_auto_is_listed_as_a_model(client):
+    assert {"auto", "auto-30"} <= {m.id for m in client.models.list()}
+
+
+def test_easy_and_hard_prompts_go_to_different_models(client, questions):
+    from switchboard.routing.smart import load_router
+
+    router = load_router()
+    sample = questions[600:800]
+    scored = sorted(sample, key=router.score)
+    easy, hard = scored[0], scored[-1]
+    assert router.score(easy) < router.default_threshold <= router.score(hard)
+    assert routed(client, "auto", easy)[0] == "weak"
+    to, raw = routed(client, "auto", hard)
+    assert to == "strong"
+    assert raw.headers["x-switchboard-model"] == "strong"
+    assert json.loads(raw.content)["choices"][0]["message"]["content"] == "strong answer"
+
+
+def test_per_request_threshold_override(client, questions):
+    q = questions[700]
+    assert routed(client, "auto", q, extra_headers={"x-switchboard-threshold": "0"})[0] == "strong"
+    assert routed(client, "auto", q, extra_headers={"x-switchboard-threshold": "1"})[0] == "weak"
+    with pytest.raises(openai.BadRequestError) as info:
+        routed(client, "auto", q, extra_headers={"x-switchboard-threshold": "high"})
+    assert "x-switchboard-threshold" in info.value.body["message"]
+
+
+def test_capability_rules_come_first(client):
+    image = [{"type": "text", "text": "hi"}, {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}]
+    raw = client.chat.completions.with_raw_response.create(model="auto", messages=[{"role": "user", "content": image}])
+    assert raw.headers["x-switchboard-routed-to"] == "strong"
+    tools = [{"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}]
+    assert routed(client, "auto", "hi", tools=tools)[0] == "strong"
+    assert routed(client, "auto", "word " * 2000)[0] == "strong", "longer than the weak model's context"
+
+
+def test_semantic_intent_route(client):
+    assert routed(client, "auto", "Please write a Python function that reverses a list")[0] == "coder"
+
+
+def test_calibrated_share_holds_on_held_out_prompts(client, questions):
+    held_out = questions[800:1000]
+    strong = sum(routed(client, "auto-30", q)[0] == "strong" for q in held_out)
+    share = strong / len(held_out)
+    print(f"calibrated to 30% strong: {share:.1%} of {len(held_out)} held-out prompts went strong")
+    assert abs(share - 0.30) <= 0.05
+
+
+def test_cascade_escalates_on_failed_json_check_and_accounts_both(client, stack):
+    gw, mock = stack
+    to, raw = routed(client, "auto-json", "give me json", response_format={"type": "json_object"})
+    # The mock answers JSON mode with valid JSON: the weak answer passes the check.
+    assert to == "weak" and raw.headers["x-switchboard-cascade"] == "accepted"
+    to, raw = routed(client, "auto-json", "give me json")
+    assert to == "strong" and raw.headers["x-switchboard-cascade"] == "escalated"
+    rid = raw.headers["x-request-id"]
+    row = wait_for(lambda: next((r for r in gw.requests_logged() if r["request_id"] == rid), None))
+    calls = json.loads(row["extra"])["cascade"]["calls"]
+    assert [c["role"] for c in calls] == ["weak", "strong"]
+    weak_cost = calls[0]["cost"]
+    assert weak_cost > 0 and row["cost"] > weak_cost
+    assert float(raw.headers["x-switchboard-cost"]) == pytest.approx(row["cost"], rel=1e-6)
+
+
+def test_cascade_with_judge_and_streaming(client):
+    stream = client.chat.completions.create(model="auto-judge", stream=True,
+                                            messages=[{"role": "user", "content": "explain"}])
+    text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+    assert text == "strong answer", "the judge said NO, so the strong model answered"
+
+
+def test_request_log_keeps_score_decision_and_saving(stack, client, questions):
+    gw, _ = stack
+    to, raw = routed(client, "auto", questions[900])
+    rid = raw.headers["x-request-id"]
+    row = wait_for(lambda: next((r for r in gw.requests_logged() if r["request_id"] == rid), None))
+    assert row["router"] == "auto" and row["model_used"] == to
+    assert 0.0 <= row["router_score"] <= 1.0
+    extra = json.loads(row["extra"])
+    assert extra["route"] == "score" and extra["cost_if_strong"] >= row["cost"]
