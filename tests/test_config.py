@@ -1,0 +1,160 @@
+"""Config validation names the bad key and its line; zero config discovers providers or starts the demo."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import openai
+import pytest
+
+from support import Proc, free_port, http
+from switchboard.config import ConfigError, load_config
+
+
+def write(tmp_path, text):
+    path = tmp_path / "switchboard.yaml"
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def error_of(tmp_path, text, env=None):
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text), env or {"KEY": "k"})
+    return str(info.value)
+
+
+def test_valid_config_uses_catalog_prices_and_env_secrets(tmp_path):
+    config = load_config(write(tmp_path, """
+        auth:
+          master_key: ${MASTER}
+        models:
+          gpt-4o-mini:
+            deployments:
+              - provider: openai
+                api_key: ${KEY}
+          local:
+            deployments:
+              - provider: openai
+                base_url: http://localhost:8000/v1
+                model: meta-llama/Llama-3.1-8B-Instruct
+            pricing: {input_per_mtok: 0, output_per_mtok: 0}
+    """), {"KEY": "sk-secret-value", "MASTER": "m"})
+    model = config.models["gpt-4o-mini"]
+    assert model.pricing.input_per_mtok == 0.15 and model.context_window == 128000
+    assert "vision" in model.capabilities
+    dep = model.deployments[0]
+    assert dep.api_key.reveal() == "sk-secret-value"
+    assert "sk-secret-value" not in repr(dep) and "sk-secret-value" not in repr(config)
+    assert config.models["local"].deployments[0].upstream_model == "meta-llama/Llama-3.1-8B-Instruct"
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("""
+     models:
+       m:
+         deployments:
+           - provider: opneai
+     """, ":5: models.m.deployments[0].provider: must be one of openai"),
+    ("""
+     models:
+       m:
+         deployments:
+           - provider: openai
+             api_key: sk-live-inline
+     """, ":6: models.m.deployments[0].api_key: must be an environment reference"),
+    ("""
+     models:
+       m:
+         deployments:
+           - provider: openai
+             api_key: ${MISSING}
+     """, "environment variable MISSING is not set"),
+    ("""
+     models:
+       m:
+         deployments:
+           - provider: openai
+         temprature: 3
+     """, ":6: models.m.temprature: unknown key 'temprature'"),
+    ("""
+     server:
+       port: high
+     """, ":3: server.port: must be an integer"),
+    ("""
+     models:
+       m:
+         deployments: []
+     """, "models.m.deployments: must be a non-empty list"),
+    ("""
+     models:
+       m:
+         deployments:
+           - provider: openai
+         fallbacks: [ghost]
+     """, "fallback 'ghost' is not a configured model"),
+    ("""
+     models:
+       m: {deployments: [{provider: openai}]}
+       m: {deployments: [{provider: openai}]}
+     """, ":4: models.m: duplicate key 'm'"),
+    ("models: [\n", "invalid YAML"),
+])
+def test_bad_config_names_key_and_line(tmp_path, text, expected):
+    assert expected in error_of(tmp_path, text)
+
+
+def test_serve_refuses_bad_config_with_exit_code_2(tmp_path):
+    path = write(tmp_path, """
+        models:
+          m:
+            deployments:
+              - provider: nope
+    """)
+    result = subprocess.run([sys.executable, "-m", "switchboard", "serve", "--config", str(path)],
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2
+    assert "config error" in result.stderr and ":5: models.m.deployments[0].provider" in result.stderr
+
+
+def _clean_env():
+    from switchboard.discovery import KNOWN_PROVIDERS
+
+    return {k: v for k, v in os.environ.items() if k not in KNOWN_PROVIDERS and not k.startswith("SWITCHBOARD")}
+
+
+def test_zero_config_starts_the_demo_and_answers_the_readme_curl(tmp_path):
+    port = free_port()
+    env = _clean_env()
+    proc = Proc(["serve", "--port", str(port)], f"http://127.0.0.1:{port}", tmp_path / "demo.log")
+    try:
+        # The README's curl: no content-type subtleties, no key.
+        status, headers, body = http("POST", proc.url + "/v1/chat/completions",
+                                     {"model": "demo-small", "messages": [{"role": "user", "content": "Hello!"}]})
+        assert status == 200
+        reply = json.loads(body)
+        assert "simulated" in reply["choices"][0]["message"]["content"]
+        client = openai.OpenAI(api_key="anything", base_url=proc.url + "/v1")
+        text = "".join(c.choices[0].delta.content or "" for c in client.chat.completions.create(
+            model="demo-large", stream=True, messages=[{"role": "user", "content": "Stream, please"}]) if c.choices)
+        assert text.startswith("This is a simulated reply from demo-large")
+        assert {m.id for m in client.models.list()} >= {"demo-small", "demo-large"}
+        log = proc.log()
+        assert "DEMO" in log and "SIMULATED" in log
+    finally:
+        proc.stop()
+    assert env is not None
+
+
+def test_zero_config_discovers_providers_from_environment():
+    from switchboard.discovery import discover_env
+
+    models, notes = discover_env({"OPENAI_API_KEY": "sk-1", "GROQ_API_KEY": "g", "ANTHROPIC_API_KEY": "a"},
+                                 {"openai", "anthropic"})
+    assert models["gpt-4o-mini"]["deployments"][0]["api_key"] == "${OPENAI_API_KEY}"
+    assert models["llama-3.1-8b-instant"]["deployments"][0]["base_url"] == "https://api.groq.com/openai/v1"
+    assert "claude-sonnet-4-5" in models
+    assert any("GROQ_API_KEY" in n for n in notes)
