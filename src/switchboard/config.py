@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from switchboard.http.client import Timeouts
+from switchboard.routing.policy import DEFAULT_RELIABILITY, Reliability, read_reliability
 from switchboard.yamlsource import Located, SourceError, load_located
 
 _ENV_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$|^os\.environ/([A-Za-z_][A-Za-z0-9_]*)$")
@@ -28,8 +29,8 @@ PROVIDER_KINDS = ("openai", "anthropic", "gemini", "azure", "bedrock", "ollama",
 CAPABILITIES = frozenset({"vision", "tools", "json", "embeddings", "streaming"})
 
 
-class ConfigError(SourceError):
-    pass
+# Every config problem is a SourceError: it carries the file and line of the bad value.
+ConfigError = SourceError
 
 
 class Secret:
@@ -86,6 +87,7 @@ class Deployment:
     tpm: int | None = None
     pricing: Pricing | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    ttft: float | None = None  # seconds to a stream's first chunk (docs/reliability.md)
 
 
 @dataclass(slots=True)
@@ -101,6 +103,7 @@ class ModelConfig:
     policy_fallbacks: list[str] = field(default_factory=list)
     strategy: str = "weighted"
     simulated: bool = False
+    reliability: Reliability = DEFAULT_RELIABILITY
 
 
 @dataclass(slots=True)
@@ -130,6 +133,8 @@ class GatewayConfig:
     notes: list[str] = field(default_factory=list)
     raw: dict[str, Any] = field(default_factory=dict)
     doc: Located | None = None
+    reliability: Reliability = DEFAULT_RELIABILITY
+    redis_namespace: str = "switchboard"
 
     def model(self, name: str) -> ModelConfig | None:
         return self.models.get(name)
@@ -275,7 +280,8 @@ DEFAULT_BASE_URLS = {
 }
 
 _DEPLOYMENT_OPTIONS = ("api_version", "region", "headers", "api_key_header", "aws_access_key_id",
-                       "aws_secret_access_key", "aws_session_token", "native", "allow_private_image_urls")
+                       "aws_secret_access_key", "aws_session_token", "native", "allow_private_image_urls",
+                       "recordings", "recorded_model", "chunk_words")
 
 
 def _deployment(sec: _Section, model_name: str, index: int, default_timeouts: Timeouts) -> Deployment:
@@ -297,6 +303,8 @@ def _deployment(sec: _Section, model_name: str, index: int, default_timeouts: Ti
             options[key] = {str(k): sec._interp(key, str(v)) for k, v in value.items()}
         else:
             options[key] = value
+    timeouts_sec = sec.section("timeouts")
+    ttft = timeouts_sec.number("ttft", None, minimum=0.001) if timeouts_sec is not None else None
     dep = Deployment(
         id=sec.str("id", f"{model_name}#{index}") or "",
         model_name=model_name,
@@ -304,12 +312,13 @@ def _deployment(sec: _Section, model_name: str, index: int, default_timeouts: Ti
         upstream_model=upstream or model_name,
         base_url=(base_url or "").rstrip("/"),
         api_key=sec.secret("api_key"),
-        timeouts=_timeouts(sec.section("timeouts"), default_timeouts),
+        timeouts=_timeouts(timeouts_sec, default_timeouts),
         weight=sec.number("weight", 1.0, minimum=0),
         rpm=sec.number("rpm", None, minimum=1, integer=True),
         tpm=sec.number("tpm", None, minimum=1, integer=True),
         pricing=_pricing(sec.section("pricing")),
         options=options,
+        ttft=ttft,
     )
     extra = sec.section("settings")
     if extra is not None:
@@ -322,7 +331,8 @@ def _deployment(sec: _Section, model_name: str, index: int, default_timeouts: Ti
 STRATEGIES = ("weighted", "least-busy", "latency", "cost", "headroom", "ordered")
 
 
-def _model(sec: _Section, name: str, default_timeouts: Timeouts) -> ModelConfig:
+def _model(sec: _Section, name: str, default_timeouts: Timeouts,
+           reliability: Reliability = DEFAULT_RELIABILITY) -> ModelConfig:
     from switchboard.catalog import lookup
 
     deps_raw = sec.raw("deployments")
@@ -352,6 +362,7 @@ def _model(sec: _Section, name: str, default_timeouts: Timeouts) -> ModelConfig:
         context_fallbacks=sec.str_list("context_window_fallbacks"),
         policy_fallbacks=sec.str_list("content_policy_fallbacks"),
         strategy=sec.str("strategy", "weighted", choices=STRATEGIES) or "weighted",
+        reliability=read_reliability(sec, reliability),
     )
     sec.done()
     return model
@@ -393,6 +404,12 @@ def parse_config(doc: Located, env: Mapping[str, str] | None = None) -> GatewayC
     if master_key is None and env.get("SWITCHBOARD_MASTER_KEY"):
         master_key = Secret(env["SWITCHBOARD_MASTER_KEY"], "$SWITCHBOARD_MASTER_KEY")
     default_timeouts = _timeouts(top.section("timeouts"), Timeouts())
+    reliability, redis_namespace = DEFAULT_RELIABILITY, "switchboard"
+    s = top.section("reliability")
+    if s is not None:
+        reliability = read_reliability(s, reliability)
+        redis_namespace = s.str("redis_namespace", redis_namespace) or redis_namespace
+        s.done()
     models: dict[str, ModelConfig] = {}
     raw_models = top.raw("models")
     if raw_models is None:
@@ -400,7 +417,7 @@ def parse_config(doc: Located, env: Mapping[str, str] | None = None) -> GatewayC
     if not isinstance(raw_models, dict):
         raise doc.error(("models",), "must be a mapping from model name to its settings")
     for name, value in raw_models.items():
-        models[name] = _model(_Section(doc, ("models", name), value, env), name, default_timeouts)
+        models[name] = _model(_Section(doc, ("models", name), value, env), name, default_timeouts, reliability)
     for key in EXTENSION_SECTIONS:
         top.raw(key)
     top.done()
@@ -410,7 +427,8 @@ def parse_config(doc: Located, env: Mapping[str, str] | None = None) -> GatewayC
                 if target not in models:
                     raise doc.error(("models", model.name), f"fallback {target!r} is not a configured model")
     return GatewayConfig(models=models, server=server, storage=storage, master_key=master_key,
-                         source=doc.source, raw=doc.data or {}, doc=doc)
+                         source=doc.source, raw=doc.data or {}, doc=doc, reliability=reliability,
+                         redis_namespace=redis_namespace)
 
 
 def load_config(path: str | os.PathLike, env: Mapping[str, str] | None = None) -> GatewayConfig:
