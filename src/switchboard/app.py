@@ -14,17 +14,21 @@ from collections.abc import Awaitable, Callable
 
 from switchboard.accounting.admission import Admission
 from switchboard.accounting.auth import Authenticator
+from switchboard.accounting.keys import KeyStore
+from switchboard.accounting.settings import account_settings
 from switchboard.accounting.request_log import RequestLog
 from switchboard.config import GatewayConfig
 from switchboard.errors import GatewayError, MethodNotAllowed, NotFound
 from switchboard.http.client import HttpClient
 from switchboard.http.server import Request, Response, StreamResponse
+from switchboard.metrics import GatewayMetrics, metrics_endpoint
 from switchboard.pipeline import Pipeline
 from switchboard.providers.registry import ProviderRegistry
 from switchboard.routing.attempts import AttemptPlanner
 from switchboard.routing.auto import AutoRouter, parse_routers
 from switchboard.routing.executor import Executor
 from switchboard.storage.base import Storage
+from switchboard.storage.redis_state import open_redis
 
 log = logging.getLogger("switchboard")
 
@@ -32,6 +36,10 @@ Route = Callable[["Gateway", Request], Awaitable[Response | StreamResponse]]
 
 
 def open_storage(config: GatewayConfig) -> Storage:
+    if config.storage.database_url is not None:
+        from switchboard.storage.postgres import PostgresStorage
+
+        return PostgresStorage(config.storage.database_url.reveal())
     from switchboard.storage.sqlite import SQLiteStorage
 
     return SQLiteStorage(config.storage.sqlite_path)
@@ -43,13 +51,18 @@ class Gateway:
         self.client = HttpClient()
         self.providers = ProviderRegistry(self.client)
         self.storage = storage or open_storage(config)
+        self.redis = open_redis(config)  # shared counters across replicas, or None
         self.request_log = RequestLog(self.storage, flush_seconds=config.storage.log_flush_seconds)
-        self.auth = Authenticator(config.master_key)
+        self.auth = Authenticator(config.master_key, KeyStore(self.storage, account_settings(config).key_cache_seconds))
         self.planner = AttemptPlanner(config)
+        self.metrics = GatewayMetrics()
         self.executor = Executor(self)
         self.admission = Admission(self)
         self.pipeline = Pipeline(self)
         self.routers = {name: AutoRouter(rc, config) for name, rc in parse_routers(config).items()}
+        from switchboard.observers import build_observers
+
+        self.observers = build_observers(self)  # record mode, shadow traffic
         self.started_at = int(time.time())
         self.ready = False
         self.routes: dict[str, dict[str, Route]] = {}
@@ -68,6 +81,17 @@ class Gateway:
         self.add_route("GET", "/health", system.health)
         self.add_route("GET", "/ready", system.ready)
         self.add_route("GET", "/openapi.json", system.openapi)
+        from switchboard.api import admin
+
+        admin.install(self)
+        from switchboard.api import dashboard
+
+        dashboard.install(self)  # /ui and /admin/dashboard/*
+        self.add_route("GET", "/metrics", metrics_endpoint)
+        from switchboard.api import anthropic as anthropic_api
+
+        self.add_route("POST", "/v1/messages", anthropic_api.messages)
+        self.add_route("POST", "/v1/messages/count_tokens", anthropic_api.count_tokens)
 
     def add_route(self, method: str, path: str, handler: Route, *, prefix: bool = False) -> None:
         if prefix:
@@ -88,14 +112,26 @@ class Gateway:
         for router in self.routers.values():
             await loop.run_in_executor(None, router.load)
         await self.storage.start()
+        if self.redis is not None:
+            await self.redis.start()
+        await self.admission.start()
         self.request_log.start()
+        await self.executor.start()
+        for observer in self.observers:
+            await observer.start()
         self.ready = True
 
     async def close(self) -> None:
         self.ready = False
+        for observer in self.observers:
+            await observer.close()
+        await self.executor.close()
+        await self.admission.close()
         await self.request_log.close()
         await self.client.close()
         await self.storage.close()
+        if self.redis is not None:
+            await self.redis.close()
 
     async def handle(self, request: Request) -> Response | StreamResponse:
         path = request.path

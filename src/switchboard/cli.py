@@ -19,7 +19,7 @@ import sys
 from collections.abc import Sequence
 
 # Modules that add their own verbs with `register(subparsers)`.
-PLUGIN_COMMANDS = ("switchboard.routing.smart.cli",)
+PLUGIN_COMMANDS = ("switchboard.routing.smart.cli", "switchboard.evals.cli", "switchboard.accounting.cli")
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -28,6 +28,10 @@ def _serve(args: argparse.Namespace) -> int:
 
     config = args.config or os.environ.get("SWITCHBOARD_CONFIG")
     try:
+        if args.workers > 1:
+            from switchboard.prefork import serve_workers
+
+            return serve_workers(config, args.workers, args.host, args.port, ready_file=args.ready_file)
         run(serve(config, args.host, args.port, ready_file=args.ready_file))
     except ConfigError as exc:
         print(f"switchboard: config error: {exc}", file=sys.stderr)
@@ -115,6 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", "-c", help="YAML config file (default: $SWITCHBOARD_CONFIG, else discover providers from the environment)")
     p.add_argument("--host", help="address to listen on (overrides the config)")
     p.add_argument("--port", type=int, help="port to listen on (overrides the config; 0 picks a free one)")
+    p.add_argument("--workers", "-w", type=int, default=1,
+                   help="worker processes sharing the port (one per core; exact caps across workers need Postgres+Redis)")
     p.add_argument("--ready-file", help=argparse.SUPPRESS)
     p.set_defaults(func=_serve)
 

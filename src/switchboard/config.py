@@ -369,7 +369,8 @@ def _model(sec: _Section, name: str, default_timeouts: Timeouts,
 
 
 # Top-level sections owned by other parts of the gateway; each reads its own.
-EXTENSION_SECTIONS = ("routers", "router_settings", "accounts", "limits", "reliability", "shadow", "record", "images")
+EXTENSION_SECTIONS = ("routers", "router_settings", "accounts", "limits", "reliability", "shadow", "record", "images",
+                      "dashboard")
 
 
 def parse_config(doc: Located, env: Mapping[str, str] | None = None) -> GatewayConfig:

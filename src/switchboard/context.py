@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import time
-import uuid
+from random import getrandbits
 
 from switchboard.accounting.auth import Identity
 from switchboard.storage.base import RequestLogEntry
 
 
 def new_request_id() -> str:
-    return "req_" + uuid.uuid4().hex[:24]
+    # 96 random bits, the same shape as uuid4().hex[:24], from the process's PRNG (re-seeded in forked
+    # workers): no getrandom() syscall, which would release the GIL to the log-writer thread on every request.
+    return "req_%024x" % getrandbits(96)
 
 
 class RequestContext:

@@ -15,11 +15,12 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
-from switchboard.accounting.tokens import estimate_tokens, usage_of
+from switchboard.accounting.tokens import estimate_tokens, reported_or_counted, usage_of
 from switchboard.config import Deployment, ModelConfig
 from switchboard.context import RequestContext
 from switchboard.core.request import ChatRequest
 from switchboard.errors import GatewayError, ModelNotFound, PermissionDenied, UpstreamError
+from switchboard.observers import notify
 from switchboard.routing.cascade import completion_to_chunks
 
 if TYPE_CHECKING:
@@ -45,10 +46,16 @@ class Pipeline:
         try:
             model = await self.prepare(request, ctx, headers)
             if self.cascades(request, ctx):
-                return await self.cascade(request, ctx)
-            response, model, dep = await self.gw.executor.run(model, ctx, lambda p, d: p.chat(request, d))
-            self.settle_usage(ctx, model, dep, usage_of(response), request, response_text(response))
+                response = await self.cascade(request, ctx)
+                await self.gw.admission.commit(ctx, response)
+                return response
+            response, model, dep = await self.gw.executor.run(model, ctx, lambda p, d: p.chat(request, d),
+                                                               request=request)
+            usage = await reported_or_counted(usage_of(response), dep.upstream_model, request.prompt_text(),
+                                              response_text(response), ctx.entry.extra)
+            self.settle_usage(ctx, model, dep, usage, request, response_text(response))
             ctx.entry.status = 200
+            await self.gw.admission.commit(ctx, response)  # durable charge before the response leaves
             return response
         except GatewayError as exc:
             self.fail(ctx, exc)
@@ -135,6 +142,7 @@ class Pipeline:
             ctx.entry.prompt_tokens = prompt
             ctx.entry.cost = (dep.pricing or model.pricing).cost(prompt, 0)
             ctx.entry.status = 200
+            await self.gw.admission.commit(ctx, response)
             return response
         except GatewayError as exc:
             self.fail(ctx, exc)
@@ -149,6 +157,7 @@ class Pipeline:
                      first: dict[str, Any] | None, model: ModelConfig, dep: Deployment) -> AsyncIterator[dict[str, Any]]:
         usage: tuple[int, int, int] | None = None
         text: list[str] = []
+        priced = False
         try:
             chunk = first
             while chunk is not None:
@@ -165,7 +174,12 @@ class Pipeline:
                     chunk = await upstream.__anext__()
                 except StopAsyncIteration:
                     chunk = None
+            usage = await reported_or_counted(usage, dep.upstream_model, request.prompt_text(), "".join(text),
+                                              ctx.entry.extra)
+            self.settle_usage(ctx, model, dep, usage, request, "".join(text))
+            priced = True
             ctx.entry.status = 200
+            await self.gw.admission.commit(ctx)  # durable charge before the ingress sends [DONE]
         except UpstreamError as exc:
             ctx.entry.extra["stream_interrupted"] = True
             self.fail(ctx, exc)
@@ -175,7 +189,8 @@ class Pipeline:
             raise
         finally:
             await upstream.aclose()
-            self.settle_usage(ctx, model, dep, usage, request, "".join(text))
+            if not priced:
+                self.settle_usage(ctx, model, dep, usage, request, "".join(text))
             self.settle(ctx)
 
     # ------------------------------------------------------------ cascade routing
@@ -205,6 +220,7 @@ class Pipeline:
         try:
             for chunk in chunks:
                 yield chunk
+            await self.gw.admission.commit(ctx)
         except (asyncio.CancelledError, GeneratorExit):
             self.fail(ctx, None, status=499, message="client disconnected during the stream")
             raise
@@ -228,6 +244,8 @@ class Pipeline:
             ctx.entry.extra["cost_if_strong"] = strong.pricing.cost(prompt, completion, cached)
             ctx.entry.extra["strong"] = model.name == strong.name
         ctx.headers["x-switchboard-cost"] = f"{ctx.entry.cost:.8f}"
+        if self.gw.observers:  # record mode, shadow traffic: one loop turn later, once the request is settled
+            asyncio.get_running_loop().call_soon(notify, self.gw.observers, request, ctx, completion_text)
 
     def fail(self, ctx: RequestContext, exc: GatewayError | None, *, status: int | None = None,
              message: str | None = None) -> None:
@@ -241,6 +259,7 @@ class Pipeline:
         entry.latency_ms = ctx.elapsed_ms()
         if len(ctx.attempt_log) > 1 or any(a["error"] for a in ctx.attempt_log):
             entry.extra["attempts"] = ctx.attempt_log
+        self.gw.metrics.finished(ctx)
         self.gw.admission.settle(ctx)
 
 

@@ -7,7 +7,7 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from switchboard.config import GatewayConfig, config_from_dict, load_config
@@ -45,7 +45,9 @@ async def build_config(path: str | None, env: Mapping[str, str]) -> tuple[Gatewa
 
 
 async def serve(config_path: str | None, host: str | None = None, port: int | None = None,
-                env: Mapping[str, str] | None = None, ready_file: str | None = None) -> None:
+                env: Mapping[str, str] | None = None, ready_file: str | None = None, *,
+                sock: Any = None, on_ready: Callable[[int], None] | None = None) -> None:
+    """Serve until SIGINT/SIGTERM. `sock`: an already listening socket (a worker of `serve --workers N`)."""
     from switchboard.app import Gateway
     from switchboard.http.server import HttpServer
 
@@ -63,13 +65,15 @@ async def serve(config_path: str | None, host: str | None = None, port: int | No
     gateway = Gateway(config)
     await gateway.start()
     server = HttpServer(gateway.handle, max_body_bytes=config.server.max_body_bytes)
-    bound = await server.start(config.server.host, config.server.port)
+    bound = await server.start(config.server.host, config.server.port, sock=sock)
     log.info("switchboard listening on http://%s:%d with %d model(s) [%s] (ready in %.0f ms)",
              config.server.host, bound, len(config.models), ", ".join(config.models),
              (time.perf_counter() - t0) * 1000)
     if ready_file:
         with open(ready_file, "w") as f:
             f.write(str(bound))
+    if on_ready is not None:
+        on_ready(bound)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -87,7 +91,6 @@ def run(coro: Any) -> Any:
     """Run a coroutine on uvloop when it is installed."""
     try:
         import uvloop
-
-        return uvloop.run(coro)
     except ImportError:
         return asyncio.run(coro)
+    return uvloop.run(coro)

@@ -1,30 +1,349 @@
 """Admission and settlement: the accounting ends of a request.
 
 `admit` runs after authentication and model resolution, before anything goes
-upstream (rate limits, credit and budget reservations belong here); `settle`
-runs exactly once per request when it is over, whatever the outcome, and
-hands the request's record to the request log.
+upstream: parallel-request slot, rate limits (rpm/tpm per key, per key and
+model, per model), then the credit and budget reservation of the request's
+worst-case cost. Any of them can refuse (429 or 402) and nothing is held.
+
+`commit` runs when the answer is known and *before* its last byte goes to
+the client (before returning a completion, before a stream's [DONE]): it
+writes the actual charge to the ledger in one durable transaction, together
+with the response stored for an `Idempotency-Key`. So a replica killed at
+any moment has charged every request whose response the client received.
+
+`settle` runs exactly once per request, whatever the outcome. It is sync and
+never raises: what is left to do (release holds of a failed request, free the
+parallel slot, correct the token count) goes to background tasks, and the
+request log gets its entry. Failed upstream attempts are never charged; a
+client that hangs up mid-stream is charged for what the upstream produced.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import asyncio
+import hashlib
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
-from switchboard.config import ModelConfig
+import orjson
+
+from switchboard.accounting.keys import KeyRecord
+from switchboard.accounting.ledger import Holds, Ledger
+from switchboard.accounting.limits import Check, MemoryLimits, RedisLimits, reset_text
+from switchboard.accounting.pricing import to_nanos, worst_case_nanos
+from switchboard.accounting.settings import account_settings
+from switchboard.config import ModelConfig, Pricing
 from switchboard.context import RequestContext
+from switchboard.errors import GatewayError, InvalidRequest, RateLimited, ServiceUnavailable
+from switchboard.http.server import Request, Response
 
 if TYPE_CHECKING:
     from switchboard.app import Gateway
+
+log = logging.getLogger("switchboard.accounts")
+
+
+class IdempotencyConflict(GatewayError):
+    status = 409
+    type = "invalid_request_error"
+    code = "idempotency_conflict"
+
+
+@dataclass(slots=True)
+class _Pending:
+    """What admission holds for one request until it settles."""
+
+    key: KeyRecord | None
+    holds: Holds = field(default_factory=Holds)
+    token_checks: list[str] = field(default_factory=list)
+    tokens_counted: int = 0
+    second: int = 0
+    parallel: str | None = None
+    idem: tuple[str, str] | None = None
+    committed: bool = False
 
 
 class Admission:
     def __init__(self, gateway: Gateway) -> None:
         self.gw = gateway
+        self.settings = account_settings(gateway.config)
+        self.ledger = Ledger(gateway.storage)
+        redis = getattr(gateway, "redis", None)
+        self.limits: MemoryLimits | RedisLimits = RedisLimits(redis) if redis is not None else MemoryLimits()
+        self._pending: dict[str, _Pending] = {}
+        self._tasks: set[asyncio.Task] = set()
+        self._sweeper: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        await self.ledger.sweep(time.time())
+        self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever())
+
+    async def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def _sweep_forever(self) -> None:
+        interval = min(60.0, self.settings.reservation_ttl_seconds / 2)
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                released = await self.ledger.sweep(time.time())
+                if released:
+                    log.warning("released the credit holds of %d request(s) that never settled", released)
+            except Exception:
+                log.exception("sweeping expired reservations failed")
+
+    def _background(self, work: Callable[[], Awaitable[Any]], what: str) -> None:
+        """Run `work()` off the request, retrying a few times: settle itself must not wait or fail."""
+        async def run() -> None:
+            for attempt in range(5):
+                try:
+                    await work()
+                    return
+                except Exception:
+                    if attempt == 4:
+                        log.exception("%s failed", what)
+                        return
+                    await asyncio.sleep(0.1 * 2 ** attempt)
+
+        task = asyncio.get_running_loop().create_task(run())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # ------------------------------------------------------------ admit
+
+    def _pend(self, ctx: RequestContext) -> _Pending:
+        pend = self._pending.get(ctx.request_id)
+        if pend is None:
+            key = getattr(ctx.identity, "key", None)
+            pend = self._pending[ctx.request_id] = _Pending(key)
+        return pend
 
     async def admit(self, ctx: RequestContext, model: ModelConfig, estimated_tokens: int,
                     max_output_tokens: int | None) -> None:
         """Refuse (by raising a `GatewayError`) or admit the request."""
+        key = getattr(ctx.identity, "key", None)
+        model_limit = self.settings.model_limits.get(model.name)
+        if key is None and model_limit is None:
+            return
+        pend = self._pend(ctx)
+        requested = estimated_tokens + (max_output_tokens or 0)
+        if key is not None and key.max_parallel:
+            scope = f"key:{key.key_id}"
+            if not await self._limits(self.limits.acquire(scope, key.max_parallel, ctx.request_id,
+                                                          self.settings.reservation_ttl_seconds)):
+                raise RateLimited(f"Too many parallel requests on this API key: the limit is {key.max_parallel} at a time.",
+                                  headers={"retry-after": "1"})
+            pend.parallel = scope
+        checks = self._checks(key, model, model_limit, requested)
+        if checks:
+            verdict = await self._limits(self.limits.hit(checks))
+            headers = _limit_headers(checks, verdict)
+            if not verdict.admitted:
+                failed = verdict.failed
+                assert failed is not None
+                what = "requests" if failed.scope.endswith("rpm") else "tokens"
+                unit = "rpm" if what == "requests" else "tpm"
+                retry = max(1, math.ceil(verdict.retry_after))
+                headers["retry-after"] = str(retry)
+                raise RateLimited(
+                    f"Rate limit reached for {what} per minute ({unit}) on {_scope_name(failed.scope)}: "
+                    f"Limit {failed.limit}, Used {verdict.used[checks.index(failed)]}, Requested {failed.amount}. "
+                    f"Please try again in {retry}s.", headers=headers)
+            ctx.headers.update(headers)
+            pend.second = verdict.second
+            pend.tokens_counted = requested
+            pend.token_checks = [c.scope for c in checks if c.scope.endswith(":tpm")]
+        if key is not None and (key.prepaid_accounts or key.budgets):
+            max_out = max_output_tokens if max_output_tokens is not None else (
+                model.max_output_tokens or self.settings.default_max_output_tokens)
+            prompt = math.ceil(estimated_tokens * self.settings.prompt_reserve_factor) + 8
+            amount = max(worst_case_nanos(p, prompt, max_out) for p in self._pricings(model))
+            holds, warnings = await self.ledger.reserve(ctx.request_id, key.prepaid_accounts, key.budgets, amount,
+                                                        self.settings.reservation_ttl_seconds, time.time())
+            pend.holds = holds
+            if warnings:
+                ctx.headers["x-switchboard-budget-warning"] = "; ".join(warnings)
+                log.warning("soft budget exceeded: %s", "; ".join(warnings))
+
+    @staticmethod
+    async def _limits(call: Awaitable[Any]) -> Any:
+        try:
+            return await call
+        except Exception as exc:
+            log.error("the rate-limit store failed: %s", exc)
+            raise ServiceUnavailable("The gateway cannot check rate limits right now (its Redis is unreachable); "
+                                     "retry shortly.", code="limits_unavailable") from None
+
+    def _checks(self, key: KeyRecord | None, model: ModelConfig, model_limit: Any, tokens: int) -> list[Check]:
+        checks: list[Check] = []
+        if key is not None:
+            if key.rpm:
+                checks.append(Check(f"key:{key.key_id}:rpm", key.rpm, 1))
+            if key.tpm:
+                checks.append(Check(f"key:{key.key_id}:tpm", key.tpm, tokens))
+            per_model = key.model_limits.get(model.name) or {}
+            if per_model.get("rpm"):
+                checks.append(Check(f"key:{key.key_id}:model:{model.name}:rpm", int(per_model["rpm"]), 1))
+            if per_model.get("tpm"):
+                checks.append(Check(f"key:{key.key_id}:model:{model.name}:tpm", int(per_model["tpm"]), tokens))
+        if model_limit is not None:
+            if model_limit.rpm:
+                checks.append(Check(f"model:{model.name}:rpm", model_limit.rpm, 1))
+            if model_limit.tpm:
+                checks.append(Check(f"model:{model.name}:tpm", model_limit.tpm, tokens))
+        return checks
+
+    def _pricings(self, model: ModelConfig) -> list[Pricing]:
+        """Every price the request could end up paying: the model's deployments and its fallbacks'."""
+        out = [model.pricing] + [d.pricing for d in model.deployments if d.pricing]
+        for name in model.fallbacks + model.context_fallbacks + model.policy_fallbacks:
+            fb = self.gw.config.models.get(name)
+            if fb is not None:
+                out += [fb.pricing] + [d.pricing for d in fb.deployments if d.pricing]
+        return out
+
+    # ------------------------------------------------------------ idempotency
+
+    async def begin_idempotent(self, ctx: RequestContext, request: Request) -> Response | None:
+        """Claim an `Idempotency-Key`, or answer with the stored first response."""
+        idem_key = request.headers.get("idempotency-key")
+        if not idem_key:
+            return None
+        if len(idem_key) > 255:
+            raise InvalidRequest("The Idempotency-Key header must be at most 255 characters.")
+        key_id = (ctx.identity.key_id if ctx.identity else None) or "anonymous"
+        fingerprint = hashlib.sha256(request.path.encode() + b"\0" + request.body).hexdigest()
+        storage = self.gw.storage
+        now = time.time()
+        async with storage.transaction() as tx:
+            row = await tx.fetchone("SELECT * FROM idempotency WHERE key_id = ? AND idem_key = ?", key_id, idem_key)
+            stale = row is not None and (
+                (row["state"] == "done" and now - row["created_at"] > self.settings.idempotency_ttl_seconds)
+                or (row["state"] == "pending" and now - row["created_at"] > self.settings.reservation_ttl_seconds))
+            if row is None or stale:
+                await tx.execute("DELETE FROM idempotency WHERE key_id = ? AND idem_key = ?", key_id, idem_key)
+                await tx.execute("INSERT INTO idempotency (key_id, idem_key, fingerprint, state, created_at) "
+                                 "VALUES (?, ?, ?, 'pending', ?)", key_id, idem_key, fingerprint, now)
+                self._pend(ctx).idem = (key_id, idem_key)
+                return None
+        if row["fingerprint"] != fingerprint:
+            raise InvalidRequest("This Idempotency-Key was already used with a different request body.",
+                                 param="Idempotency-Key")
+        if row["state"] == "pending":
+            raise IdempotencyConflict("A request with this Idempotency-Key is still in progress; retry it later.")
+        if row["body"] is None:
+            raise IdempotencyConflict("The request with this Idempotency-Key was streamed and has completed; "
+                                      "a stream cannot be replayed.")
+        headers = orjson.loads(row["headers"]) if row["headers"] else {}
+        headers["idempotent-replayed"] = "true"
+        return Response(int(row["status"]), bytes(row["body"]), headers)
+
+    # ------------------------------------------------------------ commit and settle
+
+    async def commit(self, ctx: RequestContext, response: dict[str, Any] | None = None) -> None:
+        """Durably charge the request's actual cost. Awaited before the response's last byte is sent."""
+        cost = to_nanos(ctx.entry.cost)
+        ctx.entry.cost = cost / 1e9
+        pend = self._pending.get(ctx.request_id)
+        if pend is None or pend.committed:
+            return
+        idem = None
+        if pend.idem is not None:
+            body = orjson.dumps(response) if response is not None else None
+            idem = (*pend.idem, 200, body, orjson.dumps(ctx.headers).decode())
+        key = pend.key
+        charges = [key.account] + ([key.team_account] if key.team_account else []) if key else []
+        if charges or pend.holds or idem:
+            work = self.ledger.settle(ctx.request_id, pend.holds, charges, key.budgets if key else [], cost,
+                                      ctx.entry.model_used or ctx.entry.model_requested, time.time(), idem)
+            task = asyncio.get_running_loop().create_task(work)
+            try:
+                await asyncio.shield(task)  # a client hanging up now must not abort the transaction
+            except asyncio.CancelledError:
+                pend.committed = True  # the shielded write goes on; settle must not release or charge again
+                raise
+            except Exception as exc:
+                log.exception("recording the charge of %s failed", ctx.request_id)
+                raise ServiceUnavailable("The gateway could not record this request's cost; it was not charged. "
+                                         "Retry it.", code="accounting_unavailable") from exc
+        pend.committed = True
 
     def settle(self, ctx: RequestContext) -> None:
         """Record the finished request. Must not block or raise."""
-        self.gw.request_log.record(ctx.entry)
+        pend = self._pending.pop(ctx.request_id, None)
+        entry = ctx.entry
+        if pend is not None:
+            if not pend.committed:
+                if entry.status == 499 and entry.cost > 0 and pend.key is not None:
+                    # The client hung up mid-answer: the upstream has produced (and bills) what it sent.
+                    self._background_commit(ctx, pend)
+                else:
+                    entry.cost = 0.0
+                    if pend.holds:
+                        holds, rid = pend.holds, ctx.request_id
+                        self._background(lambda: self.ledger.release(rid, holds), "releasing credit holds")
+                    if pend.idem is not None:
+                        key_id, idem_key = pend.idem
+                        self._background(lambda: self._forget_idempotency(key_id, idem_key), "clearing an idempotency key")
+            if pend.parallel is not None:
+                scope, rid = pend.parallel, ctx.request_id
+                self._background(lambda: self.limits.release(scope, rid), "freeing a parallel slot")
+            if pend.token_checks and entry.status == 200:
+                delta = entry.prompt_tokens + entry.completion_tokens - pend.tokens_counted
+                if delta:
+                    for scope in pend.token_checks:
+                        self._background(lambda s=scope: self.limits.adjust(s, pend.second, delta), "correcting tpm")
+        else:
+            entry.cost = to_nanos(entry.cost) / 1e9 if entry.status == 200 else 0.0
+        self.gw.request_log.record(entry)
+
+    def _background_commit(self, ctx: RequestContext, pend: _Pending) -> None:
+        entry = ctx.entry
+        cost = to_nanos(entry.cost)
+        entry.cost = cost / 1e9
+        key = pend.key
+        assert key is not None
+        charges = [key.account] + ([key.team_account] if key.team_account else [])
+        now = time.time()
+        self._background(lambda: self.ledger.settle(ctx.request_id, pend.holds, charges, key.budgets, cost,
+                                                    entry.model_used or entry.model_requested, now, None),
+                         "charging a disconnected request")
+        if pend.idem is not None:
+            key_id, idem_key = pend.idem
+            self._background(lambda: self._forget_idempotency(key_id, idem_key), "clearing an idempotency key")
+
+    async def _forget_idempotency(self, key_id: str, idem_key: str) -> None:
+        async with self.gw.storage.transaction() as tx:
+            await tx.execute("DELETE FROM idempotency WHERE key_id = ? AND idem_key = ? AND state = 'pending'",
+                             key_id, idem_key)
+
+
+def _scope_name(scope: str) -> str:
+    parts = scope.split(":")
+    if parts[0] == "key" and len(parts) > 3:
+        return f"key {parts[1]} for model {parts[3]}"
+    return f"{parts[0]} {parts[1]}"
+
+
+def _limit_headers(checks: list[Check], verdict: Any) -> dict[str, str]:
+    """OpenAI's x-ratelimit-* headers, for the tightest request and token limits."""
+    headers: dict[str, str] = {}
+    for suffix, kind in (("rpm", "requests"), ("tpm", "tokens")):
+        best = None
+        for i, c in enumerate(checks):
+            if c.scope.endswith(suffix):
+                remaining = max(0, c.limit - verdict.used[i])
+                if best is None or remaining < best[1]:
+                    best = (c.limit, remaining, verdict.reset[i])
+        if best is not None:
+            headers[f"x-ratelimit-limit-{kind}"] = str(best[0])
+            headers[f"x-ratelimit-remaining-{kind}"] = str(best[1])
+            headers[f"x-ratelimit-reset-{kind}"] = reset_text(best[2] if best[2] > 0 else 60)
+    return headers

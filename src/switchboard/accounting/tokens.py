@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 
@@ -22,3 +23,61 @@ def usage_of(data: dict[str, Any] | None) -> tuple[int, int, int] | None:
     if not all(isinstance(v, int) for v in (prompt, completion, cached)):
         return None
     return prompt, completion, cached
+
+
+# ---------------------------------------------------------------- local counting
+
+_FALLBACK_ENCODING = "o200k_base"
+
+
+@lru_cache(maxsize=1024)
+def _encoding_name(model: str) -> str:
+    from bpe_openai import encoding_name_for_model
+
+    try:
+        return encoding_name_for_model(model.rsplit("/", 1)[-1])
+    except (KeyError, ValueError):
+        return _FALLBACK_ENCODING
+
+
+@lru_cache(maxsize=8)
+def _encoding(name: str) -> Any:
+    from bpe_openai import get_encoding  # heavy: imported on the first count, on a worker thread
+
+    return get_encoding(name)
+
+
+def count_tokens(text: str, model: str) -> tuple[int, bool]:
+    """(tokens, exact): a real BPE count when a tokenizer is installed, else the estimate.
+
+    OpenAI models use their own encoding; every other model is counted with
+    o200k_base, which is within a few percent of most modern tokenizers (their
+    own vocabularies do not ship offline). Without `bpe-openai` installed
+    (the `tokens` extra) this is `estimate_tokens`.
+    """
+    if not text:
+        return 0, True
+    try:
+        enc = _encoding(_encoding_name(model))
+    except ImportError:
+        return estimate_tokens(text), False
+    return len(enc.encode_ordinary(text)), True
+
+
+async def count_usage(model: str, prompt_text: str, completion_text: str) -> tuple[int, int, int]:
+    """(prompt, completion, 0) counted locally, on a worker thread: BPE is too slow for the event loop."""
+    import asyncio
+
+    def work() -> tuple[int, int, int]:
+        return count_tokens(prompt_text, model)[0], count_tokens(completion_text, model)[0], 0
+
+    return await asyncio.get_running_loop().run_in_executor(None, work)
+
+
+async def reported_or_counted(reported: tuple[int, int, int] | None, model: str, prompt_text: str,
+                              completion_text: str, extra: dict[str, Any]) -> tuple[int, int, int]:
+    """The upstream's usage when it reported one; else a local count (noted in the log entry's extra)."""
+    if reported is not None:
+        return reported
+    extra["usage_counted"] = True
+    return await count_usage(model, prompt_text, completion_text)

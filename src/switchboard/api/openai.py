@@ -45,8 +45,11 @@ async def chat_completions(gw: Gateway, request: Request) -> Response | StreamRe
     try:
         ctx.identity = await gw.auth.authenticate(request.headers)
         chat = ChatRequest.from_body(parse_json(request))
+        replayed = await gw.admission.begin_idempotent(ctx, request)  # Idempotency-Key: the first answer, once
     except GatewayError as exc:
         return _reject(gw, ctx, exc)
+    if replayed is not None:
+        return replayed
     try:
         if chat.stream:
             chunks = await gw.pipeline.chat_stream(chat, ctx, request.headers)
@@ -86,7 +89,9 @@ async def embeddings(gw: Gateway, request: Request) -> Response:
 
 def _model_object(gw: Gateway, name: str) -> dict[str, Any]:
     model = gw.config.models[name]
-    return {"id": name, "object": "model", "created": gw.started_at, "owned_by": model.deployments[0].provider}
+    return {"id": name, "object": "model", "created": gw.started_at, "owned_by": model.deployments[0].provider,
+            # USD per million tokens, so clients (e.g. `switchboard compare`) can price streamed answers.
+            "pricing": {"input_per_mtok": model.pricing.input_per_mtok, "output_per_mtok": model.pricing.output_per_mtok}}
 
 
 async def list_models(gw: Gateway, request: Request) -> Response:

@@ -134,6 +134,9 @@ def document(gw: Gateway | None = None) -> dict[str, Any]:
                            "responses": {"200": {"description": "Ready", **_json({"type": "object"})},
                                          "503": {"description": "Not ready", **_json({"type": "object"})}}}},
     }
+    from switchboard.api.anthropic import openapi_paths as anthropic_paths
+
+    paths.update(anthropic_paths())
     if gw is not None:
         for extra in getattr(gw, "openapi_extensions", ()):
             extra(paths)

@@ -73,13 +73,14 @@ class _Conn(asyncio.Protocol):
         self._waiter: asyncio.Future | None = None
 
     def reset(self) -> None:
+        """Ready for the next response. The parser is kept: llhttp parses one message after another
+        on a keep-alive connection, and only connections whose last response completed cleanly are reused."""
         self.status = 0
         self.headers = {}
         self.chunks.clear()
         self.headers_done = False
         self.complete = False
         self.got_bytes = False
-        self.parser = httptools.HttpResponseParser(self)
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -198,7 +199,7 @@ class ClientResponse:
 class HttpClient:
     """Keep-alive connection pool for many origins."""
 
-    def __init__(self, *, max_idle_per_origin: int = 256, verify: bool = True) -> None:
+    def __init__(self, *, max_idle_per_origin: int = 1024, verify: bool = True) -> None:
         self._idle: dict[_Origin, deque[_Conn]] = {}
         self._max_idle = max_idle_per_origin
         self._verify = verify

@@ -98,11 +98,10 @@ def _date_header() -> bytes:
 
 
 def _head(status: int, headers: dict[str, str], extra: bytes) -> bytes:
-    parts = [b"HTTP/1.1 %d %s\r\ndate: %s\r\nserver: switchboard\r\n" % (status, _REASONS.get(status, b"Unknown"), _date_header())]
-    for k, v in headers.items():
-        parts.append(f"{k}: {v}\r\n".encode("latin-1", "replace"))
-    parts.append(extra)
-    return b"".join(parts)
+    # One join and one encode for all headers: this runs for every response.
+    lines = "".join([f"{k}: {v}\r\n" for k, v in headers.items()]).encode("latin-1", "replace")
+    return b"HTTP/1.1 %d %s\r\ndate: %s\r\nserver: switchboard\r\n%s%s" % (
+        status, _REASONS.get(status, b"Unknown"), _date_header(), lines, extra)
 
 
 class _Connection(asyncio.Protocol):

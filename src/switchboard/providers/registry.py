@@ -9,6 +9,12 @@ from switchboard.providers.base import Provider
 
 ADAPTERS: dict[str, str] = {
     "openai": "switchboard.providers.openai:OpenAIProvider",
+    "anthropic": "switchboard.providers.anthropic:AnthropicProvider",
+    "replay": "switchboard.providers.replay:ReplayProvider",
+    "gemini": "switchboard.providers.gemini:GeminiProvider",
+    "azure": "switchboard.providers.azure:AzureOpenAIProvider",
+    "bedrock": "switchboard.providers.bedrock:BedrockProvider",
+    "ollama": "switchboard.providers.ollama:OllamaProvider",
 }
 
 

@@ -7,6 +7,7 @@ backend runs its blocking calls on one dedicated thread, never on the event loop
 
 from __future__ import annotations
 
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -52,8 +53,27 @@ class RequestLogEntry:
                 orjson.dumps(self.extra).decode() if self.extra else None)
 
 
+class Tx(Protocol):
+    """One open transaction. SQL uses `?` placeholders in both backends (Postgres rewrites them to `$n`)."""
+
+    async def execute(self, sql: str, *args: Any) -> int:
+        """Run a statement; returns the number of rows it changed."""
+
+    async def fetchone(self, sql: str, *args: Any) -> dict[str, Any] | None: ...
+
+    async def fetchall(self, sql: str, *args: Any) -> list[dict[str, Any]]: ...
+
+
 class Storage(Protocol):
     name: str
+    dialect: str  # "sqlite" or "postgres": the few SQL expressions that differ look at it
+
+    def transaction(self) -> AbstractAsyncContextManager[Tx]:
+        """A transaction: committed when the block ends, rolled back if it raises."""
+
+    async def fetchall(self, sql: str, *args: Any) -> list[dict[str, Any]]: ...
+
+    async def fetchone(self, sql: str, *args: Any) -> dict[str, Any] | None: ...
 
     async def start(self) -> None: ...
 

@@ -9,53 +9,47 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
 from switchboard.storage.base import REQUEST_LOG_COLUMNS, RequestLogEntry
+from switchboard.storage.schema import migrations
 
 T = TypeVar("T")
 
-MIGRATIONS: list[str] = [
-    """
-    CREATE TABLE IF NOT EXISTS request_log (
-        request_id TEXT PRIMARY KEY,
-        ts REAL NOT NULL,
-        key_id TEXT,
-        ingress TEXT,
-        endpoint TEXT,
-        model_requested TEXT,
-        model_used TEXT,
-        deployment TEXT,
-        provider TEXT,
-        status INTEGER,
-        error_type TEXT,
-        error_message TEXT,
-        prompt_tokens INTEGER DEFAULT 0,
-        completion_tokens INTEGER DEFAULT 0,
-        cost REAL DEFAULT 0,
-        latency_ms REAL,
-        ttft_ms REAL,
-        stream INTEGER DEFAULT 0,
-        attempts INTEGER DEFAULT 0,
-        router TEXT,
-        router_score REAL,
-        extra TEXT
-    );
-    CREATE INDEX IF NOT EXISTS request_log_ts ON request_log (ts);
-    CREATE INDEX IF NOT EXISTS request_log_key_ts ON request_log (key_id, ts);
-    """,
-]
-
-
 class SQLiteStorage:
     name = "sqlite"
+    dialect = "sqlite"
 
     def __init__(self, path: str) -> None:
         self.path = path
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
         self._conn: sqlite3.Connection | None = None
+        # One connection serves everything, so a transaction must own it from BEGIN to COMMIT:
+        # every write (and every read that must not see a half-done transaction) takes this lock.
+        self._lock = asyncio.Lock()
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[_SQLiteTx]:
+        async with self._lock:
+            await self.run(lambda c: c.execute("BEGIN IMMEDIATE"))
+            try:
+                yield _SQLiteTx(self)
+            except BaseException:
+                await asyncio.shield(self.run(lambda c: c.execute("ROLLBACK")))
+                raise
+            await asyncio.shield(self.run(lambda c: c.execute("COMMIT")))
+
+    async def fetchall(self, sql: str, *args: Any) -> list[dict[str, Any]]:
+        async with self._lock:
+            return await self.run(lambda c: [dict(r) for r in c.execute(sql, args)])
+
+    async def fetchone(self, sql: str, *args: Any) -> dict[str, Any] | None:
+        rows = await self.fetchall(sql, *args)
+        return rows[0] if rows else None
 
     async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run `fn(connection)` on the database thread."""
@@ -82,10 +76,10 @@ class SQLiteStorage:
         try:
             conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY)")
             done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
-            for version, sql in enumerate(MIGRATIONS, start=1):
+            for version, statements in enumerate(migrations("sqlite"), start=1):
                 if version in done:
                     continue
-                for statement in filter(str.strip, sql.split(";")):
+                for statement in statements:
                     conn.execute(statement)
                 conn.execute("INSERT INTO schema_migrations (version) VALUES (?)", (version,))
             conn.execute("COMMIT")
@@ -122,10 +116,33 @@ class SQLiteStorage:
                 conn.execute("ROLLBACK")
                 raise
 
-        await self.run(_write)
+        async with self._lock:
+            await self.run(_write)
 
     async def recent_requests(self, limit: int = 50, **filters: Any) -> list[dict[str, Any]]:
         return await self.run(lambda c: query_recent(c, limit, **filters))
+
+
+class _SQLiteTx:
+    """Statements of one transaction, each run on the database thread while the storage lock is held."""
+
+    __slots__ = ("_s",)
+
+    def __init__(self, storage: SQLiteStorage) -> None:
+        self._s = storage
+
+    async def execute(self, sql: str, *args: Any) -> int:
+        return await self._s.run(lambda c: c.execute(sql, args).rowcount)
+
+    async def fetchall(self, sql: str, *args: Any) -> list[dict[str, Any]]:
+        return await self._s.run(lambda c: [dict(r) for r in c.execute(sql, args)])
+
+    async def fetchone(self, sql: str, *args: Any) -> dict[str, Any] | None:
+        def one(c: sqlite3.Connection) -> dict[str, Any] | None:
+            row = c.execute(sql, args).fetchone()
+            return dict(row) if row is not None else None
+
+        return await self._s.run(one)
 
 
 def query_recent(conn: sqlite3.Connection, limit: int = 50, *, key_id: str | None = None, model: str | None = None,

@@ -49,6 +49,7 @@ class ModelBehaviour:
     embedding_dims: int = 16
     context_window: int | None = None
     report_usage: bool = True
+    safety_block: str | None = None  # "prompt" or "output": a provider-native safety block (Gemini, Bedrock, Azure)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelBehaviour:
@@ -72,6 +73,7 @@ class Stats:
     completion_tokens: int = 0
     last_request: Any = None
     last_headers: dict[str, str] = field(default_factory=dict)
+    last_query: str = ""
 
 
 def count_tokens(text: str) -> int:
@@ -115,6 +117,7 @@ class MockUpstream:
         self.stats.requests += 1
         self.stats.by_path[path] = self.stats.by_path.get(path, 0) + 1
         self.stats.last_headers = dict(request.headers)
+        self.stats.last_query = request.query
         try:
             body = orjson.loads(request.body) if request.body else {}
         except orjson.JSONDecodeError:
@@ -126,12 +129,18 @@ class MockUpstream:
         return await handler(request, body)
 
     def route(self, method: str, path: str):
+        from switchboard.testing.mock_native import native_route  # Gemini, Azure, Bedrock, Ollama
+        if (handler := native_route(self, method, path)) is not None:
+            return handler
         if method == "POST" and path.endswith("/chat/completions"):
             return self.openai_chat
         if method == "POST" and path.endswith("/embeddings"):
             return self.openai_embeddings
         if method == "GET" and path.endswith("/models"):
             return self.openai_models
+        from switchboard.testing.mock_anthropic import anthropic_route
+        if (handler := anthropic_route(self, method, path)) is not None:
+            return handler
         return None
 
     def control(self, request: Request) -> Response:

@@ -26,7 +26,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from .train import TrainConfig, train_router
 
     examples = _load_examples(args.data, args.benchmark)
-    config = TrainConfig(default_share=args.default_share, seed=args.seed)
+    config = TrainConfig(default_share=args.default_share, seed=args.seed, kind=args.kind,
+                         embedding=None if args.embedding == "none" else args.embedding)
     router = train_router(examples, name=args.name, config=config)
     router.meta["trained_on"] = Path(args.data).name if Path(args.data).is_file() else args.benchmark
     router.save(args.out)
@@ -47,7 +48,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     else:
         from .train import TrainConfig, train_router
 
-        config = TrainConfig(seed=args.seed)
+        config = TrainConfig(seed=args.seed, kind=args.kind,
+                             embedding=None if args.embedding == "none" else args.embedding)
         groups = {e.group for e in examples}
         report = cross_validate(
             examples, name, args.folds, lambda ex: train_router(ex, config=config), seed=args.seed,
@@ -65,6 +67,14 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_model_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--kind", default="gain", choices=["gain", "linear"],
+                        help="gain: two heads, P(strong correct) - P(weak correct) (default); "
+                             "linear: one soft-label head")
+    parser.add_argument("--embedding", default="minilm-l6-static64",
+                        help="static embedding table added to the gain router's features, or 'none'")
+
+
 def register(subparsers: Any) -> None:
     """Add ``router`` (with ``train``) and ``route-eval`` to an argparse subparsers object."""
     router = subparsers.add_parser("router", help="train and manage smart routers")
@@ -75,7 +85,9 @@ def register(subparsers: Any) -> None:
     train.add_argument("--benchmark", default="all", choices=["mmlu", "gsm8k", "mt-bench", "all"],
                        help="benchmark(s) to train on when --data is a directory (default: all present)")
     train.add_argument("--out", required=True, help="where to write the router (.npz)")
-    train.add_argument("--name", default="linear-tfidf", help="router name stored in the file")
+    train.add_argument("--name", default=None,
+                       help="router name stored in the file (default: gain-tfidf-minilm or linear-tfidf)")
+    _add_model_options(train)
     train.add_argument("--default-share", type=float, default=0.5,
                        help="strong-call share on the training prompts that the stored default threshold gives")
     train.add_argument("--seed", type=int, default=0)
@@ -90,6 +102,7 @@ def register(subparsers: Any) -> None:
     ev.add_argument("--json", action="store_true", help="print the summary as one JSON object on the last line")
     ev.add_argument("--plot", help="write the quality-vs-strong-share curves to this PNG")
     ev.add_argument("--seed", type=int, default=0)
+    _add_model_options(ev)
     ev.set_defaults(func=_cmd_eval)
 
 

@@ -138,6 +138,83 @@ class LinearRouter(ScoringRouter):
         _write_npz(path, arrays)
 
 
+class GainRouter(ScoringRouter):
+    """Two logistic heads, P(strong answers well) and P(weak answers well), over shared
+    features: TF-IDF word uni/bi-grams, shape statistics and, optionally, a static MiniLM
+    embedding (``embedding.py``). The score is the expected strong win rate
+    ``0.5 + (p_strong - p_weak) / 2``, in [0, 1] like the single-head router's.
+
+    Why two heads: a tie label (0.5) hides whether both models were right or both wrong;
+    predicting each model's correctness separately keeps that information, and the
+    difference of the two probabilities is exactly the expected quality gain that the
+    PGR curve rewards.
+    """
+
+    def __init__(self, name: str, vocab: Vocabulary, sparse_w: np.ndarray, dense_w: np.ndarray, bias: np.ndarray,
+                 dense_mean: np.ndarray, dense_std: np.ndarray, embedding_name: str | None = None,
+                 token_weights: np.ndarray | None = None, default_threshold: float = 0.5,
+                 share_thresholds: dict[float, float] | None = None, meta: dict[str, Any] | None = None) -> None:
+        super().__init__(name, default_threshold, share_thresholds, meta)
+        self.vocab = vocab
+        self.sparse_w = np.asarray(sparse_w, dtype=np.float32).reshape(len(vocab.terms), 2)
+        self.dense_w = np.asarray(dense_w, dtype=float).reshape(-1, 2)
+        self.bias = np.asarray(bias, dtype=float).reshape(2)
+        self.dense_mean = np.asarray(dense_mean, dtype=float)
+        self.dense_std = np.asarray(dense_std, dtype=float)
+        self.embedding_name = embedding_name or None
+        self.embedding = None
+        n_stats = len(DENSE_NAMES)
+        if self.embedding_name:
+            from .embedding import load_embedding
+
+            self.embedding = load_embedding(self.embedding_name, token_weights)
+        if self.dense_w.shape[0] != n_stats + (self.embedding.dim if self.embedding else 0):
+            raise RouterFormatError(f"router {name!r}: dense weights do not match its features")
+        # Pre-folded for the hot path: standardisation goes into the weights and the bias.
+        self._wi = (self.sparse_w.astype(np.float64) * vocab.idf.astype(np.float64)[:, None])
+        self._idf2 = vocab.idf.astype(np.float64) ** 2
+        scaled = self.dense_w / self.dense_std[:, None]
+        self._offset = self.bias - self.dense_mean @ scaled
+        self._stats_w = scaled[:n_stats]
+        self._emb_w = scaled[n_stats:]
+
+    def logits(self, text: str) -> np.ndarray:
+        """The two heads' logits (strong, weak)."""
+        tokens = tokenize(text)
+        cols = self.vocab.columns(terms(tokens))
+        z = self._offset + np.asarray(dense_stats(text, tokens)) @ self._stats_w
+        if cols:
+            z = z + self._wi[cols].sum(axis=0) / math.sqrt(self._idf2[cols].sum())
+        if self.embedding is not None:
+            z = z + self.embedding.embed(text) @ self._emb_w
+        return z
+
+    def score(self, text: str) -> float:
+        zs, zw = self.logits(text).tolist()
+        return 0.5 + 0.5 * (_sigmoid(zs) - _sigmoid(zw))
+
+    def save(self, path: str | os.PathLike) -> None:
+        arrays = self._common_arrays("gain")
+        arrays.update(
+            terms=np.array(self.vocab.terms, dtype=str),
+            idf=self.vocab.idf.astype(np.float32),
+            sparse_w=self.sparse_w.astype(np.float32),
+            dense_w=self.dense_w,
+            bias=self.bias,
+            dense_mean=self.dense_mean,
+            dense_std=self.dense_std,
+            dense_names=np.array(DENSE_NAMES, dtype=str),
+            embedding_name=np.array(self.embedding_name or ""),
+        )
+        if self.embedding is not None:
+            arrays["token_weights"] = self.embedding.weights.astype(np.float32)
+        _write_npz(path, arrays)
+
+
+def _sigmoid(z: float) -> float:
+    return 1.0 / (1.0 + math.exp(-z)) if z > -700 else 0.0
+
+
 class RandomRouter(ScoringRouter):
     """Baseline: a uniform pseudo-random score per prompt, stable for the same prompt and
     seed (so retries of one request route the same way)."""
@@ -185,6 +262,15 @@ def load_router(path: str | os.PathLike | None = None) -> ScoringRouter:
             vocab = Vocabulary(z["terms"].tolist(), z["idf"])
             return LinearRouter(str(z["name"]), vocab, z["sparse_w"], z["dense_w"], float(z["bias"]),
                                 z["dense_mean"], z["dense_std"], **common)
+        if kind == "gain":
+            vocab = Vocabulary(z["terms"].tolist(), z["idf"])
+            emb_name = str(z["embedding_name"]) or None
+            weights = z["token_weights"].astype(np.float32) if "token_weights" in z else None
+            try:
+                return GainRouter(str(z["name"]), vocab, z["sparse_w"], z["dense_w"], z["bias"], z["dense_mean"],
+                                  z["dense_std"], emb_name, weights, **common)
+            except FileNotFoundError as exc:
+                raise RouterFormatError(f"{path}: {exc}") from exc
         if kind == "random":
             return RandomRouter(int(z["seed"]), str(z["name"]))
     raise RouterFormatError(f"{path}: unknown router kind {kind!r}")

@@ -1,4 +1,4 @@
-"""Train a LinearRouter from routing examples.
+"""Train a router (GainRouter by default, or the single-head LinearRouter) from routing examples.
 
 Only the training examples are ever seen: the vocabulary, IDF weights, feature
 standardisation and the early-stopping point are all fitted inside this function, on a
@@ -14,8 +14,9 @@ import numpy as np
 
 from .dataset import Example
 from .features import Vocabulary, dense_stats, sparse_matrix, terms, tokenize
-from .linear import Design, fit_logistic
-from .router import SHARE_GRID, LinearRouter
+from .linear import Design, LinearWeights, fit_logistic
+from .embedding import DEFAULT_TABLE, load_embedding
+from .router import SHARE_GRID, GainRouter, LinearRouter, ScoringRouter
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,10 @@ class TrainConfig:
     valid_fraction: float = 0.15
     default_share: float = 0.5
     seed: int = 0
+    #: "gain": two heads (strong / weak correctness); "linear": one soft-label head.
+    kind: str = "gain"
+    #: static embedding table appended to the dense features (gain only); None = without.
+    embedding: str | None = DEFAULT_TABLE
 
 
 def _design(vocab: Vocabulary, term_sets: list[set[str]], dense: np.ndarray) -> Design:
@@ -37,7 +42,94 @@ def _design(vocab: Vocabulary, term_sets: list[set[str]], dense: np.ndarray) -> 
     return Design(indptr, indices, data, dense, len(vocab.terms))
 
 
-def train_router(
+def train_router(examples: Sequence[Example], name: str | None = None,
+                 config: TrainConfig | None = None) -> ScoringRouter:
+    """Train the router kind that ``config`` names (default: a GainRouter with the shipped
+    static MiniLM embedding)."""
+    cfg = config or TrainConfig()
+    if cfg.kind == "gain":
+        return train_gain_router(examples, name or "gain-tfidf-minilm", cfg)
+    if cfg.kind == "linear":
+        return train_linear_router(examples, name or "linear-tfidf", cfg)
+    raise ValueError(f"unknown router kind {cfg.kind!r}; choose gain or linear")
+
+
+def _split(n: int, cfg: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(fit rows, validation rows) of a seeded shuffle."""
+    perm = np.random.default_rng(cfg.seed).permutation(n)
+    n_valid = max(1, int(n * cfg.valid_fraction))
+    return np.sort(perm[n_valid:]), np.sort(perm[:n_valid])
+
+
+def _choose_and_refit(cfg: TrainConfig, x_fit: Design, x_val: Design, x_all: Design, y: np.ndarray,
+                      fit_idx: np.ndarray, valid_idx: np.ndarray) -> tuple[LinearWeights, float, int]:
+    """Pick L2 and the step count by validation loss, then refit on all rows with them."""
+    trials = []
+    for l2 in cfg.l2_grid:
+        _, steps, loss = fit_logistic(x_fit, y[fit_idx], l2, cfg.max_steps, cfg.lr, valid=(x_val, y[valid_idx]))
+        trials.append((loss, l2, max(steps, 10)))
+    _, best_l2, best_steps = min(trials)
+    weights, _, _ = fit_logistic(x_all, y, best_l2, best_steps, cfg.lr)
+    return weights, best_l2, best_steps
+
+
+def _finish(router: ScoringRouter, texts: Sequence[str], cfg: TrainConfig) -> ScoringRouter:
+    scores = router.score_many(texts)
+    router.share_thresholds = {s: float(np.quantile(scores, 1.0 - s)) for s in SHARE_GRID}
+    router.default_threshold = router.threshold_for_share(cfg.default_share)
+    router.meta["default_share"] = cfg.default_share
+    return router
+
+
+def train_gain_router(examples: Sequence[Example], name: str = "gain-tfidf-minilm",
+                      config: TrainConfig | None = None) -> GainRouter:
+    """Fit the GainRouter's two heads (strong correct, weak correct) on shared features.
+
+    Vocabulary, IDF, the embedding's token weights and the standardisation are fitted on
+    the given examples only: first on the fit part of a seeded split, to choose each
+    head's L2 strength and step count by validation loss, then on all of them to refit."""
+    cfg = config or TrainConfig()
+    if len(examples) < 10:
+        raise ValueError("need at least 10 examples to train a router")
+    texts = [e.prompt for e in examples]
+    tokens = [tokenize(t) for t in texts]
+    term_sets = [terms(t) for t in tokens]
+    stats = np.array([dense_stats(t, tk) for t, tk in zip(texts, tokens)], dtype=float)
+    fit_idx, valid_idx = _split(len(examples), cfg)
+    all_idx = np.arange(len(examples))
+
+    def features(rows: np.ndarray) -> tuple[Vocabulary, np.ndarray, np.ndarray, np.ndarray | None]:
+        vocab = Vocabulary.fit([term_sets[i] for i in rows], cfg.min_df, cfg.max_terms)
+        dense, token_weights = stats, None
+        if cfg.embedding:
+            emb = load_embedding(cfg.embedding)
+            emb.fit_weights([texts[i] for i in rows])
+            dense = np.hstack([stats, emb.embed_many(texts)])
+            token_weights = emb.weights
+        mean, std = dense[rows].mean(axis=0), dense[rows].std(axis=0) + 1e-6
+        return vocab, (dense - mean) / std, np.vstack([mean, std]), token_weights
+
+    def design(vocab: Vocabulary, dense: np.ndarray, rows: np.ndarray) -> Design:
+        return _design(vocab, [term_sets[i] for i in rows], dense[rows])
+
+    vocab, dense, _, _ = features(fit_idx)
+    x_fit, x_val = design(vocab, dense, fit_idx), design(vocab, dense, valid_idx)
+    vocab_all, dense_all, moments, token_weights = features(all_idx)
+    x_all = design(vocab_all, dense_all, all_idx)
+    heads, chosen = [], []
+    for target in ("strong", "weak"):
+        y = np.array([getattr(e, target) for e in examples], dtype=float)
+        weights, l2, steps = _choose_and_refit(cfg, x_fit, x_val, x_all, y, fit_idx, valid_idx)
+        heads.append(weights)
+        chosen.append({"head": target, "l2": l2, "steps": int(steps)})
+    router = GainRouter(
+        name, vocab_all, np.stack([h.sparse for h in heads], axis=1), np.stack([h.dense for h in heads], axis=1),
+        np.array([h.bias for h in heads]), moments[0], moments[1], cfg.embedding, token_weights,
+        meta={"examples": len(examples), "heads": chosen, "config": {k: v for k, v in cfg.__dict__.items()}})
+    return _finish(router, texts, cfg)  # type: ignore[return-value]
+
+
+def train_linear_router(
     examples: Sequence[Example], name: str = "linear-tfidf", config: TrainConfig | None = None
 ) -> LinearRouter:
     """Fit the vocabulary and a soft-label logistic model. The L2 strength and the number

@@ -1,0 +1,134 @@
+"""The Anthropic ingress: `POST /v1/messages` (JSON and SSE) and `POST /v1/messages/count_tokens`.
+
+Clients that speak Anthropic's Messages API reach every configured model, not
+only Claude: the request is translated to the canonical form, served by the
+same pipeline as OpenAI-format traffic (auth, limits, routing, fallbacks,
+accounting), and the answer is translated back. Errors, including a failure
+in the middle of a stream, come back in Anthropic's error shape.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from switchboard.accounting.tokens import estimate_tokens
+from switchboard.api.openai import parse_json
+from switchboard.context import RequestContext
+from switchboard.core import anthropic_format as fmt
+from switchboard.core.request import ChatRequest
+from switchboard.errors import GatewayError
+from switchboard.http.server import Request, Response, StreamResponse
+
+if TYPE_CHECKING:
+    from switchboard.app import Gateway
+
+
+def error_response(exc: GatewayError, ctx: RequestContext | None = None) -> Response:
+    headers = {**(ctx.headers if ctx else {}), **exc.headers}
+    if ctx is not None:
+        headers["request-id"] = ctx.request_id
+    return Response(exc.status, orjson.dumps(fmt.error_payload(exc.status, exc.message)), headers)
+
+
+def _canonical(request: Request) -> ChatRequest:
+    return ChatRequest.from_body(fmt.to_canonical(parse_json(request)))
+
+
+async def messages(gw: Gateway, request: Request) -> Response | StreamResponse:
+    ctx = RequestContext("anthropic", "chat")
+    try:
+        ctx.identity = await gw.auth.authenticate(request.headers)
+        chat = _canonical(request)
+    except GatewayError as exc:
+        if ctx.identity is not None:
+            ctx.entry.key_id = ctx.identity.key_id
+        gw.pipeline.fail(ctx, exc)
+        gw.pipeline.settle(ctx)
+        return error_response(exc, ctx)
+    try:
+        if chat.stream:
+            chunks = await gw.pipeline.chat_stream(chat, ctx, request.headers)
+            writer = fmt.EventWriter(chat.model, estimate_tokens(chat.prompt_text()))
+            ctx.headers["request-id"] = ctx.request_id
+            return StreamResponse(render_stream(chunks, writer), headers=ctx.headers)
+        completion = await gw.pipeline.chat(chat, ctx, request.headers)
+    except GatewayError as exc:
+        return error_response(exc, ctx)
+    ctx.headers["request-id"] = ctx.request_id
+    return Response(200, orjson.dumps(fmt.to_message(completion, chat.model)), ctx.headers)
+
+
+async def render_stream(chunks: AsyncIterator[dict[str, Any]], writer: fmt.EventWriter) -> AsyncIterator[bytes]:
+    """Anthropic's SSE events; a failure after the first event becomes an `error` event (the SDK raises on it)."""
+    try:
+        async for data in fmt.to_events(chunks, writer):
+            yield data
+    except GatewayError as exc:  # StreamFailed, or a failure while settling after the last chunk
+        yield fmt.sse("error", fmt.error_payload(exc.status, exc.message))
+    finally:
+        await chunks.aclose()  # type: ignore[attr-defined]
+
+
+async def count_tokens(gw: Gateway, request: Request) -> Response:
+    """An estimate (about four characters a token) of the prompt's input tokens, in Anthropic's shape."""
+    try:
+        await gw.auth.authenticate(request.headers)
+        body = parse_json(request)
+        if isinstance(body, dict):
+            body = {**body, "max_tokens": 1}  # count_tokens takes no max_tokens
+        chat = ChatRequest(fmt.to_canonical(body))
+        gw.pipeline.resolve(chat.model, RequestContext("anthropic", "count_tokens"))
+    except GatewayError as exc:
+        return error_response(exc)
+    tools = chat.body.get("tools")
+    text = chat.prompt_text() + (orjson.dumps(tools).decode() if tools else "")
+    return Response(200, orjson.dumps({"input_tokens": estimate_tokens(text)}))
+
+
+_ERROR = {"type": "object", "required": ["type", "error"], "properties": {
+    "type": {"const": "error"},
+    "error": {"type": "object", "required": ["type", "message"], "properties": {
+        "type": {"type": "string"}, "message": {"type": "string"}}}}}
+
+
+def openapi_paths() -> dict[str, Any]:
+    """This ingress's entries for the OpenAPI document."""
+    errors = {str(code): {"description": desc, "content": {"application/json": {"schema": _ERROR}}}
+              for code, desc in ((400, "Invalid request"), (401, "Missing or wrong API key"),
+                                 (402, "Credit exhausted"), (403, "Not allowed"), (404, "Unknown model"),
+                                 (429, "Rate limited"), (502, "Upstream failure"), (503, "Overloaded"),
+                                 (504, "Upstream timeout"))}
+    security = [{"bearer": []}]
+    return {
+        "/v1/messages": {"post": {
+            "operationId": "createMessage",
+            "summary": "Anthropic Messages API (JSON or SSE stream), served by any configured model",
+            "security": security,
+            "parameters": [{"name": "x-api-key", "in": "header", "required": False, "schema": {"type": "string"}},
+                           {"name": "anthropic-version", "in": "header", "required": False,
+                            "schema": {"type": "string"}}],
+            "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                "type": "object", "required": ["model", "messages", "max_tokens"], "properties": {
+                    "model": {"type": "string"}, "max_tokens": {"type": "integer", "minimum": 1},
+                    "messages": {"type": "array", "minItems": 1, "items": {"type": "object", "required": ["role", "content"]}},
+                    "system": {"oneOf": [{"type": "string"}, {"type": "array"}]},
+                    "stop_sequences": {"type": "array", "items": {"type": "string"}, "maxItems": 4},
+                    "stream": {"type": "boolean"}, "temperature": {"type": "number", "minimum": 0, "maximum": 1},
+                    "top_p": {"type": "number"}, "tools": {"type": "array"}, "tool_choice": {"type": "object"},
+                    "metadata": {"type": "object"}}}}}},
+            "responses": {"200": {"description": "A Message, or an SSE stream of Anthropic events when stream=true",
+                                  "content": {"application/json": {"schema": {"type": "object", "required": [
+                                      "id", "type", "role", "content", "model", "stop_reason", "usage"]}},
+                                      "text/event-stream": {"schema": {"type": "string"}}}},
+                          **errors}}},
+        "/v1/messages/count_tokens": {"post": {
+            "operationId": "countMessageTokens", "summary": "Estimated input tokens of a Messages request",
+            "security": security,
+            "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}},
+            "responses": {"200": {"description": "The estimate", "content": {"application/json": {"schema": {
+                "type": "object", "required": ["input_tokens"], "properties": {"input_tokens": {"type": "integer"}}}}}},
+                **{k: v for k, v in errors.items() if k in ("400", "401", "404")}}}},
+    }

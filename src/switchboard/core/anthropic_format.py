@@ -1,0 +1,467 @@
+"""Anthropic's Messages format, for the ingress: Messages request -> canonical, canonical answer -> Messages.
+
+The `/v1/messages` ingress lets Anthropic-speaking clients (the Claude SDKs,
+coding agents) reach any configured model. It translates the Messages request
+into the canonical OpenAI chat body, lets the ordinary pipeline serve it, and
+translates the `chat.completion` (or the stream of chunks) back into a Message
+(or Anthropic's stream events). The tables shared with the Anthropic provider
+adapter (stop reasons, error types) live here too, so both directions agree.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+
+from switchboard.errors import InvalidRequest
+
+# Anthropic stop_reason -> OpenAI finish_reason.
+FINISH_FOR_STOP: dict[str, str] = {
+    "end_turn": "stop", "stop_sequence": "stop", "pause_turn": "stop",
+    "max_tokens": "length", "model_context_window_exceeded": "length",
+    "tool_use": "tool_calls", "refusal": "content_filter",
+}
+# OpenAI finish_reason -> Anthropic stop_reason.
+STOP_FOR_FINISH: dict[str, str] = {
+    "stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use", "function_call": "tool_use",
+    "content_filter": "refusal",
+}
+
+# Anthropic error type for the HTTP status a client sees.
+_ERROR_TYPE_FOR_STATUS: dict[int, str] = {
+    400: "invalid_request_error", 401: "authentication_error", 402: "billing_error", 403: "permission_error",
+    404: "not_found_error", 405: "invalid_request_error", 413: "request_too_large", 429: "rate_limit_error",
+    500: "api_error", 502: "api_error", 503: "overloaded_error", 504: "timeout_error", 529: "overloaded_error",
+}
+
+_MESSAGE_FIELDS = frozenset({"model", "messages", "max_tokens", "system", "stop_sequences", "stream", "temperature",
+                             "top_p", "tools", "tool_choice", "metadata", "output_config"})
+# Accepted so that current SDKs and agents work, but with no canonical equivalent: they are dropped.
+_IGNORED_FIELDS = frozenset({"top_k", "thinking", "service_tier", "cache_control", "container", "context_management",
+                             "diagnostics", "inference_geo", "mcp_servers", "speed", "user_profile_id", "workspace_id"})
+
+
+def error_type_for_status(status: int) -> str:
+    if status in _ERROR_TYPE_FOR_STATUS:
+        return _ERROR_TYPE_FOR_STATUS[status]
+    return "invalid_request_error" if 400 <= status < 500 else "api_error"
+
+
+def error_payload(status: int, message: str) -> dict[str, Any]:
+    """Anthropic's error shape: ``{"type": "error", "error": {"type", "message"}}``."""
+    return {"type": "error", "error": {"type": error_type_for_status(status), "message": message}}
+
+
+def _bad(param: str, message: str) -> InvalidRequest:
+    return InvalidRequest(f"{param}: {message}", param=param)
+
+
+# ---------------------------------------------------------------- request: Messages -> canonical
+
+
+def _text_of_blocks(blocks: Any, param: str) -> str:
+    """The text of a `system` prompt or a tool_result content: a string or text blocks."""
+    if isinstance(blocks, str):
+        return blocks
+    if not isinstance(blocks, list):
+        raise _bad(param, "must be a string or an array of text blocks")
+    out = []
+    for i, block in enumerate(blocks):
+        if not isinstance(block, dict) or block.get("type") != "text" or not isinstance(block.get("text"), str):
+            raise _bad(f"{param}.{i}", "must be a text block ({\"type\": \"text\", \"text\": ...})")
+        out.append(block["text"])
+    return "\n".join(out)
+
+
+def _image_part(block: dict[str, Any], param: str) -> dict[str, Any]:
+    source = block.get("source")
+    if not isinstance(source, dict):
+        raise _bad(f"{param}.source", "Field required")
+    kind = source.get("type")
+    if kind == "base64":
+        media, data = source.get("media_type"), source.get("data")
+        if not isinstance(media, str) or not isinstance(data, str) or not data:
+            raise _bad(f"{param}.source", "a base64 image needs 'media_type' and 'data'")
+        return {"type": "image_url", "image_url": {"url": f"data:{media};base64,{data}"}}
+    if kind == "url":
+        url = source.get("url")
+        if not isinstance(url, str) or not url:
+            raise _bad(f"{param}.source.url", "Field required")
+        return {"type": "image_url", "image_url": {"url": url}}
+    raise _bad(f"{param}.source.type", f"must be 'base64' or 'url', got {kind!r}")
+
+
+def _tool_arguments(value: Any) -> str:
+    return orjson.dumps(value if value is not None else {}).decode()
+
+
+def _user_turn(content: Any, param: str) -> list[dict[str, Any]]:
+    """One Anthropic user turn as canonical messages: tool results first (as `tool` messages), then the rest."""
+    if isinstance(content, str):
+        return [{"role": "user", "content": content}]
+    if not isinstance(content, list) or not content:
+        raise _bad(param, "must be a string or a non-empty array of content blocks")
+    tool_messages: list[dict[str, Any]] = []
+    parts: list[dict[str, Any]] = []
+    for i, block in enumerate(content):
+        p = f"{param}.{i}"
+        kind = block.get("type") if isinstance(block, dict) else None
+        if kind == "text":
+            if not isinstance(block.get("text"), str):
+                raise _bad(f"{p}.text", "Field required")
+            parts.append({"type": "text", "text": block["text"]})
+        elif kind == "image":
+            parts.append(_image_part(block, p))
+        elif kind == "tool_result":
+            tool_use_id = block.get("tool_use_id")
+            if not isinstance(tool_use_id, str) or not tool_use_id:
+                raise _bad(f"{p}.tool_use_id", "Field required")
+            result = block.get("content", "")
+            images: list[dict[str, Any]] = []
+            if isinstance(result, list):
+                texts = []
+                for j, item in enumerate(result):
+                    if isinstance(item, dict) and item.get("type") == "image":
+                        images.append(_image_part(item, f"{p}.content.{j}"))
+                    else:
+                        texts.append(_text_of_blocks([item], f"{p}.content"))
+                result = "\n".join(texts)
+            elif not isinstance(result, str):
+                raise _bad(f"{p}.content", "must be a string or an array of content blocks")
+            if block.get("is_error"):
+                result = f"Error: {result}" if result else "Error"
+            tool_messages.append({"role": "tool", "tool_call_id": tool_use_id, "content": result})
+            parts.extend(images)  # OpenAI tool messages hold text only: images follow in the user turn
+        elif kind == "document":
+            raise _bad(f"{p}.type", "document blocks are not supported by this gateway")
+        else:
+            raise _bad(f"{p}.type", f"unsupported content block type {kind!r} in a user message")
+    out = tool_messages
+    if parts:
+        out.append({"role": "user", "content": parts})
+    return out
+
+
+def _assistant_turn(content: Any, param: str) -> dict[str, Any]:
+    if isinstance(content, str):
+        return {"role": "assistant", "content": content}
+    if not isinstance(content, list):
+        raise _bad(param, "must be a string or an array of content blocks")
+    texts: list[str] = []
+    calls: list[dict[str, Any]] = []
+    for i, block in enumerate(content):
+        p = f"{param}.{i}"
+        kind = block.get("type") if isinstance(block, dict) else None
+        if kind == "text":
+            if not isinstance(block.get("text"), str):
+                raise _bad(f"{p}.text", "Field required")
+            texts.append(block["text"])
+        elif kind == "tool_use":
+            if not isinstance(block.get("id"), str) or not isinstance(block.get("name"), str):
+                raise _bad(p, "a tool_use block needs 'id' and 'name'")
+            calls.append({"id": block["id"], "type": "function",
+                          "function": {"name": block["name"], "arguments": _tool_arguments(block.get("input"))}})
+        elif kind in ("thinking", "redacted_thinking"):
+            continue  # reasoning traces are the model's own; other providers cannot take them back
+        else:
+            raise _bad(f"{p}.type", f"unsupported content block type {kind!r} in an assistant message")
+    message: dict[str, Any] = {"role": "assistant", "content": "".join(texts) if texts or not calls else None}
+    if calls:
+        message["tool_calls"] = calls
+    return message
+
+
+def _tools(tools: Any) -> list[dict[str, Any]]:
+    if not isinstance(tools, list):
+        raise _bad("tools", "must be an array")
+    out = []
+    for i, tool in enumerate(tools):
+        p = f"tools.{i}"
+        if not isinstance(tool, dict):
+            raise _bad(p, "must be an object")
+        if tool.get("type") not in (None, "custom"):
+            raise _bad(f"{p}.type", f"server tool {tool.get('type')!r} is not supported by this gateway; "
+                                    "define client tools with name, description and input_schema")
+        name = tool.get("name")
+        if not isinstance(name, str) or not name:
+            raise _bad(f"{p}.name", "Field required")
+        schema = tool.get("input_schema")
+        if not isinstance(schema, dict):
+            raise _bad(f"{p}.input_schema", "Field required")
+        fn: dict[str, Any] = {"name": name, "parameters": schema}
+        if isinstance(tool.get("description"), str):
+            fn["description"] = tool["description"]
+        out.append({"type": "function", "function": fn})
+    return out
+
+
+def _tool_choice(choice: Any, canonical: dict[str, Any]) -> None:
+    if not isinstance(choice, dict):
+        raise _bad("tool_choice", "must be an object such as {\"type\": \"auto\"}")
+    kind = choice.get("type")
+    if kind == "auto":
+        canonical["tool_choice"] = "auto"
+    elif kind == "any":
+        canonical["tool_choice"] = "required"
+    elif kind == "none":
+        canonical["tool_choice"] = "none"
+    elif kind == "tool":
+        if not isinstance(choice.get("name"), str):
+            raise _bad("tool_choice.name", "Field required")
+        canonical["tool_choice"] = {"type": "function", "function": {"name": choice["name"]}}
+    else:
+        raise _bad("tool_choice.type", f"must be one of 'auto', 'any', 'tool', 'none', got {kind!r}")
+    if choice.get("disable_parallel_tool_use") is True and kind != "none":
+        canonical["parallel_tool_calls"] = False
+
+
+def _output_format(config: Any, canonical: dict[str, Any]) -> None:
+    """Structured outputs (`output_config.format`) become the canonical JSON-schema response_format."""
+    if config is None:
+        return
+    if not isinstance(config, dict):
+        raise _bad("output_config", "must be an object")
+    fmt = config.get("format")
+    if fmt is None:
+        return
+    if not isinstance(fmt, dict) or fmt.get("type") != "json_schema" or not isinstance(fmt.get("schema"), dict):
+        raise _bad("output_config.format", "must be {\"type\": \"json_schema\", \"schema\": {...}}")
+    canonical["response_format"] = {"type": "json_schema",
+                                    "json_schema": {"name": "output", "schema": fmt["schema"], "strict": True}}
+
+
+def _number(body: dict[str, Any], name: str, lo: float, hi: float) -> None:
+    value = body.get(name)
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi):
+        raise _bad(name, f"must be a number between {lo:g} and {hi:g}")
+
+
+def to_canonical(body: Any) -> dict[str, Any]:
+    """Translate a Messages API request body into the canonical (OpenAI chat) body.
+
+    Errors name Anthropic's parameters (``messages.1.content.0.source``), the
+    way the Messages API itself reports them.
+    """
+    if not isinstance(body, dict):
+        raise InvalidRequest("The request body must be a JSON object.")
+    unknown = sorted(set(body) - _MESSAGE_FIELDS - _IGNORED_FIELDS)
+    if unknown:
+        raise _bad(unknown[0], "Extra inputs are not permitted")
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise _bad("model", "Field required")
+    max_tokens = body.get("max_tokens")
+    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
+        raise _bad("max_tokens", "Field required: an integer of at least 1")
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise _bad("messages", "Field required: a non-empty array of messages")
+    canonical: dict[str, Any] = {"model": model, "max_tokens": max_tokens}
+    out: list[dict[str, Any]] = []
+    system = body.get("system")
+    if system is not None:
+        text = _text_of_blocks(system, "system")
+        if text:
+            out.append({"role": "system", "content": text})
+    for i, msg in enumerate(messages):
+        p = f"messages.{i}"
+        if not isinstance(msg, dict):
+            raise _bad(p, "must be an object")
+        role = msg.get("role")
+        if role == "user":
+            out.extend(_user_turn(msg.get("content"), f"{p}.content"))
+        elif role == "assistant":
+            out.append(_assistant_turn(msg.get("content"), f"{p}.content"))
+        elif role == "system":
+            raise _bad(f"{p}.role", "Unexpected role \"system\". The Messages API accepts a top-level `system` "
+                                    "parameter, not \"system\" as an input message role.")
+        else:
+            raise _bad(f"{p}.role", f"must be 'user' or 'assistant', got {role!r}")
+    canonical["messages"] = out
+    stops = body.get("stop_sequences")
+    if stops is not None:
+        if not isinstance(stops, list) or not all(isinstance(s, str) for s in stops):
+            raise _bad("stop_sequences", "must be an array of strings")
+        if len(stops) > 4:
+            raise _bad("stop_sequences", "this gateway accepts at most 4 stop sequences (any model may serve them)")
+        if stops:
+            canonical["stop"] = stops
+    _number(body, "temperature", 0, 1)
+    _number(body, "top_p", 0, 1)
+    for name in ("temperature", "top_p"):
+        if body.get(name) is not None:
+            canonical[name] = body[name]
+    if body.get("tools") is not None:
+        tools = _tools(body["tools"])
+        if tools:
+            canonical["tools"] = tools
+    if body.get("tool_choice") is not None and canonical.get("tools"):
+        _tool_choice(body["tool_choice"], canonical)
+    metadata = body.get("metadata")
+    if isinstance(metadata, dict) and isinstance(metadata.get("user_id"), str):
+        canonical["user"] = metadata["user_id"]
+    _output_format(body.get("output_config"), canonical)
+    stream = body.get("stream")
+    if stream is not None and not isinstance(stream, bool):
+        raise _bad("stream", "must be a boolean")
+    if stream:
+        canonical["stream"] = True
+        canonical["stream_options"] = {"include_usage": True}
+    return canonical
+
+
+# ---------------------------------------------------------------- response: canonical -> Message
+
+
+def new_message_id() -> str:
+    return "msg_" + uuid.uuid4().hex[:24]
+
+
+def _tool_input(arguments: Any) -> Any:
+    if isinstance(arguments, dict):
+        return arguments
+    try:
+        value = orjson.loads(arguments or "{}")
+    except (orjson.JSONDecodeError, TypeError):
+        return {"arguments": arguments}
+    return value if isinstance(value, dict) else {"value": value}
+
+
+def anthropic_usage(usage: Any) -> dict[str, int]:
+    """OpenAI usage -> Anthropic usage: `input_tokens` excludes what was read from the cache."""
+    usage = usage if isinstance(usage, dict) else {}
+    prompt = usage.get("prompt_tokens") if isinstance(usage.get("prompt_tokens"), int) else 0
+    details = usage.get("prompt_tokens_details")
+    cached = details.get("cached_tokens") if isinstance(details, dict) else None
+    cached = cached if isinstance(cached, int) else 0
+    completion = usage.get("completion_tokens") if isinstance(usage.get("completion_tokens"), int) else 0
+    return {"input_tokens": max(0, prompt - cached), "output_tokens": completion,
+            "cache_creation_input_tokens": 0, "cache_read_input_tokens": cached}
+
+
+def to_message(completion: dict[str, Any], model: str) -> dict[str, Any]:
+    """A canonical `chat.completion` as an Anthropic Message."""
+    choices = completion.get("choices") or [{}]
+    choice = choices[0] if isinstance(choices[0], dict) else {}
+    message = choice.get("message") if isinstance(choice.get("message"), dict) else {}
+    content: list[dict[str, Any]] = []
+    text = message.get("content")
+    if isinstance(text, str) and text:
+        content.append({"type": "text", "text": text})
+    elif isinstance(message.get("refusal"), str) and message["refusal"]:
+        content.append({"type": "text", "text": message["refusal"]})
+    for call in message.get("tool_calls") or ():
+        fn = call.get("function") or {}
+        content.append({"type": "tool_use", "id": call.get("id") or "toolu_" + uuid.uuid4().hex[:24],
+                        "name": fn.get("name", ""), "input": _tool_input(fn.get("arguments"))})
+    finish = choice.get("finish_reason")
+    stop_reason = STOP_FOR_FINISH.get(finish or "stop", "end_turn")
+    if message.get("tool_calls") and stop_reason == "end_turn":
+        stop_reason = "tool_use"
+    return {"id": new_message_id(), "type": "message", "role": "assistant", "model": completion.get("model") or model,
+            "content": content, "stop_reason": stop_reason, "stop_sequence": None,
+            "usage": anthropic_usage(completion.get("usage"))}
+
+
+# ---------------------------------------------------------------- stream: chunks -> events
+
+
+def sse(event: str, payload: dict[str, Any]) -> bytes:
+    return b"event: " + event.encode() + b"\ndata: " + orjson.dumps(payload) + b"\n\n"
+
+
+class EventWriter:
+    """Turns canonical chunks into Anthropic stream events, one chunk at a time.
+
+    Content blocks are opened lazily (a text block when text arrives, a
+    tool_use block per tool call) and closed when another begins; the
+    stop reason and final usage go out in `message_delta` at the end, since
+    OpenAI streams report usage after the finish chunk.
+    """
+
+    def __init__(self, model: str, input_tokens_estimate: int) -> None:
+        self.model = model
+        self.input_estimate = input_tokens_estimate
+        self.started = False
+        self.block = -1  # index of the open content block, -1 if none
+        self.block_kind: str | None = None
+        self.tool_blocks: dict[int, int] = {}  # OpenAI tool_call index -> content block index
+        self.finish: str | None = None
+        self.usage: dict[str, int] | None = None
+
+    def start(self, model: str | None = None) -> bytes:
+        self.started = True
+        message = {"id": new_message_id(), "type": "message", "role": "assistant", "model": model or self.model,
+                   "content": [], "stop_reason": None, "stop_sequence": None,
+                   "usage": {"input_tokens": self.input_estimate, "output_tokens": 1,
+                             "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}}
+        return sse("message_start", {"type": "message_start", "message": message})
+
+    def _close(self) -> bytes:
+        if self.block < 0 or self.block_kind is None:
+            return b""
+        self.block_kind = None
+        return sse("content_block_stop", {"type": "content_block_stop", "index": self.block})
+
+    def _open(self, kind: str, block: dict[str, Any]) -> bytes:
+        out = self._close()
+        self.block += 1
+        self.block_kind = kind
+        return out + sse("content_block_start", {"type": "content_block_start", "index": self.block,
+                                                 "content_block": block})
+
+    def feed(self, chunk: dict[str, Any]) -> bytes:
+        out = b"" if self.started else self.start(chunk.get("model"))
+        if isinstance(chunk.get("usage"), dict):
+            self.usage = anthropic_usage(chunk["usage"])
+        for choice in chunk.get("choices") or ():
+            if not isinstance(choice, dict) or choice.get("index", 0) != 0:
+                continue
+            delta = choice.get("delta") or {}
+            text = delta.get("content") or delta.get("refusal")
+            if isinstance(text, str) and text:
+                if self.block_kind != "text":
+                    out += self._open("text", {"type": "text", "text": ""})
+                out += sse("content_block_delta", {"type": "content_block_delta", "index": self.block,
+                                                   "delta": {"type": "text_delta", "text": text}})
+            for call in delta.get("tool_calls") or ():
+                out += self._tool_delta(call)
+            if choice.get("finish_reason"):
+                self.finish = choice["finish_reason"]
+        return out
+
+    def _tool_delta(self, call: dict[str, Any]) -> bytes:
+        out = b""
+        index = call.get("index", 0)
+        fn = call.get("function") or {}
+        if index not in self.tool_blocks:
+            out += self._open("tool_use", {"type": "tool_use", "id": call.get("id") or "toolu_" + uuid.uuid4().hex[:24],
+                                           "name": fn.get("name", ""), "input": {}})
+            self.tool_blocks[index] = self.block
+        arguments = fn.get("arguments")
+        if isinstance(arguments, str) and arguments:
+            out += sse("content_block_delta", {"type": "content_block_delta", "index": self.tool_blocks[index],
+                                               "delta": {"type": "input_json_delta", "partial_json": arguments}})
+        return out
+
+    def finish_events(self) -> bytes:
+        out = (b"" if self.started else self.start()) + self._close()
+        stop = STOP_FOR_FINISH.get(self.finish or "stop", "end_turn")
+        if self.tool_blocks and stop == "end_turn":
+            stop = "tool_use"
+        usage = self.usage or {"input_tokens": self.input_estimate, "output_tokens": 0}
+        out += sse("message_delta", {"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": None},
+                                     "usage": usage})
+        return out + sse("message_stop", {"type": "message_stop"})
+
+
+async def to_events(chunks: AsyncIterator[dict[str, Any]], writer: EventWriter) -> AsyncIterator[bytes]:
+    """The whole translated stream (without error handling, which the ingress adds)."""
+    async for chunk in chunks:
+        data = writer.feed(chunk)
+        if data:
+            yield data
+    yield writer.finish_events()

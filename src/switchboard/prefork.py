@@ -1,0 +1,166 @@
+"""`switchboard serve --workers N`: N gateway processes sharing one listening socket.
+
+Why processes: one Python process serves on one core (the GIL), so a host
+with more cores runs more workers. The parent binds and listens once, then
+forks the workers before any event loop exists; every worker accepts from the
+same socket (the kernel hands each connection to one of them) and runs the
+ordinary single-process `serve` on it. The parent only supervises: it
+forwards SIGINT/SIGTERM so that every worker drains its in-flight requests,
+and restarts a worker that died unexpectedly.
+
+Shared state: workers share nothing in memory. Limits and credit caps are
+exact across workers only when they live in Postgres/Redis
+(`storage.database_url`, `storage.redis_url`); with SQLite and in-process
+counters each worker enforces its own share, and the parent says so at start.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import Mapping
+
+log = logging.getLogger("switchboard")
+
+
+def listen(host: str, port: int, backlog: int = 4096) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(backlog)
+    sock.setblocking(False)
+    return sock
+
+
+def shared_state_warning(config: object) -> str | None:
+    """Why caps are not exact across workers with this config, or None when they are."""
+    storage = getattr(config, "storage", None)
+    if storage is not None and getattr(storage, "database_url", None) and getattr(storage, "redis_url", None):
+        return None
+    return ("serving with several workers but without Postgres (storage.database_url) and Redis "
+            "(storage.redis_url): rate limits and credit/budget reservations are kept per worker, so a cap of N "
+            "may admit up to N x workers in total. Configure both for exact caps across workers.")
+
+
+def serve_workers(config_path: str | None, workers: int, host: str | None = None, port: int | None = None,
+                  env: Mapping[str, str] | None = None, ready_file: str | None = None) -> int:
+    """Bind, fork `workers` workers, supervise them until SIGINT/SIGTERM; returns the exit code."""
+    from switchboard.config import ServerConfig, load_config
+
+    env = os.environ if env is None else env
+    config = load_config(config_path, env) if config_path else None
+    server = config.server if config is not None else ServerConfig()
+    host = host or server.host
+    port = server.port if port is None else port
+    sock = listen(host, port)
+    bound = sock.getsockname()[1]
+    warning = shared_state_warning(config)
+    if warning:
+        log.warning(warning)
+    log.info("switchboard: %d workers on http://%s:%d", workers, host, bound)
+
+    ready_r, ready_w = os.pipe()
+    children: dict[int, int] = {}  # pid -> worker index
+    stopping = False
+
+    def spawn(index: int) -> None:
+        pid = os.fork()
+        if pid == 0:  # the worker
+            try:
+                os.close(ready_r)
+            except OSError:
+                pass  # closed already: a worker restarted after start-up
+            code = 1
+            try:
+                code = _worker(config_path, host, bound, env, sock, ready_w, index)
+            finally:
+                os._exit(code)
+        children[pid] = index
+
+    def stop(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        for pid in list(children):
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    for i in range(workers):
+        spawn(i)
+    os.close(ready_w)
+    ready_w = -1
+    ready = 0
+    while ready < workers:  # each worker writes one byte once it serves
+        chunk = os.read(ready_r, workers)
+        if not chunk:
+            break
+        ready += len(chunk)
+    os.close(ready_r)
+    if ready < workers:  # a worker that cannot start will not start on a retry either
+        log.error("only %d of %d workers started: stopping", ready, workers)
+        stop(signal.SIGTERM, None)
+        while children:
+            try:
+                children.pop(os.wait()[0], None)
+            except ChildProcessError:
+                break
+        sock.close()
+        return 1
+    if ready_file:
+        with open(ready_file, "w") as f:
+            f.write(str(bound))
+    restarts: list[float] = []
+    while children:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            break
+        except InterruptedError:
+            continue
+        index = children.pop(pid, None)
+        if index is None or stopping:
+            continue
+        code = os.waitstatus_to_exitcode(status)
+        now = time.monotonic()
+        restarts = [t for t in restarts if now - t < 60] + [now]
+        if len(restarts) > 5 * workers:
+            log.error("workers keep dying (%d restarts in a minute): giving up", len(restarts))
+            stop(signal.SIGTERM, None)
+            continue
+        log.error("worker %d (pid %d) exited with %d: restarting it", index, pid, code)
+        spawn(index)
+    sock.close()
+    return 0
+
+
+def _worker(config_path: str | None, host: str, port: int, env: Mapping[str, str], sock: socket.socket,
+            ready_w: int, index: int) -> int:
+    from switchboard.serve import run, serve
+
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+    def on_ready(_port: int) -> None:
+        try:
+            os.write(ready_w, b"1")
+            os.close(ready_w)
+        except OSError:
+            pass  # a restarted worker: nobody is waiting for it
+
+    try:
+        run(serve(config_path, host, port, env, sock=sock, on_ready=on_ready))
+    except Exception:
+        log.exception("worker %d failed", index)
+        return 1
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    return 0

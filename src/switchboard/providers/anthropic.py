@@ -1,0 +1,458 @@
+"""The Anthropic Messages adapter: canonical chat request -> POST /v1/messages, and back.
+
+What needs translating, and the choices made:
+
+- system/developer messages become the top-level `system` prompt; user and
+  assistant turns alternate, so consecutive same-role messages are merged and
+  `tool` messages become `tool_result` blocks in a user turn.
+- Images are sent inline (base64 `source` blocks): http(s) URLs are fetched
+  by the gateway (`providers.images`, size cap, timeout, no private addresses
+  unless the deployment sets `allow_private_image_urls`).
+- `max_tokens` is required by Anthropic: when the client sets none, the
+  catalog's max output for the model is used, else 4096.
+- `temperature` above Anthropic's maximum of 1 is clamped to 1.
+- JSON mode: the Messages API has no `response_format`, so JSON object/schema
+  output is obtained by forcing a tool call (`json_response`, whose input
+  schema is the requested schema) and returning its input as the message
+  content, with finish_reason `stop`.
+- `n` > 1 and `logprobs` cannot be served and get a clear 400; penalties,
+  `seed` and `logit_bias` have no Anthropic equivalent and are ignored.
+- Prompt caching: a `cache_control` object on a text content part is passed
+  on to Anthropic as is; cache reads are reported as
+  `prompt_tokens_details.cached_tokens`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+
+from switchboard import errors
+from switchboard.config import Deployment
+from switchboard.core.anthropic_format import FINISH_FOR_STOP
+from switchboard.core.request import ChatRequest
+from switchboard.errors import InvalidRequest, UpstreamError
+from switchboard.http.sse import SSEDecoder
+from switchboard.providers.base import Provider, error_message, iter_body, retry_after
+from switchboard.providers.images import load_image
+
+API_VERSION = "2023-06-01"
+DEFAULT_MAX_TOKENS = 4096
+JSON_TOOL = "json_response"
+IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
+
+# Anthropic error type -> upstream error kind (the retry/fallback logic acts on the kind).
+_KIND_FOR_ERROR_TYPE: dict[str, str] = {
+    "invalid_request_error": errors.BAD_REQUEST,
+    "authentication_error": errors.AUTH,
+    "permission_error": errors.AUTH,
+    "billing_error": errors.AUTH,
+    "not_found_error": errors.NOT_FOUND,
+    "request_too_large": errors.BAD_REQUEST,
+    "rate_limit_error": errors.RATE_LIMIT,
+    "api_error": errors.SERVER,
+    "overloaded_error": errors.OVERLOADED,
+    "timeout_error": errors.TIMEOUT,
+}
+
+
+def error_kind(error_type: str | None, status: int, message: str) -> str:
+    """The kind of an Anthropic error, refined by its message (context length, content policy)."""
+    if "prompt is too long" in message.lower() or "context window" in message.lower():
+        return errors.CONTEXT_LENGTH
+    kind = _KIND_FOR_ERROR_TYPE.get(error_type or "")
+    if kind is None:
+        return errors.kind_for_status(status, message) if status else errors.SERVER
+    if kind == errors.BAD_REQUEST and status:
+        return errors.kind_for_status(status, message)  # may be a content-policy refusal
+    return kind
+
+
+def _bad(param: str, message: str) -> InvalidRequest:
+    return InvalidRequest(f"{message} (Anthropic models)", param=param)
+
+
+def default_max_tokens(upstream_model: str) -> int:
+    from switchboard.catalog import lookup
+
+    entry = lookup(upstream_model)
+    return entry.max_output_tokens if entry and entry.max_output_tokens else DEFAULT_MAX_TOKENS
+
+
+# ---------------------------------------------------------------- request
+
+
+class _Turns:
+    """Builds strictly alternating user/assistant turns, merging consecutive same-role content."""
+
+    def __init__(self) -> None:
+        self.turns: list[dict[str, Any]] = []
+
+    def add(self, role: str, blocks: list[dict[str, Any]]) -> None:
+        if not blocks:
+            return
+        if self.turns and self.turns[-1]["role"] == role:
+            self.turns[-1]["content"].extend(blocks)
+        else:
+            self.turns.append({"role": role, "content": list(blocks)})
+
+
+def _text_blocks(content: Any) -> list[dict[str, Any]]:
+    """Text of a string or of text/refusal parts; Anthropic rejects empty text blocks, so they are dropped."""
+    if isinstance(content, str):
+        return [{"type": "text", "text": content}] if content else []
+    out = []
+    for part in content or ():
+        text = part.get("text") if part.get("type") == "text" else part.get("refusal")
+        if isinstance(text, str) and text:
+            block: dict[str, Any] = {"type": "text", "text": text}
+            if isinstance(part.get("cache_control"), dict):  # prompt caching, as LiteLLM-style clients mark it
+                block["cache_control"] = part["cache_control"]
+            out.append(block)
+    return out
+
+
+def _tool_use(call: Any, param: str) -> dict[str, Any]:
+    fn = call.get("function") if isinstance(call, dict) else None
+    if not isinstance(fn, dict) or not isinstance(fn.get("name"), str) or not isinstance(call.get("id"), str):
+        raise _bad(param, f"'{param}' must have an 'id' and a 'function' with a 'name'.")
+    try:
+        arguments = orjson.loads(fn.get("arguments") or "{}")
+    except orjson.JSONDecodeError:
+        raise _bad(f"{param}.function.arguments", f"'{param}.function.arguments' must be a JSON object.") from None
+    if not isinstance(arguments, dict):
+        raise _bad(f"{param}.function.arguments", f"'{param}.function.arguments' must be a JSON object.")
+    return {"type": "tool_use", "id": call["id"], "name": fn["name"], "input": arguments}
+
+
+class RequestBuilder:
+    """One canonical request turned into a Messages API body."""
+
+    def __init__(self, provider: AnthropicProvider, deployment: Deployment) -> None:
+        self.provider = provider
+        self.deployment = deployment
+        self.images: list[tuple[dict[str, Any], str, str]] = []  # (block to fill, url, param)
+
+    def _image(self, part: dict[str, Any], param: str) -> dict[str, Any]:
+        block: dict[str, Any] = {"type": "image", "source": {"type": "base64"}}
+        self.images.append((block, part["image_url"]["url"], f"{param}.image_url.url"))
+        return block
+
+    def _user_blocks(self, content: Any, param: str) -> list[dict[str, Any]]:
+        if isinstance(content, str):
+            return _text_blocks(content)
+        out = []
+        for j, part in enumerate(content):
+            kind = part.get("type")
+            if kind == "text":
+                out.extend(_text_blocks(part["text"]))
+            elif kind == "image_url":
+                out.append(self._image(part, f"{param}[{j}]"))
+            else:
+                raise _bad(f"{param}[{j}].type", f"Content parts of type {kind!r} are not supported")
+        return out
+
+    async def build(self, body: dict[str, Any], stream: bool) -> dict[str, Any]:
+        if (body.get("n") or 1) > 1:
+            raise _bad("n", "'n' greater than 1 is not supported")
+        if body.get("logprobs"):
+            raise _bad("logprobs", "'logprobs' is not supported")
+        system: list[dict[str, Any]] = []
+        turns = _Turns()
+        for i, msg in enumerate(body["messages"]):
+            role, content, p = msg["role"], msg.get("content"), f"messages[{i}]"
+            if role in ("system", "developer"):
+                system.extend(_text_blocks(content))
+            elif role == "user":
+                turns.add("user", self._user_blocks(content, f"{p}.content"))
+            elif role == "assistant":
+                blocks = _text_blocks(content)
+                blocks += [_tool_use(c, f"{p}.tool_calls[{k}]") for k, c in enumerate(msg.get("tool_calls") or ())]
+                turns.add("assistant", blocks)
+            elif role == "tool":
+                result: dict[str, Any] = {"type": "tool_result", "tool_use_id": msg["tool_call_id"]}
+                blocks = _text_blocks(content)
+                if blocks:
+                    result["content"] = blocks
+                turns.add("user", [result])
+            else:
+                raise _bad(f"{p}.role", f"Messages with role {role!r} are not supported")
+        if not turns.turns:
+            raise _bad("messages", "At least one user or assistant message is required")
+        await self._load_images()
+        dep = self.deployment
+        max_tokens = body.get("max_completion_tokens") or body.get("max_tokens") or default_max_tokens(dep.upstream_model)
+        payload: dict[str, Any] = {"model": dep.upstream_model, "max_tokens": max_tokens, "messages": turns.turns}
+        if system:
+            payload["system"] = system
+        stop = body.get("stop")
+        if stop:
+            payload["stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)
+        if body.get("temperature") is not None:
+            payload["temperature"] = min(1.0, body["temperature"])
+        if body.get("top_p") is not None:
+            payload["top_p"] = body["top_p"]
+        if isinstance(body.get("top_k"), int):
+            payload["top_k"] = body["top_k"]
+        if isinstance(body.get("user"), str):
+            payload["metadata"] = {"user_id": body["user"]}
+        self._tools(body, payload)
+        if stream:
+            payload["stream"] = True
+        return payload
+
+    async def _load_images(self) -> None:
+        if not self.images:
+            return
+        allow_private = bool(self.deployment.options.get("allow_private_image_urls"))
+        client = self.provider.client
+        loaded = await asyncio.gather(*(load_image(url, client, allow_private=allow_private, param=param)
+                                        for _, url, param in self.images))
+        for (block, _, param), (mime, data) in zip(self.images, loaded):
+            if mime not in IMAGE_TYPES:
+                raise _bad(param, f"Image type {mime} is not supported; use JPEG, PNG, GIF or WebP")
+            block["source"].update(media_type=mime, data=base64.b64encode(data).decode("ascii"))
+
+    def _tools(self, body: dict[str, Any], payload: dict[str, Any]) -> None:
+        tools = [{"name": t["function"]["name"],
+                  **({"description": t["function"]["description"]} if t["function"].get("description") else {}),
+                  "input_schema": t["function"].get("parameters") or {"type": "object", "properties": {}}}
+                 for t in body.get("tools") or ()]
+        choice = body.get("tool_choice")
+        fmt = body.get("response_format") or {}
+        if fmt.get("type") in ("json_object", "json_schema"):
+            if any(t["name"] == JSON_TOOL for t in tools):
+                raise _bad("tools", f"A tool may not be named {JSON_TOOL!r} together with response_format")
+            if fmt["type"] == "json_schema":
+                spec = fmt["json_schema"]
+                schema = spec.get("schema") or {"type": "object"}
+                description = spec.get("description") or f"Respond with a JSON object matching the '{spec['name']}' schema."
+            else:
+                schema, description = {"type": "object"}, "Respond with a JSON object."
+            if choice == "none":
+                tools = []
+            tools.append({"name": JSON_TOOL, "description": description, "input_schema": schema})
+            if len(tools) == 1:
+                choice = {"type": "function", "function": {"name": JSON_TOOL}}
+            elif not isinstance(choice, dict):
+                choice = "required"  # the model answers with the JSON tool or a real tool call
+        if not tools:
+            return
+        payload["tools"] = tools
+        if choice is not None or body.get("parallel_tool_calls") is False:
+            anthropic_choice = _tool_choice(choice or "auto")
+            if body.get("parallel_tool_calls") is False and anthropic_choice["type"] != "none":
+                anthropic_choice["disable_parallel_tool_use"] = True
+            payload["tool_choice"] = anthropic_choice
+
+
+def _tool_choice(choice: Any) -> dict[str, Any]:
+    if choice == "auto":
+        return {"type": "auto"}
+    if choice == "none":
+        return {"type": "none"}
+    if choice == "required":
+        return {"type": "any"}
+    name = (choice.get("function") or {}).get("name") if isinstance(choice, dict) else None
+    if not isinstance(name, str):
+        raise _bad("tool_choice", "'tool_choice' must be 'none', 'auto', 'required' or name a function")
+    return {"type": "tool", "name": name}
+
+
+# ---------------------------------------------------------------- response
+
+
+def openai_usage(usage: Any) -> dict[str, Any]:
+    """Anthropic usage -> OpenAI usage: prompt tokens include cache reads and cache writes."""
+    usage = usage if isinstance(usage, dict) else {}
+
+    def n(key: str) -> int:
+        value = usage.get(key)
+        return value if isinstance(value, int) else 0
+
+    cached = n("cache_read_input_tokens")
+    prompt = n("input_tokens") + cached + n("cache_creation_input_tokens")
+    completion = n("output_tokens")
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
+            "prompt_tokens_details": {"cached_tokens": cached}}
+
+
+def to_completion(message: dict[str, Any], json_mode: bool) -> dict[str, Any]:
+    texts: list[str] = []
+    calls: list[dict[str, Any]] = []
+    json_answer: str | None = None
+    for block in message.get("content") or ():
+        kind = block.get("type")
+        if kind == "text":
+            texts.append(block.get("text", ""))
+        elif kind == "tool_use":
+            arguments = orjson.dumps(block.get("input") or {}).decode()
+            if json_mode and block.get("name") == JSON_TOOL:
+                json_answer = arguments
+            else:
+                calls.append({"id": block.get("id"), "type": "function",
+                              "function": {"name": block.get("name"), "arguments": arguments}})
+    finish = FINISH_FOR_STOP.get(message.get("stop_reason") or "end_turn", "stop")
+    if json_answer is not None:
+        content: str | None = json_answer
+        if finish == "tool_calls" and not calls:
+            finish = "stop"
+    else:
+        content = "".join(texts) if texts or not calls else None
+    msg: dict[str, Any] = {"role": "assistant", "content": content, "refusal": None}
+    if calls:
+        msg["tool_calls"] = calls
+    return {"id": message.get("id") or "msg", "object": "chat.completion", "created": int(time.time()),
+            "model": message.get("model"), "choices": [{"index": 0, "message": msg, "logprobs": None,
+                                                        "finish_reason": finish}],
+            "usage": openai_usage(message.get("usage"))}
+
+
+class StreamTranslator:
+    """Anthropic stream events -> OpenAI chunks, one event at a time."""
+
+    def __init__(self, json_mode: bool) -> None:
+        self.json_mode = json_mode
+        self.id = ""
+        self.model = ""
+        self.created = int(time.time())
+        self.usage: dict[str, Any] = {}
+        self.tool_index: dict[int, int] = {}  # content block index -> OpenAI tool_call index
+        self.json_blocks: set[int] = set()
+        self.stop_reason: str | None = None
+        self.done = False
+
+    def chunk(self, delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+        return {"id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": self.model,
+                "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
+
+    def feed(self, event: dict[str, Any]) -> list[dict[str, Any]]:
+        kind = event.get("type")
+        if kind == "message_start":
+            message = event.get("message") or {}
+            self.id = message.get("id") or ""
+            self.model = message.get("model") or ""
+            self.usage.update({k: v for k, v in (message.get("usage") or {}).items() if isinstance(v, int)})
+            return [self.chunk({"role": "assistant", "content": ""})]
+        if kind == "content_block_start":
+            index, block = event.get("index", 0), event.get("content_block") or {}
+            if block.get("type") == "tool_use":
+                if self.json_mode and block.get("name") == JSON_TOOL:
+                    self.json_blocks.add(index)
+                    return []
+                n = self.tool_index[index] = len(self.tool_index)
+                return [self.chunk({"tool_calls": [{"index": n, "id": block.get("id"), "type": "function",
+                                                    "function": {"name": block.get("name"), "arguments": ""}}]})]
+            if block.get("type") == "text" and block.get("text"):
+                return [self.chunk({"content": block["text"]})]
+            return []
+        if kind == "content_block_delta":
+            index, delta = event.get("index", 0), event.get("delta") or {}
+            if delta.get("type") == "text_delta":
+                return [self.chunk({"content": delta.get("text", "")})]
+            if delta.get("type") == "input_json_delta":
+                partial = delta.get("partial_json", "")
+                if index in self.json_blocks:
+                    return [self.chunk({"content": partial})] if partial else []
+                if index in self.tool_index:
+                    return [self.chunk({"tool_calls": [{"index": self.tool_index[index],
+                                                        "function": {"arguments": partial}}]})]
+            return []  # thinking, signature and citation deltas have no OpenAI counterpart
+        if kind == "message_delta":
+            self.usage.update({k: v for k, v in (event.get("usage") or {}).items() if isinstance(v, int)})
+            self.stop_reason = (event.get("delta") or {}).get("stop_reason")
+            finish = FINISH_FOR_STOP.get(self.stop_reason or "end_turn", "stop")
+            if finish == "tool_calls" and not self.tool_index:
+                finish = "stop"  # only the JSON-mode tool was called
+            return [self.chunk({}, finish)]
+        if kind == "message_stop":
+            self.done = True
+            final = self.chunk({})
+            final["choices"] = []
+            final["usage"] = openai_usage(self.usage)
+            return [final]
+        return []  # ping, content_block_stop, and event types added later
+
+
+# ---------------------------------------------------------------- the adapter
+
+
+class AnthropicProvider(Provider):
+    kind = "anthropic"
+
+    def headers(self, deployment: Deployment) -> dict[str, str]:
+        headers = {"content-type": "application/json", "anthropic-version": API_VERSION,
+                   "accept": "application/json"}
+        if deployment.api_key is not None:
+            headers[deployment.options.get("api_key_header") or "x-api-key"] = deployment.api_key.reveal()
+        version = deployment.options.get("api_version")
+        if version:
+            headers["anthropic-version"] = str(version)
+        extra = deployment.options.get("headers")
+        if extra:
+            headers.update(extra)
+        return headers
+
+    def url(self, deployment: Deployment) -> str:
+        base = deployment.base_url
+        return base + ("/messages" if base.endswith("/v1") else "/v1/messages")
+
+    @staticmethod
+    def json_mode(request: ChatRequest) -> bool:
+        return (request.body.get("response_format") or {}).get("type") in ("json_object", "json_schema")
+
+    async def chat(self, request: ChatRequest, deployment: Deployment) -> dict[str, Any]:
+        payload = await RequestBuilder(self, deployment).build(request.body, stream=False)
+        data = await self.send_json(deployment, self.url(deployment), self.headers(deployment), payload)
+        if not isinstance(data, dict) or data.get("type") != "message":
+            raise UpstreamError(errors.SERVER, f"{deployment.id}: upstream answer is not a Message")
+        return to_completion(data, self.json_mode(request))
+
+    async def chat_stream(self, request: ChatRequest, deployment: Deployment) -> AsyncIterator[dict[str, Any]]:
+        payload = await RequestBuilder(self, deployment).build(request.body, stream=True)
+        response = await self.open(deployment, "POST", self.url(deployment), self.headers(deployment),
+                                   orjson.dumps(payload))
+        decoder = SSEDecoder()
+        translator = StreamTranslator(self.json_mode(request))
+        try:
+            async for raw in iter_body(response, deployment):
+                for event_name, data in decoder.feed(raw):
+                    try:
+                        event = orjson.loads(data)
+                    except orjson.JSONDecodeError:
+                        raise UpstreamError(errors.SERVER, f"{deployment.id}: invalid JSON in stream") from None
+                    if not isinstance(event, dict):
+                        continue
+                    if event.get("type") == "error" or event_name == "error":
+                        raise stream_error(event.get("error"), deployment)
+                    for chunk in translator.feed(event):
+                        yield chunk
+            if not translator.done:
+                raise UpstreamError(errors.CONNECTION, f"{deployment.id}: stream ended before message_stop")
+        finally:
+            response.release()
+
+    def error_from_response(self, status: int, body: bytes, headers: dict[str, str],
+                            deployment: Deployment) -> UpstreamError:
+        error_type = None
+        try:
+            data = orjson.loads(body)
+            if isinstance(data, dict) and isinstance(data.get("error"), dict):
+                error_type = data["error"].get("type")
+        except orjson.JSONDecodeError:
+            pass
+        message = error_message(body) or f"upstream returned HTTP {status}"
+        return UpstreamError(error_kind(error_type, status, message), f"{deployment.id}: {message}",
+                             upstream_status=status, retry_after=retry_after(headers))
+
+
+def stream_error(err: Any, deployment: Deployment) -> UpstreamError:
+    """An `error` event inside a stream that had started with 200 (e.g. overloaded_error)."""
+    err = err if isinstance(err, dict) else {"message": str(err)}
+    message = str(err.get("message") or "upstream stream error")
+    return UpstreamError(error_kind(err.get("type"), 0, message), f"{deployment.id}: {message}")

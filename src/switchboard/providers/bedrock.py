@@ -1,0 +1,371 @@
+"""AWS Bedrock adapter: the Converse and ConverseStream APIs, signed with SigV4.
+
+Converse is one request shape for every Bedrock model: `messages` of content
+blocks (text, image bytes, toolUse, toolResult), `system`, `inferenceConfig`
+and `toolConfig`. Requests are signed with botocore's SigV4 signer (never a
+home-made one); botocore is heavy, so it is imported on the first Bedrock
+request, and one signer per deployment is kept. A deployment with `api_key`
+and no AWS keys uses a Bedrock API key as a bearer token instead.
+
+ConverseStream answers in AWS's binary event-stream framing
+(`application/vnd.amazon.eventstream`), decoded incrementally by botocore's
+checksum-verifying parser; failures inside the stream arrive as exception
+frames and become `UpstreamError`s of the matching kind, like HTTP errors,
+whose type Bedrock names in the `x-amzn-errortype` header.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import orjson
+
+from switchboard import errors
+from switchboard.config import Deployment
+from switchboard.core.request import ChatRequest
+from switchboard.errors import UpstreamError
+from switchboard.providers import canonical as c
+from switchboard.providers.base import Provider, iter_body, read_body, retry_after
+
+STOP_REASONS = {
+    "end_turn": "stop", "stop_sequence": "stop", "tool_use": "tool_calls", "max_tokens": "length",
+    "model_context_window_exceeded": "length", "guardrail_intervened": "content_filter",
+    "content_filtered": "content_filter", "malformed_model_output": "stop", "malformed_tool_use": "stop",
+}
+IMAGE_FORMATS = {"image/png": "png", "image/jpeg": "jpeg", "image/jpg": "jpeg", "image/gif": "gif", "image/webp": "webp"}
+
+# Bedrock's error type (x-amzn-errortype header, or the stream's :exception-type) -> our kind.
+ERROR_KINDS = {
+    "throttlingexception": errors.RATE_LIMIT, "servicequotaexceededexception": errors.RATE_LIMIT,
+    "toomanyrequestsexception": errors.RATE_LIMIT,
+    "serviceunavailableexception": errors.OVERLOADED,
+    "modelnotreadyexception": errors.OVERLOADED,
+    "accessdeniedexception": errors.AUTH, "unrecognizedclientexception": errors.AUTH,
+    "invalidsignatureexception": errors.AUTH, "expiredtokenexception": errors.AUTH,
+    "incompletesignatureexception": errors.AUTH, "missingauthenticationtokenexception": errors.AUTH,
+    "modeltimeoutexception": errors.TIMEOUT,
+    "modelerrorexception": errors.SERVER, "modelstreamerrorexception": errors.SERVER,
+    "internalserverexception": errors.SERVER,
+    "resourcenotfoundexception": errors.NOT_FOUND,
+}
+_INLINE_HASH_LIMIT = 64 * 1024
+_TOO_LONG = ("too long", "input is too long", "context window", "context length", "too many input tokens",
+             "max input tokens")
+
+
+class BedrockProvider(Provider):
+    kind = "bedrock"
+
+    def __init__(self, client) -> None:
+        super().__init__(client)
+        self._signers: dict[str, Any] = {}
+
+    # ------------------------------------------------------------ where and how
+
+    @staticmethod
+    def region(deployment: Deployment) -> str:
+        return str(deployment.options.get("region") or os.environ.get("AWS_REGION")
+                   or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1")
+
+    def url(self, deployment: Deployment, action: str) -> str:
+        base = deployment.base_url or f"https://bedrock-runtime.{self.region(deployment)}.amazonaws.com"
+        return f"{base}/model/{quote(deployment.upstream_model, safe='')}/{action}"
+
+    def headers(self, deployment: Deployment, url: str, body: bytes, accept: str,
+                body_sha256: str | None = None) -> dict[str, str]:
+        headers = {"content-type": "application/json", "accept": accept}
+        extra = deployment.options.get("headers")
+        if extra:
+            headers.update(extra)
+        signer = self._signer(deployment)
+        if isinstance(signer, str):
+            headers["authorization"] = "Bearer " + signer
+            return headers
+        if body_sha256 is not None:
+            headers["x-amz-content-sha256"] = body_sha256  # botocore signs this instead of hashing the body
+        return sign(signer, url, body, headers)
+
+    async def send(self, deployment: Deployment, action: str, body: bytes, accept: str):
+        """POST a signed request. Signing costs ~0.15 ms inline; hashing a large body (images) goes to a thread."""
+        url = self.url(deployment, action)
+        digest = None
+        if len(body) > _INLINE_HASH_LIMIT:
+            digest = await asyncio.to_thread(lambda: hashlib.sha256(body).hexdigest())
+        return await self.open(deployment, "POST", url, self.headers(deployment, url, body, accept, digest), body)
+
+    def _signer(self, deployment: Deployment) -> Any:
+        """The deployment's SigV4 signer (built once), or a bearer token string."""
+        signer = self._signers.get(deployment.id)
+        if signer is not None:
+            return signer
+        opts = deployment.options
+        key_id, secret, token = (opts.get("aws_access_key_id"), opts.get("aws_secret_access_key"),
+                                 opts.get("aws_session_token"))
+        if key_id is not None and secret is not None:
+            creds = (key_id.reveal(), secret.reveal(), token.reveal() if token is not None else None)
+        elif deployment.api_key is not None:
+            signer = deployment.api_key.reveal()
+        elif os.environ.get("AWS_ACCESS_KEY_ID") and os.environ.get("AWS_SECRET_ACCESS_KEY"):
+            creds = (os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"],
+                     os.environ.get("AWS_SESSION_TOKEN") or None)
+        elif os.environ.get("AWS_BEARER_TOKEN_BEDROCK"):
+            signer = os.environ["AWS_BEARER_TOKEN_BEDROCK"]
+        else:
+            raise UpstreamError(errors.AUTH, f"{deployment.id}: no AWS credentials: set aws_access_key_id and "
+                                             "aws_secret_access_key, api_key, or the AWS_* environment variables")
+        if signer is None:
+            try:
+                from botocore.auth import SigV4Auth
+                from botocore.credentials import Credentials
+            except ImportError:
+                raise UpstreamError(errors.SERVER, f"{deployment.id}: Bedrock needs botocore: "
+                                                   "pip install 'switchboard[bedrock]'") from None
+            signer = SigV4Auth(Credentials(*creds), "bedrock", self.region(deployment))
+        self._signers[deployment.id] = signer
+        return signer
+
+    # ------------------------------------------------------------ request
+
+    async def payload(self, request: ChatRequest, deployment: Deployment) -> dict[str, Any]:
+        body = request.body
+        c.single_choice(self.kind, body)
+        images = await c.load_images(request, deployment, self.client)
+        system: list[dict[str, Any]] = []
+        messages: list[dict[str, Any]] = []
+        uses_tools = False
+        for i, msg in enumerate(body["messages"]):
+            role = msg["role"]
+            if role in ("system", "developer"):
+                text = c.content_text(msg.get("content"))
+                if text:
+                    system.append({"text": text})
+                continue
+            blocks = self._blocks(msg, i, images)
+            uses_tools = uses_tools or role == "tool" or bool(msg.get("tool_calls"))
+            if not blocks:
+                continue
+            bedrock_role = "assistant" if role == "assistant" else "user"
+            if messages and messages[-1]["role"] == bedrock_role:
+                messages[-1]["content"].extend(blocks)
+            else:
+                messages.append({"role": bedrock_role, "content": blocks})
+        payload: dict[str, Any] = {"messages": messages}
+        if system:
+            payload["system"] = system
+        config = self._inference_config(body)
+        if config:
+            payload["inferenceConfig"] = config
+        tools = body.get("tools")
+        mode, forced = c.tool_choice(body)
+        if tools and (mode != "none" or uses_tools):
+            # Bedrock requires toolConfig whenever the history holds toolUse/toolResult blocks,
+            # so tool_choice "none" can only be honoured by leaving the tools out when it does not.
+            tool_config: dict[str, Any] = {"tools": [_tool_spec(t["function"]) for t in tools]}
+            if mode == "required":
+                tool_config["toolChoice"] = {"any": {}}
+            elif mode == "function":
+                tool_config["toolChoice"] = {"tool": {"name": forced}}
+            elif mode == "auto":
+                tool_config["toolChoice"] = {"auto": {}}
+            payload["toolConfig"] = tool_config
+        kind, schema, name = c.response_format(body)
+        if kind == "json_object":
+            raise c.unsupported(self.kind, "response_format", "response_format 'json_object' (use 'json_schema')")
+        if schema is not None:
+            payload["outputConfig"] = {"textFormat": {"type": "json_schema", "structure": {"jsonSchema": {
+                "schema": orjson.dumps(schema).decode(), "name": name or "response"}}}}
+        return payload
+
+    def _blocks(self, msg: dict[str, Any], i: int, images: dict[str, c.Image]) -> list[dict[str, Any]]:
+        content = msg.get("content")
+        if msg["role"] == "tool":
+            value = c.tool_result_value(content)
+            result = [{"json": value}] if isinstance(value, dict) else [{"text": c.content_text(content) or " "}]
+            return [{"toolResult": {"toolUseId": msg["tool_call_id"], "content": result}}]
+        blocks: list[dict[str, Any]] = []
+        if isinstance(content, str):
+            if content.strip():
+                blocks.append({"text": content})
+        elif isinstance(content, list):
+            for j, part in enumerate(content):
+                kind = part.get("type")
+                if kind == "text":
+                    if part["text"].strip():
+                        blocks.append({"text": part["text"]})
+                elif kind == "image_url":
+                    image = images[part["image_url"]["url"]]
+                    fmt = IMAGE_FORMATS.get(image.mime)
+                    if fmt is None:
+                        raise c.unsupported(self.kind, f"messages[{i}].content[{j}].image_url",
+                                            f"image type {image.mime!r} (png, jpeg, gif and webp only)")
+                    blocks.append({"image": {"format": fmt, "source": {"bytes": image.b64}}})
+                elif kind != "refusal":
+                    raise c.unsupported(self.kind, f"messages[{i}].content[{j}].type", f"content part {kind!r}")
+        for k, call in enumerate(msg.get("tool_calls") or ()):
+            blocks.append({"toolUse": {"toolUseId": call["id"], "name": call["function"]["name"],
+                                       "input": c.tool_arguments(call, f"messages[{i}].tool_calls[{k}]")}})
+        return blocks
+
+    def _inference_config(self, body: dict[str, Any]) -> dict[str, Any]:
+        config: dict[str, Any] = {}
+        limit = c.max_tokens(body)
+        if limit is not None:
+            config["maxTokens"] = limit
+        temperature = body.get("temperature")
+        if temperature is not None:
+            if temperature > 1:
+                raise c.unsupported(self.kind, "temperature", "'temperature' above 1 (Bedrock accepts 0 to 1)")
+            config["temperature"] = temperature
+        if body.get("top_p") is not None:
+            config["topP"] = body["top_p"]
+        stops = c.stop_sequences(body)
+        if stops:
+            config["stopSequences"] = stops
+        return config
+
+    # ------------------------------------------------------------ calls
+
+    async def chat(self, request: ChatRequest, deployment: Deployment) -> dict[str, Any]:
+        payload = orjson.dumps(await self.payload(request, deployment))
+        response = await self.send(deployment, "converse", payload, "application/json")
+        raw = await read_body(response, deployment)
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise UpstreamError(errors.SERVER, f"{deployment.id}: upstream sent invalid JSON") from None
+        output = ((data.get("output") or {}).get("message") or {}) if isinstance(data, dict) else {}
+        if not isinstance(output.get("content"), list):
+            raise UpstreamError(errors.SERVER, f"{deployment.id}: upstream answer is not a Converse response")
+        text: list[str] = []
+        calls: list[dict[str, Any]] = []
+        for block in output["content"]:
+            if isinstance(block.get("text"), str):
+                text.append(block["text"])
+            elif isinstance(block.get("toolUse"), dict):
+                use = block["toolUse"]
+                calls.append(c.tool_call(use.get("toolUseId") or c.call_id(), use.get("name", ""), use.get("input") or {}))
+        finish = STOP_REASONS.get(data.get("stopReason") or "end_turn", "stop")
+        return c.completion(c.completion_id(), deployment.upstream_model,
+                            [(c.message("".join(text), calls), finish)], bedrock_usage(data.get("usage")))
+
+    async def chat_stream(self, request: ChatRequest, deployment: Deployment) -> AsyncIterator[dict[str, Any]]:
+        payload = orjson.dumps(await self.payload(request, deployment))
+        response = await self.send(deployment, "converse-stream", payload, "application/vnd.amazon.eventstream")
+        from botocore.eventstream import EventStreamBuffer, ParserError
+
+        writer = c.ChunkWriter(deployment.upstream_model)
+        frames = EventStreamBuffer()
+        tools: dict[int, int] = {}  # Bedrock content block index -> OpenAI tool call position
+        started = False
+        try:
+            async for raw in iter_body(response, deployment):
+                frames.add_data(raw)
+                try:
+                    messages = list(frames)
+                except ParserError as exc:
+                    raise UpstreamError(errors.SERVER, f"{deployment.id}: corrupt event stream: {exc}") from None
+                for message in messages:
+                    headers = message.headers
+                    try:
+                        event = orjson.loads(message.payload) if message.payload else {}
+                    except orjson.JSONDecodeError:
+                        raise UpstreamError(errors.SERVER, f"{deployment.id}: invalid JSON in event stream") from None
+                    kind = headers.get(":message-type", "event")
+                    if kind != "event":
+                        name = headers.get(":exception-type") or headers.get(":error-code") or "InternalServerException"
+                        text = event.get("message") or event.get("Message") or headers.get(":error-message") or name
+                        raise bedrock_error(name, 500, str(text), deployment)
+                    name = headers.get(":event-type")
+                    if not started and name in ("messageStart", "contentBlockStart", "contentBlockDelta"):
+                        started = True
+                        yield writer.role()
+                    if name == "contentBlockStart":
+                        use = (event.get("start") or {}).get("toolUse")
+                        if isinstance(use, dict):
+                            position = len(tools)
+                            tools[event.get("contentBlockIndex", 0)] = position
+                            yield writer.tool_start(position, use.get("toolUseId") or c.call_id(), use.get("name", ""))
+                    elif name == "contentBlockDelta":
+                        delta = event.get("delta") or {}
+                        if isinstance(delta.get("text"), str) and delta["text"]:
+                            yield writer.text(delta["text"])
+                        elif isinstance(delta.get("toolUse"), dict):
+                            position = tools.get(event.get("contentBlockIndex", 0))
+                            if position is not None:
+                                yield writer.tool_arguments(position, delta["toolUse"].get("input", ""))
+                    elif name == "messageStop":
+                        yield writer.finish(STOP_REASONS.get(event.get("stopReason") or "end_turn", "stop"))
+                    elif name == "metadata":
+                        usage = bedrock_usage(event.get("usage"))
+                        if usage is not None:
+                            yield writer.usage(usage)
+        finally:
+            response.release()
+
+    # ------------------------------------------------------------ errors
+
+    def error_from_response(self, status: int, body: bytes, headers: dict[str, str], deployment: Deployment) -> UpstreamError:
+        name = headers.get("x-amzn-errortype", "").split(":", 1)[0]
+        message = ""
+        try:
+            data = orjson.loads(body)
+            if isinstance(data, dict):
+                message = str(data.get("message") or data.get("Message") or "")
+                name = name or str(data.get("__type", "")).rsplit("#", 1)[-1]
+        except orjson.JSONDecodeError:
+            message = body[:300].decode("utf-8", "replace")
+        return bedrock_error(name, status, message or f"upstream returned HTTP {status}", deployment,
+                             retry_after(headers))
+
+
+def bedrock_error(name: str, status: int, message: str, deployment: Deployment,
+                  retry_seconds: float | None = None) -> UpstreamError:
+    """An `UpstreamError` for a Bedrock error type (an HTTP error or a stream exception frame)."""
+    key = name.lower()
+    kind = ERROR_KINDS.get(key)
+    lower = message.lower()
+    if key == "validationexception" or kind is None:
+        if any(s in lower for s in _TOO_LONG):
+            kind = errors.CONTEXT_LENGTH
+        elif "content filter" in lower or "blocked" in lower and "content" in lower:
+            kind = errors.CONTENT_POLICY
+        elif key == "validationexception":
+            kind = errors.BAD_REQUEST
+        else:
+            kind = errors.kind_for_status(status, message)
+    label = f"{name}: " if name else ""
+    return UpstreamError(kind, f"{deployment.id}: {label}{message}", upstream_status=status, retry_after=retry_seconds)
+
+
+def bedrock_usage(usage: Any) -> dict[str, Any] | None:
+    """OpenAI usage from Converse `usage`: inputTokens excludes cache reads and writes, prompt_tokens includes them."""
+    if not isinstance(usage, dict) or "inputTokens" not in usage:
+        return None
+    cached = int(usage.get("cacheReadInputTokens") or 0)
+    prompt = int(usage.get("inputTokens") or 0) + cached + int(usage.get("cacheWriteInputTokens") or 0)
+    return c.usage(prompt, int(usage.get("outputTokens") or 0), cached=cached)
+
+
+def _tool_spec(fn: dict[str, Any]) -> dict[str, Any]:
+    spec: dict[str, Any] = {"name": fn["name"], "inputSchema": {"json": fn.get("parameters") or {"type": "object",
+                                                                                                  "properties": {}}}}
+    if fn.get("description"):
+        spec["description"] = fn["description"]
+    return {"toolSpec": spec}
+
+
+def sign(signer: Any, url: str, body: bytes, headers: dict[str, str]) -> dict[str, str]:
+    """Headers with SigV4 auth added by botocore.
+
+    The host signed is the one our HTTP client sends: the host name without the port.
+    """
+    from botocore.awsrequest import AWSRequest
+
+    request = AWSRequest(method="POST", url=url, data=body, headers={**headers, "host": urlsplit(url).hostname or ""})
+    signer.add_auth(request)
+    return {k.lower(): v for k, v in request.headers.items() if k.lower() != "host"}

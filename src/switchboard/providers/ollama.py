@@ -1,0 +1,193 @@
+"""Ollama's native API: `POST /api/chat` (NDJSON streams) and `POST /api/embed`.
+
+Ollama also serves the OpenAI format under `/v1` (use provider `openai` for
+that); the native API is what older servers and some features need. It
+differs in small ways that all matter: Ollama streams unless told
+`stream: false`, sampling goes in `options` (`num_predict` for max tokens),
+images are a list of bare base64 strings on the message, tool call arguments
+are objects and tool results name the tool, JSON mode is `format: "json"` or a
+JSON schema, and usage is `prompt_eval_count` / `eval_count`.
+Ollama cannot force a tool call, so `tool_choice` "required" or a named
+function is refused with a 400 rather than silently ignored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+
+from switchboard import errors
+from switchboard.config import Deployment
+from switchboard.core.request import ChatRequest
+from switchboard.errors import UpstreamError
+from switchboard.providers import canonical as c
+from switchboard.providers.base import Provider, iter_body
+
+DONE_REASONS = {"stop": "stop", "length": "length", "load": "stop", "unload": "stop"}
+
+
+class OllamaProvider(Provider):
+    kind = "ollama"
+
+    def headers(self, deployment: Deployment) -> dict[str, str]:
+        headers = {"content-type": "application/json"}
+        if deployment.api_key is not None:
+            headers["authorization"] = "Bearer " + deployment.api_key.reveal()
+        extra = deployment.options.get("headers")
+        if extra:
+            headers.update(extra)
+        return headers
+
+    async def payload(self, request: ChatRequest, deployment: Deployment, stream: bool) -> dict[str, Any]:
+        body = request.body
+        c.single_choice(self.kind, body)
+        images = await c.load_images(request, deployment, self.client)
+        names = c.tool_names_by_id(body["messages"])
+        messages = [self._message(msg, i, images, names) for i, msg in enumerate(body["messages"])]
+        payload: dict[str, Any] = {"model": deployment.upstream_model, "messages": messages, "stream": stream}
+        tools = body.get("tools")
+        mode, _ = c.tool_choice(body)
+        if tools and mode in ("required", "function"):
+            raise c.unsupported(self.kind, "tool_choice", "forcing a tool call with tool_choice")
+        if tools and mode != "none":
+            payload["tools"] = [{"type": "function", "function": t["function"]} for t in tools]
+        options: dict[str, Any] = {}
+        for ours, theirs in (("temperature", "temperature"), ("top_p", "top_p"), ("seed", "seed"),
+                             ("presence_penalty", "presence_penalty"), ("frequency_penalty", "frequency_penalty")):
+            if body.get(ours) is not None:
+                options[theirs] = body[ours]
+        limit = c.max_tokens(body)
+        if limit is not None:
+            options["num_predict"] = limit
+        stops = c.stop_sequences(body)
+        if stops:
+            options["stop"] = stops
+        if options:
+            payload["options"] = options
+        kind, schema, _ = c.response_format(body)
+        if kind == "json_object":
+            payload["format"] = "json"
+        elif schema is not None:
+            payload["format"] = schema
+        extra = deployment.options.get("keep_alive")
+        if extra is not None:
+            payload["keep_alive"] = extra
+        return payload
+
+    def _message(self, msg: dict[str, Any], i: int, images: dict[str, c.Image],
+                 names: dict[str, str]) -> dict[str, Any]:
+        role = msg["role"]
+        content = msg.get("content")
+        out: dict[str, Any] = {"role": "system" if role == "developer" else role, "content": c.content_text(content)}
+        if role == "tool":
+            name = names.get(msg["tool_call_id"]) or msg.get("name")
+            if name:
+                out["tool_name"] = name
+            return out
+        if isinstance(content, list):
+            pictures = []
+            for j, part in enumerate(content):
+                kind = part.get("type")
+                if kind == "image_url":
+                    pictures.append(images[part["image_url"]["url"]].b64)
+                elif kind not in ("text", "refusal"):
+                    raise c.unsupported(self.kind, f"messages[{i}].content[{j}].type", f"content part {kind!r}")
+            if pictures:
+                out["images"] = pictures
+        calls = msg.get("tool_calls")
+        if calls:
+            out["tool_calls"] = [{"function": {"name": call["function"]["name"],
+                                               "arguments": c.tool_arguments(call, f"messages[{i}].tool_calls[{k}]")}}
+                                 for k, call in enumerate(calls)]
+        return out
+
+    # ------------------------------------------------------------ calls
+
+    async def chat(self, request: ChatRequest, deployment: Deployment) -> dict[str, Any]:
+        payload = await self.payload(request, deployment, False)
+        data = await self.send_json(deployment, deployment.base_url + "/api/chat", self.headers(deployment), payload)
+        if not isinstance(data, dict) or not isinstance(data.get("message"), dict):
+            raise UpstreamError(errors.SERVER, f"{deployment.id}: upstream answer is not an Ollama chat response")
+        msg = data["message"]
+        calls = [c.tool_call(call.get("id") or c.call_id(), (call.get("function") or {}).get("name", ""),
+                             (call.get("function") or {}).get("arguments") or {})
+                 for call in msg.get("tool_calls") or ()]
+        finish = "tool_calls" if calls else DONE_REASONS.get(data.get("done_reason") or "stop", "stop")
+        return c.completion(c.completion_id(), deployment.upstream_model,
+                            [(c.message(msg.get("content") or "", calls), finish)], ollama_usage(data))
+
+    async def chat_stream(self, request: ChatRequest, deployment: Deployment) -> AsyncIterator[dict[str, Any]]:
+        payload = await self.payload(request, deployment, True)
+        response = await self.open(deployment, "POST", deployment.base_url + "/api/chat", self.headers(deployment),
+                                   orjson.dumps(payload))
+        writer = c.ChunkWriter(deployment.upstream_model)
+        buffer = b""
+        started = False
+        calls = 0
+        try:
+            async for raw in iter_body(response, deployment):
+                buffer += raw
+                *lines, buffer = buffer.split(b"\n")
+                for line in lines:
+                    if not line.strip():
+                        continue
+                    try:
+                        data = orjson.loads(line)
+                    except orjson.JSONDecodeError:
+                        raise UpstreamError(errors.SERVER, f"{deployment.id}: invalid JSON line in stream") from None
+                    if "error" in data:
+                        raise UpstreamError(errors.kind_for_status(500, str(data["error"])),
+                                            f"{deployment.id}: {data['error']}")
+                    if not started:
+                        started = True
+                        yield writer.role()
+                    msg = data.get("message") or {}
+                    if msg.get("content"):
+                        yield writer.text(msg["content"])
+                    for call in msg.get("tool_calls") or ():
+                        fn = call.get("function") or {}
+                        yield writer.tool_start(calls, call.get("id") or c.call_id(), fn.get("name", ""),
+                                                orjson.dumps(fn.get("arguments") or {}).decode())
+                        calls += 1
+                    if data.get("done"):
+                        finish = "tool_calls" if calls else DONE_REASONS.get(data.get("done_reason") or "stop", "stop")
+                        yield writer.finish(finish)
+                        usage = ollama_usage(data)
+                        if usage is not None:
+                            yield writer.usage(usage)
+        finally:
+            response.release()
+
+    async def embeddings(self, body: dict[str, Any], deployment: Deployment) -> dict[str, Any]:
+        inputs = body["input"]
+        if not (isinstance(inputs, str) or all(isinstance(x, str) for x in inputs)):
+            raise c.unsupported(self.kind, "input", "token-array input")
+        payload: dict[str, Any] = {"model": deployment.upstream_model, "input": inputs}
+        if body.get("dimensions"):
+            payload["dimensions"] = body["dimensions"]
+        data = await self.send_json(deployment, deployment.base_url + "/api/embed", self.headers(deployment), payload)
+        vectors = data.get("embeddings") if isinstance(data, dict) else None
+        if not isinstance(vectors, list):
+            raise UpstreamError(errors.SERVER, f"{deployment.id}: upstream answer is not an embeddings list")
+        tokens = int(data.get("prompt_eval_count") or 0)
+        return {"object": "list", "model": deployment.upstream_model,
+                "data": [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)],
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+
+    def error_from_response(self, status: int, body: bytes, headers: dict[str, str], deployment: Deployment) -> UpstreamError:
+        error = super().error_from_response(status, body, headers, deployment)
+        lower = error.message.lower()
+        if status in (400, 500) and "context" in lower and ("length" in lower or "window" in lower) \
+                or "prompt too long" in lower:
+            return UpstreamError(errors.CONTEXT_LENGTH, error.message, upstream_status=status)
+        if status == 500 and ("server busy" in lower or "maximum pending" in lower):
+            return UpstreamError(errors.OVERLOADED, error.message, upstream_status=status)
+        return error
+
+
+def ollama_usage(data: dict[str, Any]) -> dict[str, Any] | None:
+    if "prompt_eval_count" not in data and "eval_count" not in data:
+        return None
+    return c.usage(int(data.get("prompt_eval_count") or 0), int(data.get("eval_count") or 0))

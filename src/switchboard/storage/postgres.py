@@ -1,0 +1,155 @@
+"""The shared store for many replicas: Postgres through an asyncpg connection pool.
+
+Chosen when `storage.database_url` is set. The SQL of the accounting code is
+written once with `?` placeholders; this backend rewrites them to `$n`.
+Migrations run on start under a Postgres advisory lock, so replicas starting
+at the same moment migrate once and the others wait, then find nothing to do.
+
+A `search_path` query parameter in the URL (``...?search_path=team_a``) puts
+every table in that schema, created if missing: one database can then hold
+several independent gateways (or test runs).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from switchboard.storage.base import REQUEST_LOG_COLUMNS, RequestLogEntry
+from switchboard.storage.schema import migrations
+
+_PLACEHOLDER = re.compile(r"\?")
+_SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+_MIGRATION_LOCK = 0x5B_0A_CC_01  # advisory lock id: "switchboard accounts migrations"
+
+
+def to_dollar_params(sql: str, _cache: dict[str, str] = {}) -> str:  # noqa: B006 - deliberate memo
+    out = _cache.get(sql)
+    if out is None:
+        counter = iter(range(1, 10_000))
+        out = _cache[sql] = _PLACEHOLDER.sub(lambda _: f"${next(counter)}", sql)
+    return out
+
+
+def split_schema(url: str) -> tuple[str, str | None]:
+    """The URL without a `search_path` parameter, and that schema (or None)."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    schema = next((v for k, v in query if k == "search_path"), None)
+    rest = [(k, v) for k, v in query if k != "search_path"]
+    if schema is not None and not _SCHEMA_NAME.match(schema):
+        raise ValueError(f"search_path {schema!r} is not a plain schema name")
+    return urlunsplit(parts._replace(query=urlencode(rest))), schema
+
+
+class _PgTx:
+    __slots__ = ("_conn",)
+
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+
+    async def execute(self, sql: str, *args: Any) -> int:
+        status = await self._conn.execute(to_dollar_params(sql), *args)
+        tail = status.rsplit(" ", 1)[-1]
+        return int(tail) if tail.isdigit() else 0
+
+    async def fetchall(self, sql: str, *args: Any) -> list[dict[str, Any]]:
+        return [dict(r) for r in await self._conn.fetch(to_dollar_params(sql), *args)]
+
+    async def fetchone(self, sql: str, *args: Any) -> dict[str, Any] | None:
+        row = await self._conn.fetchrow(to_dollar_params(sql), *args)
+        return dict(row) if row is not None else None
+
+
+class PostgresStorage:
+    name = "postgres"
+    dialect = "postgres"
+
+    def __init__(self, url: str, *, min_size: int = 2, max_size: int = 20) -> None:
+        self.url, self.schema = split_schema(url)
+        self.min_size, self.max_size = min_size, max_size
+        self._pool: Any = None
+
+    async def start(self) -> None:
+        try:
+            import asyncpg
+        except ImportError as exc:  # pragma: no cover - depends on the install
+            raise RuntimeError("storage.database_url needs asyncpg: pip install 'switchboard[postgres]'") from exc
+        settings = {"search_path": self.schema} if self.schema else None
+        conn = await asyncpg.connect(self.url)
+        try:
+            await conn.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK)
+            try:
+                if self.schema:
+                    await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
+                    await conn.execute(f'SET search_path TO "{self.schema}"')
+                await self._migrate(conn)
+            finally:
+                await conn.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK)
+        finally:
+            await conn.close()
+        self._pool = await asyncpg.create_pool(self.url, min_size=self.min_size, max_size=self.max_size,
+                                               server_settings=settings)
+
+    @staticmethod
+    async def _migrate(conn: Any) -> None:
+        await conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY)")
+        done = {r[0] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+        for version, statements in enumerate(migrations("postgres"), start=1):
+            if version in done:
+                continue
+            async with conn.transaction():
+                for statement in statements:
+                    await conn.execute(statement)
+                await conn.execute("INSERT INTO schema_migrations (version) VALUES ($1)", version)
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+    async def ping(self) -> bool:
+        try:
+            return await self._pool.fetchval("SELECT 1") == 1
+        except Exception:
+            return False
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[_PgTx]:
+        async with self._pool.acquire() as conn:
+            async with conn.transaction():
+                yield _PgTx(conn)
+
+    async def fetchall(self, sql: str, *args: Any) -> list[dict[str, Any]]:
+        return [dict(r) for r in await self._pool.fetch(to_dollar_params(sql), *args)]
+
+    async def fetchone(self, sql: str, *args: Any) -> dict[str, Any] | None:
+        row = await self._pool.fetchrow(to_dollar_params(sql), *args)
+        return dict(row) if row is not None else None
+
+    async def write_request_logs(self, entries: list[RequestLogEntry]) -> None:
+        cols = ", ".join(REQUEST_LOG_COLUMNS)
+        params = ", ".join(f"${i}" for i in range(1, len(REQUEST_LOG_COLUMNS) + 1))
+        sql = f"INSERT INTO request_log ({cols}) VALUES ({params}) ON CONFLICT (request_id) DO NOTHING"
+        async with self._pool.acquire() as conn:
+            await conn.executemany(sql, [e.row() for e in entries])
+
+    async def recent_requests(self, limit: int = 50, **filters: Any) -> list[dict[str, Any]]:
+        where, args = [], []
+        for col, key in (("key_id", "key_id"), ("status", "status")):
+            if filters.get(key):
+                args.append(filters[key])
+                where.append(f"{col} = ${len(args)}")
+        if filters.get("model"):
+            args.append(filters["model"])
+            where.append(f"(model_requested = ${len(args)} OR model_used = ${len(args)})")
+        if filters.get("since"):
+            args.append(float(filters["since"]))
+            where.append(f"ts >= ${len(args)}")
+        args.append(limit)
+        sql = ("SELECT * FROM request_log" + (" WHERE " + " AND ".join(where) if where else "")
+               + f" ORDER BY ts DESC LIMIT ${len(args)}")
+        return [dict(r) for r in await self._pool.fetch(sql, *args)]

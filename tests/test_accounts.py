@@ -1,0 +1,295 @@
+"""Keys, credits, budgets, rate limits, idempotency and usage reports on one gateway with its default SQLite store."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+import time
+
+import openai
+import pytest
+
+from support import GatewayProc, MockProc, http
+
+MASTER = "sk-accounts-master-0123456789"
+ADMIN = {"authorization": f"Bearer {MASTER}"}
+REPLY = "abcdefghij abcdefghij abcdefghij abcdefg"  # 10 tokens to the mock
+PRICING = {"input_per_mtok": 10_000.0, "output_per_mtok": 20_000.0}  # 1 cent per prompt token, 2 per completion
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("accounts")
+    mock = MockProc(tmp, {"m-up": {"reply": REPLY}, "quiet-up": {"reply": REPLY, "report_usage": False},
+                          "err-up": {"faults": [{"kind": "status", "status": 500, "rate": 1.0}]}})
+    base = mock.url + "/v1"
+
+    def model(upstream):
+        return {"deployments": [{"provider": "openai", "model": upstream, "base_url": base}], "pricing": PRICING}
+
+    config = {"auth": {"master_key": "${SB_MASTER}"}, "storage": {"log_flush_seconds": 0.05},
+              "accounts": {"model_limits": {"capped": {"rpm": 3}}},
+              "models": {"m": model("m-up"), "other": model("m-up"), "quiet": model("quiet-up"),
+                         "broken": model("err-up"), "capped": model("m-up")}}
+    gw = GatewayProc(tmp, config, env={"SB_MASTER": MASTER})
+    yield gw, mock
+    gw.stop()
+    mock.stop()
+
+
+def admin(gw, method, path, body=None):
+    status, headers, raw = http(method, gw.url + path, body, ADMIN)
+    return status, (json.loads(raw) if raw and headers.get("content-type", "").startswith("application/json") else raw)
+
+
+def new_key(gw, **fields):
+    status, data = admin(gw, "POST", "/admin/keys", fields)
+    assert status == 201, data
+    return data["id"], data["key"]
+
+
+def client_for(gw, key):
+    return openai.OpenAI(api_key=key, base_url=gw.url + "/v1", max_retries=0, timeout=10)
+
+
+def ask(client, model="m", **extra):
+    return client.chat.completions.create(model=model, max_tokens=10, messages=[{"role": "user", "content": "hi"}],
+                                          **extra)
+
+
+def test_key_lifecycle_and_secret_is_stored_only_hashed(stack):
+    gw, _ = stack
+    key_id, key = new_key(gw, name="app-a", team="web", allowed_models=["m"], rpm=100, metadata={"env": "prod"})
+    assert key.startswith(f"sk-sb-{key_id}-")
+    assert ask(client_for(gw, key)).choices[0].message.content == REPLY
+    status, listed = admin(gw, "GET", "/admin/keys")
+    view = next(k for k in listed["data"] if k["id"] == key_id)
+    assert view["prefix"] == f"sk-sb-{key_id}" and "key" not in view and "hash" not in view
+    assert view["team"] == "web" and view["metadata"] == {"env": "prod"}
+    status, updated = admin(gw, "PATCH", f"/admin/keys/{key_id}", {"allowed_models": ["m", "other"], "tpm": 5000})
+    assert status == 200 and updated["allowed_models"] == ["m", "other"] and updated["tpm"] == 5000
+    secret = key.split("-", 3)[3]
+    conn = sqlite3.connect(gw.db)
+    row = conn.execute("SELECT salt, hash FROM api_keys WHERE key_id = ?", (key_id,)).fetchone()
+    dump = "\n".join(conn.iterdump())
+    conn.close()
+    assert secret not in dump and row[1] != secret and len(row[0]) == 32
+    status, revoked = admin(gw, "DELETE", f"/admin/keys/{key_id}")
+    assert revoked["status"] == "revoked"
+    time.sleep(0.6)
+    with pytest.raises(openai.AuthenticationError) as err:
+        ask(client_for(gw, key))
+    assert err.value.code == "key_revoked"
+    assert secret not in gw.log() and key not in gw.log()
+
+
+def test_admin_api_is_master_only_and_validates(stack):
+    gw, _ = stack
+    _, key = new_key(gw, name="not-admin")
+    status, _, body = http("GET", gw.url + "/admin/keys", headers={"authorization": f"Bearer {key}"})
+    assert status == 403 and json.loads(body)["error"]["code"] == "admin_only"
+    assert http("GET", gw.url + "/admin/keys")[0] == 401
+    for bad, param in (({"rpm": -1}, "rpm"), ({"allowed_models": ["nope"]}, "allowed_models"), ({"colour": 1}, "colour"),
+                       ({"budgets": [{"period": "year", "limit_usd": 1}]}, "budgets")):
+        status, data = admin(gw, "POST", "/admin/keys", bad)
+        assert status == 400 and data["error"]["param"] == param, data
+    assert admin(gw, "GET", "/admin/keys/000000000000")[0] == 404
+    status, _, body = http("POST", gw.url + "/admin/keys", raw=b"{not json", headers=ADMIN)
+    assert status == 400 and "JSON" in json.loads(body)["error"]["message"]
+
+
+def test_model_allow_list_and_expiry(stack):
+    gw, _ = stack
+    _, key = new_key(gw, allowed_models=["m"])
+    with pytest.raises(openai.PermissionDeniedError):
+        ask(client_for(gw, key), model="other")
+    _, key = new_key(gw, expires_in_seconds=0.3)
+    ask(client_for(gw, key))
+    time.sleep(0.9)
+    with pytest.raises(openai.AuthenticationError) as err:
+        ask(client_for(gw, key))
+    assert err.value.code == "key_expired"
+
+
+def test_prepaid_credit_402_and_ledger_is_the_balance(stack):
+    gw, mock = stack
+    key_id, key = new_key(gw, credits_usd=1.0)  # $0.21 a request, $0.30 held while it runs
+    client = client_for(gw, key)
+    served = 0
+    with pytest.raises(openai.APIStatusError) as err:
+        for _ in range(10):
+            ask(client)
+            served += 1
+    assert err.value.status_code == 402 and err.value.code == "insufficient_quota"
+    assert "insufficient credit" in err.value.message and "$0.1600 available" in err.value.message
+    assert served == 4
+    status, ledger = admin(gw, "GET", f"/admin/keys/{key_id}/ledger")
+    kinds = [e["kind"] for e in ledger["data"]]
+    assert kinds.count("charge") == 4 and kinds.count("topup") == 1
+    assert ledger["total_nanousd"] == 1_000_000_000 - 4 * 210_000_000
+    _, view = admin(gw, "GET", f"/admin/keys/{key_id}")
+    assert view["credit"]["balance_usd"] == pytest.approx(0.16) and view["credit"]["reserved_usd"] == 0
+    status, after = admin(gw, "POST", f"/admin/keys/{key_id}/credits", {"amount_usd": 2.5, "note": "top-up"})
+    assert status == 201 and after["balance_usd"] == pytest.approx(2.66)
+    ask(client)
+    status, data = admin(gw, "POST", f"/admin/keys/{key_id}/credits", {"amount_usd": 1, "kind": "charge"})
+    assert status == 400
+
+
+def test_failed_upstream_attempts_are_not_charged_and_holds_are_released(stack):
+    gw, _ = stack
+    key_id, key = new_key(gw, credits_usd=5.0)
+    with pytest.raises(openai.InternalServerError):
+        ask(client_for(gw, key), model="broken")
+    time.sleep(0.3)
+    _, view = admin(gw, "GET", f"/admin/keys/{key_id}")
+    assert view["credit"]["balance_usd"] == 5.0 and view["credit"]["reserved_usd"] == 0
+    _, ledger = admin(gw, "GET", f"/admin/keys/{key_id}/ledger")
+    assert [e["kind"] for e in ledger["data"]] == ["topup"]
+
+
+def test_idempotency_key_returns_the_first_result_and_charges_once(stack):
+    gw, mock = stack
+    key_id, key = new_key(gw, credits_usd=5.0)
+    client = client_for(gw, key)
+    before = mock.stats()["completed"]
+    first = client.chat.completions.with_raw_response.create(
+        model="m", max_tokens=10, messages=[{"role": "user", "content": "hi"}], extra_headers={"Idempotency-Key": "order-42"})
+    again = client.chat.completions.with_raw_response.create(
+        model="m", max_tokens=10, messages=[{"role": "user", "content": "hi"}], extra_headers={"Idempotency-Key": "order-42"})
+    assert first.parse().id == again.parse().id
+    assert again.headers["idempotent-replayed"] == "true"
+    assert mock.stats()["completed"] == before + 1
+    _, ledger = admin(gw, "GET", f"/admin/keys/{key_id}/ledger")
+    assert [e["kind"] for e in ledger["data"]].count("charge") == 1
+    with pytest.raises(openai.BadRequestError) as err:
+        client.chat.completions.create(model="m", max_tokens=10, messages=[{"role": "user", "content": "other"}],
+                                       extra_headers={"Idempotency-Key": "order-42"})
+    assert "different request body" in err.value.message
+
+
+def test_rate_limits_rpm_tpm_and_per_model(stack):
+    gw, _ = stack
+    _, key = new_key(gw, rpm=2)
+    client = client_for(gw, key)
+    ok = client.chat.completions.with_raw_response.create(model="m", max_tokens=10, messages=[{"role": "user", "content": "hi"}])
+    assert ok.headers["x-ratelimit-limit-requests"] == "2" and ok.headers["x-ratelimit-remaining-requests"] == "1"
+    ask(client)
+    with pytest.raises(openai.RateLimitError) as err:
+        ask(client)
+    h = err.value.response.headers
+    assert int(h["retry-after"]) >= 1 and h["x-ratelimit-remaining-requests"] == "0"
+    assert "Limit 2" in err.value.message
+    _, key = new_key(gw, tpm=30)  # each request counts 1 prompt + 10 max_tokens at admission
+    client = client_for(gw, key)
+    ask(client)
+    ask(client)
+    with pytest.raises(openai.RateLimitError) as err:
+        ask(client)
+    assert "tokens per minute" in err.value.message
+    assert err.value.response.headers["x-ratelimit-limit-tokens"] == "30"
+    _, key = new_key(gw, model_limits={"other": {"rpm": 1}})
+    client = client_for(gw, key)
+    ask(client, model="other")
+    ask(client, model="m")
+    with pytest.raises(openai.RateLimitError):
+        ask(client, model="other")
+    _, a = new_key(gw)
+    _, b = new_key(gw)
+    for k in (a, b, a):
+        ask(client_for(gw, k), model="capped")  # the model allows 3 a minute, whoever asks
+    with pytest.raises(openai.RateLimitError):
+        ask(client_for(gw, b), model="capped")
+
+
+def test_budgets_hard_and_soft(stack):
+    gw, _ = stack
+    key_id, key = new_key(gw, budgets=[{"period": "day", "limit_usd": 0.9}, {"period": "month", "limit_usd": 0.3, "soft": True}])
+    client = client_for(gw, key)
+    ask(client)  # $0.21 a request, $0.30 held while it runs: three fit under $0.90, a fourth would not
+    raw = client.chat.completions.with_raw_response.create(model="m", max_tokens=10, messages=[{"role": "user", "content": "hi"}])
+    assert "x-switchboard-budget-warning" not in raw.headers
+    raw = client.chat.completions.with_raw_response.create(model="m", max_tokens=10, messages=[{"role": "user", "content": "hi"}])
+    assert "soft month budget" in raw.headers["x-switchboard-budget-warning"]
+    with pytest.raises(openai.APIStatusError) as err:
+        ask(client)
+    assert err.value.status_code == 402 and err.value.code == "budget_exceeded"
+    _, view = admin(gw, "GET", f"/admin/keys/{key_id}")
+    day = next(b for b in view["credit"]["budgets"] if b["period"] == "day")
+    assert day["spent_usd"] == pytest.approx(0.63) and day["resets_at"] > time.time()
+
+
+def test_team_prepaid_credit_covers_all_its_keys(stack):
+    gw, _ = stack
+    status, team = admin(gw, "PATCH", "/admin/teams/ops", {"prepaid": True})
+    assert status == 200 and team["prepaid"] is True
+    admin(gw, "POST", "/admin/teams/ops/credits", {"amount_usd": 0.5})
+    _, k1 = new_key(gw, team="ops")
+    _, k2 = new_key(gw, team="ops")
+    ask(client_for(gw, k1))
+    with pytest.raises(openai.APIStatusError) as err:
+        ask(client_for(gw, k2))  # $0.29 left, $0.30 needed
+    assert err.value.status_code == 402 and "Team 'ops'" in err.value.message
+    _, team = admin(gw, "GET", "/admin/teams/ops")
+    assert team["balance_usd"] == pytest.approx(0.29)
+
+
+def test_stream_without_upstream_usage_is_counted_locally(stack):
+    gw, _ = stack
+    key_id, key = new_key(gw, credits_usd=5.0)
+    chunks = list(client_for(gw, key).chat.completions.create(
+        model="quiet", stream=True, max_tokens=20, messages=[{"role": "user", "content": "hi"}]))
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == REPLY
+    _, ledger = admin(gw, "GET", f"/admin/ledger?account=key:{key_id}")
+    charge = next(e for e in ledger["data"] if e["kind"] == "charge")
+    from switchboard.accounting.tokens import count_tokens
+
+    completion = count_tokens(REPLY, "quiet-up")[0]
+    assert charge["amount_nanousd"] == -(1 * 10_000_000 + completion * 20_000_000)
+    time.sleep(0.2)
+    conn = sqlite3.connect(gw.db)
+    extra = conn.execute("SELECT extra FROM request_log WHERE key_id = ? AND status = 200", (key_id,)).fetchone()[0]
+    conn.close()
+    assert json.loads(extra)["usage_counted"] is True
+
+
+def test_usage_report_json_csv_and_cli(stack):
+    gw, _ = stack
+    key_id, key = new_key(gw, name="reported")
+    client = client_for(gw, key)
+    ask(client)
+    ask(client, model="other")
+    with pytest.raises(openai.InternalServerError):
+        ask(client, model="broken")
+    status, report = admin(gw, "GET", f"/admin/usage?group_by=model&key={key_id}")
+    rows = {r["model"]: r for r in report["data"]}
+    assert rows["m"]["requests"] == 1 and rows["m"]["cost_usd"] == pytest.approx(0.21)
+    assert rows["m"]["completion_tokens"] == 10 and rows["broken"]["errors"] == 1 and rows["broken"]["cost_usd"] == 0
+    assert report["totals"]["requests"] == 3
+    status, csv_text = admin(gw, "GET", f"/admin/usage?group_by=key,model,day&key={key_id}&format=csv")
+    lines = csv_text.decode().splitlines()
+    assert lines[0].startswith("key,model,day,requests,errors") and len(lines) == 4
+    env = {"SWITCHBOARD_URL": gw.url, "SWITCHBOARD_MASTER_KEY": MASTER}
+    run = lambda *a: subprocess.run([sys.executable, "-m", "switchboard", *a], capture_output=True, text=True,  # noqa: E731
+                                    env={**__import__("os").environ, **env}, timeout=30)
+    out = run("usage", "--by", "model", "--key", key_id)
+    assert out.returncode == 0 and "broken" in out.stdout and "3 requests, 1 errors" in out.stdout
+    out = run("keys", "create", "--name", "from-cli", "--credits", "3", "--rpm", "9")
+    assert out.returncode == 0 and "sk-sb-" in out.stdout, out.stderr
+    new_id = out.stdout.split()[2]
+    out = run("credits", "add", new_id, "2", "--note", "more")
+    assert "balance $5.0000" in out.stdout
+    out = run("keys", "list")
+    assert "from-cli" in out.stdout
+    out = run("keys", "revoke", new_id)
+    assert "revoked" in out.stdout
+    out = run("keys", "show", "000000000000")
+    assert out.returncode != 0 and "404" in out.stderr
+
+
+def test_admin_paths_in_openapi(stack):
+    gw, _ = stack
+    doc = json.loads(http("GET", gw.url + "/openapi.json")[2])
+    assert {"/admin/keys", "/admin/keys/{key_id}", "/admin/usage", "/admin/ledger"} <= set(doc["paths"])

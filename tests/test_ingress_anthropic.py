@@ -1,0 +1,260 @@
+"""The Anthropic-format ingress: the official anthropic SDK as a client of the gateway's /v1/messages.
+
+Every scenario runs against a model served by an OpenAI-format upstream and
+one served by an Anthropic-format upstream; responses validate against the
+SDK's own types, and the SDK's stream helpers work end to end.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import anthropic
+import pytest
+from anthropic.types import Message, MessageTokensCount, RawMessageStreamEvent
+from pydantic import TypeAdapter
+from support import GatewayProc, MockProc, http, wait_for
+
+MASTER = "sk-test-master-ingress"
+REPLY = "Greetings from the mock upstream, nice to see you."
+MODELS = ["via-openai", "via-anthropic"]
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("ingress-anthropic")
+    mock = MockProc(tmp, {
+        "gpt-up": {"reply": REPLY}, "claude-up": {"reply": REPLY},
+        "gpt-429": {"faults": [{"kind": "status", "status": 429, "rate": 1.0, "retry_after": 2, "message": "slow down"}]},
+        "claude-529": {"faults": [{"kind": "status", "status": 529, "rate": 1.0, "message": "Overloaded"}]},
+        "gpt-cut": {"reply": "one two three four five six", "faults": [{"kind": "cut", "after_chunks": 3}]},
+    })
+    openai_dep = {"provider": "openai", "base_url": mock.url + "/v1", "api_key": "${OPENAI_UP_KEY}"}
+    anthropic_dep = {"provider": "anthropic", "base_url": mock.url, "api_key": "${ANTHROPIC_UP_KEY}"}
+    config = {"auth": {"master_key": "${SB_MASTER}"}, "models": {
+        "via-openai": {"deployments": [{**openai_dep, "model": "gpt-up"}]},
+        "via-anthropic": {"deployments": [{**anthropic_dep, "model": "claude-up"}]},
+        "limited": {"deployments": [{**openai_dep, "model": "gpt-429"}]},
+        "overloaded": {"deployments": [{**anthropic_dep, "model": "claude-529"}]},
+        "cut": {"deployments": [{**openai_dep, "model": "gpt-cut"}]},
+    }}
+    gw = GatewayProc(tmp, config, env={"SB_MASTER": MASTER, "OPENAI_UP_KEY": "sk-openai-up",
+                                         "ANTHROPIC_UP_KEY": "sk-ant-up"})
+    yield gw, mock
+    gw.stop()
+    mock.stop()
+
+
+@pytest.fixture
+def client(stack):
+    gw, _ = stack
+    return anthropic.Anthropic(api_key=MASTER, base_url=gw.url, max_retries=0, timeout=15)
+
+
+def upstream(mock) -> dict:
+    return mock.stats()["last_request"]
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_plain_message_validates_against_sdk_types(client, stack, model):
+    _, mock = stack
+    raw = client.messages.with_raw_response.create(
+        model=model, max_tokens=200, system="Be brief.", stop_sequences=["STOP"], metadata={"user_id": "u-1"},
+        extra_body={"temperature": 0.5, "top_p": 0.8},  # sampling parameters older SDKs send as such
+        messages=[{"role": "user", "content": "Hello"},
+                  {"role": "assistant", "content": [{"type": "text", "text": "Hi."}]},
+                  {"role": "user", "content": [{"type": "text", "text": "Say something."}]}])
+    assert raw.headers["request-id"].startswith("req_")
+    message = Message.model_validate(json.loads(raw.http_response.content))
+    assert message.type == "message" and message.role == "assistant" and message.id.startswith("msg_")
+    assert [b.type for b in message.content] == ["text"] and message.content[0].text == REPLY
+    assert message.stop_reason == "end_turn"
+    assert message.usage.output_tokens == (len(REPLY) + 3) // 4 and message.usage.input_tokens > 0
+
+    body = upstream(mock)
+    if model == "via-openai":
+        assert body["model"] == "gpt-up"
+        assert body["messages"] == [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hello"},
+                                    {"role": "assistant", "content": "Hi."},
+                                    {"role": "user", "content": [{"type": "text", "text": "Say something."}]}]
+        assert body["max_tokens"] == 200 and body["stop"] == ["STOP"] and body["user"] == "u-1"
+        assert body["temperature"] == 0.5 and body["top_p"] == 0.8
+    else:
+        assert body["model"] == "claude-up" and body["system"] == [{"type": "text", "text": "Be brief."}]
+        assert body["messages"][0] == {"role": "user", "content": [{"type": "text", "text": "Hello"}]}
+        assert body["max_tokens"] == 200 and body["stop_sequences"] == ["STOP"]
+        assert body["metadata"] == {"user_id": "u-1"}
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_stream_helper_end_to_end(client, model):
+    with client.messages.stream(model=model, max_tokens=100,
+                                messages=[{"role": "user", "content": "Stream please"}]) as stream:
+        pieces = list(stream.text_stream)
+        final = stream.get_final_message()
+    assert "".join(pieces) == REPLY and len(pieces) == len(REPLY.split(" "))
+    Message.model_validate(final.model_dump())
+    assert final.content[0].text == REPLY and final.stop_reason == "end_turn"
+    assert final.usage.output_tokens == (len(REPLY) + 3) // 4
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_raw_stream_events_in_anthropic_order(client, model):
+    adapter = TypeAdapter(RawMessageStreamEvent)
+    events = [adapter.validate_python(e.model_dump()) for e in client.messages.create(
+        model=model, max_tokens=100, messages=[{"role": "user", "content": "events"}], stream=True)]
+    kinds = [e.type for e in events]
+    assert kinds[0] == "message_start" and kinds[1] == "content_block_start"
+    assert kinds[-3:] == ["content_block_stop", "message_delta", "message_stop"]
+    assert set(kinds[2:-3]) == {"content_block_delta"}
+    assert events[-2].delta.stop_reason == "end_turn" and events[-2].usage.output_tokens > 0
+
+
+WEATHER = {"name": "get_weather", "description": "Weather for a city",
+           "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_tool_use_round_trip(client, stack, model):
+    _, mock = stack
+    first = client.messages.create(model=model, max_tokens=100, tools=[WEATHER],
+                                   tool_choice={"type": "tool", "name": "get_weather"},
+                                   messages=[{"role": "user", "content": "Weather in Oslo?"}])
+    Message.model_validate(first.model_dump())
+    assert first.stop_reason == "tool_use"
+    tool_use = next(b for b in first.content if b.type == "tool_use")
+    assert tool_use.name == "get_weather" and tool_use.input == {"input": "mock"}
+    body = upstream(mock)
+    if model == "via-openai":
+        assert body["tools"] == [{"type": "function", "function": {
+            "name": "get_weather", "description": "Weather for a city", "parameters": WEATHER["input_schema"]}}]
+        assert body["tool_choice"] == {"type": "function", "function": {"name": "get_weather"}}
+    else:
+        assert body["tools"] == [WEATHER] and body["tool_choice"] == {"type": "tool", "name": "get_weather"}
+
+    second = client.messages.create(model=model, max_tokens=100, tools=[WEATHER], tool_choice={"type": "none"},
+                                    messages=[{"role": "user", "content": "Weather in Oslo?"},
+                                              {"role": "assistant", "content": first.content},
+                                              {"role": "user", "content": [
+                                                  {"type": "tool_result", "tool_use_id": tool_use.id, "content": "Rain, 4C"},
+                                                  {"type": "text", "text": "Summarise."}]}])
+    assert second.content[0].text == REPLY and second.stop_reason == "end_turn"
+    body = upstream(mock)
+    if model == "via-openai":
+        assert body["messages"][1]["tool_calls"][0]["id"] == tool_use.id
+        assert json.loads(body["messages"][1]["tool_calls"][0]["function"]["arguments"]) == {"input": "mock"}
+        assert body["messages"][2] == {"role": "tool", "tool_call_id": tool_use.id, "content": "Rain, 4C"}
+        assert body["messages"][3] == {"role": "user", "content": [{"type": "text", "text": "Summarise."}]}
+    else:
+        assert body["messages"][1]["content"][-1] == {"type": "tool_use", "id": tool_use.id, "name": "get_weather",
+                                                      "input": {"input": "mock"}}
+        assert body["messages"][2]["content"] == [
+            {"type": "tool_result", "tool_use_id": tool_use.id, "content": [{"type": "text", "text": "Rain, 4C"}]},
+            {"type": "text", "text": "Summarise."}]
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_streamed_tool_use_final_message(client, model):
+    with client.messages.stream(model=model, max_tokens=100, tools=[WEATHER], tool_choice={"type": "any"},
+                                messages=[{"role": "user", "content": "Weather?"}]) as stream:
+        final = stream.get_final_message()
+    assert final.stop_reason == "tool_use"
+    block = next(b for b in final.content if b.type == "tool_use")
+    assert block.name == "get_weather" and block.input == {"input": "mock"}
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_image_blocks(client, stack, model):
+    from switchboard.testing.mock_anthropic import PNG
+
+    _, mock = stack
+    data = base64.b64encode(PNG).decode()
+    message = client.messages.create(model=model, max_tokens=50, messages=[{"role": "user", "content": [
+        {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": data}},
+        {"type": "text", "text": "What is this?"}]}])
+    assert message.content[0].text == REPLY
+    content = upstream(mock)["messages"][0]["content"]
+    if model == "via-openai":
+        assert content[0] == {"type": "image_url", "image_url": {"url": "data:image/png;base64," + data}}
+    else:
+        assert content[0] == {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": data}}
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_structured_output_becomes_json_mode(client, stack, model):
+    _, mock = stack
+    schema = {"type": "object", "properties": {"input": {"type": "string"}}, "required": ["input"]}
+    message = client.messages.create(model=model, max_tokens=50, messages=[{"role": "user", "content": "JSON"}],
+                                     output_config={"format": {"type": "json_schema", "schema": schema}})
+    body = upstream(mock)
+    if model == "via-openai":
+        assert body["response_format"] == {"type": "json_schema",
+                                           "json_schema": {"name": "output", "schema": schema, "strict": True}}
+        assert json.loads(message.content[0].text) == {"answer": REPLY}
+    else:
+        assert body["tool_choice"] == {"type": "tool", "name": "json_response"}
+        assert body["tools"][0]["input_schema"] == schema
+        assert json.loads(message.content[0].text) == {"input": "mock"}
+    assert message.stop_reason == "end_turn"
+
+
+def test_errors_come_back_in_anthropic_shape(client, stack):
+    gw, _ = stack
+    cases = [
+        (lambda: client.messages.create(model="nope", max_tokens=5, messages=[{"role": "user", "content": "x"}]),
+         anthropic.NotFoundError, 404, "not_found_error"),
+        (lambda: anthropic.Anthropic(api_key="wrong", base_url=gw.url, max_retries=0).messages.create(
+            model="via-openai", max_tokens=5, messages=[{"role": "user", "content": "x"}]),
+         anthropic.AuthenticationError, 401, "authentication_error"),
+        (lambda: client.messages.create(model="via-openai", max_tokens=5,
+                                        messages=[{"role": "system", "content": "x"}]),
+         anthropic.BadRequestError, 400, "invalid_request_error"),
+        (lambda: client.messages.create(model="limited", max_tokens=5, messages=[{"role": "user", "content": "x"}]),
+         anthropic.RateLimitError, 429, "rate_limit_error"),
+        (lambda: client.messages.create(model="overloaded", max_tokens=5, messages=[{"role": "user", "content": "x"}]),
+         anthropic.InternalServerError, 503, "overloaded_error"),
+    ]
+    for call, exc_type, status, error_type in cases:
+        with pytest.raises(exc_type) as info:
+            call()
+        assert info.value.status_code == status
+        assert info.value.body["type"] == "error" and info.value.body["error"]["type"] == error_type, info.value.body
+        if status == 429:
+            assert info.value.response.headers["retry-after"] == "2"
+    status, _, body = http("POST", gw.url + "/v1/messages", {"model": "via-openai", "messages": [
+        {"role": "user", "content": "x"}]}, headers={"x-api-key": MASTER})
+    assert status == 400 and json.loads(body)["error"]["message"].startswith("max_tokens:")
+    status, _, body = http("POST", gw.url + "/v1/messages", raw=b"{not json", headers={"x-api-key": MASTER})
+    assert status == 400 and json.loads(body)["type"] == "error"
+
+
+def test_mid_stream_failure_is_an_error_event(client):
+    with pytest.raises(anthropic.APIStatusError) as info, client.messages.stream(
+            model="cut", max_tokens=50, messages=[{"role": "user", "content": "x"}]) as stream:
+        for _ in stream.text_stream:
+            pass
+    assert "broke off" in str(info.value)
+
+
+def test_count_tokens(client):
+    count = client.messages.count_tokens(model="via-openai", system="Be brief.",
+                                         messages=[{"role": "user", "content": "Hello there, how are you?"}])
+    MessageTokensCount.model_validate(count.model_dump())
+    assert count.input_tokens == (len("Be brief.\nHello there, how are you?") + 3) // 4
+    with pytest.raises(anthropic.NotFoundError):
+        client.messages.count_tokens(model="nope", messages=[{"role": "user", "content": "x"}])
+
+
+def test_anthropic_ingress_is_logged(client, stack):
+    gw, _ = stack
+    client.messages.create(model="via-anthropic", max_tokens=20, messages=[{"role": "user", "content": "log me"}])
+    rows = wait_for(lambda: [r for r in gw.requests_logged() if r["ingress"] == "anthropic" and r["status"] == 200])
+    assert rows and rows[-1]["completion_tokens"] > 0
+
+
+def test_openapi_lists_messages_paths(stack):
+    gw, _ = stack
+    status, _, body = http("GET", gw.url + "/openapi.json")
+    paths = json.loads(body)["paths"]
+    assert status == 200 and "post" in paths["/v1/messages"] and "post" in paths["/v1/messages/count_tokens"]

@@ -1,0 +1,227 @@
+"""The Bedrock adapter end to end: openai SDK -> gateway -> mock Bedrock runtime (Converse, SigV4, event streams)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from provider_helpers import (CONTENT_POLICY, ERROR_CASES, PNG_B64, PNG_DATA_URL, TIME_TOOL, WEATHER_TOOL, Stack,
+                              check_error_kind, error_upstreams, finish_reasons, streamed_text, streamed_tool_calls,
+                              tool_round_trip, usage_of)
+from switchboard.testing.mock_bedrock import GUARDRAIL_MESSAGE, MOCK_ACCESS_KEY_ID, MOCK_SECRET_ACCESS_KEY
+
+MODEL_ID = "anthropic.claude-3-haiku-20240307-v1:0"
+REPLY = "A reply from the mock Bedrock model, signed and sealed."
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    upstreams = {
+        MODEL_ID: {"reply": REPLY},
+        "guarded": {"safety_block": "prompt"},
+        "filtered": {"safety_block": "output"},
+        "filter-error": {"faults": [{"kind": "status", "status": 400,
+                                     "message": "Output blocked by content filtering policy"}]},
+        "stream-error": {"faults": [{"kind": "status", "status": 424, "message": "model stream broke"}]},
+        **error_upstreams("bedrock"),
+    }
+    s = Stack(tmp_path_factory.mktemp("bedrock"), "bedrock", upstreams, {
+        "region": "eu-west-3", "aws_access_key_id": "${AWS_KEY_ID}", "aws_secret_access_key": "${AWS_SECRET}",
+        "allow_private_image_urls": True},
+        env={"AWS_KEY_ID": MOCK_ACCESS_KEY_ID, "AWS_SECRET": MOCK_SECRET_ACCESS_KEY})
+    yield s
+    s.stop()
+
+
+def test_plain_chat_is_signed_and_translated(stack):
+    completion = stack.chat(model=MODEL_ID, temperature=0.5, top_p=0.8, max_completion_tokens=300, stop="###",
+                            messages=[{"role": "system", "content": "Be kind."},
+                                      {"role": "user", "content": "Hi"},
+                                      {"role": "assistant", "content": "Hello"},
+                                      {"role": "user", "content": "Bye"}])
+    sent = stack.sent()
+    assert sent["paths"].get("/model/anthropic.claude-3-haiku-20240307-v1%3A0/converse") == 1
+    auth = sent["headers"]["authorization"]
+    assert auth.startswith(f"AWS4-HMAC-SHA256 Credential={MOCK_ACCESS_KEY_ID}/")
+    assert "/eu-west-3/bedrock/aws4_request" in auth and "x-amz-date" in sent["headers"]
+    assert sent["body"] == {
+        "system": [{"text": "Be kind."}],
+        "messages": [{"role": "user", "content": [{"text": "Hi"}]},
+                     {"role": "assistant", "content": [{"text": "Hello"}]},
+                     {"role": "user", "content": [{"text": "Bye"}]}],
+        "inferenceConfig": {"maxTokens": 300, "temperature": 0.5, "topP": 0.8, "stopSequences": ["###"]}}
+    choice = completion.choices[0]
+    assert choice.message.content == REPLY and choice.finish_reason == "stop"
+    assert completion.usage.completion_tokens == (len(REPLY) + 3) // 4
+    assert completion.usage.total_tokens == completion.usage.prompt_tokens + completion.usage.completion_tokens
+
+
+def test_event_stream_is_decoded_chunk_by_chunk(stack):
+    chunks = stack.stream(model=MODEL_ID, messages=[{"role": "user", "content": "stream"}],
+                          stream_options={"include_usage": True})
+    assert stack.sent()["paths"].get("/model/anthropic.claude-3-haiku-20240307-v1%3A0/converse-stream") == 1
+    assert stack.sent()["headers"]["accept"] == "application/vnd.amazon.eventstream"
+    assert chunks[0].choices[0].delta.role == "assistant"
+    assert streamed_text(chunks) == REPLY
+    assert finish_reasons(chunks) == ["stop"]
+    assert usage_of(chunks).completion_tokens == (len(REPLY) + 3) // 4
+
+
+def test_tool_use_and_tool_result(stack):
+    completion = stack.chat(model=MODEL_ID, messages=[{"role": "user", "content": "Weather?"}],
+                            tools=[WEATHER_TOOL, TIME_TOOL], tool_choice="required")
+    config = stack.sent()["body"]["toolConfig"]
+    assert config["toolChoice"] == {"any": {}}
+    assert config["tools"][0] == {"toolSpec": {"name": "get_weather", "description": "Current weather for a city",
+                                               "inputSchema": {"json": WEATHER_TOOL["function"]["parameters"]}}}
+    call = completion.choices[0].message.tool_calls[0]
+    assert completion.choices[0].finish_reason == "tool_calls"
+    assert call.function.name == "get_weather" and json.loads(call.function.arguments) == {"input": "mock"}
+
+    follow = stack.chat(model=MODEL_ID, messages=tool_round_trip(call.id), tools=[WEATHER_TOOL])
+    body = stack.sent()["body"]
+    assert body["messages"][1] == {"role": "assistant", "content": [{"toolUse": {
+        "toolUseId": call.id, "name": "get_weather", "input": {"city": "Paris"}}}]}
+    assert body["messages"][2] == {"role": "user", "content": [{"toolResult": {
+        "toolUseId": call.id, "content": [{"json": {"temp_c": 21, "sky": "clear"}}]}}]}
+    assert follow.choices[0].message.content == REPLY
+
+
+def test_named_tool_choice_and_streamed_tool_use(stack):
+    chunks = stack.stream(model=MODEL_ID, messages=[{"role": "user", "content": "time?"}],
+                          tools=[WEATHER_TOOL, TIME_TOOL], tool_choice={"type": "function", "function": {"name": "get_time"}})
+    assert stack.sent()["body"]["toolConfig"]["toolChoice"] == {"tool": {"name": "get_time"}}
+    calls = streamed_tool_calls(chunks)
+    assert [c["name"] for c in calls] == ["get_time"] and calls[0]["id"].startswith("tooluse_")
+    assert json.loads(calls[0]["arguments"]) == {"input": "mock"}
+    assert finish_reasons(chunks) == ["tool_calls"]
+
+
+def test_images_become_image_blocks(stack):
+    stack.chat(model=MODEL_ID, messages=[{"role": "user", "content": [
+        {"type": "image_url", "image_url": {"url": stack.mock.url + "/images/pixel.png"}},
+        {"type": "image_url", "image_url": {"url": PNG_DATA_URL}},
+        {"type": "text", "text": "what is this?"}]}])
+    blocks = stack.sent()["body"]["messages"][0]["content"]
+    image = {"image": {"format": "png", "source": {"bytes": PNG_B64}}}
+    assert blocks == [image, image, {"text": "what is this?"}]
+
+
+def test_response_format(stack):
+    schema = {"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"]}
+    completion = stack.chat(model=MODEL_ID, messages=[{"role": "user", "content": "json"}],
+                            response_format={"type": "json_schema", "json_schema": {"name": "Answer", "schema": schema}})
+    fmt = stack.sent()["body"]["outputConfig"]["textFormat"]
+    assert fmt["type"] == "json_schema" and fmt["structure"]["jsonSchema"]["name"] == "Answer"
+    assert json.loads(fmt["structure"]["jsonSchema"]["schema"]) == schema
+    assert json.loads(completion.choices[0].message.content) == {"answer": REPLY}
+    status, error = stack.error(model=MODEL_ID, messages=[{"role": "user", "content": "json"}],
+                                response_format={"type": "json_object"})
+    assert status == 400 and error["type"] == "invalid_request_error" and error["param"] == "response_format"
+
+
+def test_temperature_above_one_is_refused_before_sending(stack):
+    stack.mock.reset()
+    status, error = stack.error(model=MODEL_ID, messages=[{"role": "user", "content": "x"}], temperature=1.5)
+    assert status == 400 and error["param"] == "temperature"
+    assert stack.mock.stats()["requests"] == 0
+
+
+def test_max_tokens_stop_reason(stack):
+    completion = stack.chat(model=MODEL_ID, messages=[{"role": "user", "content": "x"}], max_tokens=2)
+    assert completion.choices[0].finish_reason == "length"
+
+
+def test_guardrail_and_content_filter_stop_reasons(stack):
+    completion = stack.chat(model="guarded", messages=[{"role": "user", "content": "bad"}])
+    assert completion.choices[0].finish_reason == "content_filter"
+    assert completion.choices[0].message.content == GUARDRAIL_MESSAGE
+    chunks = stack.stream(model="filtered", messages=[{"role": "user", "content": "bad"}])
+    assert finish_reasons(chunks) == ["content_filter"]
+
+
+def test_content_filter_validation_error_is_content_policy(stack):
+    status, error = stack.error(model="filter-error", messages=[{"role": "user", "content": "x"}])
+    assert (status, error["type"], error["code"]) == CONTENT_POLICY
+
+
+@pytest.mark.parametrize("kind", sorted(ERROR_CASES))
+def test_upstream_errors_map_to_openai_errors(stack, kind):
+    check_error_kind(stack, "bedrock", kind)
+
+
+def test_in_stream_exception_ends_the_stream_with_an_error_event(stack):
+    from support import http
+    from provider_helpers import MASTER
+
+    status, _, raw = http("POST", stack.gateway.url + "/v1/chat/completions",
+                          {"model": "stream-error", "stream": True, "messages": [{"role": "user", "content": "x"}]},
+                          headers={"authorization": f"Bearer {MASTER}"})
+    assert status == 200
+    events = [json.loads(line[6:]) for line in raw.decode().split("\n") if line.startswith("data: {")]
+    assert events[0]["choices"][0]["delta"]["role"] == "assistant"
+    assert events[-1]["error"]["code"] == "stream_interrupted"
+    assert "modelStreamErrorException" in events[-1]["error"]["message"]
+
+
+def test_wrong_secret_is_rejected_by_signature_check(tmp_path):
+    s = Stack(tmp_path, "bedrock", {MODEL_ID: {}}, {
+        "aws_access_key_id": "${AWS_KEY_ID}", "aws_secret_access_key": "${AWS_SECRET}"},
+        env={"AWS_KEY_ID": MOCK_ACCESS_KEY_ID, "AWS_SECRET": "not-the-secret"})
+    try:
+        status, error = s.error(model=MODEL_ID, messages=[{"role": "user", "content": "x"}])
+        assert status == 502 and error["code"] == "upstream_authentication_failed"
+        assert "InvalidSignatureException" in error["message"]
+    finally:
+        s.stop()
+
+
+def test_default_endpoint_and_signed_headers():
+    """Without base_url the regional endpoint is used; model ids are percent-encoded in the path."""
+    from switchboard.config import Deployment, Secret
+    from switchboard.http.client import HttpClient
+    from switchboard.providers.bedrock import BedrockProvider
+
+    provider = BedrockProvider(HttpClient())
+    dep = Deployment(id="d", model_name="m", provider="bedrock", upstream_model=MODEL_ID, base_url="",
+                     options={"aws_access_key_id": Secret("AKIA", "t"), "aws_secret_access_key": Secret("s", "t"),
+                              "aws_session_token": Secret("tok", "t"), "region": "us-east-1"})
+    url = provider.url(dep, "converse")
+    assert url == "https://bedrock-runtime.us-east-1.amazonaws.com/model/anthropic.claude-3-haiku-20240307-v1%3A0/converse"
+    headers = provider.headers(dep, url, b"{}", "application/json")
+    assert headers["authorization"].startswith("AWS4-HMAC-SHA256 Credential=AKIA/")
+    assert "/us-east-1/bedrock/aws4_request" in headers["authorization"]
+    assert headers["x-amz-security-token"] == "tok" and "host" not in headers
+
+
+def test_large_body_is_signed_with_a_precomputed_payload_hash(stack):
+    """Bodies over 64 KiB are hashed off the event loop; the mock checks the declared hash and the signature."""
+    import base64
+
+    from switchboard.testing.mock_anthropic import PNG
+
+    big = "data:image/png;base64," + base64.b64encode(PNG + b"\0" * 100_000).decode()
+    completion = stack.chat(model=MODEL_ID, messages=[{"role": "user", "content": [
+        {"type": "text", "text": "big one"}, {"type": "image_url", "image_url": {"url": big}}]}])
+    assert completion.choices[0].message.content == REPLY
+    headers = stack.sent()["headers"]
+    assert len(headers["x-amz-content-sha256"]) == 64
+    assert "x-amz-content-sha256" in headers["authorization"]
+
+
+def test_mock_refuses_what_bedrock_refuses(stack):
+    """Unsigned requests and malformed Converse bodies get AWS's errors from the mock."""
+    from support import http
+
+    url = stack.mock.url + "/model/m/converse"
+    status, headers, _ = http("POST", url, {"messages": [{"role": "user", "content": [{"text": "x"}]}]})
+    assert status == 403 and headers["x-amzn-errortype"].startswith("MissingAuthenticationTokenException")
+    bearer = {"authorization": "Bearer bedrock-api-key"}
+    for bad in ({"messages": [{"role": "assistant", "content": [{"text": "x"}]}]},
+                {"messages": [{"role": "user", "content": [{"text": "a"}]}, {"role": "user", "content": [{"text": "b"}]}]},
+                {"messages": [{"role": "user", "content": [{"text": " "}]}]},
+                {"messages": [{"role": "user", "content": [{"text": "x"}]}], "inferenceConfig": {"temperature": 1.5}},
+                {"messages": [{"role": "user", "content": [{"text": "x"}]}], "max_tokens": 5}):
+        status, headers, _ = http("POST", url, bad, headers=bearer)
+        assert status == 400 and headers["x-amzn-errortype"].startswith("ValidationException"), bad

@@ -1,0 +1,217 @@
+"""The Gemini adapter end to end: openai SDK -> gateway -> mock Gemini API (generateContent wire format)."""
+
+from __future__ import annotations
+
+import json
+
+import openai
+import pytest
+
+from provider_helpers import (CONTENT_POLICY, ERROR_CASES, PNG_B64, PNG_DATA_URL, TIME_TOOL, WEATHER_TOOL, Stack,
+                              check_error_kind, error_upstreams, finish_reasons, streamed_text, streamed_tool_calls,
+                              tool_round_trip, usage_of)
+from switchboard.testing.mock_gemini import THOUGHTS_TOKENS
+
+REPLY = "Bonjour from the mock Gemini model, how can I help?"
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    upstreams = {
+        "gemini-flash": {"reply": REPLY},
+        "gemini-blocked": {"safety_block": "prompt"},
+        "gemini-limited": ERROR_CASES["rate_limit"][0],
+        "gemini-unsafe": {"safety_block": "output", "reply": "Some words that will be filtered here"},
+        **error_upstreams("gemini"),
+    }
+    s = Stack(tmp_path_factory.mktemp("gemini"), "gemini", upstreams,
+              {"api_key": "${GEMINI_KEY}", "allow_private_image_urls": True}, env={"GEMINI_KEY": "gm-test-key"})
+    yield s
+    s.stop()
+
+
+def test_plain_chat_translates_request_and_response(stack):
+    completion = stack.chat(model="gemini-flash", temperature=0.3, top_p=0.9, max_tokens=200, stop=["END"], seed=7,
+                            messages=[{"role": "system", "content": "Be terse."},
+                                      {"role": "user", "content": "Hi"},
+                                      {"role": "assistant", "content": "Hello!"},
+                                      {"role": "user", "content": [{"type": "text", "text": "How are you?"}]}])
+    sent = stack.sent()
+    assert sent["paths"].get("/v1beta/models/gemini-flash:generateContent") == 1
+    assert sent["headers"]["x-goog-api-key"] == "gm-test-key"
+    assert "authorization" not in sent["headers"]
+    body = sent["body"]
+    assert body["systemInstruction"] == {"parts": [{"text": "Be terse."}]}
+    assert body["contents"] == [{"role": "user", "parts": [{"text": "Hi"}]},
+                                {"role": "model", "parts": [{"text": "Hello!"}]},
+                                {"role": "user", "parts": [{"text": "How are you?"}]}]
+    assert body["generationConfig"] == {"temperature": 0.3, "topP": 0.9, "maxOutputTokens": 200,
+                                        "stopSequences": ["END"], "seed": 7}
+    assert completion.object == "chat.completion" and completion.id.startswith("chatcmpl-")
+    assert completion.model == "gemini-flash"
+    choice = completion.choices[0]
+    assert choice.message.role == "assistant" and choice.message.content == REPLY
+    assert choice.finish_reason == "stop"
+    usage = completion.usage
+    assert usage.completion_tokens == usage.completion_tokens_details.reasoning_tokens + (len(REPLY) + 3) // 4
+    assert usage.completion_tokens_details.reasoning_tokens == THOUGHTS_TOKENS
+    assert usage.total_tokens == usage.prompt_tokens + usage.completion_tokens
+
+
+def test_stream_is_sse_and_maps_chunks_and_usage(stack):
+    chunks = stack.stream(model="gemini-flash", messages=[{"role": "user", "content": "Stream it"}],
+                          stream_options={"include_usage": True})
+    sent = stack.sent()
+    assert sent["paths"].get("/v1beta/models/gemini-flash:streamGenerateContent") == 1
+    assert sent["query"] == "alt=sse"
+    assert chunks[0].choices[0].delta.role == "assistant"
+    assert streamed_text(chunks) == REPLY
+    assert finish_reasons(chunks) == ["stop"]
+    assert len({c.id for c in chunks}) == 1
+    usage = usage_of(chunks)
+    assert usage.completion_tokens == (len(REPLY) + 3) // 4 + THOUGHTS_TOKENS
+
+
+def test_stream_without_include_usage_hides_usage(stack):
+    chunks = stack.stream(model="gemini-flash", messages=[{"role": "user", "content": "Stream it"}])
+    assert all(c.usage is None for c in chunks)
+    assert streamed_text(chunks) == REPLY
+
+
+def test_tool_call_and_tool_result_round_trip(stack):
+    completion = stack.chat(model="gemini-flash", messages=[{"role": "user", "content": "Weather in Paris?"}],
+                            tools=[WEATHER_TOOL, TIME_TOOL], tool_choice={"type": "function", "function": {"name": "get_weather"}})
+    body = stack.sent()["body"]
+    declarations = body["tools"][0]["functionDeclarations"]
+    assert declarations[0] == {"name": "get_weather", "description": "Current weather for a city", "parameters": {
+        "type": "OBJECT", "properties": {"city": {"type": "STRING", "description": "City name"},
+                                         "unit": {"type": "STRING", "enum": ["c", "f"]}},
+        "required": ["city"]}}, "additionalProperties is not part of Gemini's Schema and must be dropped"
+    assert declarations[1] == {"name": "get_time"}
+    assert body["toolConfig"] == {"functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": ["get_weather"]}}
+    choice = completion.choices[0]
+    assert choice.finish_reason == "tool_calls"
+    call = choice.message.tool_calls[0]
+    assert call.type == "function" and call.function.name == "get_weather" and call.id
+    assert json.loads(call.function.arguments) == {"input": "mock"}
+
+    follow_up = stack.chat(model="gemini-flash", messages=tool_round_trip(call.id), tools=[WEATHER_TOOL])
+    body = stack.sent()["body"]
+    assert body["contents"][1] == {"role": "model", "parts": [{"functionCall": {"name": "get_weather",
+                                                                               "args": {"city": "Paris"}}}]}
+    assert body["contents"][2] == {"role": "user", "parts": [{"functionResponse": {
+        "name": "get_weather", "response": {"temp_c": 21, "sky": "clear"}}}]}
+    assert body["toolConfig"] == {"functionCallingConfig": {"mode": "AUTO"}}
+    assert follow_up.choices[0].message.content == REPLY and follow_up.choices[0].finish_reason == "stop"
+
+
+@pytest.mark.parametrize("choice,mode", [("none", "NONE"), ("required", "ANY"), ("auto", "AUTO")])
+def test_tool_choice_modes(stack, choice, mode):
+    completion = stack.chat(model="gemini-flash", messages=[{"role": "user", "content": "hi"}], tools=[WEATHER_TOOL],
+                            tool_choice=choice)
+    assert stack.sent()["body"]["toolConfig"] == {"functionCallingConfig": {"mode": mode}}
+    assert (completion.choices[0].finish_reason == "tool_calls") == (choice != "none")
+
+
+def test_streamed_tool_call(stack):
+    chunks = stack.stream(model="gemini-flash", messages=[{"role": "user", "content": "Weather?"}], tools=[WEATHER_TOOL])
+    calls = streamed_tool_calls(chunks)
+    assert len(calls) == 1 and calls[0]["name"] == "get_weather" and calls[0]["id"]
+    assert json.loads(calls[0]["arguments"]) == {"input": "mock"}
+    assert finish_reasons(chunks) == ["tool_calls"]
+
+
+def test_images_by_url_and_data_url_are_inlined(stack):
+    stack.chat(model="gemini-flash", messages=[{"role": "user", "content": [
+        {"type": "text", "text": "Compare these"},
+        {"type": "image_url", "image_url": {"url": stack.mock.url + "/images/pixel.png"}},
+        {"type": "image_url", "image_url": {"url": PNG_DATA_URL, "detail": "low"}}]}])
+    parts = stack.sent()["body"]["contents"][0]["parts"]
+    assert parts == [{"text": "Compare these"}, {"inlineData": {"mimeType": "image/png", "data": PNG_B64}},
+                     {"inlineData": {"mimeType": "image/png", "data": PNG_B64}}]
+
+
+def test_unfetchable_image_is_a_400(stack):
+    status, error = stack.error(model="gemini-flash", messages=[{"role": "user", "content": [
+        {"type": "image_url", "image_url": {"url": stack.mock.url + "/images/missing.png"}}]}])
+    assert status == 400 and error["type"] == "invalid_request_error"
+    assert "messages[0].content[0]" in error["message"]
+
+
+def test_response_format_json_schema_and_json_object(stack):
+    schema = {"type": "object", "properties": {"answer": {"type": ["string", "null"]},
+                                               "tags": {"type": "array", "items": {"$ref": "#/$defs/Tag"}}},
+              "required": ["answer"], "additionalProperties": False,
+              "$defs": {"Tag": {"type": "object", "properties": {"name": {"type": "string"}}}}}
+    completion = stack.chat(model="gemini-flash", messages=[{"role": "user", "content": "json please"}],
+                            response_format={"type": "json_schema", "json_schema": {"name": "A", "schema": schema,
+                                                                                     "strict": True}})
+    config = stack.sent()["body"]["generationConfig"]
+    assert config["responseMimeType"] == "application/json"
+    assert config["responseSchema"] == {"type": "OBJECT", "required": ["answer"], "properties": {
+        "answer": {"type": "STRING", "nullable": True},
+        "tags": {"type": "ARRAY", "items": {"type": "OBJECT", "properties": {"name": {"type": "STRING"}}}}}}
+    assert json.loads(completion.choices[0].message.content) == {"answer": REPLY}
+    stack.chat(model="gemini-flash", messages=[{"role": "user", "content": "json"}],
+               response_format={"type": "json_object"})
+    assert stack.sent()["body"]["generationConfig"] == {"responseMimeType": "application/json"}
+
+
+def test_max_tokens_maps_to_length(stack):
+    completion = stack.chat(model="gemini-flash", messages=[{"role": "user", "content": "long"}], max_tokens=3)
+    assert completion.choices[0].finish_reason == "length"
+    assert stack.sent()["body"]["generationConfig"]["maxOutputTokens"] == 3
+
+
+def test_blocked_prompt_is_a_content_policy_error(stack):
+    for stream in (False, True):
+        status, error = stack.error(model="gemini-blocked", stream=stream,
+                                    messages=[{"role": "user", "content": "something bad"}])
+        assert (status, error["type"], error["code"]) == CONTENT_POLICY
+        assert "SAFETY" in error["message"]
+
+
+def test_unsafe_output_finishes_with_content_filter(stack):
+    completion = stack.chat(model="gemini-unsafe", messages=[{"role": "user", "content": "hi"}])
+    assert completion.choices[0].finish_reason == "content_filter"
+    chunks = stack.stream(model="gemini-unsafe", messages=[{"role": "user", "content": "hi"}])
+    assert finish_reasons(chunks) == ["content_filter"]
+
+
+@pytest.mark.parametrize("kind", sorted(ERROR_CASES))
+def test_upstream_errors_map_to_openai_errors(stack, kind):
+    check_error_kind(stack, "gemini", kind)
+
+
+def test_rate_limit_retry_delay_reaches_the_client(stack):
+    with pytest.raises(openai.RateLimitError) as info:
+        stack.client.chat.completions.create(model="gemini-limited", messages=[{"role": "user", "content": "x"}])
+    assert info.value.response.headers["retry-after"] == "3"
+
+
+def test_embeddings_use_batch_embed_contents(stack):
+    result = stack.client.embeddings.create(model="gemini-flash", input=["one", "two"], dimensions=8)
+    assert [len(d.embedding) for d in result.data] == [8, 8]
+    body = stack.sent()["body"]
+    assert body == {"requests": [
+        {"model": "models/gemini-flash", "content": {"parts": [{"text": "one"}]}, "outputDimensionality": 8},
+        {"model": "models/gemini-flash", "content": {"parts": [{"text": "two"}]}, "outputDimensionality": 8}]}
+
+
+def test_mock_refuses_what_gemini_refuses(stack):
+    """The mock is strict like the real API, so a translation bug fails these tests instead of passing silently."""
+    from support import http
+
+    url = stack.mock.url + "/v1beta/models/gemini-flash:generateContent"
+    key = {"x-goog-api-key": "k"}
+    ok = {"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}
+    assert http("POST", url, ok, headers=key)[0] == 200
+    assert http("POST", url, ok)[0] == 403
+    for bad in ({**ok, "messages": []},
+                {"contents": [{"role": "assistant", "parts": [{"text": "hi"}]}]},
+                {"contents": [{"role": "user", "parts": [{"functionCall": {"name": "f", "args": "{}"}}]}]},
+                {**ok, "generationConfig": {"max_tokens": 5}},
+                {**ok, "generationConfig": {"responseMimeType": "application/json",
+                                            "responseSchema": {"type": "object", "additionalProperties": False}}}):
+        status, _, raw = http("POST", url, bad, headers=key)
+        assert status == 400 and json.loads(raw)["error"]["status"] == "INVALID_ARGUMENT", bad

@@ -1,0 +1,300 @@
+"""Reliability mechanisms one by one: hedging, Retry-After, strategies, timeouts, deadline, metrics, shared breakers."""
+
+from __future__ import annotations
+
+import collections
+import json
+import re
+import socket
+import time
+import uuid
+
+import openai
+import pytest
+
+from support import GatewayProc, MockProc, http, wait_for
+
+MASTER = "sk-rel-master-0123456789"
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("reliability")
+    mock = MockProc(tmp, {
+        "slow-up": {"reply": "slow here", "latency": 1.0},
+        "fast-up": {"reply": "fast here"},
+        "storm-up": {"reply": "storm here", "faults": [{"kind": "status", "status": 429, "rate": 1.0, "retry_after": 2}]},
+        "calm-up": {"reply": "calm here"},
+        "lat-slow-up": {"reply": "lat-slow", "latency": 0.05},
+        "lat-fast-up": {"reply": "lat-fast"},
+        "cheap-up": {"reply": "cheap"},
+        "pricey-up": {"reply": "pricey"},
+        "limited-up": {"reply": "limited"},
+        "spare-up": {"reply": "spare"},
+        "stuck-up": {"faults": [{"kind": "hang", "rate": 1.0}]},
+        "late-up": {"reply": "late", "ttft": 2.0},
+        "quick-up": {"reply": "quick"},
+        "refuse-up": {"faults": [{"kind": "status", "status": 400, "rate": 1.0,
+                                  "message": "Your request was rejected by our content management policy."}]},
+        "lenient-up": {"reply": "lenient"},
+    })
+    base = mock.url + "/v1"
+
+    def dep(upstream, **extra):
+        return {"provider": "openai", "model": upstream, "base_url": base, "id": upstream.removesuffix("-up"), **extra}
+
+    config = {
+        "auth": {"master_key": "${SB_MASTER}"},
+        "storage": {"log_flush_seconds": 0.05},
+        "reliability": {"retries": {"backoff_base": 0.01, "backoff_max": 0.05}},
+        "models": {
+            "hedged": {"deployments": [dep("slow-up"), dep("fast-up")], "strategy": "ordered",
+                       "hedge": {"delay": 0.1}},
+            "stormy": {"deployments": [dep("storm-up"), dep("calm-up")], "strategy": "ordered"},
+            "lat": {"deployments": [dep("lat-slow-up"), dep("lat-fast-up")], "strategy": "latency"},
+            "cost": {"deployments": [dep("pricey-up", pricing={"input_per_mtok": 5, "output_per_mtok": 15}),
+                                     dep("cheap-up", pricing={"input_per_mtok": 0.1, "output_per_mtok": 0.4})],
+                     "strategy": "cost"},
+            "rpm": {"deployments": [dep("limited-up", rpm=2, weight=1000), dep("spare-up", weight=0.001)]},
+            "stuck": {"deployments": [dep("stuck-up", timeouts={"read": 5})], "retries": {"deadline": 0.4}},
+            "ttft": {"deployments": [dep("late-up", timeouts={"ttft": 0.3}), dep("quick-up")], "strategy": "ordered"},
+            "refuse": {"deployments": [dep("refuse-up")], "content_policy_fallbacks": ["lenient"]},
+            "lenient": {"deployments": [dep("lenient-up")]},
+        },
+    }
+    gw = GatewayProc(tmp, config, env={"SB_MASTER": MASTER})
+    yield gw, mock
+    gw.stop()
+    mock.stop()
+
+
+@pytest.fixture
+def client(stack):
+    return openai.OpenAI(api_key=MASTER, base_url=stack[0].url + "/v1", max_retries=0, timeout=20)
+
+
+def ask(client, model, content="hello", **kw):
+    return client.chat.completions.with_raw_response.create(model=model, messages=[{"role": "user", "content": content}],
+                                                            **kw)
+
+
+def metric(gw, name: str, **labels) -> float | None:
+    _, _, body = http("GET", gw.url + "/metrics")
+    want = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    for line in body.decode().splitlines():
+        if line.startswith(name + ("{" + want + "}" if want else " ")):
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+def row_of(gw, request_id: str) -> dict:
+    rows = wait_for(lambda: [r for r in gw.requests_logged() if r["request_id"] == request_id], timeout=5)
+    assert rows, request_id
+    return rows[0]
+
+
+def test_hedged_request_second_attempt_wins_and_loser_is_cancelled_unbilled(stack, client):
+    gw, mock = stack
+    before = mock.stats()
+    t0 = time.perf_counter()
+    raw = ask(client, "hedged")
+    elapsed = time.perf_counter() - t0
+    assert raw.parse().choices[0].message.content == "fast here"
+    assert elapsed < 0.8, elapsed
+    assert raw.headers["x-switchboard-deployment"] == "fast"
+    assert raw.headers["x-switchboard-attempts"] == "2"
+    row = row_of(gw, raw.headers["x-request-id"])
+    extra = json.loads(row["extra"])
+    assert extra["hedged"] == {"winner": "fast", "loser": "slow"}
+    assert sorted((a["deployment"], a["error"]) for a in extra["attempts"]) == [("fast", None), ("slow", "cancelled")]
+    # The loser's connection was closed: the slow upstream never finished (never billed) it.
+    time.sleep(1.2)
+    after = mock.stats()
+    print(f"\nhedge: answered in {elapsed:.2f}s; upstream completed {after['completed'] - before['completed']} "
+          f"of {sum(after['by_model'].values()) - sum(before['by_model'].values())} started")
+    assert after["completed"] - before["completed"] == 1
+    assert row["prompt_tokens"] + row["completion_tokens"] == (after["prompt_tokens"] + after["completion_tokens"]
+                                                               - before["prompt_tokens"] - before["completion_tokens"])
+    # Streams hedge too (until the first chunk).
+    stream = client.chat.completions.create(model="hedged", stream=True, messages=[{"role": "user", "content": "s"}])
+    assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices) == "fast here"
+    assert (metric(gw, "switchboard_hedges_total", model="hedged", winner="hedge") or 0) >= 2
+
+
+def test_429_retry_after_cools_the_deployment_down(stack, client):
+    gw, mock = stack
+    hits = lambda: mock.stats()["by_model"].get("storm-up", 0)  # noqa: E731
+    first = ask(client, "stormy")
+    assert first.parse().choices[0].message.content == "calm here"
+    assert first.headers["x-switchboard-attempts"] == "2"
+    then = [ask(client, "stormy").headers["x-switchboard-attempts"] for _ in range(5)]
+    assert then == ["1"] * 5, "the 429'd deployment is skipped while its Retry-After runs"
+    assert hits() == 1
+    assert metric(gw, "switchboard_breaker_state", deployment="storm") == 2.0
+    time.sleep(2.1)
+    ask(client, "stormy")
+    assert hits() == 2, "after Retry-After the deployment is probed again"
+
+
+def test_latency_strategy_prefers_the_faster_deployment(stack, client):
+    served = collections.Counter(ask(client, "lat").headers["x-switchboard-deployment"] for _ in range(40))
+    print(f"\nlatency strategy: {dict(served)}")
+    assert served["lat-fast"] >= 30
+
+
+def test_cost_strategy_uses_the_cheapest_deployment(stack, client):
+    served = collections.Counter(ask(client, "cost").headers["x-switchboard-deployment"] for _ in range(10))
+    assert served == {"cheap": 10}
+
+
+def test_rpm_limit_moves_traffic_to_the_deployment_with_headroom(stack, client):
+    served = [ask(client, "rpm").headers["x-switchboard-deployment"] for _ in range(6)]
+    print(f"\nrpm: {served}")
+    assert served[:2] == ["limited", "limited"] and set(served[2:]) == {"spare"}
+
+
+def test_deadline_bounds_the_whole_request(stack, client):
+    t0 = time.perf_counter()
+    with pytest.raises(openai.APIStatusError) as info:
+        ask(client, "stuck")
+    elapsed = time.perf_counter() - t0
+    assert info.value.status_code == 504
+    assert elapsed < 1.5, elapsed
+
+
+def test_ttft_timeout_fails_a_slow_stream_over_before_any_byte(stack, client):
+    t0 = time.perf_counter()
+    raw = client.chat.completions.with_raw_response.create(model="ttft", stream=True,
+                                                           messages=[{"role": "user", "content": "s"}])
+    text = "".join(c.choices[0].delta.content or "" for c in raw.parse() if c.choices)
+    assert text == "quick" and time.perf_counter() - t0 < 1.5
+    assert raw.headers["x-switchboard-attempts"] == "2"
+    extra = json.loads(row_of(stack[0], raw.headers["x-request-id"])["extra"])
+    assert extra["attempts"][0]["error"] == "timeout" and "first chunk" in extra["attempts"][0]["message"]
+
+
+def test_content_policy_refusal_goes_to_the_policy_chain(stack, client):
+    raw = ask(client, "refuse")
+    assert raw.parse().choices[0].message.content == "lenient"
+    assert raw.headers["x-switchboard-fallback"] == "content_policy"
+
+
+def test_metrics_endpoint_speaks_prometheus_text(stack, client):
+    gw, _ = stack
+    ask(client, "cost")
+    status, headers, body = http("GET", gw.url + "/metrics")
+    assert status == 200 and headers["content-type"].startswith("text/plain")
+    text = body.decode()
+    for family in ("switchboard_requests_total", "switchboard_request_duration_seconds", "switchboard_ttft_seconds",
+                   "switchboard_upstream_errors_total", "switchboard_retries_total", "switchboard_fallbacks_total",
+                   "switchboard_breaker_state", "switchboard_in_flight_requests", "switchboard_upstream_attempts_total"):
+        assert f"# TYPE {family} " in text, family
+    sample = re.compile(r'^[a-z_]+(\{([a-z_]+="[^"]*",?)*\})? -?[0-9.e+Inf-]+$')
+    bad = [line for line in text.splitlines() if line and not line.startswith("#") and not sample.match(line)]
+    assert not bad, bad[:3]
+    assert (metric(gw, "switchboard_requests_total", model="cost", status="200") or 0) >= 1
+    assert metric(gw, "switchboard_request_duration_seconds_count", model="cost", stream="false") >= 1
+
+
+# ---------------------------------------------------------------- shared breakers (Redis)
+
+
+def redis_up() -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", 6379), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not redis_up(), reason="Redis is not running on 127.0.0.1:6379")
+def test_breaker_state_is_shared_between_replicas_through_redis(tmp_path):
+    mock = MockProc(tmp_path, {"bad-up": {"faults": [{"kind": "status", "status": 500, "rate": 1.0}]},
+                               "good-up": {"reply": "good"}})
+    base = mock.url + "/v1"
+    config = {
+        "storage": {"redis_url": "${SB_REDIS}", "log_flush_seconds": 0.05},
+        "reliability": {"redis_namespace": f"sbtest-{uuid.uuid4().hex[:8]}"},
+        "models": {"shared": {"strategy": "ordered", "breaker": {"failures": 2, "cooldown": 30},
+                              "deployments": [{"provider": "openai", "model": m, "base_url": base, "id": m}
+                                              for m in ("bad-up", "good-up")]}},
+    }
+    env = {"SB_REDIS": "redis://127.0.0.1:6379/0"}
+    procs = [GatewayProc(tmp_path, {**config, "storage": {**config["storage"], "sqlite_path": str(tmp_path / "a.db")}},
+                         env=env, name="a"),
+             GatewayProc(tmp_path, {**config, "storage": {**config["storage"], "sqlite_path": str(tmp_path / "b.db")}},
+                         env=env, name="b")]
+    try:
+        a, b = procs
+        ca = openai.OpenAI(api_key="x", base_url=a.url + "/v1", max_retries=0)
+        cb = openai.OpenAI(api_key="x", base_url=b.url + "/v1", max_retries=0)
+        for _ in range(3):
+            ca.chat.completions.create(model="shared", messages=[{"role": "user", "content": "x"}])
+        bad_hits = mock.stats()["by_model"]["bad-up"]
+        assert bad_hits == 2 and metric(a, "switchboard_breaker_state", deployment="bad-up") == 2.0
+        # Replica b never saw a failure, yet learns the breaker is open (pub/sub) and sends nothing there.
+        assert wait_for(lambda: metric(b, "switchboard_breaker_state", deployment="bad-up") == 2.0, timeout=3)
+        for _ in range(5):
+            raw = cb.chat.completions.with_raw_response.create(model="shared", messages=[{"role": "user", "content": "x"}])
+            assert raw.headers["x-switchboard-attempts"] == "1"
+        # A replica started later loads the open breaker when it starts.
+        procs.append(GatewayProc(tmp_path, {**config, "storage": {**config["storage"],
+                                                                  "sqlite_path": str(tmp_path / "c.db")}},
+                                 env=env, name="c"))
+        assert metric(procs[2], "switchboard_breaker_state", deployment="bad-up") == 2.0
+        cc = openai.OpenAI(api_key="x", base_url=procs[2].url + "/v1", max_retries=0)
+        cc.chat.completions.create(model="shared", messages=[{"role": "user", "content": "x"}])
+        print(f"\nredis: bad deployment hits {mock.stats()['by_model']['bad-up']} (2 on replica a, 0 on b and c)")
+        assert mock.stats()["by_model"]["bad-up"] == bad_hits
+    finally:
+        for p in procs:
+            p.stop()
+        mock.stop()
+
+
+# ---------------------------------------------------------------- config and the breaker in isolation
+
+
+def test_reliability_config_errors_name_the_key():
+    from switchboard.config import ConfigError, config_from_dict
+
+    dep = {"provider": "openai", "base_url": "http://127.0.0.1:1/v1"}
+    with pytest.raises(ConfigError, match=r"models\.m\.breaker\.failures.*at least 1"):
+        config_from_dict({"models": {"m": {"deployments": [dep], "breaker": {"failures": 0}}}})
+    with pytest.raises(ConfigError, match="unknown key 'tries'"):
+        config_from_dict({"models": {"m": {"deployments": [dep], "retries": {"tries": 3}}}})
+    with pytest.raises(ConfigError, match="percentile"):
+        config_from_dict({"models": {"m": {"deployments": [dep], "hedge": {"delay": "pxx"}}}})
+    cfg = config_from_dict({"reliability": {"retries": {"max_attempts": 7}, "hedge": {"delay": "p90"}},
+                            "models": {"m": {"deployments": [{**dep, "timeouts": {"ttft": 2}}],
+                                             "retries": {"deadline": 5}},
+                                       "n": {"deployments": [dep], "hedge": {"enabled": False}}}})
+    m = cfg.models["m"].reliability
+    assert (m.retries.max_attempts, m.retries.deadline, m.hedge.percentile, m.hedge.delay) == (7, 5.0, 90.0, None)
+    assert cfg.models["m"].deployments[0].ttft == 2.0
+    assert cfg.models["n"].reliability.hedge is None
+
+
+def test_breaker_opens_on_failure_ratio_within_its_window():
+    from switchboard.routing.health import CLOSED, HALF_OPEN, OPEN, Breaker
+    from switchboard.routing.policy import BreakerPolicy
+
+    b = Breaker("d", BreakerPolicy(failures=100, failure_ratio=0.5, min_requests=10, window=10, cooldown=5))
+    now = 1000.0
+    for i in range(9):  # alternate: never 100 in a row, ratio 4/9 < 0.5 (and under min_requests)
+        (b.failure if i % 2 else b.success)(now + i * 0.01)
+    assert b.state == CLOSED
+    b.failure(now + 0.1)
+    b.failure(now + 0.11)  # 6 of 11 failed
+    assert b.state == OPEN and not b.available(now + 1)
+    assert b.available(now + 5.2) and b.state == HALF_OPEN
+    assert b.begin() and not b.available(now + 5.2), "one probe at a time"
+    b.success(now + 5.3)
+    assert b.state == CLOSED
+    # Old results age out of the window.
+    for i in range(6):
+        b.failure(now + 10 + i * 0.01) if i < 4 else b.success(now + 10 + i * 0.01)
+    assert b.state == CLOSED  # 4 failures, under min_requests
+    for i in range(6):
+        b.success(now + 40 + i * 0.01)
+    assert b.state == CLOSED

@@ -1,0 +1,85 @@
+"""`switchboard serve --workers N`: several processes on one port, drained together on SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+
+import openai
+import yaml
+
+from support import MockProc, free_port, wait_http
+
+MASTER = "sk-test-master-0123456789"
+
+
+def _children(pid: int) -> list[int]:
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        return [int(x) for x in f.read().split()]
+
+
+def test_workers_share_the_port_log_every_request_and_drain_on_sigterm(tmp_path):
+    mock = MockProc(tmp_path, {"up": {"reply": "hello from a worker"}, "slow-up": {"latency": 1.0}})
+    try:
+        port = free_port()
+        db = tmp_path / "workers.db"
+        config = tmp_path / "workers.yaml"
+        config.write_text(yaml.safe_dump({
+            "auth": {"master_key": "${SB_MASTER}"},
+            "storage": {"sqlite_path": str(db)},
+            "models": {
+                "m": {"deployments": [{"provider": "openai", "model": "up", "base_url": mock.url + "/v1"}]},
+                "slow": {"deployments": [{"provider": "openai", "model": "slow-up", "base_url": mock.url + "/v1"}]},
+            },
+        }))
+        log_path = tmp_path / "workers.log"
+        proc = subprocess.Popen([sys.executable, "-m", "switchboard", "serve", "--config", str(config), "--port",
+                                 str(port), "--workers", "2"], stdout=open(log_path, "w"), stderr=subprocess.STDOUT,
+                                env={**os.environ, "SB_MASTER": MASTER, "PYTHONUNBUFFERED": "1"})
+        try:
+            wait_http(f"http://127.0.0.1:{port}/ready", proc=proc)
+            workers = _children(proc.pid)
+            assert len(workers) == 2
+
+            client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=MASTER, max_retries=0)
+            for _ in range(20):
+                # a fresh connection each time, so the kernel may hand it to either worker
+                with openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=MASTER, max_retries=0) as c:
+                    answer = c.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}])
+                assert answer.choices[0].message.content == "hello from a worker"
+
+            # A request in flight when SIGTERM arrives is finished, not dropped.
+            result: dict = {}
+
+            def slow_call() -> None:
+                result["answer"] = client.chat.completions.create(
+                    model="slow", messages=[{"role": "user", "content": "take your time"}])
+
+            t = threading.Thread(target=slow_call)
+            t.start()
+            time.sleep(0.4)
+            proc.send_signal(signal.SIGTERM)
+            t.join(10)
+            assert result["answer"].choices[0].message.content
+            assert proc.wait(15) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        log = log_path.read_text()
+        assert "without Postgres" in log and "per worker" in log  # the shared-state warning
+        assert log.count("switchboard listening on") == 2
+        conn = sqlite3.connect(db)
+        try:
+            logged = conn.execute("SELECT COUNT(*) FROM request_log WHERE status = 200").fetchone()[0]
+        finally:
+            conn.close()
+        assert logged == 21  # both workers wrote their requests to the one request log
+        assert not any(os.path.exists(f"/proc/{pid}") for pid in workers)  # reaped by the parent
+    finally:
+        mock.stop()

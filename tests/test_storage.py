@@ -1,0 +1,137 @@
+"""The stores themselves, against real SQLite, Postgres and Redis: migrations, atomic holds, sweeps, windows."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+
+import pytest
+
+from switchboard.accounting.keys import Budget
+from switchboard.accounting.ledger import Holds, Ledger
+from switchboard.accounting.limits import Check, MemoryLimits, RedisLimits
+from switchboard.errors import InsufficientCredit
+from switchboard.storage.postgres import PostgresStorage
+from switchboard.storage.redis_state import RedisState
+from switchboard.storage.sqlite import SQLiteStorage
+from test_replicas import PG_URL, REDIS_URL, pg_query, require_services
+
+
+@pytest.fixture
+async def pg_schema():
+    require_services()
+    schema = f"sbtest_{uuid.uuid4().hex[:10]}"
+    yield f"{PG_URL}?search_path={schema}"
+    await pg_query(PG_URL, f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def storage(request, tmp_path):
+    if request.param == "sqlite":
+        store = SQLiteStorage(str(tmp_path / "s.db"))
+        await store.start()
+        yield store
+        await store.close()
+    else:
+        require_services()
+        schema = f"sbtest_{uuid.uuid4().hex[:10]}"
+        store = PostgresStorage(f"{PG_URL}?search_path={schema}")
+        await store.start()
+        yield store
+        await store.close()
+        await pg_query(PG_URL, f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+async def test_concurrent_replica_starts_migrate_once(pg_schema):
+    stores = [PostgresStorage(pg_schema) for _ in range(5)]
+    await asyncio.gather(*(s.start() for s in stores))
+    rows = await stores[0].fetchall("SELECT version FROM schema_migrations ORDER BY version")
+    assert [r["version"] for r in rows] == [1, 2]
+    assert await stores[3].ping()
+    for s in stores:
+        await s.close()
+
+
+async def test_concurrent_reservations_never_exceed_the_balance(storage):
+    ledger = Ledger(storage)
+    await ledger.post("key:a", "topup", 10_000, prepaid=True)
+
+    async def try_reserve(i: int) -> bool:
+        try:
+            await ledger.reserve(f"r{i}", ["key:a"], [], 1_000, 60, time.time())
+            return True
+        except InsufficientCredit:
+            return False
+
+    results = await asyncio.gather(*(try_reserve(i) for i in range(40)))
+    assert sum(results) == 10
+    row = await ledger.account("key:a")
+    assert row["reserved"] == 10_000 and row["balance"] == 10_000
+    winners = [i for i, ok in enumerate(results) if ok]
+    await asyncio.gather(*(ledger.settle(f"r{i}", Holds({"key:a": 1_000}), ["key:a"], [], 700, "m", time.time())
+                           for i in winners))
+    row = await ledger.account("key:a")
+    assert row["reserved"] == 0 and row["balance"] == 10_000 - 7_000
+    assert await ledger.total("key:a") == row["balance"]
+
+
+async def test_sweep_releases_dead_holds_once_and_late_settle_still_charges(storage):
+    ledger = Ledger(storage)
+    await ledger.post("key:b", "topup", 5_000, prepaid=True)
+    holds, _ = await ledger.reserve("dead", ["key:b"], [Budget("key:b", "day", 10_000)], 3_000, 1, time.time())
+    assert await ledger.sweep(time.time() + 5) == 1
+    assert await ledger.sweep(time.time() + 5) == 0
+    row = await ledger.account("key:b")
+    assert row["reserved"] == 0
+    await ledger.settle("dead", holds, ["key:b"], [Budget("key:b", "day", 10_000)], 2_000, "m", time.time())
+    row = await ledger.account("key:b")
+    assert row["reserved"] == 0 and row["balance"] == 3_000
+    spend = await storage.fetchall("SELECT spent, reserved FROM spend WHERE account = ?", "key:b")
+    assert [(r["spent"], r["reserved"]) for r in spend] == [(2_000, 0)]
+
+
+async def test_a_charge_is_written_once_per_request(storage):
+    ledger = Ledger(storage)
+    await ledger.settle("once", Holds(), ["key:c"], [], 500, "m", time.time())
+    with pytest.raises(Exception):
+        await ledger.settle("once", Holds(), ["key:c"], [], 500, "m", time.time())
+    assert await ledger.total("key:c") == -500
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def limits(request):
+    if request.param == "memory":
+        yield MemoryLimits()
+        return
+    require_services()
+    state = RedisState(REDIS_URL, prefix=f"sbtest:{uuid.uuid4().hex[:10]}:")
+    await state.start()
+    yield RedisLimits(state)
+    keys = [k async for k in state.client.scan_iter(match=state.prefix + "*")]
+    if keys:
+        await state.client.delete(*keys)
+    await state.close()
+
+
+async def test_sliding_window_admits_exactly_the_limit_under_concurrency(limits):
+    verdicts = await asyncio.gather(*(limits.hit([Check("k:rpm", 25, 1), Check("k:tpm", 1000, 30)]) for _ in range(60)))
+    admitted = [v for v in verdicts if v.admitted]
+    assert len(admitted) == 25
+    refused = [v for v in verdicts if not v.admitted]
+    assert all(v.failed.scope == "k:rpm" and 1 <= v.retry_after <= 60 for v in refused)
+    tokens = await limits.hit([Check("k:tpm", 1000, 300)])
+    assert not tokens.admitted and tokens.failed.scope == "k:tpm" and tokens.used[0] == 750
+    await limits.adjust("k:tpm", admitted[0].second, -500)
+    assert (await limits.hit([Check("k:tpm", 1000, 300)])).admitted
+
+
+async def test_parallel_slots(limits):
+    assert await limits.acquire("p", 2, "a", 30)
+    assert await limits.acquire("p", 2, "b", 30)
+    assert not await limits.acquire("p", 2, "c", 30)
+    await limits.release("p", "a")
+    assert await limits.acquire("p", 2, "c", 30)
+    assert await limits.acquire("q", 1, "x", 0.05)
+    await asyncio.sleep(0.1)
+    assert await limits.acquire("q", 1, "y", 30), "an expired slot (a crashed replica's) frees itself"
