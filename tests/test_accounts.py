@@ -10,7 +10,6 @@ import time
 
 import openai
 import pytest
-
 from support import GatewayProc, MockProc, http
 
 MASTER = "sk-accounts-master-0123456789"
@@ -272,7 +271,7 @@ def test_usage_report_json_csv_and_cli(stack):
     lines = csv_text.decode().splitlines()
     assert lines[0].startswith("key,model,day,requests,errors") and len(lines) == 4
     env = {"SWITCHBOARD_URL": gw.url, "SWITCHBOARD_MASTER_KEY": MASTER}
-    run = lambda *a: subprocess.run([sys.executable, "-m", "switchboard", *a], capture_output=True, text=True,  # noqa: E731
+    run = lambda *a: subprocess.run([sys.executable, "-m", "switchboard", *a], capture_output=True, text=True,
                                     env={**__import__("os").environ, **env}, timeout=30)
     out = run("usage", "--by", "model", "--key", key_id)
     assert out.returncode == 0 and "broken" in out.stdout and "3 requests, 1 errors" in out.stdout

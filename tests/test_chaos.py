@@ -13,7 +13,6 @@ import time
 
 import openai
 import pytest
-
 from support import GatewayProc, MockProc, http, wait_for
 
 MASTER = "sk-chaos-master-0123456789"
@@ -97,8 +96,11 @@ async def parsed(raw):
 
 
 def logged(gw, predicate, count: int, timeout: float = 10.0) -> list[dict]:
-    rows = wait_for(lambda: (lambda r: r if len(r) >= count else None)(
-        [r for r in gw.requests_logged() if predicate(r)]), timeout=timeout)
+    def enough() -> list[dict] | None:
+        rows = [r for r in gw.requests_logged() if predicate(r)]
+        return rows if len(rows) >= count else None
+
+    rows = wait_for(enough, timeout=timeout)
     assert rows, f"expected {count} logged rows"
     return rows
 
@@ -241,7 +243,7 @@ def test_prompt_over_the_context_window_goes_to_the_long_context_model(stack):
 def test_breaker_opens_stops_traffic_and_closes_after_recovery(stack):
     gw, mock = stack
     c = client(gw)
-    hits = lambda: mock.stats()["by_model"].get("flap-bad-up", 0)  # noqa: E731
+    hits = lambda: mock.stats()["by_model"].get("flap-bad-up", 0)
     start = hits()
     for _ in range(20):
         assert c.chat.completions.create(model="flappy", messages=[{"role": "user", "content": "x"}]
@@ -268,7 +270,7 @@ def test_breaker_opens_stops_traffic_and_closes_after_recovery(stack):
 
 
 def test_stream_cut_after_first_chunk_ends_with_an_error_event(stack):
-    gw, mock = stack
+    gw, _ = stack
     c = client(gw)
     received: list[str] = []
     t0 = time.perf_counter()

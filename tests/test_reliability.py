@@ -11,7 +11,6 @@ import uuid
 
 import openai
 import pytest
-
 from support import GatewayProc, MockProc, http, wait_for
 
 MASTER = "sk-rel-master-0123456789"
@@ -123,7 +122,7 @@ def test_hedged_request_second_attempt_wins_and_loser_is_cancelled_unbilled(stac
 
 def test_429_retry_after_cools_the_deployment_down(stack, client):
     gw, mock = stack
-    hits = lambda: mock.stats()["by_model"].get("storm-up", 0)  # noqa: E731
+    hits = lambda: mock.stats()["by_model"].get("storm-up", 0)
     first = ask(client, "stormy")
     assert first.parse().choices[0].message.content == "calm here"
     assert first.headers["x-switchboard-attempts"] == "2"

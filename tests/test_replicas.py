@@ -15,7 +15,6 @@ import uuid
 
 import openai
 import pytest
-
 from support import GatewayProc, MockProc, http
 
 MASTER = "sk-replica-master-0123456789"
@@ -68,7 +67,7 @@ def cluster(tmp_path_factory):
         },
     }
     env = {"SB_MASTER": MASTER, "SB_DB": f"{PG_URL}?search_path={schema}", "SB_REDIS": REDIS_URL}
-    gateways = [GatewayProc(tmp, config, env=env, name=f"gw{i}") for i in range(2)]  # noqa: F841 - started together
+    gateways = [GatewayProc(tmp, config, env=env, name=f"gw{i}") for i in range(2)]
     yield {"gws": gateways, "mock": mock, "schema": schema, "db": env["SB_DB"], "tmp": tmp, "config": config, "env": env}
     for gw in gateways:
         gw.stop()
@@ -222,8 +221,10 @@ def test_sigkill_under_load_loses_no_charge_of_a_delivered_response(cluster):
                 except (openai.APIConnectionError, openai.APIStatusError):
                     return
 
-        async def killer() -> None:
-            await asyncio.sleep(1.0)
+        async def killer() -> None:  # mid-load: once plenty of responses are out and more are in flight
+            deadline = time.monotonic() + 30
+            while len(delivered) < 60 and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
             victim.proc.send_signal(signal.SIGKILL)
 
         await asyncio.gather(killer(), *(worker() for _ in range(40)))
@@ -231,7 +232,7 @@ def test_sigkill_under_load_loses_no_charge_of_a_delivered_response(cluster):
 
     asyncio.run(load())
     victim.stop()
-    assert len(delivered) > 50
+    assert len(delivered) >= 60
     rows = asyncio.run(pg_query(cluster["db"].split("?")[0],
                                 f'SELECT request_id FROM "{cluster["schema"]}".ledger WHERE account = $1 AND kind = $2',
                                 f"key:{key_id}", "charge"))

@@ -48,7 +48,7 @@ def test_static_embedding_puts_related_prompts_closer() -> None:
     assert np.all(emb.embed("") == 0)
 
 
-@pytest.mark.parametrize("config", [TrainConfig(), TrainConfig(embedding=None)], ids=["minilm", "tfidf-only"])
+@pytest.mark.parametrize("config", [TrainConfig(embedding=DEFAULT_TABLE), TrainConfig()], ids=["minilm", "tfidf-only"])
 def test_gain_router_round_trip(tmp_path: Path, config: TrainConfig) -> None:
     train, test = synthetic_examples(600, seed=0), synthetic_examples(300, seed=1)
     router = train_router(train, config=config)
@@ -72,7 +72,7 @@ def test_linear_kind_still_trains() -> None:
 
 
 def test_router_naming_a_missing_table_is_a_clear_error(tmp_path: Path) -> None:
-    router = train_router(synthetic_examples(300), config=TrainConfig())
+    router = train_router(synthetic_examples(300), config=TrainConfig(embedding=DEFAULT_TABLE))
     path = tmp_path / "r.npz"
     router.save(path)
     with np.load(path) as z:

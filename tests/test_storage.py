@@ -7,6 +7,7 @@ import time
 import uuid
 
 import pytest
+from test_replicas import PG_URL, REDIS_URL, pg_query, require_services
 
 from switchboard.accounting.keys import Budget
 from switchboard.accounting.ledger import Holds, Ledger
@@ -15,7 +16,6 @@ from switchboard.errors import InsufficientCredit
 from switchboard.storage.postgres import PostgresStorage
 from switchboard.storage.redis_state import RedisState
 from switchboard.storage.sqlite import SQLiteStorage
-from test_replicas import PG_URL, REDIS_URL, pg_query, require_services
 
 
 @pytest.fixture
@@ -94,7 +94,11 @@ async def test_sweep_releases_dead_holds_once_and_late_settle_still_charges(stor
 async def test_a_charge_is_written_once_per_request(storage):
     ledger = Ledger(storage)
     await ledger.settle("once", Holds(), ["key:c"], [], 500, "m", time.time())
-    with pytest.raises(Exception):
+    import sqlite3
+
+    import asyncpg
+
+    with pytest.raises((sqlite3.IntegrityError, asyncpg.UniqueViolationError)):
         await ledger.settle("once", Holds(), ["key:c"], [], 500, "m", time.time())
     assert await ledger.total("key:c") == -500
 

@@ -56,8 +56,7 @@ class Recorder:
         return cls(path or "", frozenset(models) if models else None)
 
     async def start(self) -> None:
-        with open(self.path, "ab"):
-            pass  # fail at start-up, not on the first request, if the file cannot be written
+        await asyncio.to_thread(_touch, self.path)  # fail at start-up, not on the first request
         self._thread = threading.Thread(target=self._write_loop, name="switchboard-record", daemon=True)
         self._thread.start()
 
@@ -103,3 +102,8 @@ class Recorder:
             self._queue.put(_STOP)
             await asyncio.to_thread(self._thread.join, 10)
             self._thread = None
+
+
+def _touch(path: str) -> None:
+    with open(path, "ab"):
+        pass

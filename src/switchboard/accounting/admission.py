@@ -38,7 +38,12 @@ from switchboard.accounting.pricing import to_nanos, worst_case_nanos
 from switchboard.accounting.settings import account_settings
 from switchboard.config import ModelConfig, Pricing
 from switchboard.context import RequestContext
-from switchboard.errors import GatewayError, InvalidRequest, RateLimited, ServiceUnavailable
+from switchboard.errors import (
+    GatewayError,
+    InvalidRequest,
+    RateLimited,
+    ServiceUnavailable,
+)
 from switchboard.http.server import Request, Response
 
 if TYPE_CHECKING:

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -42,13 +42,13 @@ class BudgetExceeded(InsufficientCredit):
 
 def bucket(period: str, ts: float) -> str:
     """The spend bucket a moment falls in: ``day:2025-06-01`` or ``month:2025-06`` (UTC)."""
-    d = datetime.fromtimestamp(ts, timezone.utc)
+    d = datetime.fromtimestamp(ts, UTC)
     return f"day:{d:%Y-%m-%d}" if period == "day" else f"month:{d:%Y-%m}"
 
 
 def period_reset(period: str, ts: float) -> float:
     """When the period containing `ts` ends."""
-    d = datetime.fromtimestamp(ts, timezone.utc)
+    d = datetime.fromtimestamp(ts, UTC)
     if period == "day":
         start = d.replace(hour=0, minute=0, second=0, microsecond=0)
         return start.timestamp() + 86400
@@ -188,7 +188,7 @@ class Ledger:
                 if n == 0:
                     who = "This API key" if b.account.startswith("key:") else f"Team {b.account[5:]!r}"
                     raise BudgetExceeded(f"{who} has reached its {b.period}ly budget of {_usd(b.cap)}; it resets at "
-                                         f"{datetime.fromtimestamp(period_reset(b.period, now), timezone.utc):%Y-%m-%d %H:%M} UTC.")
+                                         f"{datetime.fromtimestamp(period_reset(b.period, now), UTC):%Y-%m-%d %H:%M} UTC.")
                 holds.buckets[(b.account, key)] = amount
             if holds:
                 await tx.execute("INSERT INTO reservations (request_id, created_at, expires_at, holds) VALUES (?, ?, ?, ?)",

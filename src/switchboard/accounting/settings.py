@@ -71,4 +71,4 @@ def account_settings(config: GatewayConfig) -> AccountSettings:
     return out
 
 
-__all__ = ["AccountSettings", "RateLimit", "account_settings", "ConfigError"]
+__all__ = ["AccountSettings", "ConfigError", "RateLimit", "account_settings"]

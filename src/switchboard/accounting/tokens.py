@@ -42,7 +42,9 @@ def _encoding_name(model: str) -> str:
 
 @lru_cache(maxsize=8)
 def _encoding(name: str) -> Any:
-    from bpe_openai import get_encoding  # heavy: imported on the first count, on a worker thread
+    from bpe_openai import (
+        get_encoding,  # heavy: imported on the first count, on a worker thread
+    )
 
     return get_encoding(name)
 

@@ -276,7 +276,7 @@ async def key_view(gw: Gateway, record: KeyRecord) -> dict[str, Any]:
 async def post_credit(gw: Gateway, account: str, data: dict[str, Any]) -> Response:
     kind = data.get("kind", "topup")
     if kind not in KINDS or kind == "charge":
-        raise InvalidRequest(f"'kind' must be one of topup, refund, adjustment (charges are made by requests).", param="kind")
+        raise InvalidRequest("'kind' must be one of topup, refund, adjustment (charges are made by requests).", param="kind")
     unknown = sorted(set(data) - {"kind", "amount_usd", "note"})
     if unknown:
         raise InvalidRequest(f"Unknown field {unknown[0]!r}; send amount_usd, kind and note.", param=unknown[0])

@@ -95,19 +95,20 @@ def _cmd_shadow_report(args: argparse.Namespace) -> int:
 
     async def run() -> dict[str, Any]:
         client = None
-        judge = None
         if args.judge:
             from switchboard.evals.compare import GatewayClient
 
             client = GatewayClient(args.url, args.api_key or "", args.timeout, 2)
 
-            async def judge(model: str, messages: list[dict[str, Any]]) -> tuple[str, float]:
-                got = await client.ask(model, messages, {"temperature": 0}, stream=False)
-                if got.error:
-                    raise GraderError(f"the judge {model} failed: {got.error}")
-                return got.text, got.cost
+        async def judge(model: str, messages: list[dict[str, Any]]) -> tuple[str, float]:
+            assert client is not None
+            got = await client.ask(model, messages, {"temperature": 0}, stream=False)
+            if got.error:
+                raise GraderError(f"the judge {model} failed: {got.error}")
+            return got.text, got.cost
+
         try:
-            return await analyse(pairs, spec, judge, args.judge)
+            return await analyse(pairs, spec, judge if client is not None else None, args.judge)
         finally:
             if client is not None:
                 await client.close()

@@ -20,7 +20,7 @@ import json
 import os
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -363,12 +363,17 @@ async def run_compare(settings: CompareSettings) -> dict[str, Any]:
                                for m in settings.models}}
                   for it in settings.items],
     }
-    with open(settings.out / "results.json", "w", encoding="utf-8") as f:
-        json.dump(result, f, ensure_ascii=False, indent=1)
+    await asyncio.to_thread(write_outputs, result, settings.out)
+    return result
+
+
+def write_outputs(result: dict[str, Any], out: Path) -> None:
+    """`results.json` and `report.html` in the output directory."""
     from switchboard.evals.report import write_html
 
-    write_html(result, settings.out / "report.html")
-    return result
+    with open(out / "results.json", "w", encoding="utf-8") as f:
+        json.dump(result, f, ensure_ascii=False, indent=1)
+    write_html(result, out / "report.html")
 
 
 def format_table(result: dict[str, Any]) -> str:

@@ -299,7 +299,7 @@ class ShadowMirror:
     async def close(self) -> None:
         """Let mirrors in flight finish (briefly), then stop; pairs already answered are stored."""
         if self._tasks:
-            done, pending = await asyncio.wait(set(self._tasks), timeout=5)
+            _, pending = await asyncio.wait(set(self._tasks), timeout=5)
             for task in pending:
                 task.cancel()
             if pending:

@@ -242,8 +242,10 @@ class ReplayProvider(Provider):
         }
 
     async def chat_stream(self, request: ChatRequest, deployment: Deployment) -> AsyncIterator[dict[str, Any]]:
+        words = deployment.options.get("chunk_words") or DEFAULT_CHUNK_WORDS
+        if isinstance(words, bool) or not isinstance(words, int) or words < 1:
+            raise UpstreamError(errors.SERVER, f"{deployment.id}: chunk_words must be a positive integer, got {words!r}")
         text = await self.answer(request, deployment)
-        words = int(deployment.options.get("chunk_words") or DEFAULT_CHUNK_WORDS)
         base = {"id": "chatcmpl-replay-" + uuid.uuid4().hex[:20], "object": "chat.completion.chunk",
                 "created": int(time.time()), "model": deployment.upstream_model}
 

@@ -32,8 +32,22 @@ _RING = 128
 class DeploymentStats:
     """What this replica has recently seen of one deployment."""
 
-    __slots__ = ("in_flight", "ewma_latency", "ewma_ttft", "_ring", "_ring_pos", "_ring_len",
-                 "_minute", "_req_now", "_req_prev", "_tok_now", "_tok_prev", "_p_cache", "_p_at", "_seen")
+    __slots__ = (
+        "_minute",
+        "_p_at",
+        "_p_cache",
+        "_req_now",
+        "_req_prev",
+        "_ring",
+        "_ring_len",
+        "_ring_pos",
+        "_seen",
+        "_tok_now",
+        "_tok_prev",
+        "ewma_latency",
+        "ewma_ttft",
+        "in_flight",
+    )
 
     def __init__(self) -> None:
         self.in_flight = 0

@@ -382,7 +382,7 @@ class Executor:
 class _OwnedStream:
     """A stream whose first chunk arrived, still holding its deployment's in-flight slot."""
 
-    __slots__ = ("upstream", "first", "stats", "record", "_released")
+    __slots__ = ("_released", "first", "record", "stats", "upstream")
 
     def __init__(self, opened: tuple[AsyncIterator, Any], stats: Any, record: dict[str, Any]) -> None:
         self.upstream, self.first = opened
@@ -405,7 +405,7 @@ class _WatchedStream:
     bookkeeping, even when the stream is closed before it was iterated.
     """
 
-    __slots__ = ("executor", "owned", "dep", "tokens", "closed")
+    __slots__ = ("closed", "dep", "executor", "owned", "tokens")
 
     def __init__(self, executor: Executor, owned: _OwnedStream, dep: Deployment) -> None:
         self.executor, self.owned, self.dep = executor, owned, dep
@@ -454,7 +454,7 @@ class _WatchedStream:
 class _Walk:
     """What one request's walk over models and deployments has used so far."""
 
-    __slots__ = ("attempts", "last", "current", "reason")
+    __slots__ = ("attempts", "current", "last", "reason")
 
     def __init__(self) -> None:
         self.attempts = 0

@@ -41,8 +41,21 @@ Transition = Callable[[str, int, float, str], None]  # (deployment id, state, op
 class Breaker:
     """One deployment's circuit: O(1) per result, no allocation."""
 
-    __slots__ = ("dep_id", "policy", "state", "until", "consecutive", "probes", "opened_by_retry_after",
-                 "_width", "_epoch", "_totals", "_fails", "_on_transition", "opened_count")
+    __slots__ = (
+        "_epoch",
+        "_fails",
+        "_on_transition",
+        "_totals",
+        "_width",
+        "consecutive",
+        "dep_id",
+        "opened_by_retry_after",
+        "opened_count",
+        "policy",
+        "probes",
+        "state",
+        "until",
+    )
 
     def __init__(self, dep_id: str, policy: BreakerPolicy, on_transition: Transition | None = None) -> None:
         self.dep_id = dep_id

@@ -71,6 +71,5 @@ async def race(first: Awaitable[T], second: Callable[[], Awaitable[T] | None], d
         if losers:
             await asyncio.wait(losers)
         for t in tasks:
-            if t is not winner and t.done() and not t.cancelled():
-                if t.exception() is None:
-                    await discard(t.result())
+            if t is not winner and t.done() and not t.cancelled() and t.exception() is None:
+                await discard(t.result())

@@ -119,9 +119,8 @@ class PostgresStorage:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[_PgTx]:
-        async with self._pool.acquire() as conn:
-            async with conn.transaction():
-                yield _PgTx(conn)
+        async with self._pool.acquire() as conn, conn.transaction():
+            yield _PgTx(conn)
 
     async def fetchall(self, sql: str, *args: Any) -> list[dict[str, Any]]:
         return [dict(r) for r in await self._pool.fetch(to_dollar_params(sql), *args)]

@@ -71,8 +71,9 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kind", default="gain", choices=["gain", "linear"],
                         help="gain: two heads, P(strong correct) - P(weak correct) (default); "
                              "linear: one soft-label head")
-    parser.add_argument("--embedding", default="minilm-l6-static64",
-                        help="static embedding table added to the gain router's features, or 'none'")
+    parser.add_argument("--embedding", default="none",
+                        help="static embedding table added to the gain router's features, e.g. "
+                             "minilm-l6-static64 (see docs/routing.md), or 'none' (default)")
 
 
 def register(subparsers: Any) -> None:
@@ -86,7 +87,7 @@ def register(subparsers: Any) -> None:
                        help="benchmark(s) to train on when --data is a directory (default: all present)")
     train.add_argument("--out", required=True, help="where to write the router (.npz)")
     train.add_argument("--name", default=None,
-                       help="router name stored in the file (default: gain-tfidf-minilm or linear-tfidf)")
+                       help="router name stored in the file (default: gain-tfidf or linear-tfidf)")
     _add_model_options(train)
     train.add_argument("--default-share", type=float, default=0.5,
                        help="strong-call share on the training prompts that the stored default threshold gives")

@@ -15,7 +15,7 @@ import numpy as np
 from .dataset import Example
 from .features import Vocabulary, dense_stats, sparse_matrix, terms, tokenize
 from .linear import Design, LinearWeights, fit_logistic
-from .embedding import DEFAULT_TABLE, load_embedding
+from .embedding import load_embedding
 from .router import SHARE_GRID, GainRouter, LinearRouter, ScoringRouter
 
 
@@ -34,7 +34,7 @@ class TrainConfig:
     #: "gain": two heads (strong / weak correctness); "linear": one soft-label head.
     kind: str = "gain"
     #: static embedding table appended to the dense features (gain only); None = without.
-    embedding: str | None = DEFAULT_TABLE
+    embedding: str | None = None
 
 
 def _design(vocab: Vocabulary, term_sets: list[set[str]], dense: np.ndarray) -> Design:
@@ -44,11 +44,11 @@ def _design(vocab: Vocabulary, term_sets: list[set[str]], dense: np.ndarray) -> 
 
 def train_router(examples: Sequence[Example], name: str | None = None,
                  config: TrainConfig | None = None) -> ScoringRouter:
-    """Train the router kind that ``config`` names (default: a GainRouter with the shipped
-    static MiniLM embedding)."""
+    """Train the router kind that ``config`` names (default: a two-head GainRouter on
+    TF-IDF and shape statistics; ``embedding`` adds the static MiniLM table)."""
     cfg = config or TrainConfig()
     if cfg.kind == "gain":
-        return train_gain_router(examples, name or "gain-tfidf-minilm", cfg)
+        return train_gain_router(examples, name or "gain-tfidf", cfg)
     if cfg.kind == "linear":
         return train_linear_router(examples, name or "linear-tfidf", cfg)
     raise ValueError(f"unknown router kind {cfg.kind!r}; choose gain or linear")
@@ -81,7 +81,7 @@ def _finish(router: ScoringRouter, texts: Sequence[str], cfg: TrainConfig) -> Sc
     return router
 
 
-def train_gain_router(examples: Sequence[Example], name: str = "gain-tfidf-minilm",
+def train_gain_router(examples: Sequence[Example], name: str = "gain-tfidf",
                       config: TrainConfig | None = None) -> GainRouter:
     """Fit the GainRouter's two heads (strong correct, weak correct) on shared features.
 
