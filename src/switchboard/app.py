@@ -92,6 +92,9 @@ class Gateway:
 
         self.add_route("POST", "/v1/messages", anthropic_api.messages)
         self.add_route("POST", "/v1/messages/count_tokens", anthropic_api.count_tokens)
+        from switchboard.routing import feedback
+
+        feedback.install(self)  # /v1/feedback and its export as router training data
 
     def add_route(self, method: str, path: str, handler: Route, *, prefix: bool = False) -> None:
         if prefix:

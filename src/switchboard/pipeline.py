@@ -244,6 +244,9 @@ class Pipeline:
             ctx.entry.extra["cost_if_strong"] = strong.pricing.cost(prompt, completion, cached)
             ctx.entry.extra["strong"] = model.name == strong.name
         ctx.headers["x-switchboard-cost"] = f"{ctx.entry.cost:.8f}"
+        if self.gw.config.storage.store_prompts:
+            ctx.entry.extra["messages"] = request.body["messages"]
+            ctx.entry.extra["response"] = completion_text
         if self.gw.observers:  # record mode, shadow traffic: one loop turn later, once the request is settled
             asyncio.get_running_loop().call_soon(notify, self.gw.observers, request, ctx, completion_text)
 

@@ -117,6 +117,17 @@ _MIGRATIONS: list[str] = [
         PRIMARY KEY (key_id, idem_key)
     )
     """,
+    # 3: feedback on logged requests (router training data)
+    """
+    CREATE TABLE IF NOT EXISTS feedback (
+        request_id TEXT PRIMARY KEY,
+        ts {real} NOT NULL,
+        key_id TEXT,
+        score {real} NOT NULL,
+        comment TEXT,
+        prompt TEXT
+    )
+    """,
 ]
 
 

@@ -1,0 +1,68 @@
+"""POST /v1/feedback on logged requests becomes router training data that `switchboard router train` reads."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import openai
+import pytest
+
+from support import GatewayProc, MockProc, http
+
+MASTER = "sk-feedback-master-000"
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("feedback")
+    mock = MockProc(tmp, {})
+    dep = {"provider": "openai", "base_url": mock.url + "/v1"}
+    config = {"auth": {"master_key": "${SB_MASTER}"}, "storage": {"store_prompts": True},
+              "models": {"weak": {"deployments": [{**dep, "model": "w"}]},
+                         "strong": {"deployments": [{**dep, "model": "s"}]}},
+              "routers": {"auto": {"strong": "strong", "weak": "weak", "threshold": 1.0}}}
+    gw = GatewayProc(tmp, config, env={"SB_MASTER": MASTER})
+    yield gw, tmp
+    gw.stop()
+    mock.stop()
+
+
+def test_feedback_round_trip_to_training(stack):
+    gw, tmp = stack
+    client = openai.OpenAI(api_key=MASTER, base_url=gw.url + "/v1", max_retries=0)
+    auth = {"authorization": f"Bearer {MASTER}"}
+    ids = []
+    for i in range(40):
+        raw = client.chat.completions.with_raw_response.create(
+            model="auto", messages=[{"role": "user", "content": f"question number {i}: " + ("prove " * (i % 5))}])
+        assert raw.headers["x-switchboard-routed-to"] == "weak"
+        ids.append(raw.headers["x-request-id"])
+    for i, rid in enumerate(ids):
+        status, _, body = http("POST", gw.url + "/v1/feedback", {"request_id": rid, "rating": "bad" if i % 2 else "good"},
+                               headers=auth)
+        assert status == 200 and json.loads(body)["usable_for_training"] is True
+    # Bad input gets a clear error.
+    status, _, body = http("POST", gw.url + "/v1/feedback", {"request_id": ids[0], "score": 3}, headers=auth)
+    assert status == 400 and json.loads(body)["error"]["param"] == "score"
+    status, _, body = http("POST", gw.url + "/v1/feedback", {"request_id": "req_nope", "score": 1}, headers=auth)
+    assert status == 404
+    status, _, body = http("POST", gw.url + "/v1/feedback", {"request_id": ids[0], "score": 1})
+    assert status == 401
+    status, _, body = http("GET", gw.url + "/admin/feedback/export", headers=auth)
+    assert status == 200
+    examples = [json.loads(line) for line in body.decode().splitlines()]
+    assert len(examples) == 40
+    assert {e["winner"] for e in examples} == {"weak", "strong"}
+    assert all(e["prompt"].startswith("question number") for e in examples)
+    data = tmp / "feedback.jsonl"
+    data.write_bytes(body)
+    out = tmp / "mine.npz"
+    result = subprocess.run([sys.executable, "-m", "switchboard", "router", "train", "--data", str(data), "--out", str(out)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    from switchboard.routing.smart import load_router
+
+    router = load_router(out)
+    assert 0.0 <= router.score("question number 3: prove prove prove") <= 1.0
