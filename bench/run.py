@@ -34,10 +34,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench import litellm_env  # noqa: E402
-from bench.loadgen import wrk  # noqa: E402
-from bench.procs import Server, free_port, wait_http  # noqa: E402
-from bench.upstream import REQUEST, Nginx, ensure_binaries  # noqa: E402
+from bench import litellm_env
+from bench.loadgen import wrk
+from bench.procs import Server, free_port, wait_http
+from bench.upstream import REQUEST, Nginx, ensure_binaries
 
 MASTER_KEY = "sk-bench-master-0123456789"
 UPSTREAM_KEY = "sk-bench-upstream"
@@ -318,7 +318,7 @@ def main() -> int:
         paced: dict = {}
         for name in ("direct", "switchboard"):
             url, auth = targets[name]
-            runs = [wrk(url, body, connections=18, seconds=tput_secs + 1, auth=auth, delay_ms=8)
+            runs = [wrk(url, body, connections=100, seconds=tput_secs + 1, auth=auth, delay_ms=50)
                     for _ in range(2 if quick else 3)]
             paced[name] = {"rps": median([r["rps"] for r in runs]), "p50_ms": median([r["p50_ms"] for r in runs]),
                            "p99_ms": median([r["p99_ms"] for r in runs]), "errors": sum(r["errors"] for r in runs)}
@@ -437,7 +437,7 @@ def render_table(r: dict) -> str:
     def row(label: str, d: object, s: object, l: object = "-", ratio: object = "-") -> None:
         rows.append((label, _fmt(d), _fmt(s), _fmt(l), _fmt(ratio)))
 
-    ll = lambda section, key: section["litellm"][key] if has_ll else "-"  # noqa: E731
+    ll = lambda section, key: section["litellm"][key] if has_ll else "-"
     rt = r["ratios_switchboard_over_litellm"] or {}
     row("req/s, 32 in flight", tput["direct"]["rps"], tput["switchboard"]["rps"], ll(tput, "rps"),
         f"{rt['throughput_x']}x" if rt else "-")

@@ -103,7 +103,9 @@ async def one_request(client: openai.AsyncOpenAI, model: str = "m") -> tuple[int
 
 def test_migrations_ran_once_although_both_replicas_started_together(cluster):
     rows = asyncio.run(pg_query(cluster["db"].split("?")[0], f'SELECT version FROM "{cluster["schema"]}".schema_migrations'))
-    assert sorted(r["version"] for r in rows) == [1, 2]
+    from switchboard.storage.schema import migrations
+
+    assert sorted(r["version"] for r in rows) == list(range(1, len(migrations("postgres")) + 1))
 
 
 def test_credit_is_never_overdrawn_and_reconciles_to_the_cent(cluster):

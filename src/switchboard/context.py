@@ -12,7 +12,7 @@ from switchboard.storage.base import RequestLogEntry
 def new_request_id() -> str:
     # 96 random bits, the same shape as uuid4().hex[:24], from the process's PRNG (re-seeded in forked
     # workers): no getrandom() syscall, which would release the GIL to the log-writer thread on every request.
-    return "req_%024x" % getrandbits(96)
+    return f"req_{getrandbits(96):024x}"
 
 
 class RequestContext:

@@ -82,7 +82,7 @@ def install(gw: Gateway) -> None:
     settings = dashboard_settings(gw)
     if not settings.enabled:
         return
-    gw.dashboard = Dashboard(gw, settings)  # type: ignore[attr-defined]
+    gw.dashboard = Dashboard(settings)  # type: ignore[attr-defined]
     gw.add_route("GET", "/ui", ui_index)
     gw.add_route("GET", "/ui/", ui_asset, prefix=True)
     for name, handler in (("info", info), ("overview", overview), ("deployments", deployments),
@@ -95,7 +95,7 @@ def install(gw: Gateway) -> None:
 class Dashboard:
     """What the dashboard keeps per gateway: its settings and the static files, read once."""
 
-    def __init__(self, gw: Gateway, settings: DashboardSettings) -> None:
+    def __init__(self, settings: DashboardSettings) -> None:
         self.settings = settings
         self.reports_dir = Path(settings.reports_dir).expanduser()
         self._assets: dict[str, tuple[bytes, str]] | None = None
@@ -118,6 +118,8 @@ _TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=
           ".css": "text/css; charset=utf-8", ".svg": "image/svg+xml", ".png": "image/png",
           ".ico": "image/x-icon", ".json": "application/json"}
 
+# Scripts only from the gateway, no eval, no framing of the dashboard. Inline *styles* are allowed because a
+# report shown in the sandboxed srcdoc frame inherits this policy and carries its own <style>.
 _SECURITY_HEADERS = {
     "content-security-policy": ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
                                 "img-src 'self' data: blob:; frame-src 'self' blob: data:; object-src 'none'; "
