@@ -98,7 +98,9 @@ def test_auto_lands_between_at_a_cost_between(full_run):
     assert rand["accuracy"] < auto["accuracy"] <= strong["accuracy"] + 0.03
     assert weak["ttft_p50_ms"] is not None and weak["latency_p95_ms"] >= weak["latency_p50_ms"]
     rec = summary["recommendation"]
-    if auto["accuracy"] >= 0.95 * strong["accuracy"]:
+    if auto["accuracy"] > strong["accuracy"]:  # the most accurate is also cheaper than gpt-4: keep it
+        assert rec.startswith("Stay on auto (") and "auto-random (routes 3" in rec, rec
+    elif auto["accuracy"] >= 0.95 * strong["accuracy"]:
         assert rec.startswith("auto (routes 3") and "Recommended: auto." in rec, rec
     else:
         assert rec.startswith("Stay on gpt-4") and "auto (routes 3" in rec, rec

@@ -20,8 +20,10 @@ def stack(tmp_path_factory):
     mock = MockProc(tmp, {})
     dep = {"provider": "openai", "base_url": mock.url + "/v1"}
     config = {"auth": {"master_key": "${SB_MASTER}"}, "storage": {"store_prompts": True},
-              "models": {"weak": {"deployments": [{**dep, "model": "w"}]},
-                         "strong": {"deployments": [{**dep, "model": "s"}]}},
+              "models": {"weak": {"deployments": [{**dep, "model": "w"}],
+                                  "pricing": {"input_per_mtok": 1, "output_per_mtok": 2}},
+                         "strong": {"deployments": [{**dep, "model": "s"}],
+                                    "pricing": {"input_per_mtok": 10, "output_per_mtok": 30}}},
               "routers": {"auto": {"strong": "strong", "weak": "weak", "threshold": 1.0}}}
     gw = GatewayProc(tmp, config, env={"SB_MASTER": MASTER})
     yield gw, tmp
@@ -66,3 +68,19 @@ def test_feedback_round_trip_to_training(stack):
 
     router = load_router(out)
     assert 0.0 <= router.score("question number 3: prove prove prove") <= 1.0
+
+
+def test_usage_shows_strong_weak_split_and_saving(stack):
+    gw, _ = stack
+    client = openai.OpenAI(api_key=MASTER, base_url=gw.url + "/v1", max_retries=0)
+    for threshold in ("0", "1", "1"):
+        client.chat.completions.create(model="auto", messages=[{"role": "user", "content": "a question"}],
+                                       extra_headers={"x-switchboard-threshold": threshold})
+    status, _, body = http("GET", gw.url + "/admin/usage?group_by=model", headers={"authorization": f"Bearer {MASTER}"})
+    split = json.loads(body)["routers"][0]
+    assert status == 200 and split["router"] == "auto" and split["strong"] >= 1 and split["weak"] >= 2
+    assert split["cost_if_strong"] > split["cost"] > 0 and split["saving"] > 0
+    out = subprocess.run([sys.executable, "-m", "switchboard", "usage", "--url", gw.url, "--admin-key", MASTER, "--by", "model"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "router auto:" in out.stdout and "all-strong" in out.stdout

@@ -154,6 +154,10 @@ def _usage(args: argparse.Namespace) -> int:
         t = result["totals"]
         print(f"\n{t['requests']} requests, {t['errors']} errors, {t['prompt_tokens']} prompt + "
               f"{t['completion_tokens']} completion tokens, ${t['cost_usd']:.6f}")
+        for r in result.get("routers") or []:
+            print(f"router {r['router']}: {r['requests']} requests, {r['strong']} strong ({r['strong_model']}) / "
+                  f"{r['weak']} weak ({r['weak_model']}) / {r['other']} other; ${r['cost']:.6f} spent vs "
+                  f"${r['cost_if_strong']:.6f} all-strong: saved ${r['saving']:.6f} ({r['saving_pct']:.0%})")
     return 0
 
 

@@ -332,7 +332,11 @@ async def usage(gw: Gateway, request: Request) -> Response:
     if q.get("format") == "csv":
         return Response(200, to_csv(rows).encode(), content_type="text/csv")
     totals = {k: sum(r[k] for r in rows) for k in ("requests", "errors", "prompt_tokens", "completion_tokens", "cost_usd")}
-    return _json({"object": "usage_report", "group_by": group_by, "data": rows, "totals": totals})
+    from switchboard.api.dashboard_queries import router_split
+
+    routers = await router_split(gw.storage, since or 0.0, until or 1e18,
+                                 {name: (r.settings.strong, r.settings.weak) for name, r in gw.routers.items()})
+    return _json({"object": "usage_report", "group_by": group_by, "data": rows, "totals": totals, "routers": routers})
 
 
 # ---------------------------------------------------------------- OpenAPI
