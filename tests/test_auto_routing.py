@@ -109,7 +109,7 @@ def test_semantic_intent_route(client):
 
 
 def test_calibrated_share_holds_on_held_out_prompts(client, questions):
-    held_out = questions[800:1000]
+    held_out = questions[600:1300]
     strong = sum(routed(client, "auto-30", q)[0] == "strong" for q in held_out)
     share = strong / len(held_out)
     print(f"calibrated to 30% strong: {share:.1%} of {len(held_out)} held-out prompts went strong")

@@ -7,15 +7,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_router_offline import synthetic_examples
 
 from switchboard.routing.smart import load_router
-from switchboard.routing.smart.embedding import DEFAULT_TABLE, load_embedding, load_table, table_path
+from switchboard.routing.smart.embedding import (
+    DEFAULT_TABLE,
+    load_embedding,
+    load_table,
+    table_path,
+)
 from switchboard.routing.smart.metrics import evaluate_scores
 from switchboard.routing.smart.router import GainRouter, LinearRouter, RouterFormatError
 from switchboard.routing.smart.train import TrainConfig, train_router
 from switchboard.routing.smart.wordpiece import WordPiece
-
-from test_router_offline import synthetic_examples
 
 
 def test_wordpiece_splits_like_bert() -> None:

@@ -10,12 +10,13 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .calibrate import calibrate_threshold
-    from .router import LinearRouter, RandomRouter, ScoringRouter, load_router
+    from .router import GainRouter, LinearRouter, RandomRouter, ScoringRouter, load_router
 
-__all__ = ["ScoringRouter", "LinearRouter", "RandomRouter", "load_router", "calibrate_threshold"]
+__all__ = ["GainRouter", "LinearRouter", "RandomRouter", "ScoringRouter", "calibrate_threshold", "load_router"]
 
 _EXPORTS = {
     "ScoringRouter": "router",
+    "GainRouter": "router",
     "LinearRouter": "router",
     "RandomRouter": "router",
     "load_router": "router",

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from .dataset import Example
+from .embedding import load_embedding
 from .features import Vocabulary, dense_stats, sparse_matrix, terms, tokenize
 from .linear import Design, LinearWeights, fit_logistic
-from .embedding import load_embedding
 from .router import SHARE_GRID, GainRouter, LinearRouter, ScoringRouter
 
 
