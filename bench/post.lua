@@ -6,9 +6,13 @@ wrk.headers["Content-Type"] = "application/json"
 local auth = os.getenv("BENCH_AUTH")
 if auth and auth ~= "" then wrk.headers["Authorization"] = "Bearer " .. auth end
 
+-- Pacing: each connection waits a random 0..2*pause ms (mean: pause) after every answer. The randomness
+-- keeps connections out of step, so arrivals spread out (roughly Poisson) instead of coming in bursts
+-- of every connection at once, which a constant pause would produce.
 local pause = tonumber(os.getenv("BENCH_DELAY_MS") or "0")
 if pause > 0 then
-  function delay() return pause end
+  math.randomseed(os.time())
+  function delay() return math.random(0, 2 * pause) end
 end
 
 function done(summary, latency, requests)
