@@ -135,9 +135,11 @@ def _cmd_shadow_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(subparsers: Any) -> None:
-    from switchboard.evals.compare import env_url
+def env_url() -> str:
+    return os.environ.get("SWITCHBOARD_URL", "http://127.0.0.1:4000")
 
+
+def register(subparsers: Any) -> None:
     p = subparsers.add_parser("compare", help="compare models on a dataset through the gateway: accuracy, latency, cost")
     p.add_argument("--models", required=True, help="comma-separated model names as the gateway knows them, e.g. A,B,auto")
     p.add_argument("--data", required=True, help="JSONL dataset: {messages|prompt, expected, grader?} or GSM8K {question, answer}")

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import os
 import sys
 import time
 from dataclasses import dataclass
@@ -396,5 +395,3 @@ def format_table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def env_url() -> str:
-    return os.environ.get("SWITCHBOARD_URL", "http://127.0.0.1:4000")
