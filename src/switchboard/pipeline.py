@@ -76,7 +76,7 @@ class Pipeline:
         try:
             model = await self.prepare(request, ctx, headers)
             if self.cascades(request, ctx):
-                response = await self.cascade(request, ctx, settle=False)
+                response = await self.cascade(request, ctx)
                 return self._replay(ctx, completion_to_chunks(response, request.include_usage))
             upstream, first, model, dep = await self.gw.executor.open_stream(request, model, ctx)
         except GatewayError as exc:
@@ -199,7 +199,7 @@ class Pipeline:
         router = self.gw.routers.get(request.model)
         return router is not None and router.settings.cascade is not None and ctx.route.reason == "score"
 
-    async def cascade(self, request: ChatRequest, ctx: RequestContext, settle: bool = True) -> dict[str, Any]:
+    async def cascade(self, request: ChatRequest, ctx: RequestContext) -> dict[str, Any]:
         """Weak model first, checked; the strong one only if the check fails. Both calls are accounted."""
         from switchboard.routing.cascade import run_cascade
 
