@@ -213,14 +213,19 @@ class ChatRequest:
 
     def prompt_text(self) -> str:
         """All text of the conversation, for routing and local token counting."""
-        out: list[str] = []
-        for msg in self.body["messages"]:
-            content = msg.get("content")
-            if isinstance(content, str):
-                out.append(content)
-            elif isinstance(content, list):
-                out.extend(p["text"] for p in content if isinstance(p, dict) and p.get("type") == "text")
-        return "\n".join(out)
+        return messages_text(self.body["messages"])
+
+
+def messages_text(messages: Any) -> str:
+    """The text of OpenAI-shaped messages (string contents and text parts), one message a line."""
+    out: list[str] = []
+    for msg in messages if isinstance(messages, list) else ():
+        content = msg.get("content") if isinstance(msg, dict) else None
+        if isinstance(content, str):
+            out.append(content)
+        elif isinstance(content, list):
+            out.extend(str(p.get("text", "")) for p in content if isinstance(p, dict) and p.get("type") == "text")
+    return "\n".join(out)
 
 
 def validate_embeddings_body(body: Any) -> None:

@@ -41,6 +41,16 @@ class Provider:
 
     # -- shared plumbing for adapters
 
+    def headers(self, deployment: Deployment) -> dict[str, str]:
+        """JSON with the key as a bearer token, plus the deployment's extra headers (most providers' way)."""
+        headers = {"content-type": "application/json"}
+        if deployment.api_key is not None:
+            headers["authorization"] = "Bearer " + deployment.api_key.reveal()
+        extra = deployment.options.get("headers")
+        if extra:
+            headers.update(extra)
+        return headers
+
     async def open(self, deployment: Deployment, method: str, url: str, headers: dict[str, str],
                    body: bytes = b"") -> ClientResponse:
         """Send a request; transport failures become `UpstreamError`s, error statuses too."""

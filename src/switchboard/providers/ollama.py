@@ -31,15 +31,6 @@ DONE_REASONS = {"stop": "stop", "length": "length", "load": "stop", "unload": "s
 class OllamaProvider(Provider):
     kind = "ollama"
 
-    def headers(self, deployment: Deployment) -> dict[str, str]:
-        headers = {"content-type": "application/json"}
-        if deployment.api_key is not None:
-            headers["authorization"] = "Bearer " + deployment.api_key.reveal()
-        extra = deployment.options.get("headers")
-        if extra:
-            headers.update(extra)
-        return headers
-
     async def payload(self, request: ChatRequest, deployment: Deployment, stream: bool) -> dict[str, Any]:
         body = request.body
         c.single_choice(self.kind, body)

@@ -25,15 +25,6 @@ from switchboard.providers.base import Provider, iter_body
 class OpenAIProvider(Provider):
     kind = "openai"
 
-    def headers(self, deployment: Deployment) -> dict[str, str]:
-        headers = {"content-type": "application/json"}
-        if deployment.api_key is not None:
-            headers["authorization"] = "Bearer " + deployment.api_key.reveal()
-        extra = deployment.options.get("headers")
-        if extra:
-            headers.update(extra)
-        return headers
-
     def url(self, deployment: Deployment, path: str) -> str:
         return deployment.base_url + path
 

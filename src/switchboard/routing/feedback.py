@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from switchboard.core.request import messages_text
 from switchboard.errors import InvalidRequest, NotFound, PermissionDenied
 from switchboard.http.server import Request, Response
 
@@ -42,16 +43,7 @@ def _score(body: dict[str, Any]) -> float:
 def _prompt_of(row: dict[str, Any]) -> str | None:
     extra = orjson.loads(row["extra"]) if row.get("extra") else {}
     messages = extra.get("messages") if isinstance(extra, dict) else None
-    if not isinstance(messages, list):
-        return None
-    parts = []
-    for m in messages:
-        content = m.get("content") if isinstance(m, dict) else None
-        if isinstance(content, str):
-            parts.append(content)
-        elif isinstance(content, list):
-            parts.extend(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
-    return "\n".join(parts)
+    return messages_text(messages) if isinstance(messages, list) else None
 
 
 async def post_feedback(gw: Gateway, request: Request) -> Response:

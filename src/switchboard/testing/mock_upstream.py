@@ -24,6 +24,7 @@ from typing import Any
 
 import orjson
 
+from switchboard.core.request import messages_text
 from switchboard.http.server import AbortConnection, HttpServer, Request, Response, StreamResponse
 
 
@@ -224,7 +225,7 @@ class MockUpstream:
         if error is not None:
             return error
         messages = body.get("messages") or []
-        prompt = openai_prompt_text(messages)
+        prompt = messages_text(messages)
         prompt_tokens = count_tokens(prompt)
         if self.too_long(model, prompt_tokens):
             return _error(400, f"This model's maximum context length is {self.behaviour(model).context_window} tokens. "
@@ -317,17 +318,6 @@ class MockUpstream:
     async def openai_models(self, request: Request, body: dict[str, Any]) -> Response:
         data = [{"id": name, "object": "model", "created": 0, "owned_by": "mock"} for name in self.behaviours]
         return Response(200, orjson.dumps({"object": "list", "data": data}))
-
-
-def openai_prompt_text(messages: list[Any]) -> str:
-    out = []
-    for msg in messages:
-        content = msg.get("content") if isinstance(msg, dict) else None
-        if isinstance(content, str):
-            out.append(content)
-        elif isinstance(content, list):
-            out.extend(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
-    return "\n".join(out)
 
 
 def pick_tool(body: dict[str, Any]) -> dict[str, Any] | None:
