@@ -13,7 +13,7 @@ import time
 import openai
 import yaml
 
-from support import MockProc, free_port, wait_http
+from support import MockProc, free_port, wait_for, wait_http
 
 MASTER = "sk-test-master-0123456789"
 
@@ -43,8 +43,9 @@ def test_workers_share_the_port_log_every_request_and_drain_on_sigterm(tmp_path)
                                 env={**os.environ, "SB_MASTER": MASTER, "PYTHONUNBUFFERED": "1"})
         try:
             wait_http(f"http://127.0.0.1:{port}/ready", proc=proc)
-            workers = _children(proc.pid)
-            assert len(workers) == 2
+            # The first worker may answer /ready while the second is still starting.
+            workers = wait_for(lambda: len(_children(proc.pid)) == 2 and _children(proc.pid), timeout=10)
+            assert workers and len(workers) == 2, (_children(proc.pid), proc.poll(), log_path.read_text())
 
             client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=MASTER, max_retries=0)
             for _ in range(20):
