@@ -37,8 +37,7 @@ from switchboard.config import Deployment
 from switchboard.core.anthropic_format import FINISH_FOR_STOP
 from switchboard.core.request import ChatRequest
 from switchboard.errors import InvalidRequest, UpstreamError
-from switchboard.http.sse import SSEDecoder
-from switchboard.providers.base import Provider, error_message, iter_body, retry_after
+from switchboard.providers.base import Provider, error_message, retry_after, sse_json
 from switchboard.providers.images import load_image
 
 API_VERSION = "2023-06-01"
@@ -417,21 +416,13 @@ class AnthropicProvider(Provider):
         payload = await RequestBuilder(self, deployment).build(request.body, stream=True)
         response = await self.open(deployment, "POST", self.url(deployment), self.headers(deployment),
                                    orjson.dumps(payload))
-        decoder = SSEDecoder()
         translator = StreamTranslator(self.json_mode(request))
         try:
-            async for raw in iter_body(response, deployment):
-                for event_name, data in decoder.feed(raw):
-                    try:
-                        event = orjson.loads(data)
-                    except orjson.JSONDecodeError:
-                        raise UpstreamError(errors.SERVER, f"{deployment.id}: invalid JSON in stream") from None
-                    if not isinstance(event, dict):
-                        continue
-                    if event.get("type") == "error" or event_name == "error":
-                        raise stream_error(event.get("error"), deployment)
-                    for chunk in translator.feed(event):
-                        yield chunk
+            async for event_name, event in sse_json(response, deployment):
+                if event.get("type") == "error" or event_name == "error":
+                    raise stream_error(event.get("error"), deployment)
+                for chunk in translator.feed(event):
+                    yield chunk
             if not translator.done:
                 raise UpstreamError(errors.CONNECTION, f"{deployment.id}: stream ended before message_stop")
         finally:

@@ -106,6 +106,21 @@ async def iter_body(response: ClientResponse, deployment: Deployment) -> AsyncIt
         raise UpstreamError(errors.CONNECTION, f"{deployment.id}: stream broke off: {exc}") from None
 
 
+async def sse_json(response: ClientResponse, deployment: Deployment) -> AsyncIterator[tuple[str | None, dict[str, Any]]]:
+    """The JSON-object events of an SSE body, as (event name, object); invalid JSON is an upstream error."""
+    from switchboard.http.sse import SSEDecoder
+
+    decoder = SSEDecoder()
+    async for raw in iter_body(response, deployment):
+        for name, data in decoder.feed(raw):
+            try:
+                event = orjson.loads(data)
+            except orjson.JSONDecodeError:
+                raise UpstreamError(errors.SERVER, f"{deployment.id}: invalid JSON in stream") from None
+            if isinstance(event, dict):
+                yield name, event
+
+
 def error_message(body: bytes) -> str:
     """The human message inside the usual error JSON shapes, or the raw text."""
     try:

@@ -24,9 +24,8 @@ from switchboard import errors
 from switchboard.config import Deployment
 from switchboard.core.request import ChatRequest
 from switchboard.errors import UpstreamError
-from switchboard.http.sse import SSEDecoder
 from switchboard.providers import canonical as c
-from switchboard.providers.base import Provider, iter_body
+from switchboard.providers.base import Provider, sse_json
 
 FINISH_REASONS = {
     "STOP": "stop", "MAX_TOKENS": "length", "SAFETY": "content_filter", "RECITATION": "content_filter",
@@ -171,45 +170,37 @@ class GeminiProvider(Provider):
         response = await self.open(deployment, "POST", self.url(deployment, "streamGenerateContent") + "?alt=sse",
                                    self.headers(deployment), orjson.dumps(payload))
         writer = c.ChunkWriter(deployment.upstream_model)
-        decoder = SSEDecoder()
         started: set[int] = set()
         tool_positions: dict[int, int] = {}
         usage_meta: dict[str, Any] | None = None
         try:
-            async for raw in iter_body(response, deployment):
-                for _event, data in decoder.feed(raw):
-                    try:
-                        event = orjson.loads(data)
-                    except orjson.JSONDecodeError:
-                        raise UpstreamError(errors.SERVER, f"{deployment.id}: invalid JSON in stream") from None
-                    if not isinstance(event, dict):
-                        continue
-                    if "error" in event:
-                        raise self.error_from_response(int((event["error"] or {}).get("code") or 500),
-                                                       orjson.dumps(event), {}, deployment)
-                    check_prompt_blocked(event, deployment)
-                    if isinstance(event.get("usageMetadata"), dict):
-                        usage_meta = event["usageMetadata"]
-                    for cand in event.get("candidates") or ():
-                        index = cand.get("index", 0)
-                        if index not in started:
-                            started.add(index)
-                            yield writer.role(index)
-                        for part in (cand.get("content") or {}).get("parts") or ():
-                            if "functionCall" in part:
-                                call = part["functionCall"]
-                                position = tool_positions.get(index, 0)
-                                tool_positions[index] = position + 1
-                                yield writer.tool_start(position, call.get("id") or c.call_id(), call.get("name", ""),
-                                                        orjson.dumps(call.get("args") or {}).decode(), index)
-                            elif isinstance(part.get("text"), str) and part["text"] and not part.get("thought"):
-                                yield writer.text(part["text"], index)
-                        reason = cand.get("finishReason")
-                        if reason:
-                            finish = FINISH_REASONS.get(reason, "stop")
-                            if finish == "stop" and tool_positions.get(index):
-                                finish = "tool_calls"
-                            yield writer.finish(finish, index)
+            async for _event, event in sse_json(response, deployment):
+                if "error" in event:
+                    raise self.error_from_response(int((event["error"] or {}).get("code") or 500),
+                                                   orjson.dumps(event), {}, deployment)
+                check_prompt_blocked(event, deployment)
+                if isinstance(event.get("usageMetadata"), dict):
+                    usage_meta = event["usageMetadata"]
+                for cand in event.get("candidates") or ():
+                    index = cand.get("index", 0)
+                    if index not in started:
+                        started.add(index)
+                        yield writer.role(index)
+                    for part in (cand.get("content") or {}).get("parts") or ():
+                        if "functionCall" in part:
+                            call = part["functionCall"]
+                            position = tool_positions.get(index, 0)
+                            tool_positions[index] = position + 1
+                            yield writer.tool_start(position, call.get("id") or c.call_id(), call.get("name", ""),
+                                                    orjson.dumps(call.get("args") or {}).decode(), index)
+                        elif isinstance(part.get("text"), str) and part["text"] and not part.get("thought"):
+                            yield writer.text(part["text"], index)
+                    reason = cand.get("finishReason")
+                    if reason:
+                        finish = FINISH_REASONS.get(reason, "stop")
+                        if finish == "stop" and tool_positions.get(index):
+                            finish = "tool_calls"
+                        yield writer.finish(finish, index)
         finally:
             response.release()
         usage = gemini_usage(usage_meta)
