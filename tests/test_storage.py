@@ -140,3 +140,55 @@ async def test_parallel_slots(limits):
     assert await limits.acquire("q", 1, "x", 0.05)
     await asyncio.sleep(0.1)
     assert await limits.acquire("q", 1, "y", 30), "an expired slot (a crashed replica's) frees itself"
+
+
+async def test_sqlite_group_commit_rolls_back_only_the_transaction_that_raises(tmp_path):
+    """Transactions queued together share one COMMIT, but each one that raises is undone alone."""
+    from switchboard.storage.base import Steps, execute, fetchone
+
+    store = SQLiteStorage(str(tmp_path / "g.db"))
+    await store.start()
+    ledger = Ledger(store)
+
+    def topup(i: int) -> Steps[int]:
+        yield execute("INSERT INTO ledger (ts, account, kind, amount, request_id, model, note) "
+                      "VALUES (?, 'key:g', 'topup', ?, ?, NULL, NULL)", time.time(), i, f"g{i}")
+        if i % 5 == 0:
+            raise ValueError(f"refused {i}")
+        row = yield fetchone("SELECT COUNT(*) AS n FROM ledger WHERE request_id = ?", f"g{i}")
+        return row["n"]
+
+    outcomes = await asyncio.gather(*(store.transact(topup(i)) for i in range(1, 101)), return_exceptions=True)
+    assert [str(o) for o in outcomes if isinstance(o, Exception)] == [f"refused {i}" for i in range(5, 101, 5)]
+    assert all(o == 1 for o in outcomes if not isinstance(o, Exception))
+    rows = await store.fetchall("SELECT amount FROM ledger WHERE account = 'key:g' ORDER BY amount")
+    assert [r["amount"] for r in rows] == [i for i in range(1, 101) if i % 5]
+    assert await ledger.total("key:g") == sum(i for i in range(1, 101) if i % 5)
+    await store.close()
+
+
+async def test_sqlite_checkpoints_keep_the_wal_bounded(tmp_path):
+    """Automatic checkpoints are off on the write path; the background checkpointer keeps the WAL from growing."""
+    path = tmp_path / "w.db"
+    store = SQLiteStorage(str(path))
+    await store.start()
+    assert (await store.fetchone("PRAGMA wal_autocheckpoint"))["wal_autocheckpoint"] == 0
+    ledger = Ledger(store)
+    await ledger.post("key:w", "topup", 10**12, prepaid=True)
+
+    batches = iter(range(10**9))
+
+    async def write_for(seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            i = next(batches)
+            await asyncio.gather(*(ledger.settle(f"w{i}-{j}", Holds(), ["key:w"], [], 1, "m", time.time())
+                                   for j in range(20)))
+            await asyncio.sleep(0.005)
+
+    await write_for(1.3)
+    first = (tmp_path / "w.db-wal").stat().st_size
+    await write_for(2.6)  # twice as long again: without checkpoints the WAL would triple
+    second = (tmp_path / "w.db-wal").stat().st_size
+    assert second < 2 * first, (first, second)
+    await store.close()

@@ -45,6 +45,7 @@ from switchboard.errors import (
     ServiceUnavailable,
 )
 from switchboard.http.server import Request, Response
+from switchboard.storage.base import Steps, execute, fetchone
 
 if TYPE_CHECKING:
     from switchboard.app import Gateway
@@ -225,19 +226,25 @@ class Admission:
             raise InvalidRequest("The Idempotency-Key header must be at most 255 characters.")
         key_id = (ctx.identity.key_id if ctx.identity else None) or "anonymous"
         fingerprint = hashlib.sha256(request.path.encode() + b"\0" + request.body).hexdigest()
-        storage = self.gw.storage
         now = time.time()
-        async with storage.transaction() as tx:
-            row = await tx.fetchone("SELECT * FROM idempotency WHERE key_id = ? AND idem_key = ?", key_id, idem_key)
+        settings = self.settings
+
+        def claim() -> Steps[dict[str, Any] | None]:
+            row = yield fetchone("SELECT * FROM idempotency WHERE key_id = ? AND idem_key = ?", key_id, idem_key)
             stale = row is not None and (
-                (row["state"] == "done" and now - row["created_at"] > self.settings.idempotency_ttl_seconds)
-                or (row["state"] == "pending" and now - row["created_at"] > self.settings.reservation_ttl_seconds))
+                (row["state"] == "done" and now - row["created_at"] > settings.idempotency_ttl_seconds)
+                or (row["state"] == "pending" and now - row["created_at"] > settings.reservation_ttl_seconds))
             if row is None or stale:
-                await tx.execute("DELETE FROM idempotency WHERE key_id = ? AND idem_key = ?", key_id, idem_key)
-                await tx.execute("INSERT INTO idempotency (key_id, idem_key, fingerprint, state, created_at) "
-                                 "VALUES (?, ?, ?, 'pending', ?)", key_id, idem_key, fingerprint, now)
-                self._pend(ctx).idem = (key_id, idem_key)
+                yield execute("DELETE FROM idempotency WHERE key_id = ? AND idem_key = ?", key_id, idem_key)
+                yield execute("INSERT INTO idempotency (key_id, idem_key, fingerprint, state, created_at) "
+                              "VALUES (?, ?, ?, 'pending', ?)", key_id, idem_key, fingerprint, now)
                 return None
+            return row
+
+        row = await self.gw.storage.transact(claim())
+        if row is None:
+            self._pend(ctx).idem = (key_id, idem_key)
+            return None
         if row["fingerprint"] != fingerprint:
             raise InvalidRequest("This Idempotency-Key was already used with a different request body.",
                                  param="Idempotency-Key")
@@ -325,9 +332,11 @@ class Admission:
             self._background(lambda: self._forget_idempotency(key_id, idem_key), "clearing an idempotency key")
 
     async def _forget_idempotency(self, key_id: str, idem_key: str) -> None:
-        async with self.gw.storage.transaction() as tx:
-            await tx.execute("DELETE FROM idempotency WHERE key_id = ? AND idem_key = ? AND state = 'pending'",
-                             key_id, idem_key)
+        def forget() -> Steps[None]:
+            yield execute("DELETE FROM idempotency WHERE key_id = ? AND idem_key = ? AND state = 'pending'",
+                          key_id, idem_key)
+
+        await self.gw.storage.transact(forget())
 
 
 def _scope_name(scope: str) -> str:

@@ -22,12 +22,13 @@ import argparse
 import json
 import os
 import sys
-import urllib.error
-import urllib.request
 from typing import Any
 
 
 def _call(args: argparse.Namespace, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    import urllib.error  # here, not at the top: `switchboard serve` never needs it
+    import urllib.request
+
     url = args.url.rstrip("/") + path
     data = json.dumps(body).encode() if body is not None else None
     headers = {"content-type": "application/json"}

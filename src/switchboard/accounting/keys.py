@@ -24,7 +24,7 @@ from typing import Any
 
 import orjson
 
-from switchboard.storage.base import Storage
+from switchboard.storage.base import Steps, Storage, execute, single
 
 TOKEN_PREFIX = "sk-sb-"
 _ID_LEN = 12
@@ -152,11 +152,14 @@ class KeyStore:
         values.update({c: fields.get(c) for c in EDITABLE})
         values.update(key_id=key_id, prefix=f"{TOKEN_PREFIX}{key_id}", salt=salt, hash=hash_secret(salt, secret),
                       created_at=now, updated_at=now, name=fields.get("name") or key_id)
-        async with self.storage.transaction() as tx:
-            await tx.execute(f"INSERT INTO api_keys ({', '.join(_KEY_COLUMNS)}) VALUES ({', '.join('?' * len(_KEY_COLUMNS))})",
-                             *(_db_value(c, values[c]) for c in _KEY_COLUMNS))
-            await tx.execute("INSERT INTO accounts (account, prepaid, balance, reserved, updated_at) VALUES (?, ?, 0, 0, ?) "
-                             "ON CONFLICT (account) DO NOTHING", f"key:{key_id}", 1 if prepaid else 0, now)
+
+        def insert() -> Steps[None]:
+            yield execute(f"INSERT INTO api_keys ({', '.join(_KEY_COLUMNS)}) VALUES ({', '.join('?' * len(_KEY_COLUMNS))})",
+                          *(_db_value(c, values[c]) for c in _KEY_COLUMNS))
+            yield execute("INSERT INTO accounts (account, prepaid, balance, reserved, updated_at) VALUES (?, ?, 0, 0, ?) "
+                          "ON CONFLICT (account) DO NOTHING", f"key:{key_id}", 1 if prepaid else 0, now)
+
+        await self.storage.transact(insert())
         record = await self.get(key_id)
         assert record is not None
         return record, token
@@ -181,9 +184,9 @@ class KeyStore:
         changes = {c: fields[c] for c in EDITABLE if c in fields}
         if changes:
             sets = ", ".join(f"{c} = ?" for c in changes)
-            async with self.storage.transaction() as tx:
-                n = await tx.execute(f"UPDATE api_keys SET {sets}, updated_at = ? WHERE key_id = ?",
-                                     *(_db_value(c, v) for c, v in changes.items()), time.time(), key_id)
+            update = execute(f"UPDATE api_keys SET {sets}, updated_at = ? WHERE key_id = ?",
+                             *(_db_value(c, v) for c, v in changes.items()), time.time(), key_id)
+            n = await self.storage.transact(single(update))
             if n == 0:
                 return None
         self.forget(key_id)
@@ -191,9 +194,8 @@ class KeyStore:
 
     async def revoke(self, key_id: str) -> KeyRecord | None:
         now = time.time()
-        async with self.storage.transaction() as tx:
-            await tx.execute("UPDATE api_keys SET revoked_at = ?, updated_at = ? WHERE key_id = ? AND revoked_at IS NULL",
-                             now, now, key_id)
+        await self.storage.transact(single(execute(
+            "UPDATE api_keys SET revoked_at = ?, updated_at = ? WHERE key_id = ? AND revoked_at IS NULL", now, now, key_id)))
         self.forget(key_id)
         return await self.get(key_id)
 

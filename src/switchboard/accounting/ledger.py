@@ -31,7 +31,7 @@ import orjson
 
 from switchboard.accounting.keys import Budget
 from switchboard.errors import InsufficientCredit
-from switchboard.storage.base import Storage, Tx
+from switchboard.storage.base import Steps, Storage, execute, fetchone
 
 KINDS = ("topup", "charge", "refund", "adjustment")
 
@@ -92,19 +92,24 @@ class Ledger:
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {', '.join(KINDS)}")
         now = time.time()
-        async with self.storage.transaction() as tx:
-            await ensure_account(tx, account, now)
+
+        def steps() -> Steps[dict[str, Any]]:
+            yield from ensure_account(account, now)
             if prepaid is not None:
-                await tx.execute("UPDATE accounts SET prepaid = ? WHERE account = ?", 1 if prepaid else 0, account)
-            await tx.execute("INSERT INTO ledger (ts, account, kind, amount, request_id, model, note) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                             now, account, kind, amount, request_id, None, note)
-            await tx.execute("UPDATE accounts SET balance = balance + ?, updated_at = ? WHERE account = ?", amount, now, account)
-            return await tx.fetchone("SELECT * FROM accounts WHERE account = ?", account) or {}
+                yield execute("UPDATE accounts SET prepaid = ? WHERE account = ?", 1 if prepaid else 0, account)
+            yield execute("INSERT INTO ledger (ts, account, kind, amount, request_id, model, note) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                          now, account, kind, amount, request_id, None, note)
+            yield execute("UPDATE accounts SET balance = balance + ?, updated_at = ? WHERE account = ?", amount, now, account)
+            return (yield fetchone("SELECT * FROM accounts WHERE account = ?", account)) or {}
+
+        return await self.storage.transact(steps())
 
     async def set_prepaid(self, account: str, prepaid: bool) -> None:
-        async with self.storage.transaction() as tx:
-            await ensure_account(tx, account, time.time())
-            await tx.execute("UPDATE accounts SET prepaid = ? WHERE account = ?", 1 if prepaid else 0, account)
+        def steps() -> Steps[None]:
+            yield from ensure_account(account, time.time())
+            yield execute("UPDATE accounts SET prepaid = ? WHERE account = ?", 1 if prepaid else 0, account)
+
+        await self.storage.transact(steps())
 
     async def account(self, account: str) -> dict[str, Any] | None:
         return await self.storage.fetchone("SELECT * FROM accounts WHERE account = ?", account)
@@ -133,11 +138,13 @@ class Ledger:
         return int(row["total"]) if row else 0
 
     async def set_budget(self, account: str, period: str, cap: int | None, *, soft: bool = False) -> None:
-        async with self.storage.transaction() as tx:
-            await tx.execute("DELETE FROM budgets WHERE account = ? AND period = ? AND soft = ?", account, period, int(soft))
+        def steps() -> Steps[None]:
+            yield execute("DELETE FROM budgets WHERE account = ? AND period = ? AND soft = ?", account, period, int(soft))
             if cap is not None:
-                await tx.execute("INSERT INTO budgets (account, period, cap, soft) VALUES (?, ?, ?, ?)",
-                                 account, period, int(cap), int(soft))
+                yield execute("INSERT INTO budgets (account, period, cap, soft) VALUES (?, ?, ?, ?)",
+                              account, period, int(cap), int(soft))
+
+        await self.storage.transact(steps())
 
     async def budgets(self, account: str) -> list[dict[str, Any]]:
         now = time.time()
@@ -160,74 +167,15 @@ class Ledger:
 
         Returns the holds and the warnings of soft budgets already exceeded.
         """
-        holds = Holds()
-        warnings: list[str] = []
-        async with self.storage.transaction() as tx:
-            for account in sorted(prepaid):  # a fixed order, so concurrent transactions cannot deadlock
-                n = await tx.execute("UPDATE accounts SET reserved = reserved + ? WHERE account = ? AND balance - reserved >= ?",
-                                     amount, account, amount)
-                if n == 0:
-                    row = await tx.fetchone("SELECT balance, reserved FROM accounts WHERE account = ?", account)
-                    available = (int(row["balance"]) - int(row["reserved"])) if row else 0
-                    who = "This API key" if account.startswith("key:") else f"Team {account[5:]!r}"
-                    raise InsufficientCredit(
-                        f"{who} has insufficient credit: {_usd(max(0, available))} available, this request may cost up to "
-                        f"{_usd(amount)}. Add credit (switchboard credits add) or lower max_tokens.")
-                holds.accounts[account] = amount
-            for b in sorted(budgets, key=lambda b: (b.account, b.period, b.soft)):
-                key = bucket(b.period, now)
-                if b.soft:
-                    row = await tx.fetchone("SELECT spent FROM spend WHERE account = ? AND bucket = ?", b.account, key)
-                    if row and int(row["spent"]) >= b.cap:
-                        warnings.append(f"{b.account} is over its soft {b.period} budget of {_usd(b.cap)}")
-                    continue
-                await tx.execute("INSERT INTO spend (account, bucket, spent, reserved) VALUES (?, ?, 0, 0) "
-                                 "ON CONFLICT (account, bucket) DO NOTHING", b.account, key)
-                n = await tx.execute("UPDATE spend SET reserved = reserved + ? WHERE account = ? AND bucket = ? "
-                                     "AND spent + reserved + ? <= ?", amount, b.account, key, amount, b.cap)
-                if n == 0:
-                    who = "This API key" if b.account.startswith("key:") else f"Team {b.account[5:]!r}"
-                    raise BudgetExceeded(f"{who} has reached its {b.period}ly budget of {_usd(b.cap)}; it resets at "
-                                         f"{datetime.fromtimestamp(period_reset(b.period, now), UTC):%Y-%m-%d %H:%M} UTC.")
-                holds.buckets[(b.account, key)] = amount
-            if holds:
-                await tx.execute("INSERT INTO reservations (request_id, created_at, expires_at, holds) VALUES (?, ?, ?, ?)",
-                                 request_id, now, now + ttl, holds.dumps())
-        return holds, warnings
+        return await self.storage.transact(_reserve(request_id, prepaid, budgets, amount, ttl, now))
 
     async def settle(self, request_id: str, holds: Holds, charges: list[str], budgets: list[Budget], cost: int,
                      model: str | None, now: float, idempotency: tuple[str, str, int, bytes, str] | None = None) -> None:
         """Release the holds and append the actual charge, in one transaction."""
-        async with self.storage.transaction() as tx:
-            dropped = bool(holds) and await tx.execute("DELETE FROM reservations WHERE request_id = ?", request_id) > 0
-            # Rows are touched in one sorted order (accounts, then spend) in every transaction: no deadlocks.
-            for account in sorted(set(charges) | set(holds.accounts)):
-                release = holds.accounts.get(account, 0) if dropped else 0
-                charge = cost if account in charges else 0
-                if charge:
-                    await ensure_account(tx, account, now)
-                    await tx.execute("INSERT INTO ledger (ts, account, kind, amount, request_id, model, note) "
-                                     "VALUES (?, ?, 'charge', ?, ?, ?, NULL)", now, account, -charge, request_id, model)
-                if release or charge:
-                    await tx.execute("UPDATE accounts SET reserved = reserved - ?, balance = balance - ?, updated_at = ? "
-                                     "WHERE account = ?", release, charge, now, account)
-            spend_rows = {(b.account, bucket(b.period, now)) for b in budgets} if cost else set()
-            for account, key in sorted(spend_rows | set(holds.buckets)):
-                release = holds.buckets.get((account, key), 0) if dropped else 0
-                charge = cost if (account, key) in spend_rows else 0
-                if release or charge:
-                    await tx.execute("INSERT INTO spend (account, bucket, spent, reserved) VALUES (?, ?, 0, 0) "
-                                     "ON CONFLICT (account, bucket) DO NOTHING", account, key)
-                    await tx.execute("UPDATE spend SET reserved = reserved - ?, spent = spent + ? WHERE account = ? AND bucket = ?",
-                                     release, charge, account, key)
-            if idempotency is not None:
-                key_id, idem_key, status, body, headers = idempotency
-                await tx.execute("UPDATE idempotency SET state = 'done', status = ?, body = ?, headers = ? "
-                                 "WHERE key_id = ? AND idem_key = ?", status, body, headers, key_id, idem_key)
+        await self.storage.transact(_settle(request_id, holds, charges, budgets, cost, model, now, idempotency))
 
     async def release(self, request_id: str, holds: Holds) -> None:
-        async with self.storage.transaction() as tx:
-            await _drop_holds(tx, request_id, holds)
+        await self.storage.transact(_drop_holds(request_id, holds))
 
     async def sweep(self, now: float) -> int:
         """Release the holds of reservations whose request never settled (its replica died)."""
@@ -237,16 +185,82 @@ class Ledger:
         return len(rows)
 
 
-async def ensure_account(tx: Tx, account: str, now: float) -> None:
-    await tx.execute("INSERT INTO accounts (account, prepaid, balance, reserved, updated_at) VALUES (?, 0, 0, 0, ?) "
-                     "ON CONFLICT (account) DO NOTHING", account, now)
+def _reserve(request_id: str, prepaid: list[str], budgets: list[Budget], amount: int, ttl: float,
+             now: float) -> Steps[tuple[Holds, list[str]]]:
+    holds = Holds()
+    warnings: list[str] = []
+    for account in sorted(prepaid):  # a fixed order, so concurrent transactions cannot deadlock
+        n = yield execute("UPDATE accounts SET reserved = reserved + ? WHERE account = ? AND balance - reserved >= ?",
+                          amount, account, amount)
+        if n == 0:
+            row = yield fetchone("SELECT balance, reserved FROM accounts WHERE account = ?", account)
+            available = (int(row["balance"]) - int(row["reserved"])) if row else 0
+            who = "This API key" if account.startswith("key:") else f"Team {account[5:]!r}"
+            raise InsufficientCredit(
+                f"{who} has insufficient credit: {_usd(max(0, available))} available, this request may cost up to "
+                f"{_usd(amount)}. Add credit (switchboard credits add) or lower max_tokens.")
+        holds.accounts[account] = amount
+    for b in sorted(budgets, key=lambda b: (b.account, b.period, b.soft)):
+        key = bucket(b.period, now)
+        if b.soft:
+            row = yield fetchone("SELECT spent FROM spend WHERE account = ? AND bucket = ?", b.account, key)
+            if row and int(row["spent"]) >= b.cap:
+                warnings.append(f"{b.account} is over its soft {b.period} budget of {_usd(b.cap)}")
+            continue
+        yield execute("INSERT INTO spend (account, bucket, spent, reserved) VALUES (?, ?, 0, 0) "
+                      "ON CONFLICT (account, bucket) DO NOTHING", b.account, key)
+        n = yield execute("UPDATE spend SET reserved = reserved + ? WHERE account = ? AND bucket = ? "
+                          "AND spent + reserved + ? <= ?", amount, b.account, key, amount, b.cap)
+        if n == 0:
+            who = "This API key" if b.account.startswith("key:") else f"Team {b.account[5:]!r}"
+            raise BudgetExceeded(f"{who} has reached its {b.period}ly budget of {_usd(b.cap)}; it resets at "
+                                 f"{datetime.fromtimestamp(period_reset(b.period, now), UTC):%Y-%m-%d %H:%M} UTC.")
+        holds.buckets[(b.account, key)] = amount
+    if holds:
+        yield execute("INSERT INTO reservations (request_id, created_at, expires_at, holds) VALUES (?, ?, ?, ?)",
+                      request_id, now, now + ttl, holds.dumps())
+    return holds, warnings
 
 
-async def _drop_holds(tx: Tx, request_id: str, holds: Holds) -> None:
+def _settle(request_id: str, holds: Holds, charges: list[str], budgets: list[Budget], cost: int, model: str | None,
+            now: float, idempotency: tuple[str, str, int, bytes, str] | None) -> Steps[None]:
+    dropped = bool(holds) and (yield execute("DELETE FROM reservations WHERE request_id = ?", request_id)) > 0
+    # Rows are touched in one sorted order (accounts, then spend) in every transaction: no deadlocks.
+    for account in sorted(set(charges) | set(holds.accounts)):
+        release = holds.accounts.get(account, 0) if dropped else 0
+        charge = cost if account in charges else 0
+        if charge:
+            yield from ensure_account(account, now)
+            yield execute("INSERT INTO ledger (ts, account, kind, amount, request_id, model, note) "
+                          "VALUES (?, ?, 'charge', ?, ?, ?, NULL)", now, account, -charge, request_id, model)
+        if release or charge:
+            yield execute("UPDATE accounts SET reserved = reserved - ?, balance = balance - ?, updated_at = ? "
+                          "WHERE account = ?", release, charge, now, account)
+    spend_rows = {(b.account, bucket(b.period, now)) for b in budgets} if cost else set()
+    for account, key in sorted(spend_rows | set(holds.buckets)):
+        release = holds.buckets.get((account, key), 0) if dropped else 0
+        charge = cost if (account, key) in spend_rows else 0
+        if release or charge:
+            yield execute("INSERT INTO spend (account, bucket, spent, reserved) VALUES (?, ?, 0, 0) "
+                          "ON CONFLICT (account, bucket) DO NOTHING", account, key)
+            yield execute("UPDATE spend SET reserved = reserved - ?, spent = spent + ? WHERE account = ? AND bucket = ?",
+                          release, charge, account, key)
+    if idempotency is not None:
+        key_id, idem_key, status, body, headers = idempotency
+        yield execute("UPDATE idempotency SET state = 'done', status = ?, body = ?, headers = ? "
+                      "WHERE key_id = ? AND idem_key = ?", status, body, headers, key_id, idem_key)
+
+
+def ensure_account(account: str, now: float) -> Steps[None]:
+    yield execute("INSERT INTO accounts (account, prepaid, balance, reserved, updated_at) VALUES (?, 0, 0, 0, ?) "
+                  "ON CONFLICT (account) DO NOTHING", account, now)
+
+
+def _drop_holds(request_id: str, holds: Holds) -> Steps[None]:
     # Deleting the row first: only the transaction that actually removed it gives the holds back.
-    if await tx.execute("DELETE FROM reservations WHERE request_id = ?", request_id) == 0:
+    if (yield execute("DELETE FROM reservations WHERE request_id = ?", request_id)) == 0:
         return
     for account, amount in sorted(holds.accounts.items()):
-        await tx.execute("UPDATE accounts SET reserved = reserved - ? WHERE account = ?", amount, account)
+        yield execute("UPDATE accounts SET reserved = reserved - ? WHERE account = ?", amount, account)
     for (account, key), amount in sorted(holds.buckets.items()):
-        await tx.execute("UPDATE spend SET reserved = reserved - ? WHERE account = ? AND bucket = ?", amount, account, key)
+        yield execute("UPDATE spend SET reserved = reserved - ? WHERE account = ? AND bucket = ?", amount, account, key)

@@ -23,6 +23,7 @@ import orjson
 from switchboard.core.request import messages_text
 from switchboard.errors import InvalidRequest, NotFound, PermissionDenied
 from switchboard.http.server import Request, Response
+from switchboard.storage.base import Steps, execute
 
 if TYPE_CHECKING:
     from switchboard.app import Gateway
@@ -69,10 +70,13 @@ async def post_feedback(gw: Gateway, request: Request) -> Response:
     if not identity.is_admin and row["key_id"] != identity.key_id:
         raise PermissionDenied("Only the key that made a request may rate it.", param="request_id")
     prompt = prompt or _prompt_of(row)
-    async with gw.storage.transaction() as tx:
-        await tx.execute("DELETE FROM feedback WHERE request_id = ?", body["request_id"])
-        await tx.execute("INSERT INTO feedback (request_id, ts, key_id, score, comment, prompt) VALUES (?, ?, ?, ?, ?, ?)",
-                         body["request_id"], time.time(), identity.key_id, score, comment, prompt)
+
+    def replace() -> Steps[None]:
+        yield execute("DELETE FROM feedback WHERE request_id = ?", body["request_id"])
+        yield execute("INSERT INTO feedback (request_id, ts, key_id, score, comment, prompt) VALUES (?, ?, ?, ?, ?, ?)",
+                      body["request_id"], time.time(), identity.key_id, score, comment, prompt)
+
+    await gw.storage.transact(replace())
     return Response(200, orjson.dumps({"object": "feedback", "request_id": body["request_id"], "score": score,
                                        "usable_for_training": prompt is not None}))
 

@@ -7,9 +7,11 @@ backend runs its blocking calls on one dedicated thread, never on the event loop
 
 from __future__ import annotations
 
-from contextlib import AbstractAsyncContextManager
+from collections.abc import Generator
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
+
+T = TypeVar("T")
 
 REQUEST_LOG_COLUMNS = (
     "request_id", "ts", "key_id", "ingress", "endpoint", "model_requested", "model_used", "deployment",
@@ -53,23 +55,45 @@ class RequestLogEntry:
                 orjson.dumps(self.extra).decode() if self.extra else None)
 
 
-class Tx(Protocol):
-    """One open transaction. SQL uses `?` placeholders in both backends (Postgres rewrites them to `$n`)."""
+Statement = tuple[str, str, tuple[Any, ...]]
+"""One statement of a transaction: (what to return, SQL with `?` placeholders, arguments)."""
 
-    async def execute(self, sql: str, *args: Any) -> int:
-        """Run a statement; returns the number of rows it changed."""
+Steps = Generator[Statement, Any, T]
+"""A transaction written as a generator: it yields statements and receives each one's result.
 
-    async def fetchone(self, sql: str, *args: Any) -> dict[str, Any] | None: ...
+Both backends drive the same generator, so the accounting logic is written once: SQLite
+runs the whole transaction in one hop to its database thread (one round trip, however
+many statements), Postgres awaits each statement on one pooled connection. Raising
+inside the generator rolls the transaction back.
+"""
 
-    async def fetchall(self, sql: str, *args: Any) -> list[dict[str, Any]]: ...
+
+def execute(sql: str, *args: Any) -> Statement:
+    """A statement whose result is the number of rows it changed."""
+    return ("rowcount", sql, args)
+
+
+def fetchone(sql: str, *args: Any) -> Statement:
+    """A query whose result is its first row as a dict, or None."""
+    return ("one", sql, args)
+
+
+def fetchall(sql: str, *args: Any) -> Statement:
+    """A query whose result is every row as a dict."""
+    return ("all", sql, args)
+
+
+def single(statement: Statement) -> Steps[Any]:
+    """A transaction of one statement; its result is the statement's."""
+    return (yield statement)
 
 
 class Storage(Protocol):
     name: str
     dialect: str  # "sqlite" or "postgres": the few SQL expressions that differ look at it
 
-    def transaction(self) -> AbstractAsyncContextManager[Tx]:
-        """A transaction: committed when the block ends, rolled back if it raises."""
+    async def transact(self, steps: Steps[T]) -> T:
+        """Run a transaction: committed when the generator returns (its value is returned), rolled back if it raises."""
 
     async def fetchall(self, sql: str, *args: Any) -> list[dict[str, Any]]: ...
 

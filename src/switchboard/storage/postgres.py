@@ -13,16 +13,15 @@ several independent gateways (or test runs).
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from switchboard.storage.base import REQUEST_LOG_COLUMNS, RequestLogEntry
+from switchboard.storage.base import REQUEST_LOG_COLUMNS, RequestLogEntry, Statement, Steps
 from switchboard.storage.schema import migrations
 
 _PLACEHOLDER = re.compile(r"\?")
 _SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+T = TypeVar("T")
 _MIGRATION_LOCK = 0x5B_0A_CC_01  # advisory lock id: "switchboard accounts migrations"
 
 
@@ -45,23 +44,16 @@ def split_schema(url: str) -> tuple[str, str | None]:
     return urlunsplit(parts._replace(query=urlencode(rest))), schema
 
 
-class _PgTx:
-    __slots__ = ("_conn",)
-
-    def __init__(self, conn: Any) -> None:
-        self._conn = conn
-
-    async def execute(self, sql: str, *args: Any) -> int:
-        status = await self._conn.execute(to_dollar_params(sql), *args)
+async def _run(conn: Any, statement: Statement) -> Any:
+    kind, sql, args = statement
+    if kind == "rowcount":
+        status = await conn.execute(to_dollar_params(sql), *args)
         tail = status.rsplit(" ", 1)[-1]
         return int(tail) if tail.isdigit() else 0
-
-    async def fetchall(self, sql: str, *args: Any) -> list[dict[str, Any]]:
-        return [dict(r) for r in await self._conn.fetch(to_dollar_params(sql), *args)]
-
-    async def fetchone(self, sql: str, *args: Any) -> dict[str, Any] | None:
-        row = await self._conn.fetchrow(to_dollar_params(sql), *args)
+    if kind == "one":
+        row = await conn.fetchrow(to_dollar_params(sql), *args)
         return dict(row) if row is not None else None
+    return [dict(r) for r in await conn.fetch(to_dollar_params(sql), *args)]
 
 
 class PostgresStorage:
@@ -117,10 +109,15 @@ class PostgresStorage:
         except Exception:
             return False
 
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[_PgTx]:
+    async def transact(self, steps: Steps[T]) -> T:
         async with self._pool.acquire() as conn, conn.transaction():
-            yield _PgTx(conn)
+            result: Any = None
+            while True:
+                try:
+                    statement = steps.send(result)
+                except StopIteration as done:
+                    return done.value
+                result = await _run(conn, statement)
 
     async def fetchall(self, sql: str, *args: Any) -> list[dict[str, Any]]:
         return [dict(r) for r in await self._pool.fetch(to_dollar_params(sql), *args)]

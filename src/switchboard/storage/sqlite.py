@@ -10,16 +10,19 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from switchboard.storage.base import REQUEST_LOG_COLUMNS, RequestLogEntry
+from switchboard.storage.base import REQUEST_LOG_COLUMNS, RequestLogEntry, Steps
+from switchboard.storage.checkpoint import Checkpointer
+from switchboard.storage.group_commit import GroupCommit
 from switchboard.storage.schema import migrations
 
 T = TypeVar("T")
+
+_LOG_SLICE = 200  # request log rows per database-thread job
 
 class SQLiteStorage:
     name = "sqlite"
@@ -29,24 +32,14 @@ class SQLiteStorage:
         self.path = path
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
         self._conn: sqlite3.Connection | None = None
-        # One connection serves everything, so a transaction must own it from BEGIN to COMMIT:
-        # every write (and every read that must not see a half-done transaction) takes this lock.
-        self._lock = asyncio.Lock()
+        self._group = GroupCommit(self._executor, self._connection)
+        self._checkpointer: Checkpointer | None = None
 
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[_SQLiteTx]:
-        async with self._lock:
-            await self.run(lambda c: c.execute("BEGIN IMMEDIATE"))
-            try:
-                yield _SQLiteTx(self)
-            except BaseException:
-                await asyncio.shield(self.run(lambda c: c.execute("ROLLBACK")))
-                raise
-            await asyncio.shield(self.run(lambda c: c.execute("COMMIT")))
+    async def transact(self, steps: Steps[T]) -> T:
+        return await self._group.transact(steps)
 
     async def fetchall(self, sql: str, *args: Any) -> list[dict[str, Any]]:
-        async with self._lock:
-            return await self.run(lambda c: [dict(r) for r in c.execute(sql, args)])
+        return await self.run(lambda c: [dict(r) for r in c.execute(sql, args)])
 
     async def fetchone(self, sql: str, *args: Any) -> dict[str, Any] | None:
         rows = await self.fetchall(sql, *args)
@@ -58,18 +51,27 @@ class SQLiteStorage:
         return await loop.run_in_executor(self._executor, self._call, fn)
 
     def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        return fn(self._connection())
+
+    def _connection(self) -> sqlite3.Connection:
+        """The database thread's connection, opened on first use."""
         if self._conn is None:
             if self.path != ":memory:":
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
             _enable_wal(conn)
             conn.execute("PRAGMA synchronous=NORMAL")
+            if self.path != ":memory:":
+                conn.execute("PRAGMA wal_autocheckpoint=0")  # the Checkpointer does it, off the write path
             conn.row_factory = sqlite3.Row
             self._conn = conn
-        return fn(self._conn)
+        return self._conn
 
     async def start(self) -> None:
         await self.run(self._migrate)
+        if self.path != ":memory:":
+            self._checkpointer = Checkpointer(self.path, finish=lambda: self.run(_checkpoint))
+            self._checkpointer.start()
 
     @staticmethod
     def _migrate(conn: sqlite3.Connection) -> None:
@@ -89,6 +91,10 @@ class SQLiteStorage:
             raise
 
     async def close(self) -> None:
+        if self._checkpointer is not None:
+            await self._checkpointer.close()
+            self._checkpointer = None
+
         def _close(conn: sqlite3.Connection) -> None:
             conn.close()
 
@@ -104,11 +110,10 @@ class SQLiteStorage:
             return False
 
     async def write_request_logs(self, entries: list[RequestLogEntry]) -> None:
-        rows = [e.row() for e in entries]
         sql = (f"INSERT OR REPLACE INTO request_log ({', '.join(REQUEST_LOG_COLUMNS)}) "
                f"VALUES ({', '.join('?' * len(REQUEST_LOG_COLUMNS))})")
 
-        def _write(conn: sqlite3.Connection) -> None:
+        def _write(conn: sqlite3.Connection, rows: list[tuple]) -> None:
             conn.execute("BEGIN")
             try:
                 conn.executemany(sql, rows)
@@ -117,33 +122,17 @@ class SQLiteStorage:
                 conn.execute("ROLLBACK")
                 raise
 
-        async with self._lock:
-            await self.run(_write)
+        # In slices, so that a request's credit transaction never queues behind a whole batch of log rows.
+        for i in range(0, len(entries), _LOG_SLICE):
+            rows = [e.row() for e in entries[i:i + _LOG_SLICE]]
+            await self.run(lambda c, rows=rows: _write(c, rows))
 
     async def recent_requests(self, limit: int = 50, **filters: Any) -> list[dict[str, Any]]:
         return await self.run(lambda c: query_recent(c, limit, **filters))
 
 
-class _SQLiteTx:
-    """Statements of one transaction, each run on the database thread while the storage lock is held."""
-
-    __slots__ = ("_s",)
-
-    def __init__(self, storage: SQLiteStorage) -> None:
-        self._s = storage
-
-    async def execute(self, sql: str, *args: Any) -> int:
-        return await self._s.run(lambda c: c.execute(sql, args).rowcount)
-
-    async def fetchall(self, sql: str, *args: Any) -> list[dict[str, Any]]:
-        return await self._s.run(lambda c: [dict(r) for r in c.execute(sql, args)])
-
-    async def fetchone(self, sql: str, *args: Any) -> dict[str, Any] | None:
-        def one(c: sqlite3.Connection) -> dict[str, Any] | None:
-            row = c.execute(sql, args).fetchone()
-            return dict(row) if row is not None else None
-
-        return await self._s.run(one)
+def _checkpoint(conn: sqlite3.Connection) -> None:
+    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
 
 
 def query_recent(conn: sqlite3.Connection, limit: int = 50, *, key_id: str | None = None, model: str | None = None,
