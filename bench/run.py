@@ -109,11 +109,12 @@ def limits_supported() -> bool:
 
 
 def create_virtual_key(port: int) -> str | None:
-    """An API key issued through the admin API with its own rpm/tpm limits, when this build has keys."""
+    """An API key issued through the admin API with prepaid credit and its own rpm/tpm limits: every request
+    through it reserves its worst-case cost and is charged on the ledger before its answer goes out."""
     import urllib.error
     import urllib.request
 
-    body = json.dumps({"name": "bench", "rpm": 100_000_000, "tpm": 100_000_000_000}).encode()
+    body = json.dumps({"name": "bench", "rpm": 100_000_000, "tpm": 100_000_000_000, "credits_usd": 1_000_000}).encode()
     req = urllib.request.Request(f"http://127.0.0.1:{port}/admin/keys", data=body, method="POST",
                                  headers={"content-type": "application/json", "authorization": f"Bearer {MASTER_KEY}"})
     try:
@@ -240,8 +241,9 @@ def main() -> int:
         time.sleep(1.0)
         sb_idle = sb.memory()
         features["metrics"] = _answers(f"http://127.0.0.1:{sb_port}/metrics", MASTER_KEY)
-        # Headline runs use the master key (auth + gateway-wide limits); an issued API key with its own
-        # limits is measured beside them, because it adds a durable ledger charge to every request.
+        # Headline runs use the master key (auth + gateway-wide limits); an issued API key with prepaid credit
+        # and its own limits is measured beside them: it adds a credit reservation and a durable ledger
+        # charge (two SQLite transactions) to every request.
         vkey = create_virtual_key(sb_port)
         features["virtual_key_runs"] = vkey is not None
         sb_key = MASTER_KEY
@@ -442,8 +444,8 @@ def render_table(r: dict) -> str:
     row("req/s, 32 in flight", tput["direct"]["rps"], tput["switchboard"]["rps"], ll(tput, "rps"),
         f"{rt['throughput_x']}x" if rt else "-")
     if "switchboard_api_key" in tput:
-        row("req/s, 32 in flight, API key", "", tput["switchboard_api_key"]["rps"])
-        row("added p50 ms, 1 in flight, API key", "", lat["switchboard_api_key"]["overhead_p50_ms"])
+        row("req/s, 32 in flight, prepaid API key", "", tput["switchboard_api_key"]["rps"])
+        row("added p50 ms, 1 in flight, prepaid API key", "", lat["switchboard_api_key"]["overhead_p50_ms"])
     row("p50 ms, 32 in flight", tput["direct"]["p50_ms"], tput["switchboard"]["p50_ms"], ll(tput, "p50_ms"))
     row("p50 ms, 1 in flight", lat["direct"]["p50_ms"], lat["switchboard"]["p50_ms"], ll(lat, "p50_ms"))
     row("p99 ms, 1 in flight", lat["direct"]["p99_ms"], lat["switchboard"]["p99_ms"], ll(lat, "p99_ms"))
