@@ -21,8 +21,9 @@ from switchboard.storage.schema import migrations
 
 _PLACEHOLDER = re.compile(r"\?")
 _SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
-T = TypeVar("T")
 _MIGRATION_LOCK = 0x5B_0A_CC_01  # advisory lock id: "switchboard accounts migrations"
+
+T = TypeVar("T")
 
 
 def to_dollar_params(sql: str, _cache: dict[str, str] = {}) -> str:  # noqa: B006 - deliberate memo

@@ -2,7 +2,10 @@
 
 SQLite connections are not shareable across threads and every call blocks, so
 all work goes through a single-thread executor: the event loop only awaits.
-WAL mode lets readers (the CLI's `switchboard logs`) run beside the gateway.
+A transaction runs whole in one job on that thread, and transactions queued
+together share one COMMIT (group_commit.py); WAL checkpoints happen off the
+write path (checkpoint.py). WAL mode lets readers (the CLI's `switchboard
+logs`) run beside the gateway.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from switchboard.storage.schema import migrations
 T = TypeVar("T")
 
 _LOG_SLICE = 200  # request log rows per database-thread job
+
 
 class SQLiteStorage:
     name = "sqlite"
