@@ -169,6 +169,39 @@ def test_idempotency_key_returns_the_first_result_and_charges_once(stack):
     assert "different request body" in err.value.message
 
 
+def test_idempotency_key_on_embeddings_and_anthropic_messages(stack):
+    import anthropic
+
+    gw, mock = stack
+    key_id, key = new_key(gw, credits_usd=5.0)
+    client = client_for(gw, key)
+    before = mock.stats()["completed"]
+    first = client.embeddings.with_raw_response.create(model="m", input=["alpha", "beta"],
+                                                       extra_headers={"Idempotency-Key": "emb-1"})
+    again = client.embeddings.with_raw_response.create(model="m", input=["alpha", "beta"],
+                                                       extra_headers={"Idempotency-Key": "emb-1"})
+    assert again.headers["idempotent-replayed"] == "true"
+    assert [d.embedding for d in again.parse().data] == [d.embedding for d in first.parse().data]
+
+    claude = anthropic.Anthropic(api_key=key, base_url=gw.url, max_retries=0, timeout=10)
+    ask_claude = dict(model="m", max_tokens=10, messages=[{"role": "user", "content": "hi"}])
+    first_msg = claude.messages.with_raw_response.create(**ask_claude, extra_headers={"Idempotency-Key": "msg-1"})
+    again_msg = claude.messages.with_raw_response.create(**ask_claude, extra_headers={"Idempotency-Key": "msg-1"})
+    assert again_msg.headers["idempotent-replayed"] == "true"
+    replay = again_msg.parse()  # the SDK's own Message type: the replay is in Anthropic's format
+    assert replay.type == "message" and replay.id == first_msg.parse().id
+    assert replay.content[0].text == first_msg.parse().content[0].text
+    assert replay.usage.output_tokens == first_msg.parse().usage.output_tokens
+
+    assert mock.stats()["completed"] == before + 2  # one embeddings call, one chat call upstream
+    _, ledger = admin(gw, "GET", f"/admin/keys/{key_id}/ledger")
+    assert [e["kind"] for e in ledger["data"]].count("charge") == 2
+    with pytest.raises(anthropic.BadRequestError) as err:
+        claude.messages.create(model="m", max_tokens=10, messages=[{"role": "user", "content": "other"}],
+                               extra_headers={"Idempotency-Key": "msg-1"})
+    assert "different request body" in str(err.value)
+
+
 def test_rate_limits_rpm_tpm_and_per_model(stack):
     gw, _ = stack
     _, key = new_key(gw, rpm=2)

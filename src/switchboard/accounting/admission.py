@@ -217,8 +217,13 @@ class Admission:
 
     # ------------------------------------------------------------ idempotency
 
-    async def begin_idempotent(self, ctx: RequestContext, request: Request) -> Response | None:
-        """Claim an `Idempotency-Key`, or answer with the stored first response."""
+    async def begin_idempotent(self, ctx: RequestContext, request: Request,
+                               render: Callable[[bytes], bytes] | None = None) -> Response | None:
+        """Claim an `Idempotency-Key`, or answer with the stored first response.
+
+        The stored response is the pipeline's (OpenAI-shaped) result; an ingress that answers in
+        another format passes `render` to turn it into that format on replay.
+        """
         idem_key = request.headers.get("idempotency-key")
         if not idem_key:
             return None
@@ -255,7 +260,8 @@ class Admission:
                                       "a stream cannot be replayed.")
         headers = orjson.loads(row["headers"]) if row["headers"] else {}
         headers["idempotent-replayed"] = "true"
-        return Response(int(row["status"]), bytes(row["body"]), headers)
+        body = bytes(row["body"])
+        return Response(int(row["status"]), render(body) if render is not None else body, headers)
 
     # ------------------------------------------------------------ commit and settle
 

@@ -42,12 +42,16 @@ async def messages(gw: Gateway, request: Request) -> Response | StreamResponse:
     try:
         ctx.identity = await gw.auth.authenticate(request.headers)
         chat = _canonical(request)
+        replayed = await gw.admission.begin_idempotent(  # Idempotency-Key: the first answer, as a Message
+            ctx, request, render=lambda body: orjson.dumps(fmt.to_message(orjson.loads(body), chat.model)))
     except GatewayError as exc:
         if ctx.identity is not None:
             ctx.entry.key_id = ctx.identity.key_id
         gw.pipeline.fail(ctx, exc)
         gw.pipeline.settle(ctx)
         return error_response(exc, ctx)
+    if replayed is not None:
+        return replayed
     try:
         if chat.stream:
             chunks = await gw.pipeline.chat_stream(chat, ctx, request.headers)

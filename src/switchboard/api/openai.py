@@ -78,8 +78,11 @@ async def embeddings(gw: Gateway, request: Request) -> Response:
         ctx.identity = await gw.auth.authenticate(request.headers)
         body = parse_json(request)
         validate_embeddings_body(body)
+        replayed = await gw.admission.begin_idempotent(ctx, request)
     except GatewayError as exc:
         return _reject(gw, ctx, exc)
+    if replayed is not None:
+        return replayed
     try:
         result = await gw.pipeline.embeddings(body, ctx, request.headers)
     except GatewayError as exc:

@@ -10,6 +10,7 @@ adapter (stop reasons, error types) live here too, so both directions agree.
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -320,6 +321,11 @@ def new_message_id() -> str:
     return "msg_" + uuid.uuid4().hex[:24]
 
 
+def _derived_id(prefix: str, seed: object) -> str:
+    """An id that is the same every time the same completion is converted (an idempotent replay)."""
+    return prefix + hashlib.sha256(str(seed).encode()).hexdigest()[:24]
+
+
 def _tool_input(arguments: Any) -> Any:
     if isinstance(arguments, dict):
         return arguments
@@ -347,21 +353,24 @@ def to_message(completion: dict[str, Any], model: str) -> dict[str, Any]:
     choices = completion.get("choices") or [{}]
     choice = choices[0] if isinstance(choices[0], dict) else {}
     message = choice.get("message") if isinstance(choice.get("message"), dict) else {}
+    source_id = completion.get("id") if isinstance(completion.get("id"), str) and completion.get("id") else None
     content: list[dict[str, Any]] = []
     text = message.get("content")
     if isinstance(text, str) and text:
         content.append({"type": "text", "text": text})
     elif isinstance(message.get("refusal"), str) and message["refusal"]:
         content.append({"type": "text", "text": message["refusal"]})
-    for call in message.get("tool_calls") or ():
+    for index, call in enumerate(message.get("tool_calls") or ()):
         fn = call.get("function") or {}
-        content.append({"type": "tool_use", "id": call.get("id") or "toolu_" + uuid.uuid4().hex[:24],
+        fallback = _derived_id("toolu_", (source_id, index)) if source_id else "toolu_" + uuid.uuid4().hex[:24]
+        content.append({"type": "tool_use", "id": call.get("id") or fallback,
                         "name": fn.get("name", ""), "input": _tool_input(fn.get("arguments"))})
     finish = choice.get("finish_reason")
     stop_reason = STOP_FOR_FINISH.get(finish or "stop", "end_turn")
     if message.get("tool_calls") and stop_reason == "end_turn":
         stop_reason = "tool_use"
-    return {"id": new_message_id(), "type": "message", "role": "assistant", "model": completion.get("model") or model,
+    message_id = _derived_id("msg_", source_id) if source_id else new_message_id()
+    return {"id": message_id, "type": "message", "role": "assistant", "model": completion.get("model") or model,
             "content": content, "stop_reason": stop_reason, "stop_sequence": None,
             "usage": anthropic_usage(completion.get("usage"))}
 
