@@ -17,7 +17,9 @@ from switchboard.routing.smart.embedding import (
     table_path,
 )
 from switchboard.routing.smart.metrics import evaluate_scores
+from switchboard.routing.smart.features import tokenize
 from switchboard.routing.smart.router import GainRouter, LinearRouter, RouterFormatError
+from switchboard.routing.smart.structure import STRUCTURE_NAMES, structure_features
 from switchboard.routing.smart.train import TrainConfig, train_router
 from switchboard.routing.smart.wordpiece import WordPiece
 
@@ -52,7 +54,8 @@ def test_static_embedding_puts_related_prompts_closer() -> None:
     assert np.all(emb.embed("") == 0)
 
 
-@pytest.mark.parametrize("config", [TrainConfig(embedding=DEFAULT_TABLE), TrainConfig()], ids=["minilm", "tfidf-only"])
+@pytest.mark.parametrize("config", [TrainConfig(embedding=DEFAULT_TABLE), TrainConfig(), TrainConfig(structure=True)],
+                         ids=["minilm", "tfidf-only", "structure"])
 def test_gain_router_round_trip(tmp_path: Path, config: TrainConfig) -> None:
     train, test = synthetic_examples(600, seed=0), synthetic_examples(300, seed=1)
     router = train_router(train, config=config)
@@ -61,12 +64,28 @@ def test_gain_router_round_trip(tmp_path: Path, config: TrainConfig) -> None:
     router.save(path)
     loaded = load_router(path)
     assert isinstance(loaded, GainRouter) and loaded.embedding_name == config.embedding
+    assert loaded.structure == config.structure
     prompts = [e.prompt for e in test]
     scores = loaded.score_many(prompts)
     assert np.allclose(scores, router.score_many(prompts))
     assert np.all((scores >= 0) & (scores <= 1))
     assert evaluate_scores(scores, [e.strong for e in test], [e.weak for e in test]).apgr > 0.65
     assert loaded.threshold_for_share(0.5) == pytest.approx(loaded.default_threshold)
+
+
+def test_structure_features_read_options_and_arithmetic() -> None:
+    def features(text: str) -> dict[str, float]:
+        values = structure_features(text, tokenize(text))
+        assert len(values) == len(STRUCTURE_NAMES)
+        return dict(zip(STRUCTURE_NAMES, values))
+
+    mcq = features("Which of these is NOT a prime?\nA. 2\nB. 3\nC. 9\nD. All of the above\nAnswer:")
+    assert mcq["options"] == 4 and mcq["negated_stem"] == 1 and mcq["above_option"] == 1
+    assert mcq["numeric_option_share"] == 0.75
+    word = features("Tom has $12.50 and spends half of it each day. What is left after 3 days?")
+    assert word["options"] == 0 and word["log_money"] > 0 and word["log_decimals"] > 0
+    assert word["log_multiplier_words"] > 0 and word["log_rate_words"] > 0 and word["log_change_words"] > 0
+    assert features("")["options"] == 0
 
 
 def test_linear_kind_still_trains() -> None:

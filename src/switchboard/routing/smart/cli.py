@@ -27,7 +27,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     examples = _load_examples(args.data, args.benchmark)
     config = TrainConfig(default_share=args.default_share, seed=args.seed, kind=args.kind,
-                         embedding=None if args.embedding == "none" else args.embedding)
+                         embedding=None if args.embedding == "none" else args.embedding,
+                         structure=args.structure)
     router = train_router(examples, name=args.name, config=config)
     router.meta["trained_on"] = Path(args.data).name if Path(args.data).is_file() else args.benchmark
     router.save(args.out)
@@ -49,7 +50,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         from .train import TrainConfig, train_router
 
         config = TrainConfig(seed=args.seed, kind=args.kind,
-                             embedding=None if args.embedding == "none" else args.embedding)
+                             embedding=None if args.embedding == "none" else args.embedding,
+                             structure=args.structure)
         groups = {e.group for e in examples}
         report = cross_validate(
             examples, name, args.folds, lambda ex: train_router(ex, config=config), seed=args.seed,
@@ -74,6 +76,8 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--embedding", default="none",
                         help="static embedding table added to the gain router's features, e.g. "
                              "minilm-l6-static64 (see docs/routing.md), or 'none' (default)")
+    parser.add_argument("--structure", action="store_true",
+                        help="add multiple-choice / word-problem structure features (gain only)")
 
 
 def register(subparsers: Any) -> None:

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from .features import DENSE_NAMES, Vocabulary, dense_stats, terms, tokenize
+from .structure import STRUCTURE_NAMES, structure_features
 
 FORMAT_VERSION = 1
 DEFAULT_ROUTER_PATH = Path(__file__).resolve().parents[2] / "data" / "routers" / "default.npz"
@@ -140,9 +141,10 @@ class LinearRouter(ScoringRouter):
 
 class GainRouter(ScoringRouter):
     """Two logistic heads, P(strong answers well) and P(weak answers well), over shared
-    features: TF-IDF word uni/bi-grams, shape statistics and, optionally, a static MiniLM
-    embedding (``embedding.py``). The score is the expected strong win rate
-    ``0.5 + (p_strong - p_weak) / 2``, in [0, 1] like the single-head router's.
+    features: TF-IDF word uni/bi-grams, shape statistics and, optionally, structure
+    features (``structure.py``) and a static MiniLM embedding (``embedding.py``). The
+    score is the expected strong win rate ``0.5 + (p_strong - p_weak) / 2``, in [0, 1]
+    like the single-head router's.
 
     Why two heads: a tie label (0.5) hides whether both models were right or both wrong;
     predicting each model's correctness separately keeps that information, and the
@@ -153,9 +155,11 @@ class GainRouter(ScoringRouter):
     def __init__(self, name: str, vocab: Vocabulary, sparse_w: np.ndarray, dense_w: np.ndarray, bias: np.ndarray,
                  dense_mean: np.ndarray, dense_std: np.ndarray, embedding_name: str | None = None,
                  token_weights: np.ndarray | None = None, default_threshold: float = 0.5,
-                 share_thresholds: dict[float, float] | None = None, meta: dict[str, Any] | None = None) -> None:
+                 share_thresholds: dict[float, float] | None = None, meta: dict[str, Any] | None = None,
+                 structure: bool = False) -> None:
         super().__init__(name, default_threshold, share_thresholds, meta)
         self.vocab = vocab
+        self.structure = bool(structure)
         self.sparse_w = np.asarray(sparse_w, dtype=np.float32).reshape(len(vocab.terms), 2)
         self.dense_w = np.asarray(dense_w, dtype=float).reshape(-1, 2)
         self.bias = np.asarray(bias, dtype=float).reshape(2)
@@ -163,7 +167,7 @@ class GainRouter(ScoringRouter):
         self.dense_std = np.asarray(dense_std, dtype=float)
         self.embedding_name = embedding_name or None
         self.embedding = None
-        n_stats = len(DENSE_NAMES)
+        n_stats = len(DENSE_NAMES) + (len(STRUCTURE_NAMES) if self.structure else 0)
         if self.embedding_name:
             from .embedding import load_embedding
 
@@ -182,7 +186,10 @@ class GainRouter(ScoringRouter):
         """The two heads' logits (strong, weak)."""
         tokens = tokenize(text)
         cols = self.vocab.columns(terms(tokens))
-        z = self._offset + np.asarray(dense_stats(text, tokens)) @ self._stats_w
+        stats = dense_stats(text, tokens)
+        if self.structure:
+            stats += structure_features(text, tokens)
+        z = self._offset + np.asarray(stats) @ self._stats_w
         if cols:
             z = z + self._wi[cols].sum(axis=0) / math.sqrt(self._idf2[cols].sum())
         if self.embedding is not None:
@@ -203,7 +210,8 @@ class GainRouter(ScoringRouter):
             bias=self.bias,
             dense_mean=self.dense_mean,
             dense_std=self.dense_std,
-            dense_names=np.array(DENSE_NAMES, dtype=str),
+            dense_names=np.array(DENSE_NAMES + (STRUCTURE_NAMES if self.structure else ()), dtype=str),
+            structure=np.array(self.structure),
             embedding_name=np.array(self.embedding_name or ""),
         )
         if self.embedding is not None:
@@ -268,7 +276,8 @@ def load_router(path: str | os.PathLike | None = None) -> ScoringRouter:
             weights = z["token_weights"].astype(np.float32) if "token_weights" in z else None
             try:
                 return GainRouter(str(z["name"]), vocab, z["sparse_w"], z["dense_w"], z["bias"], z["dense_mean"],
-                                  z["dense_std"], emb_name, weights, **common)
+                                  z["dense_std"], emb_name, weights, **common,
+                                  structure="structure" in z and bool(z["structure"]))
             except FileNotFoundError as exc:
                 raise RouterFormatError(f"{path}: {exc}") from exc
         if kind == "random":

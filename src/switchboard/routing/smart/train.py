@@ -15,6 +15,7 @@ import numpy as np
 from .dataset import Example
 from .embedding import load_embedding
 from .features import Vocabulary, dense_stats, sparse_matrix, terms, tokenize
+from .structure import structure_features
 from .linear import Design, LinearWeights, fit_logistic
 from .router import SHARE_GRID, GainRouter, LinearRouter, ScoringRouter
 
@@ -35,6 +36,8 @@ class TrainConfig:
     kind: str = "gain"
     #: static embedding table appended to the dense features (gain only); None = without.
     embedding: str | None = None
+    #: append the multiple-choice / word-problem structure features (gain only).
+    structure: bool = False
 
 
 def _design(vocab: Vocabulary, term_sets: list[set[str]], dense: np.ndarray) -> Design:
@@ -95,6 +98,8 @@ def train_gain_router(examples: Sequence[Example], name: str = "gain-tfidf",
     tokens = [tokenize(t) for t in texts]
     term_sets = [terms(t) for t in tokens]
     stats = np.array([dense_stats(t, tk) for t, tk in zip(texts, tokens)], dtype=float)
+    if cfg.structure:
+        stats = np.hstack([stats, np.array([structure_features(t, tk) for t, tk in zip(texts, tokens)], dtype=float)])
     fit_idx, valid_idx = _split(len(examples), cfg)
     all_idx = np.arange(len(examples))
 
@@ -125,7 +130,8 @@ def train_gain_router(examples: Sequence[Example], name: str = "gain-tfidf",
     router = GainRouter(
         name, vocab_all, np.stack([h.sparse for h in heads], axis=1), np.stack([h.dense for h in heads], axis=1),
         np.array([h.bias for h in heads]), moments[0], moments[1], cfg.embedding, token_weights,
-        meta={"examples": len(examples), "heads": chosen, "config": {k: v for k, v in cfg.__dict__.items()}})
+        meta={"examples": len(examples), "heads": chosen, "config": {k: v for k, v in cfg.__dict__.items()}},
+        structure=cfg.structure)
     return _finish(router, texts, cfg)  # type: ignore[return-value]
 
 
