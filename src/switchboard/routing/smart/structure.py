@@ -63,21 +63,21 @@ STRUCTURE_NAMES = (
 
 
 def _is_numeric(option: str) -> bool:
-    letters = sum(ch.isalpha() for ch in option)
-    digits = sum(ch.isdigit() for ch in option)
+    letters = sum(map(str.isalpha, option))
+    digits = sum(map(str.isdigit, option))
     return digits > 0 and digits >= letters
 
 
 def structure_features(text: str, tokens: Sequence[str]) -> list[float]:
     """Structure statistics in STRUCTURE_NAMES order (``tokens`` from ``features.tokenize``)."""
-    options = [m.group(2).strip() for m in _OPTION.finditer(text)]
+    matches = list(_OPTION.finditer(text))
+    options = [m.group(2).strip() for m in matches]
     if options:
         lengths = [len(o) for o in options]
         mean_len = sum(lengths) / len(lengths)
         spread = (max(lengths) - min(lengths)) / (mean_len + 1.0)
         numeric = sum(map(_is_numeric, options)) / len(options)
-        first = _OPTION.search(text)
-        stem = text[: first.start()] if first else text
+        stem = text[: matches[0].start()]
     else:
         mean_len, spread, numeric, stem = 0.0, 0.0, 0.0, text
     numbers = _NUMBER.findall(text)
