@@ -46,7 +46,9 @@ async def _check(storage, now: float) -> None:
     await storage.start()
     try:
         entries = _entries(now)
-        await storage.write_request_logs(entries)
+        rows = [e.row() for e in entries]
+        await storage.write_request_logs(rows[:7])  # batches that are not whole multi-row slices
+        await storage.write_request_logs(rows[7:])
         since, until = now - 3600, now + 1
         ok = [e for e in entries if e.status < 400]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 
 import openai
 import pytest
@@ -63,7 +64,9 @@ def test_plain_chat_validates_against_sdk_types(client, stack):
     raw = client.chat.completions.with_raw_response.create(
         model="small", messages=[{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi there"}],
         temperature=0.2, max_tokens=50, extra_body={"some_unknown_field": {"kept": True}})
-    assert raw.headers["x-request-id"].startswith("req_")
+    request_id = raw.headers["x-request-id"]
+    assert request_id.startswith("req_") and len(request_id) == 28
+    assert abs(int(request_id[4:16], 16) / 1000 - time.time()) < 60, "ids start with the time in milliseconds"
     assert raw.headers["x-switchboard-model"] == "small"
     completion = ChatCompletion.model_validate(json.loads(raw.content))
     assert completion.choices[0].message.content == "Hello from the small model, nice to meet you."
@@ -72,6 +75,9 @@ def test_plain_chat_validates_against_sdk_types(client, stack):
     assert sent["model"] == "small-up"
     assert sent["some_unknown_field"] == {"kept": True}, "unknown request fields pass through"
     assert mock.stats()["last_headers"]["authorization"] == "Bearer upstream-secret-key"
+    time.sleep(0.002)
+    later = client.chat.completions.with_raw_response.create(model="small", messages=[{"role": "user", "content": "Hi"}])
+    assert later.headers["x-request-id"] > request_id, "a later request's id sorts after"
 
 
 def test_streamed_chat_chunks_validate_and_end_with_done(stack):

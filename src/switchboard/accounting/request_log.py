@@ -1,8 +1,10 @@
 """The request log: every request, success or failure, written in batches off the hot path.
 
-`record` only appends to a list; a background task hands full batches to the
-store every `flush_seconds` (or sooner when the batch is large), and `close`
-flushes what is left, so a clean shutdown loses nothing.
+`record` turns the finished request's entry into its row (a few microseconds on
+every request, rather than a burst of thousands at each flush) and appends it; a
+background task hands full batches to the store every `flush_seconds` (or
+sooner when the batch is large), and `close` flushes what is left, so a clean
+shutdown loses nothing.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ class RequestLog:
         self.storage = storage
         self.flush_seconds = flush_seconds
         self.max_batch = max_batch
-        self._pending: list[RequestLogEntry] = []
+        self._pending: list[tuple] = []
         self._task: asyncio.Task | None = None
         self._wakeup: asyncio.Event | None = None
         self._closing = False
@@ -31,7 +33,7 @@ class RequestLog:
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     def record(self, entry: RequestLogEntry) -> None:
-        self._pending.append(entry)
+        self._pending.append(entry.row())
         if len(self._pending) >= self.max_batch and self._wakeup is not None:
             self._wakeup.set()
 

@@ -16,7 +16,7 @@ import re
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from switchboard.storage.base import REQUEST_LOG_COLUMNS, RequestLogEntry, Statement, Steps
+from switchboard.storage.base import REQUEST_LOG_COLUMNS, Statement, Steps
 from switchboard.storage.schema import migrations
 
 _PLACEHOLDER = re.compile(r"\?")
@@ -127,12 +127,12 @@ class PostgresStorage:
         row = await self._pool.fetchrow(to_dollar_params(sql), *args)
         return dict(row) if row is not None else None
 
-    async def write_request_logs(self, entries: list[RequestLogEntry]) -> None:
+    async def write_request_logs(self, rows: list[tuple]) -> None:
         cols = ", ".join(REQUEST_LOG_COLUMNS)
         params = ", ".join(f"${i}" for i in range(1, len(REQUEST_LOG_COLUMNS) + 1))
         sql = f"INSERT INTO request_log ({cols}) VALUES ({params}) ON CONFLICT (request_id) DO NOTHING"
         async with self._pool.acquire() as conn:
-            await conn.executemany(sql, [e.row() for e in entries])
+            await conn.executemany(sql, rows)
 
     async def recent_requests(self, limit: int = 50, **filters: Any) -> list[dict[str, Any]]:
         where, args = [], []

@@ -11,6 +11,7 @@ logs`) run beside the gateway.
 from __future__ import annotations
 
 import asyncio
+import functools
 import sqlite3
 import time
 from collections.abc import Callable
@@ -18,14 +19,23 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from switchboard.storage.base import REQUEST_LOG_COLUMNS, RequestLogEntry, Steps
+from switchboard.storage.base import REQUEST_LOG_COLUMNS, Steps
 from switchboard.storage.checkpoint import Checkpointer
 from switchboard.storage.group_commit import GroupCommit
 from switchboard.storage.schema import migrations
 
 T = TypeVar("T")
 
-_LOG_SLICE = 200  # request log rows per database-thread job
+# Request log rows per database-thread job, written by one multi-row INSERT (its own transaction). Short jobs
+# matter more than few commits: the writer thread shares the machine's cores with the event loop, and a
+# request that arrives while the scheduler runs a long job on the loop's core waits for the whole job.
+_LOG_SLICE = 20
+
+
+@functools.lru_cache(maxsize=_LOG_SLICE)
+def _insert_log_rows(n: int) -> str:
+    row = f"({', '.join('?' * len(REQUEST_LOG_COLUMNS))})"
+    return f"INSERT OR REPLACE INTO request_log ({', '.join(REQUEST_LOG_COLUMNS)}) VALUES {', '.join([row] * n)}"
 
 
 class SQLiteStorage:
@@ -113,23 +123,11 @@ class SQLiteStorage:
         except sqlite3.Error:
             return False
 
-    async def write_request_logs(self, entries: list[RequestLogEntry]) -> None:
-        sql = (f"INSERT OR REPLACE INTO request_log ({', '.join(REQUEST_LOG_COLUMNS)}) "
-               f"VALUES ({', '.join('?' * len(REQUEST_LOG_COLUMNS))})")
-
-        def _write(conn: sqlite3.Connection, rows: list[tuple]) -> None:
-            conn.execute("BEGIN")
-            try:
-                conn.executemany(sql, rows)
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-
-        # In slices, so that a request's credit transaction never queues behind a whole batch of log rows.
-        for i in range(0, len(entries), _LOG_SLICE):
-            rows = [e.row() for e in entries[i:i + _LOG_SLICE]]
-            await self.run(lambda c, rows=rows: _write(c, rows))
+    async def write_request_logs(self, rows: list[tuple]) -> None:
+        for i in range(0, len(rows), _LOG_SLICE):
+            part = rows[i:i + _LOG_SLICE]
+            values = [value for row in part for value in row]
+            await self.run(lambda c, n=len(part), values=values: c.execute(_insert_log_rows(n), values))
 
     async def recent_requests(self, limit: int = 50, **filters: Any) -> list[dict[str, Any]]:
         return await self.run(lambda c: query_recent(c, limit, **filters))
