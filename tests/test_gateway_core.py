@@ -75,6 +75,7 @@ def test_plain_chat_validates_against_sdk_types(client, stack):
     assert sent["model"] == "small-up"
     assert sent["some_unknown_field"] == {"kept": True}, "unknown request fields pass through"
     assert mock.stats()["last_headers"]["authorization"] == "Bearer upstream-secret-key"
+    assert mock.stats()["last_headers"]["host"] == mock.url.split("//")[1], "Host carries a non-default port"
     time.sleep(0.002)
     later = client.chat.completions.with_raw_response.create(model="small", messages=[{"role": "user", "content": "Hi"}])
     assert later.headers["x-request-id"] > request_id, "a later request's id sorts after"

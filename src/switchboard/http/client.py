@@ -54,6 +54,16 @@ class _Origin:
     scheme: str
     host: str
     port: int
+    host_header: str
+
+
+def host_header(url: str) -> str:
+    """The Host header for a URL: the host name, with the port unless it is the scheme's default (RFC 9110 7.2)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"  # an IPv6 literal
+    return host if parts.port in (None, 443 if parts.scheme == "https" else 80) else f"{host}:{parts.port}"
 
 
 class _Conn(asyncio.Protocol):
@@ -224,7 +234,7 @@ class HttpClient:
             raise ConnectError(f"unsupported upstream URL {url!r}")
         port = parts.port or (443 if parts.scheme == "https" else 80)
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        value = (_Origin(parts.scheme, parts.hostname, port), target)
+        value = (_Origin(parts.scheme, parts.hostname, port, host_header(url)), target)
         if len(self._origins) < 10_000:
             self._origins[url] = value
         return value
@@ -258,7 +268,7 @@ class HttpClient:
         loop = asyncio.get_running_loop()
         start = loop.time()
         deadline = start + timeouts.total
-        head = [f"{method} {target} HTTP/1.1\r\nhost: {origin.host}\r\ncontent-length: {len(body)}\r\n"]
+        head = [f"{method} {target} HTTP/1.1\r\nhost: {origin.host_header}\r\ncontent-length: {len(body)}\r\n"]
         if headers:
             for k, v in headers.items():
                 head.append(f"{k}: {v}\r\n")

@@ -21,7 +21,7 @@ import hashlib
 import os
 from collections.abc import AsyncIterator
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import orjson
 
@@ -29,6 +29,7 @@ from switchboard import errors
 from switchboard.config import Deployment
 from switchboard.core.request import ChatRequest
 from switchboard.errors import UpstreamError
+from switchboard.http.client import host_header
 from switchboard.providers import canonical as c
 from switchboard.providers.base import Provider, iter_body, read_body, retry_after
 
@@ -362,10 +363,10 @@ def _tool_spec(fn: dict[str, Any]) -> dict[str, Any]:
 def sign(signer: Any, url: str, body: bytes, headers: dict[str, str]) -> dict[str, str]:
     """Headers with SigV4 auth added by botocore.
 
-    The host signed is the one our HTTP client sends: the host name without the port.
+    The host signed is the one our HTTP client sends (`host_header`: with the port when it is not the default).
     """
     from botocore.awsrequest import AWSRequest
 
-    request = AWSRequest(method="POST", url=url, data=body, headers={**headers, "host": urlsplit(url).hostname or ""})
+    request = AWSRequest(method="POST", url=url, data=body, headers={**headers, "host": host_header(url)})
     signer.add_auth(request)
     return {k.lower(): v for k, v in request.headers.items() if k.lower() != "host"}
