@@ -52,7 +52,7 @@ class RequestLogEntry:
                 self.model_used, self.deployment, self.provider, self.status, self.error_type, self.error_message,
                 self.prompt_tokens, self.completion_tokens, self.cost, self.latency_ms, self.ttft_ms,
                 1 if self.stream else 0, self.attempts, self.router, self.router_score,
-                orjson.dumps(self.extra).decode() if self.extra else None)
+                orjson.dumps(self.extra, default=str).decode() if self.extra else None)
 
 
 Statement = tuple[str, str, tuple[Any, ...]]
@@ -106,7 +106,7 @@ class Storage(Protocol):
     async def ping(self) -> bool: ...
 
     async def write_request_logs(self, rows: list[tuple]) -> None:
-        """Insert request log rows (`RequestLogEntry.row()`, in `REQUEST_LOG_COLUMNS` order); a known id is kept."""
+        """Insert request log rows (`RequestLogEntry.row()`, in `REQUEST_LOG_COLUMNS` order), never twice for one id."""
         ...
 
     async def recent_requests(self, limit: int = 50, **filters: Any) -> list[dict[str, Any]]: ...
