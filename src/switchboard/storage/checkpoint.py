@@ -43,15 +43,15 @@ class Checkpointer:
         while True:
             await asyncio.sleep(self.interval_seconds)
             try:
-                await loop.run_in_executor(self._executor, self._checkpoint, "PASSIVE")
+                await loop.run_in_executor(self._executor, self._checkpoint)
                 await self.finish()
             except sqlite3.Error as exc:
                 log.warning("WAL checkpoint failed (will retry): %s", exc)
 
-    def _checkpoint(self, mode: str) -> None:
+    def _checkpoint(self) -> None:
         if self._conn is None:
             self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
-        self._conn.execute(f"PRAGMA wal_checkpoint({mode})").fetchall()
+        checkpoint(self._conn)
 
     async def close(self) -> None:
         """Stop, and fold the WAL back into the database file."""
@@ -59,10 +59,15 @@ class Checkpointer:
             self._task.cancel()
         loop = asyncio.get_running_loop()
         try:
-            await loop.run_in_executor(self._executor, self._checkpoint, "PASSIVE")
+            await loop.run_in_executor(self._executor, self._checkpoint)
         except sqlite3.Error as exc:
             log.warning("final WAL checkpoint failed: %s", exc)
         if self._conn is not None:
             conn, self._conn = self._conn, None
             await loop.run_in_executor(self._executor, conn.close)
         self._executor.shutdown(wait=True)
+
+
+def checkpoint(conn: sqlite3.Connection) -> None:
+    """A PASSIVE checkpoint: copies what it can of the WAL into the database file, never blocking writers."""
+    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from switchboard.storage.base import REQUEST_LOG_COLUMNS, Steps
-from switchboard.storage.checkpoint import Checkpointer
+from switchboard.storage.checkpoint import Checkpointer, checkpoint
 from switchboard.storage.group_commit import GroupCommit
 from switchboard.storage.schema import migrations
 
@@ -84,7 +84,7 @@ class SQLiteStorage:
     async def start(self) -> None:
         await self.run(self._migrate)
         if self.path != ":memory:":
-            self._checkpointer = Checkpointer(self.path, finish=lambda: self.run(_checkpoint))
+            self._checkpointer = Checkpointer(self.path, finish=lambda: self.run(checkpoint))
             self._checkpointer.start()
 
     @staticmethod
@@ -126,15 +126,11 @@ class SQLiteStorage:
     async def write_request_logs(self, rows: list[tuple]) -> None:
         for i in range(0, len(rows), _LOG_SLICE):
             part = rows[i:i + _LOG_SLICE]
-            values = [value for row in part for value in row]
-            await self.run(lambda c, n=len(part), values=values: c.execute(_insert_log_rows(n), values))
+            sql, values = _insert_log_rows(len(part)), [value for row in part for value in row]
+            await self.run(lambda c, sql=sql, values=values: c.execute(sql, values))
 
     async def recent_requests(self, limit: int = 50, **filters: Any) -> list[dict[str, Any]]:
         return await self.run(lambda c: query_recent(c, limit, **filters))
-
-
-def _checkpoint(conn: sqlite3.Connection) -> None:
-    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
 
 
 def query_recent(conn: sqlite3.Connection, limit: int = 50, *, key_id: str | None = None, model: str | None = None,
