@@ -10,6 +10,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 
@@ -22,6 +23,23 @@ def _load_examples(data: str, benchmark: str) -> list[Any]:
     return load_benchmark(path, benchmark)
 
 
+def _clean_errors(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """Bad data or a bad router file ends the command with one line on stderr, not a traceback."""
+
+    def run(args: argparse.Namespace) -> int:
+        from .dataset import DatasetError
+        from .router import RouterFormatError
+
+        try:
+            return command(args)
+        except (DatasetError, RouterFormatError, ValueError, OSError) as exc:
+            print(f"switchboard: {exc}", file=sys.stderr)
+            return 2
+
+    return run
+
+
+@_clean_errors
 def _cmd_train(args: argparse.Namespace) -> int:
     from .train import TrainConfig, train_router
 
@@ -37,6 +55,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+@_clean_errors
 def _cmd_eval(args: argparse.Namespace) -> int:
     from .evaluate import cross_validate, evaluate_router
 
@@ -47,7 +66,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
         report = evaluate_router(load_router(args.router), examples, name, seed=args.seed)
     else:
-        from .train import TrainConfig, train_router
+        from .train import TrainConfig, train_router, train_verifier
 
         config = TrainConfig(seed=args.seed, kind=args.kind,
                              embedding=None if args.embedding == "none" else args.embedding,
@@ -56,6 +75,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         report = cross_validate(
             examples, name, args.folds, lambda ex: train_router(ex, config=config), seed=args.seed,
             leave_group_out=args.benchmark == "mmlu" and len(groups) >= args.folds,
+            verifier=lambda ex: train_verifier(ex, config=TrainConfig(seed=args.seed)),
         )
     if args.plot:
         from .plot import plot_report
@@ -69,10 +89,12 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_model_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--kind", default="gain", choices=["gain", "linear"],
+def _add_model_options(parser: argparse.ArgumentParser, kinds: tuple[str, ...] = ("gain", "linear")) -> None:
+    parser.add_argument("--kind", default="gain", choices=kinds,
                         help="gain: two heads, P(strong correct) - P(weak correct) (default); "
-                             "linear: one soft-label head")
+                             "linear: one soft-label head" + ("; verifier: the cascade's answer verifier, "
+                                                             "trained on prompts with the weak model's answer"
+                                                             if "verifier" in kinds else ""))
     parser.add_argument("--embedding", default="none",
                         help="static embedding table added to the gain router's features, e.g. "
                              "minilm-l6-static64 (see docs/routing.md), or 'none' (default)")
@@ -91,8 +113,8 @@ def register(subparsers: Any) -> None:
                        help="benchmark(s) to train on when --data is a directory (default: all present)")
     train.add_argument("--out", required=True, help="where to write the router (.npz)")
     train.add_argument("--name", default=None,
-                       help="router name stored in the file (default: gain-tfidf or linear-tfidf)")
-    _add_model_options(train)
+                       help="router name stored in the file (default: gain-tfidf, linear-tfidf or answer-verifier)")
+    _add_model_options(train, ("gain", "linear", "verifier"))
     train.add_argument("--default-share", type=float, default=0.5,
                        help="strong-call share on the training prompts that the stored default threshold gives")
     train.add_argument("--seed", type=int, default=0)

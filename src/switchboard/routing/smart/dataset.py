@@ -17,7 +17,8 @@ Supported sources:
 
       {"prompt": "...", "winner": "strong" | "weak" | "tie"}
 
-  Optional ``"group"`` (e.g. a topic) is used for leave-group-out evaluation.
+  Optional ``"group"`` (e.g. a topic) is used for leave-group-out evaluation; optional
+  ``"weak_answer"`` (the weak model's answer) trains the cascade's answer verifier.
 """
 
 from __future__ import annotations
@@ -43,13 +44,16 @@ class Example:
     """One prompt with the quality of the strong and the weak model's answer, in [0, 1].
 
     ``group`` names the prompt's family (an MMLU subject, a benchmark) so evaluation can
-    hold out whole families and measure generalisation to unseen topics.
+    hold out whole families and measure generalisation to unseen topics. ``weak_answer``
+    is the weak model's answer where the data has it: prompt-only routers never read it;
+    the cascade's answer verifier is trained and evaluated on it.
     """
 
     prompt: str
     strong: float
     weak: float
     group: str = ""
+    weak_answer: str | None = None
 
     @property
     def label(self) -> float:
@@ -85,12 +89,13 @@ def _csv_rows(path: Path) -> Iterable[dict[str, str]]:
 
 def _csv_examples(path: Path, group: str, drop: set[str], strong: str, weak: str) -> list[Example]:
     out = []
+    answer_column = f"{weak}_response"
     for row in _csv_rows(path):
         if row["prompt"] in drop:
             continue
         if strong not in row or weak not in row:
             raise DatasetError(f"{path}: missing column {strong!r} or {weak!r}")
-        out.append(Example(row["prompt"], _truth(row[strong]), _truth(row[weak]), group))
+        out.append(Example(row["prompt"], _truth(row[strong]), _truth(row[weak]), group, row.get(answer_column)))
     return out
 
 
@@ -108,8 +113,8 @@ def load_mmlu(data_dir: str | os.PathLike, strong: str = STRONG_MODEL, weak: str
 
 
 def load_gsm8k(data_dir: str | os.PathLike, strong: str = STRONG_MODEL, weak: str = WEAK_MODEL) -> list[Example]:
-    """GSM8K prompts with each model's correctness. Response texts are deliberately ignored:
-    a router must decide before any model has answered."""
+    """GSM8K prompts with each model's correctness and the weak model's answer (read only by
+    the cascade's answer verifier: a prompt-only router decides before any model answers)."""
     root = Path(data_dir) / "gsm8k"
     path = root / "responses.csv"
     if not path.exists():
@@ -168,19 +173,21 @@ def load_jsonl(path: str | os.PathLike, strong: str = "strong", weak: str = "wea
             if not line.strip():
                 continue
             obj = json.loads(line)
-            prompt, group = obj.get("prompt"), str(obj.get("group", ""))
+            prompt, group, answer = obj.get("prompt"), str(obj.get("group", "")), obj.get("weak_answer")
             if not isinstance(prompt, str):
                 raise DatasetError(f"{path}:{n}: 'prompt' must be a string")
+            if answer is not None and not isinstance(answer, str):
+                raise DatasetError(f"{path}:{n}: 'weak_answer' must be a string")
             if "scores" in obj:
                 scores = obj["scores"]
                 if strong not in scores or weak not in scores:
                     raise DatasetError(f"{path}:{n}: 'scores' needs keys {strong!r} and {weak!r}")
-                out.append(Example(prompt, float(scores[strong]), float(scores[weak]), group))
+                out.append(Example(prompt, float(scores[strong]), float(scores[weak]), group, answer))
             elif "winner" in obj:
                 value = {"strong": (1.0, 0.0), "weak": (0.0, 1.0), "tie": (0.5, 0.5)}.get(obj["winner"])
                 if value is None:
                     raise DatasetError(f"{path}:{n}: 'winner' must be strong, weak or tie")
-                out.append(Example(prompt, value[0], value[1], group))
+                out.append(Example(prompt, value[0], value[1], group, answer))
             else:
                 raise DatasetError(f"{path}:{n}: need 'scores' or 'winner'")
     return out

@@ -9,12 +9,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from .dataset import Example
 from .metrics import RouterMetrics, evaluate_scores, oracle_scores
-from .router import RandomRouter, ScoringRouter
+from .router import RandomRouter, ScoringRouter, VerifierRouter
 
 Trainer = Callable[[Sequence[Example]], ScoringRouter]
 
@@ -76,16 +77,18 @@ class Report:
         return "\n".join(lines)
 
 
-def decision_latency_ms(router: ScoringRouter, prompts: Sequence[str], limit: int = 500) -> float:
-    """Median wall time of one ``router.score`` call, in milliseconds, on up to ``limit`` prompts."""
-    sample = list(prompts[:limit])
+def decision_latency_ms(router: ScoringRouter, items: Sequence[str] | Sequence[Example], limit: int = 500) -> float:
+    """Median wall time of one decision, in milliseconds, on up to ``limit`` prompts (or
+    examples: an answer verifier's decision reads the weak answer too)."""
+    sample = list(items[:limit])
     if not sample:
         return 0.0
-    router.score(sample[0])  # warm caches
+    score: Callable[[Any], float] = router.score_example if isinstance(sample[0], Example) else router.score
+    score(sample[0])  # warm caches
     times = []
-    for p in sample:
+    for item in sample:
         t0 = time.perf_counter_ns()
-        router.score(p)
+        score(item)
         times.append(time.perf_counter_ns() - t0)
     return float(np.median(times)) / 1e6
 
@@ -117,9 +120,9 @@ def out_of_fold_scores(examples: Sequence[Example], fold: np.ndarray, trainer: T
         train_rows = np.flatnonzero(fold != k)
         test_rows = np.flatnonzero(fold == k)
         router = trainer([examples[i] for i in train_rows])
-        prompts = [examples[i].prompt for i in test_rows]
-        scores[test_rows] = router.score_many(prompts)
-        latencies.append(decision_latency_ms(router, prompts, limit=200))
+        test = [examples[i] for i in test_rows]
+        scores[test_rows] = router.score_examples(test)
+        latencies.append(decision_latency_ms(router, test, limit=200))
     return scores, float(np.median(latencies))
 
 
@@ -144,23 +147,38 @@ def new_report(benchmark: str, examples: Sequence[Example]) -> Report:
 
 def evaluate_router(router: ScoringRouter, examples: Sequence[Example], benchmark: str, seed: int = 0) -> Report:
     """Test a trained router as is, next to the random and oracle baselines."""
-    prompts = [e.prompt for e in examples]
     report = new_report(benchmark, examples)
-    metrics = evaluate_scores(router.score_many(prompts), [e.strong for e in examples], [e.weak for e in examples])
-    report.results.append(RouterResult(router.name, metrics, decision_latency_ms(router, prompts)))
+    metrics = evaluate_scores(router.score_examples(examples), [e.strong for e in examples], [e.weak for e in examples])
+    report.results.append(RouterResult(router.name, metrics, decision_latency_ms(router, examples), _note(router)))
     report.results.extend(baseline_results(examples, seed))
     return report
 
 
+VERIFIER_NOTE = ("cascade: reads the weak model's answer, so the weak model is called on every prompt "
+                 "(cost = all weak calls + the strong share)")
+
+
+def _note(router: ScoringRouter) -> str:
+    return VERIFIER_NOTE if isinstance(router, VerifierRouter) else ""
+
+
 def cross_validate(examples: Sequence[Example], benchmark: str, folds: int, trainer: Trainer, seed: int = 0,
-                   leave_group_out: bool = False, name: str = "learned") -> Report:
+                   leave_group_out: bool = False, name: str = "learned",
+                   verifier: Trainer | None = None) -> Report:
     """K-fold cross-validation of a trainer; with ``leave_group_out`` also the split that
-    holds out whole groups (subjects), reported alongside under ``<name>-leave-subject-out``."""
+    holds out whole groups (subjects), reported alongside under ``<name>-leave-subject-out``.
+    With ``verifier`` (and examples that carry the weak answer) the cascade's answer
+    verifier is cross-validated on the same folds, as ``cascade-verifier-<K>fold``."""
     report = new_report(benchmark, examples)
     strong = [e.strong for e in examples]
     weak = [e.weak for e in examples]
-    scores, ms = out_of_fold_scores(examples, kfold_assignments(len(examples), folds, seed), trainer)
+    fold = kfold_assignments(len(examples), folds, seed)
+    scores, ms = out_of_fold_scores(examples, fold, trainer)
     report.results.append(RouterResult(f"{name}-{folds}fold", evaluate_scores(scores, strong, weak), ms))
+    if verifier is not None and all(e.weak_answer is not None for e in examples):
+        scores, ms = out_of_fold_scores(examples, fold, verifier)
+        report.results.append(RouterResult(f"cascade-verifier-{folds}fold", evaluate_scores(scores, strong, weak), ms,
+                                           VERIFIER_NOTE))
     if leave_group_out:
         fold = group_assignments([e.group for e in examples], folds, seed)
         scores, ms = out_of_fold_scores(examples, fold, trainer)

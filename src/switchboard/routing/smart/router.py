@@ -16,12 +16,15 @@ import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .features import DENSE_NAMES, Vocabulary, dense_stats, terms, tokenize
 from .structure import STRUCTURE_NAMES, structure_features
+
+if TYPE_CHECKING:
+    from .dataset import Example
 
 FORMAT_VERSION = 1
 DEFAULT_ROUTER_PATH = Path(__file__).resolve().parents[2] / "data" / "routers" / "default.npz"
@@ -58,6 +61,13 @@ class ScoringRouter:
 
     def score_many(self, texts: Sequence[str]) -> np.ndarray:
         return np.fromiter((self.score(t) for t in texts), dtype=float, count=len(texts))
+
+    def score_example(self, example: Example) -> float:
+        """Score a recorded example (its prompt; an answer verifier also reads the weak answer)."""
+        return self.score(example.prompt)
+
+    def score_examples(self, examples: Sequence[Example]) -> np.ndarray:
+        return np.fromiter((self.score_example(e) for e in examples), dtype=float, count=len(examples))
 
     def threshold_for_share(self, share: float) -> float:
         """Threshold sending about ``share`` of training-like traffic to the strong model."""
@@ -167,7 +177,7 @@ class GainRouter(ScoringRouter):
         self.dense_std = np.asarray(dense_std, dtype=float)
         self.embedding_name = embedding_name or None
         self.embedding = None
-        n_stats = len(DENSE_NAMES) + (len(STRUCTURE_NAMES) if self.structure else 0)
+        n_stats = len(self.stat_names())
         if self.embedding_name:
             from .embedding import load_embedding
 
@@ -185,20 +195,27 @@ class GainRouter(ScoringRouter):
     def logits(self, text: str) -> np.ndarray:
         """The two heads' logits (strong, weak)."""
         tokens = tokenize(text)
-        cols = self.vocab.columns(terms(tokens))
         stats = dense_stats(text, tokens)
         if self.structure:
             stats += structure_features(text, tokens)
-        z = self._offset + np.asarray(stats) @ self._stats_w
-        if cols:
-            z = z + self._wi[cols].sum(axis=0) / math.sqrt(self._idf2[cols].sum())
+        z = self._linear(terms(tokens), stats)
         if self.embedding is not None:
             z = z + self.embedding.embed(text) @ self._emb_w
         return z
 
+    def _linear(self, term_set: set[str], stats: list[float]) -> np.ndarray:
+        cols = self.vocab.columns(term_set)
+        z = self._offset + np.asarray(stats) @ self._stats_w
+        if cols:
+            z = z + self._wi[cols].sum(axis=0) / math.sqrt(self._idf2[cols].sum())
+        return z
+
+    def stat_names(self) -> tuple[str, ...]:
+        """Names of the dense statistics in weight order (the embedding follows them)."""
+        return DENSE_NAMES + (STRUCTURE_NAMES if self.structure else ())
+
     def score(self, text: str) -> float:
-        zs, zw = self.logits(text).tolist()
-        return 0.5 + 0.5 * (_sigmoid(zs) - _sigmoid(zw))
+        return _gain(self.logits(text))
 
     def save(self, path: str | os.PathLike) -> None:
         arrays = self._common_arrays("gain")
@@ -210,7 +227,7 @@ class GainRouter(ScoringRouter):
             bias=self.bias,
             dense_mean=self.dense_mean,
             dense_std=self.dense_std,
-            dense_names=np.array(DENSE_NAMES + (STRUCTURE_NAMES if self.structure else ()), dtype=str),
+            dense_names=np.array(self.stat_names(), dtype=str),
             structure=np.array(self.structure),
             embedding_name=np.array(self.embedding_name or ""),
         )
@@ -219,8 +236,65 @@ class GainRouter(ScoringRouter):
         _write_npz(path, arrays)
 
 
+class VerifierRouter(GainRouter):
+    """The cascade's learned check: scores a prompt *and the weak model's answer to it*.
+
+    The same two heads as GainRouter (strong correct, weak correct) over the words of the
+    prompt and of the answer (``answer.verifier_inputs``) and the answer's checks
+    (``answer.ANSWER_NAMES``: arithmetic that does not hold, no final answer, unused
+    quantities, hedging). A score at or above the threshold means "escalate: the strong
+    model is likely to do better than this answer". It needs the answer, so it serves
+    only in cascade mode, never as a prompt-only router.
+    """
+
+    def __init__(self, name: str, vocab: Vocabulary, sparse_w: np.ndarray, dense_w: np.ndarray, bias: np.ndarray,
+                 dense_mean: np.ndarray, dense_std: np.ndarray, default_threshold: float = 0.5,
+                 share_thresholds: dict[float, float] | None = None, meta: dict[str, Any] | None = None) -> None:
+        super().__init__(name, vocab, sparse_w, dense_w, bias, dense_mean, dense_std, None, None, default_threshold,
+                         share_thresholds, meta)
+
+    def stat_names(self) -> tuple[str, ...]:
+        from .answer import VERIFIER_STAT_NAMES
+
+        return VERIFIER_STAT_NAMES
+
+    def score(self, text: str) -> float:
+        raise TypeError(f"{self.name!r} is an answer verifier: it scores a prompt with the weak model's answer "
+                        "(score_answer), so it serves only in cascade mode")
+
+    def score_answer(self, prompt: str, answer: str) -> float:
+        """Expected strong win rate over this weak answer, in [0, 1]: high means escalate."""
+        from .answer import verifier_inputs
+
+        return _gain(self._linear(*verifier_inputs(prompt, answer)))
+
+    def score_example(self, example: Example) -> float:
+        if example.weak_answer is None:
+            raise ValueError(f"{self.name!r} is an answer verifier and the data has no weak-model answers")
+        return self.score_answer(example.prompt, example.weak_answer)
+
+    def save(self, path: str | os.PathLike) -> None:
+        arrays = self._common_arrays("verifier")
+        arrays.update(
+            terms=np.array(self.vocab.terms, dtype=str),
+            idf=self.vocab.idf.astype(np.float32),
+            sparse_w=self.sparse_w.astype(np.float32),
+            dense_w=self.dense_w,
+            bias=self.bias,
+            dense_mean=self.dense_mean,
+            dense_std=self.dense_std,
+            dense_names=np.array(self.stat_names(), dtype=str),
+        )
+        _write_npz(path, arrays)
+
+
 def _sigmoid(z: float) -> float:
     return 1.0 / (1.0 + math.exp(-z)) if z > -700 else 0.0
+
+
+def _gain(z: np.ndarray) -> float:
+    zs, zw = z.tolist()
+    return 0.5 + 0.5 * (_sigmoid(zs) - _sigmoid(zw))
 
 
 class RandomRouter(ScoringRouter):
@@ -280,6 +354,9 @@ def load_router(path: str | os.PathLike | None = None) -> ScoringRouter:
                                   structure="structure" in z and bool(z["structure"]))
             except FileNotFoundError as exc:
                 raise RouterFormatError(f"{path}: {exc}") from exc
+        if kind == "verifier":
+            return VerifierRouter(str(z["name"]), Vocabulary(z["terms"].tolist(), z["idf"]), z["sparse_w"],
+                                  z["dense_w"], z["bias"], z["dense_mean"], z["dense_std"], **common)
         if kind == "random":
             return RandomRouter(int(z["seed"]), str(z["name"]))
     raise RouterFormatError(f"{path}: unknown router kind {kind!r}")

@@ -12,12 +12,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .answer import verifier_inputs
 from .dataset import Example
 from .embedding import load_embedding
 from .features import Vocabulary, dense_stats, sparse_matrix, terms, tokenize
 from .structure import structure_features
 from .linear import Design, LinearWeights, fit_logistic
-from .router import SHARE_GRID, GainRouter, LinearRouter, ScoringRouter
+from .router import SHARE_GRID, GainRouter, LinearRouter, ScoringRouter, VerifierRouter
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,8 @@ class TrainConfig:
     valid_fraction: float = 0.15
     default_share: float = 0.5
     seed: int = 0
-    #: "gain": two heads (strong / weak correctness); "linear": one soft-label head.
+    #: "gain": two heads (strong / weak correctness); "linear": one soft-label head;
+    #: "verifier": the cascade's answer verifier (two heads over prompt + weak answer).
     kind: str = "gain"
     #: static embedding table appended to the dense features (gain only); None = without.
     embedding: str | None = None
@@ -54,7 +56,9 @@ def train_router(examples: Sequence[Example], name: str | None = None,
         return train_gain_router(examples, name or "gain-tfidf", cfg)
     if cfg.kind == "linear":
         return train_linear_router(examples, name or "linear-tfidf", cfg)
-    raise ValueError(f"unknown router kind {cfg.kind!r}; choose gain or linear")
+    if cfg.kind == "verifier":
+        return train_verifier(examples, name or "answer-verifier", cfg)
+    raise ValueError(f"unknown router kind {cfg.kind!r}; choose gain, linear or verifier")
 
 
 def _split(n: int, cfg: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -76,37 +80,41 @@ def _choose_and_refit(cfg: TrainConfig, x_fit: Design, x_val: Design, x_all: Des
     return weights, best_l2, best_steps
 
 
-def _finish(router: ScoringRouter, texts: Sequence[str], cfg: TrainConfig) -> ScoringRouter:
-    scores = router.score_many(texts)
+def _finish(router: ScoringRouter, scores: np.ndarray, cfg: TrainConfig) -> ScoringRouter:
+    """Store the training-score quantiles (threshold per strong share) and the default threshold."""
     router.share_thresholds = {s: float(np.quantile(scores, 1.0 - s)) for s in SHARE_GRID}
     router.default_threshold = router.threshold_for_share(cfg.default_share)
     router.meta["default_share"] = cfg.default_share
     return router
 
 
-def train_gain_router(examples: Sequence[Example], name: str = "gain-tfidf",
-                      config: TrainConfig | None = None) -> GainRouter:
-    """Fit the GainRouter's two heads (strong correct, weak correct) on shared features.
+@dataclass
+class _Heads:
+    """Two fitted heads (strong correct, weak correct) over shared features."""
 
-    Vocabulary, IDF, the embedding's token weights and the standardisation are fitted on
-    the given examples only: first on the fit part of a seeded split, to choose each
-    head's L2 strength and step count by validation loss, then on all of them to refit."""
-    cfg = config or TrainConfig()
-    if len(examples) < 10:
-        raise ValueError("need at least 10 examples to train a router")
-    texts = [e.prompt for e in examples]
-    tokens = [tokenize(t) for t in texts]
-    term_sets = [terms(t) for t in tokens]
-    stats = np.array([dense_stats(t, tk) for t, tk in zip(texts, tokens)], dtype=float)
-    if cfg.structure:
-        stats = np.hstack([stats, np.array([structure_features(t, tk) for t, tk in zip(texts, tokens)], dtype=float)])
+    vocab: Vocabulary
+    sparse_w: np.ndarray
+    dense_w: np.ndarray
+    bias: np.ndarray
+    dense_mean: np.ndarray
+    dense_std: np.ndarray
+    token_weights: np.ndarray | None
+    chosen: list[dict[str, object]]
+
+
+def _fit_heads(examples: Sequence[Example], term_sets: list[set[str]], stats: np.ndarray, cfg: TrainConfig,
+               texts: Sequence[str] | None = None) -> _Heads:
+    """Fit both heads. Vocabulary, IDF, the embedding's token weights (when ``cfg.embedding``
+    and ``texts``) and the standardisation are fitted on the given examples only: first on
+    the fit part of a seeded split, to choose each head's L2 strength and step count by
+    validation loss, then on all of them to refit."""
     fit_idx, valid_idx = _split(len(examples), cfg)
     all_idx = np.arange(len(examples))
 
     def features(rows: np.ndarray) -> tuple[Vocabulary, np.ndarray, np.ndarray, np.ndarray | None]:
         vocab = Vocabulary.fit([term_sets[i] for i in rows], cfg.min_df, cfg.max_terms)
         dense, token_weights = stats, None
-        if cfg.embedding:
+        if cfg.embedding and texts is not None:
             emb = load_embedding(cfg.embedding)
             emb.fit_weights([texts[i] for i in rows])
             dense = np.hstack([stats, emb.embed_many(texts)])
@@ -127,12 +135,45 @@ def train_gain_router(examples: Sequence[Example], name: str = "gain-tfidf",
         weights, l2, steps = _choose_and_refit(cfg, x_fit, x_val, x_all, y, fit_idx, valid_idx)
         heads.append(weights)
         chosen.append({"head": target, "l2": l2, "steps": int(steps)})
-    router = GainRouter(
-        name, vocab_all, np.stack([h.sparse for h in heads], axis=1), np.stack([h.dense for h in heads], axis=1),
-        np.array([h.bias for h in heads]), moments[0], moments[1], cfg.embedding, token_weights,
-        meta={"examples": len(examples), "heads": chosen, "config": {k: v for k, v in cfg.__dict__.items()}},
-        structure=cfg.structure)
-    return _finish(router, texts, cfg)  # type: ignore[return-value]
+    return _Heads(vocab_all, np.stack([h.sparse for h in heads], axis=1), np.stack([h.dense for h in heads], axis=1),
+                  np.array([h.bias for h in heads]), moments[0], moments[1], token_weights, chosen)
+
+
+def _meta(examples: Sequence[Example], heads: _Heads, cfg: TrainConfig) -> dict[str, object]:
+    return {"examples": len(examples), "heads": heads.chosen, "config": dict(cfg.__dict__)}
+
+
+def train_gain_router(examples: Sequence[Example], name: str = "gain-tfidf",
+                      config: TrainConfig | None = None) -> GainRouter:
+    """Fit the GainRouter's two heads (strong correct, weak correct) on shared prompt features."""
+    cfg = config or TrainConfig()
+    if len(examples) < 10:
+        raise ValueError("need at least 10 examples to train a router")
+    texts = [e.prompt for e in examples]
+    tokens = [tokenize(t) for t in texts]
+    stats = np.array([dense_stats(t, tk) for t, tk in zip(texts, tokens)], dtype=float)
+    if cfg.structure:
+        stats = np.hstack([stats, np.array([structure_features(t, tk) for t, tk in zip(texts, tokens)], dtype=float)])
+    h = _fit_heads(examples, [terms(t) for t in tokens], stats, cfg, texts)
+    router = GainRouter(name, h.vocab, h.sparse_w, h.dense_w, h.bias, h.dense_mean, h.dense_std, cfg.embedding,
+                        h.token_weights, meta=_meta(examples, h, cfg), structure=cfg.structure)
+    return _finish(router, router.score_many(texts), cfg)  # type: ignore[return-value]
+
+
+def train_verifier(examples: Sequence[Example], name: str = "answer-verifier",
+                   config: TrainConfig | None = None) -> VerifierRouter:
+    """Fit the cascade's answer verifier on examples that carry the weak model's answer."""
+    cfg = config or TrainConfig()
+    with_answers = [e for e in examples if e.weak_answer is not None]
+    if len(with_answers) < 10:
+        raise ValueError("an answer verifier needs at least 10 examples with the weak model's answer "
+                         "('weak_answer' in JSONL; the RouteLLM GSM8K responses have them)")
+    inputs = [verifier_inputs(e.prompt, e.weak_answer or "") for e in with_answers]
+    stats = np.array([s for _, s in inputs], dtype=float)
+    h = _fit_heads(with_answers, [t for t, _ in inputs], stats, cfg)
+    verifier = VerifierRouter(name, h.vocab, h.sparse_w, h.dense_w, h.bias, h.dense_mean, h.dense_std,
+                              meta=_meta(with_answers, h, cfg))
+    return _finish(verifier, verifier.score_examples(with_answers), cfg)  # type: ignore[return-value]
 
 
 def train_linear_router(
@@ -181,8 +222,4 @@ def train_linear_router(
     router = LinearRouter(name, vocab, weights.sparse, weights.dense, weights.bias, mean, std,
                           meta={"examples": len(examples), "steps": int(best_steps), "l2": best_l2,
                                 "config": {k: v for k, v in cfg.__dict__.items()}})
-    scores = router.score_many(texts)
-    router.share_thresholds = {s: float(np.quantile(scores, 1.0 - s)) for s in SHARE_GRID}
-    router.default_threshold = router.threshold_for_share(cfg.default_share)
-    router.meta["default_share"] = cfg.default_share
-    return router
+    return _finish(router, router.score_many(texts), cfg)  # type: ignore[return-value]
