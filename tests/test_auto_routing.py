@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import random
+import subprocess
+import sys
 
 import openai
 import pytest
 
-from support import DATA, GatewayProc, MockProc, wait_for
+from support import DATA, GatewayProc, MockProc, http, wait_for
 
 pytestmark = pytest.mark.skipif(not DATA.exists(), reason="needs ../shared/data/routellm")
 
@@ -30,6 +32,11 @@ def stack(tmp_path_factory, questions):
     tmp = tmp_path_factory.mktemp("auto")
     mock = MockProc(tmp, {"weak-up": {"reply": "weak answer"}, "strong-up": {"reply": "strong answer"},
                           "coder-up": {"reply": "code answer"}, "judge-up": {"reply": "NO"}})
+    verifier = tmp / "verifier.npz"
+    trained = subprocess.run([sys.executable, "-m", "switchboard", "router", "train", "--kind", "verifier", "--data",
+                              str(DATA), "--benchmark", "gsm8k", "--out", str(verifier)],
+                             capture_output=True, text=True, timeout=300)
+    assert trained.returncode == 0, trained.stderr
     calibration = tmp / "calibration.jsonl"
     calibration.write_text("\n".join(json.dumps({"prompt": q}) for q in questions[:600]))
 
@@ -42,6 +49,7 @@ def stack(tmp_path_factory, questions):
         "strong": model("strong-up", 10.0, 30.0, context_window=100000, capabilities=["vision", "tools", "json"]),
         "coder": model("coder-up", 1.0, 2.0),
         "judge": model("judge-up", 0.1, 0.1),
+        "math-weak": model("math-weak-up", 0.5, 1.0),
     }, "routers": {
         "auto": {"strong": "strong", "weak": "weak", "routes": [
             {"name": "code", "model": "coder", "threshold": 0.5,
@@ -50,9 +58,11 @@ def stack(tmp_path_factory, questions):
         "auto-json": {"strong": "strong", "weak": "weak", "threshold": 1.0, "cascade": {"check": "json"}},
         "auto-judge": {"strong": "strong", "weak": "weak", "threshold": 1.0,
                        "cascade": {"check": "judge", "judge_model": "judge"}},
+        "auto-verify": {"strong": "strong", "weak": "math-weak",
+                        "cascade": {"check": "verifier", "verifier": str(verifier), "escalate_share": 0.3}},
     }}
     gw = GatewayProc(tmp, config)
-    yield gw, mock
+    yield gw, mock, verifier
     gw.stop()
     mock.stop()
 
@@ -117,7 +127,7 @@ def test_calibrated_share_holds_on_held_out_prompts(client, questions):
 
 
 def test_cascade_escalates_on_failed_json_check_and_accounts_both(client, stack):
-    gw, mock = stack
+    gw, mock, _ = stack
     to, raw = routed(client, "auto-json", "give me json", response_format={"type": "json_object"})
     # The mock answers JSON mode with valid JSON: the weak answer passes the check.
     assert to == "weak" and raw.headers["x-switchboard-cascade"] == "accepted"
@@ -140,7 +150,7 @@ def test_cascade_with_judge_and_streaming(client):
 
 
 def test_request_log_keeps_score_decision_and_saving(stack, client, questions):
-    gw, _ = stack
+    gw, _, _ = stack
     to, raw = routed(client, "auto", questions[900])
     rid = raw.headers["x-request-id"]
     row = wait_for(lambda: next((r for r in gw.requests_logged() if r["request_id"] == rid), None))
@@ -148,3 +158,31 @@ def test_request_log_keeps_score_decision_and_saving(stack, client, questions):
     assert 0.0 <= row["router_score"] <= 1.0
     extra = json.loads(row["extra"])
     assert extra["route"] == "score" and extra["cost_if_strong"] >= row["cost"]
+
+
+def test_cascade_verifier_escalates_a_doubtful_weak_answer(client, stack):
+    from switchboard.routing.smart import load_router
+    from switchboard.routing.smart.dataset import load_gsm8k
+
+    gw, mock, verifier_file = stack
+    verifier = load_router(verifier_file)
+    examples = load_gsm8k(DATA)
+    ranked = sorted(examples, key=verifier.score_example)
+    sure, doubtful = ranked[0], ranked[-1]  # lowest and highest escalation score
+    outcomes = {}
+    for name, example in (("sure", sure), ("doubtful", doubtful)):
+        status, _, _ = http("POST", mock.url + "/_mock/behaviour", {"math-weak-up": {"reply": example.weak_answer}})
+        assert status == 200
+        to, raw = routed(client, "auto-verify", example.prompt)
+        outcomes[name] = (to, raw.headers["x-switchboard-cascade"], raw.headers["x-request-id"])
+        if name == "doubtful":
+            # The trade-off can be moved per request: escalate nothing.
+            to_kept, raw_kept = routed(client, "auto-verify", example.prompt, extra_headers={"x-switchboard-threshold": "1"})
+            assert to_kept == "math-weak" and raw_kept.headers["x-switchboard-cascade"] == "accepted"
+    assert outcomes["sure"][:2] == ("math-weak", "accepted")
+    assert outcomes["doubtful"][:2] == ("strong", "escalated")
+    rid = outcomes["doubtful"][2]
+    row = wait_for(lambda: next((r for r in gw.requests_logged() if r["request_id"] == rid), None))
+    cascade = json.loads(row["extra"])["cascade"]
+    assert [c["role"] for c in cascade["calls"]] == ["weak", "strong"]
+    assert cascade["verifier_score"] == pytest.approx(verifier.score_answer(doubtful.prompt, doubtful.weak_answer), abs=1e-9)

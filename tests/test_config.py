@@ -158,3 +158,24 @@ def test_zero_config_discovers_providers_from_environment():
     assert models["llama-3.1-8b-instant"]["deployments"][0]["base_url"] == "https://api.groq.com/openai/v1"
     assert "claude-sonnet-4-5" in models
     assert any("GROQ_API_KEY" in n for n in notes)
+
+
+@pytest.mark.parametrize("cascade, expected", [
+    ("{check: verifier}", "routers.auto.cascade.verifier: is required when check is 'verifier'"),
+    ("{check: verifier, verifier: DEFAULT}", "not an answer verifier"),
+    ("{check: verifier, verifier: /nonexistent/v.npz}", "no router file at /nonexistent/v.npz"),
+])
+def test_serve_refuses_a_bad_cascade_verifier(tmp_path, cascade, expected):
+    from switchboard.routing.smart.router import DEFAULT_ROUTER_PATH
+
+    path = write(tmp_path, f"""
+        models:
+          a: {{deployments: [{{provider: openai, base_url: "http://127.0.0.1:9/v1"}}]}}
+          b: {{deployments: [{{provider: openai, base_url: "http://127.0.0.1:9/v1"}}]}}
+        routers:
+          auto: {{strong: a, weak: b, cascade: {cascade.replace("DEFAULT", str(DEFAULT_ROUTER_PATH))}}}
+    """)
+    result = subprocess.run([sys.executable, "-m", "switchboard", "serve", "--config", str(path), "--port", "0"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert "config error" in result.stderr and expected in result.stderr

@@ -68,6 +68,15 @@ def test_feedback_round_trip_to_training(stack):
 
     router = load_router(out)
     assert 0.0 <= router.score("question number 3: prove prove prove") <= 1.0
+    # The stored weak answers come along, so the same export trains the cascade's verifier.
+    assert all(e["weak_answer"].startswith("This is a simulated reply from w") for e in examples)
+    verifier_file = tmp / "verifier.npz"
+    result = subprocess.run([sys.executable, "-m", "switchboard", "router", "train", "--kind", "verifier",
+                             "--data", str(data), "--out", str(verifier_file)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    verifier = load_router(verifier_file)
+    assert type(verifier).__name__ == "VerifierRouter"
+    assert 0.0 <= verifier.score_answer("question number 3: prove", examples[3]["weak_answer"]) <= 1.0
 
 
 def test_usage_shows_strong_weak_split_and_saving(stack):

@@ -254,6 +254,10 @@ def test_cli_route_eval_folds_on_gsm8k_prints_json_and_plot(tmp_path: Path) -> N
     assert {"learned-2fold", "random", "oracle"} <= set(routers)
     assert routers["oracle"]["apgr"] > 0.9
     assert routers["learned-2fold"]["apgr"] > routers["random"]["apgr"] - 0.05
+    # GSM8K carries the weak model's answers, so the cascade's verifier is cross-validated too;
+    # seeing the answer, it recovers more of the gap than any prompt-only router.
+    assert routers["cascade-verifier-2fold"]["apgr"] > routers["learned-2fold"]["apgr"] + 0.05
+    assert "weak model is called on every prompt" in proc.stdout
     for r in routers.values():
         assert 0 <= r["cpt50"] <= r["cpt80"] <= 100
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -277,3 +281,20 @@ def test_register_is_cheap_and_wires_func() -> None:
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.stdout.strip() == "ok", proc.stderr
+
+
+@needs_data
+def test_cli_route_eval_of_a_verifier_needs_weak_answers(tmp_path: Path) -> None:
+    verifier = tmp_path / "v.npz"
+    run_cli("router", "train", "--kind", "verifier", "--data", str(DATA), "--benchmark", "gsm8k", "--out", str(verifier))
+    result = last_json(run_cli("route-eval", "--data", str(DATA), "--benchmark", "gsm8k", "--router", str(verifier),
+                               "--json").stdout)
+    assert result["routers"]["answer-verifier"]["apgr"] > 0.7  # in-sample: it was trained on these answers
+    proc = subprocess.run([*CLI, "route-eval", "--data", str(DATA), "--benchmark", "mmlu",
+                           "--router", str(verifier)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2
+    assert "has no weak-model answers" in proc.stderr and "Traceback" not in proc.stderr
+    proc = subprocess.run([*CLI, "router", "train", "--kind", "verifier", "--data",
+                           str(DATA), "--benchmark", "mmlu", "--out", str(tmp_path / "x.npz")],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "needs at least 10 examples with the weak model's answer" in proc.stderr

@@ -210,6 +210,8 @@ class Pipeline:
         ctx.entry.completion_tokens += outcome.extra_completion_tokens
         ctx.entry.cost += outcome.extra_cost
         ctx.entry.extra["cascade"] = {"escalated": outcome.escalated, "check": outcome.detail, "calls": outcome.calls}
+        if outcome.verifier_score is not None:
+            ctx.entry.extra["cascade"]["verifier_score"] = outcome.verifier_score
         ctx.headers["x-switchboard-routed-to"] = outcome.model.name
         ctx.headers["x-switchboard-cascade"] = "escalated" if outcome.escalated else "accepted"
         ctx.headers["x-switchboard-cost"] = f"{ctx.entry.cost:.8f}"

@@ -25,7 +25,7 @@ from switchboard.errors import InvalidRequest
 
 if TYPE_CHECKING:
     from switchboard.routing.intents import IntentRoute
-    from switchboard.routing.smart.router import ScoringRouter
+    from switchboard.routing.smart.router import ScoringRouter, VerifierRouter
 
 # Scoring a huge prompt whole would stall the event loop; its head and tail carry the signal.
 _SCORE_CHARS = 8000
@@ -33,11 +33,14 @@ _SCORE_CHARS = 8000
 
 @dataclass
 class CascadeSettings:
-    check: str = "json"  # json | regex | judge | logprob
+    check: str = "json"  # json | regex | judge | logprob | verifier
     pattern: str | None = None
     judge_model: str | None = None
     rubric: str = "Is the answer correct, complete and responsive to the question?"
     min_logprob: float = -0.5
+    verifier: str | None = None  # file from `switchboard router train --kind verifier`
+    threshold: float | None = None  # verifier score at or above which the answer is escalated ...
+    escalate_share: float | None = None  # ... or the share of weak answers to escalate
 
 
 @dataclass
@@ -62,6 +65,7 @@ class Decision:
     reason: str
     score: float | None = None
     strong: bool = False
+    escalate_at: float | None = None  # cascade verifier threshold for this request
 
 
 def parse_routers(config: GatewayConfig) -> dict[str, RouterConfig]:
@@ -117,12 +121,18 @@ def parse_routers(config: GatewayConfig) -> dict[str, RouterConfig]:
         cs = sec.section("cascade")
         if cs is not None:
             rc.cascade = CascadeSettings(
-                check=cs.str("check", "json", choices=("json", "regex", "judge", "logprob")) or "json",
+                check=cs.str("check", "json", choices=("json", "regex", "judge", "logprob", "verifier")) or "json",
                 pattern=cs.str("pattern"),
                 judge_model=cs.str("judge_model"),
                 rubric=cs.str("rubric", CascadeSettings.rubric) or CascadeSettings.rubric,
                 min_logprob=cs.number("min_logprob", -0.5, maximum=0),
+                verifier=cs.str("verifier"),
+                threshold=cs.number("threshold", None, minimum=0, maximum=1),
+                escalate_share=cs.number("escalate_share", None, minimum=0, maximum=1),
             )
+            if rc.cascade.check == "verifier" and not rc.cascade.verifier:
+                raise cs.error("verifier", "is required when check is 'verifier': a file from "
+                                           "`switchboard router train --kind verifier`")
             if rc.cascade.check == "regex" and not rc.cascade.pattern:
                 raise cs.error("pattern", "is required when check is 'regex'")
             if rc.cascade.check == "judge":
@@ -155,14 +165,21 @@ class AutoRouter:
         self.config = config
         self.scorer: ScoringRouter | None = None
         self.threshold = 0.5
+        self.verifier: VerifierRouter | None = None
+        self.verifier_threshold = 0.5
 
     def load(self) -> None:
         """Load the scoring model and fix the threshold (blocking: call off the event loop)."""
         from switchboard.routing.smart import load_router
-        from switchboard.routing.smart.router import RandomRouter
+        from switchboard.routing.smart.router import RandomRouter, RouterFormatError
 
         s = self.settings
-        self.scorer = RandomRouter() if s.router == "random" else load_router(None if s.router == "default" else s.router)
+        try:
+            self.scorer = RandomRouter() if s.router == "random" else load_router(None if s.router == "default" else s.router)
+            if s.cascade is not None and s.cascade.check == "verifier":
+                self._load_verifier(s.cascade)
+        except RouterFormatError as exc:
+            raise ConfigError(f"routers.{s.name}: {exc}") from None
         if s.threshold is not None:
             self.threshold = s.threshold
         elif s.strong_share is not None:
@@ -171,6 +188,32 @@ class AutoRouter:
             self.threshold = self.scorer.default_threshold
         for route in s.routes:
             route.prepare()
+
+    def _load_verifier(self, cascade: CascadeSettings) -> None:
+        from switchboard.routing.smart import load_router
+        from switchboard.routing.smart.router import RouterFormatError, VerifierRouter
+
+        verifier = load_router(cascade.verifier)
+        if not isinstance(verifier, VerifierRouter):
+            raise RouterFormatError(f"{cascade.verifier} holds a prompt router ({verifier.name!r}), not an answer "
+                                    "verifier; train one with `switchboard router train --kind verifier`")
+        self.verifier = verifier
+        if cascade.threshold is not None:
+            self.verifier_threshold = cascade.threshold
+        elif cascade.escalate_share is not None:
+            self.verifier_threshold = verifier.threshold_for_share(cascade.escalate_share)
+        else:
+            self.verifier_threshold = verifier.default_threshold
+
+    def verifier_threshold_for(self, headers: dict[str, str]) -> float:
+        """The escalation threshold, after the per-request override headers."""
+        assert self.verifier is not None
+        threshold = self.verifier_threshold
+        share = _header_fraction(headers, "x-switchboard-strong-share")
+        if share is not None:
+            threshold = self.verifier.threshold_for_share(share)
+        override = _header_fraction(headers, "x-switchboard-threshold")
+        return override if override is not None else threshold
 
     def threshold_for_share(self, share: float) -> float:
         assert self.scorer is not None
@@ -203,6 +246,7 @@ class AutoRouter:
         if found is not None:
             route, sim = found
             return Decision(route.model, f"intent:{route.name}", score=sim, strong=route.model == s.strong)
+        text = clip_for_scoring(text)
         threshold = self.threshold
         share = _header_fraction(headers, "x-switchboard-strong-share")
         if share is not None:
@@ -210,12 +254,11 @@ class AutoRouter:
         override = _header_fraction(headers, "x-switchboard-threshold")
         if override is not None:
             threshold = override
-        if len(text) > _SCORE_CHARS:
-            text = text[: _SCORE_CHARS // 2] + "\n" + text[-_SCORE_CHARS // 2:]
         score = self.scorer.score(text) if self.scorer else 1.0
+        escalate_at = self.verifier_threshold_for(headers) if self.verifier is not None else None
         if score >= threshold:
-            return Decision(s.strong, "score", score=score, strong=True)
-        return Decision(s.weak, "score", score=score, strong=False)
+            return Decision(s.strong, "score", score=score, strong=True, escalate_at=escalate_at)
+        return Decision(s.weak, "score", score=score, strong=False, escalate_at=escalate_at)
 
     def _capable(self, capability: str, preferred: ModelConfig) -> str:
         if capability in preferred.capabilities:
@@ -230,6 +273,13 @@ class AutoRouter:
         if preferred.context_window and best.context_window and preferred.context_window >= best.context_window:
             return preferred.name
         return best.name
+
+
+def clip_for_scoring(text: str) -> str:
+    """Head and tail of a text longer than a scorer should read on the event loop."""
+    if len(text) <= _SCORE_CHARS:
+        return text
+    return text[: _SCORE_CHARS // 2] + "\n" + text[-_SCORE_CHARS // 2:]
 
 
 def last_user_text(request: ChatRequest) -> str:

@@ -4,7 +4,9 @@ Checks: `json` (the answer parses as JSON, and has the schema's required keys
 when the request gave a JSON schema), `regex` (the answer matches a pattern),
 `judge` (a judge model answers YES to a rubric), `logprob` (the mean token
 log-probability of the weak answer is at least `min_logprob`; an answer without
-log-probabilities fails the check, so the cascade errs towards quality).
+log-probabilities fails the check, so the cascade errs towards quality), `verifier`
+(a learned answer verifier, ``VerifierRouter``, scores prompt and answer below the
+escalation threshold).
 Every call made is accounted: the weak answer, the judge's verdict and the
 strong answer all add to the request's tokens and cost.
 """
@@ -21,7 +23,7 @@ from switchboard.accounting.tokens import estimate_tokens, usage_of
 from switchboard.config import Deployment, ModelConfig
 from switchboard.context import RequestContext
 from switchboard.core.request import ChatRequest
-from switchboard.routing.auto import AutoRouter, CascadeSettings, last_user_text
+from switchboard.routing.auto import AutoRouter, CascadeSettings, clip_for_scoring, last_user_text
 
 if TYPE_CHECKING:
     from switchboard.app import Gateway
@@ -38,6 +40,7 @@ class CascadeOutcome:
     extra_completion_tokens: int = 0
     extra_cost: float = 0.0
     calls: list[dict[str, Any]] = field(default_factory=list)
+    verifier_score: float | None = None
 
 
 def answer_text(response: dict[str, Any]) -> str:
@@ -76,6 +79,15 @@ def check_logprob(response: dict[str, Any], min_logprob: float) -> tuple[bool, s
     return mean >= min_logprob, f"mean logprob {mean:.3f} vs {min_logprob:g}"
 
 
+def check_verifier(router: AutoRouter, request: ChatRequest, text: str,
+                   threshold: float | None) -> tuple[bool, str, float]:
+    """(passed, detail, score): the learned verifier's escalation score for this answer."""
+    assert router.verifier is not None
+    limit = router.verifier_threshold if threshold is None else threshold
+    score = router.verifier.score_answer(clip_for_scoring(request.prompt_text()), clip_for_scoring(text))
+    return score < limit, f"verifier score {score:.3f} vs {limit:.3f}", score
+
+
 async def run_cascade(gw: Gateway, router: AutoRouter, request: ChatRequest, ctx: RequestContext) -> CascadeOutcome:
     settings: CascadeSettings = router.settings.cascade  # type: ignore[assignment]
     weak = router.model(router.settings.weak)
@@ -87,7 +99,10 @@ async def run_cascade(gw: Gateway, router: AutoRouter, request: ChatRequest, ctx
     text = answer_text(response)
     extra_p = extra_c = 0
     extra_cost = 0.0
-    if settings.check == "json":
+    verifier_score = None
+    if settings.check == "verifier":
+        passed, detail, verifier_score = check_verifier(router, request, text, ctx.route.escalate_at if ctx.route else None)
+    elif settings.check == "json":
         passed, detail = check_json(text, request)
     elif settings.check == "regex":
         passed = re.search(settings.pattern or "", text) is not None
@@ -107,13 +122,15 @@ async def run_cascade(gw: Gateway, router: AutoRouter, request: ChatRequest, ctx
         passed = answer_text(verdict).strip().upper().startswith("YES")
         detail = f"judge {judge_model.name} said {answer_text(verdict).strip()[:20]!r}"
     if passed:
-        return CascadeOutcome(response, weak_model, weak_dep, False, detail, extra_p, extra_c, extra_cost, calls)
+        return CascadeOutcome(response, weak_model, weak_dep, False, detail, extra_p, extra_c, extra_cost, calls,
+                              verifier_score)
     p, c, cost = _cost(response, weak_model, weak_dep, weak_request)
     calls[0]["cost"] = cost
     strong = router.model(router.settings.strong)
     final, strong_model, strong_dep = await gw.executor.run(strong, ctx, lambda pr, d: pr.chat(request, d))
     calls.append({"model": strong_model.name, "role": "strong"})
-    return CascadeOutcome(final, strong_model, strong_dep, True, detail, extra_p + p, extra_c + c, extra_cost + cost, calls)
+    return CascadeOutcome(final, strong_model, strong_dep, True, detail, extra_p + p, extra_c + c, extra_cost + cost, calls,
+                          verifier_score)
 
 
 def completion_to_chunks(response: dict[str, Any], include_usage: bool) -> list[dict[str, Any]]:

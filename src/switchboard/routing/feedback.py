@@ -10,7 +10,9 @@ the weak model: a request a router sent to its *weak* model and rated good
 means the strong model was not needed (``winner: weak``); rated bad means it
 was (``winner: strong``). A rated answer of the strong model says nothing about
 what the weak one would have done, so it is left out. The export is the JSONL
-that `switchboard router train --data FILE` reads.
+that `switchboard router train --data FILE` reads; where the gateway stored the
+answer, it carries it as ``weak_answer``, which trains the cascade's verifier
+(`--kind verifier`).
 """
 
 from __future__ import annotations
@@ -82,17 +84,22 @@ async def post_feedback(gw: Gateway, request: Request) -> Response:
 
 
 async def training_examples(gw: Gateway) -> list[dict[str, Any]]:
-    """Feedback on routed requests as router training examples ({"prompt", "winner", "group"})."""
+    """Feedback on routed requests as router training examples ({"prompt", "winner", "group"},
+    plus "weak_answer" when the gateway stored the answer: verifier training data)."""
     rows = await gw.storage.fetchall(
-        "SELECT f.prompt, f.score, r.router, r.model_used FROM feedback f "
+        "SELECT f.prompt, f.score, r.router, r.model_used, r.extra FROM feedback f "
         "JOIN request_log r ON r.request_id = f.request_id WHERE r.router IS NOT NULL AND f.prompt IS NOT NULL")
     out = []
     for row in rows:
         router = gw.routers.get(row["router"])
         if router is None or row["model_used"] != router.settings.weak:
             continue
-        out.append({"prompt": row["prompt"], "winner": "weak" if row["score"] >= 0.5 else "strong",
-                    "group": row["router"]})
+        example = {"prompt": row["prompt"], "winner": "weak" if row["score"] >= 0.5 else "strong",
+                   "group": row["router"]}
+        extra = orjson.loads(row["extra"]) if row.get("extra") else {}
+        if isinstance(extra, dict) and isinstance(extra.get("response"), str):
+            example["weak_answer"] = extra["response"]
+        out.append(example)
     return out
 
 
