@@ -2,6 +2,9 @@
 
 Run: .venv/bin/python bench/bench_router.py [--router FILE] [--n 2000]
 Target: p50 <= 1 ms (feature extraction included).
+
+With a cascade answer verifier (`switchboard router train --kind verifier`) as --router,
+each decision scores the prompt together with a ~300-token worked answer.
 """
 
 from __future__ import annotations
@@ -13,11 +16,18 @@ import numpy as np
 
 from switchboard.routing.smart import load_router
 from switchboard.routing.smart.features import tokenize
+from switchboard.routing.smart.router import VerifierRouter
 
 PARAGRAPH = (
     "A bakery sells 120 loaves of bread each morning at $3.50 and, after 2 pm, sells the rest at half price. "
     "If on Tuesday it baked 15% more than usual and sold 84 loaves before 2 pm, how much money did it make? "
     "Explain the reasoning step by step and state which assumptions about leftover bread matter. "
+)
+WORKING = (
+    "Usually it bakes 120 loaves, so on Tuesday it baked 120 * 1.15 = <<120*1.15=138>>138 loaves.\n"
+    "Before 2 pm it sold 84 loaves for 84 * $3.50 = $<<84*3.5=294>>294.\n"
+    "The rest, 138 - 84 = <<138-84=54>>54 loaves, sold at $3.50 / 2 = $<<3.5/2=1.75>>1.75 each: "
+    "54 * 1.75 = $<<54*1.75=94.5>>94.50.\n"
 )
 
 
@@ -34,17 +44,30 @@ def main() -> int:
     while len(tokenize(prompt)) < 500:
         prompt += PARAGRAPH
     n_tokens = len(tokenize(prompt))
+    score = router.score
+    answer_note = ""
+    if isinstance(router, VerifierRouter):
+        answer = WORKING
+        while len(tokenize(answer)) < 300:
+            answer += WORKING
+        answer += "In total it made 294 + 94.50 = $<<294+94.5=388.5>>388.50.\n#### 388.5"
+        answer_note = f"; answer {len(tokenize(answer))} word tokens"
+
+        def score(p: str) -> float:
+            return router.score_answer(p, answer)
+
     # vary the text slightly so nothing can be cached between calls
     prompts = [f"{prompt} (request {i})" for i in range(args.n)]
     for p in prompts[:50]:
-        router.score(p)
+        score(p)
     times = []
     for p in prompts:
         t = time.perf_counter_ns()
-        router.score(p)
+        score(p)
         times.append(time.perf_counter_ns() - t)
     ms = np.array(times) / 1e6
-    print(f"router {router.name}: load {load_ms:.1f} ms; prompt {n_tokens} word tokens, {len(prompt)} chars")
+    print(f"router {router.name}: load {load_ms:.1f} ms; prompt {n_tokens} word tokens, {len(prompt)} chars"
+          f"{answer_note}")
     print(f"decision latency p50 {np.percentile(ms, 50):.3f} ms  p90 {np.percentile(ms, 90):.3f} ms  "
           f"p99 {np.percentile(ms, 99):.3f} ms  (n={args.n})")
     return 0

@@ -175,7 +175,10 @@ class AutoRouter:
 
         s = self.settings
         try:
-            self.scorer = RandomRouter() if s.router == "random" else load_router(None if s.router == "default" else s.router)
+            if s.router == "random":
+                self.scorer = RandomRouter()
+            else:
+                self.scorer = load_router(None if s.router == "default" else s.router)
             if s.cascade is not None and s.cascade.check == "verifier":
                 self._load_verifier(s.cascade)
         except RouterFormatError as exc:

@@ -101,7 +101,8 @@ async def run_cascade(gw: Gateway, router: AutoRouter, request: ChatRequest, ctx
     extra_cost = 0.0
     verifier_score = None
     if settings.check == "verifier":
-        passed, detail, verifier_score = check_verifier(router, request, text, ctx.route.escalate_at if ctx.route else None)
+        escalate_at = ctx.route.escalate_at if ctx.route else None
+        passed, detail, verifier_score = check_verifier(router, request, text, escalate_at)
     elif settings.check == "json":
         passed, detail = check_json(text, request)
     elif settings.check == "regex":
@@ -129,8 +130,8 @@ async def run_cascade(gw: Gateway, router: AutoRouter, request: ChatRequest, ctx
     strong = router.model(router.settings.strong)
     final, strong_model, strong_dep = await gw.executor.run(strong, ctx, lambda pr, d: pr.chat(request, d))
     calls.append({"model": strong_model.name, "role": "strong"})
-    return CascadeOutcome(final, strong_model, strong_dep, True, detail, extra_p + p, extra_c + c, extra_cost + cost, calls,
-                          verifier_score)
+    return CascadeOutcome(final, strong_model, strong_dep, True, detail, extra_p + p, extra_c + c, extra_cost + cost,
+                          calls, verifier_score)
 
 
 def completion_to_chunks(response: dict[str, Any], include_usage: bool) -> list[dict[str, Any]]:

