@@ -298,3 +298,24 @@ def test_cli_route_eval_of_a_verifier_needs_weak_answers(tmp_path: Path) -> None
                            str(DATA), "--benchmark", "mmlu", "--out", str(tmp_path / "x.npz")],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and "needs at least 10 examples with the weak model's answer" in proc.stderr
+
+
+@needs_data
+def test_verifier_escalate_share_holds_on_held_out_answers() -> None:
+    from switchboard.routing.smart.train import train_verifier
+
+    examples = load_gsm8k(DATA)
+    assert all(e.weak_answer for e in examples)
+    order = np.random.default_rng(5).permutation(len(examples))
+    train = [examples[i] for i in order[:900]]
+    held_out = [examples[i] for i in order[900:]]
+    verifier = train_verifier(train)
+    scores = verifier.score_examples(held_out)
+    for share in (0.2, 0.3, 0.5):
+        escalated = float(np.mean(scores >= verifier.threshold_for_share(share)))
+        assert abs(escalated - share) <= 0.05, (share, escalated)
+    # Escalating the answers it doubts most recovers more of the gap than escalating at random.
+    m = evaluate_scores(scores, [e.strong for e in held_out], [e.weak for e in held_out])
+    assert m.apgr > 0.65
+    with pytest.raises(TypeError, match="answer verifier"):
+        verifier.score(held_out[0].prompt)
