@@ -191,10 +191,7 @@ def train_linear_router(
     term_sets = [terms(t) for t in tokens]
     raw_dense = np.array([dense_stats(t, tk) for t, tk in zip(texts, tokens)], dtype=float)
 
-    rng = np.random.default_rng(cfg.seed)
-    perm = rng.permutation(len(examples))
-    n_valid = max(1, int(len(examples) * cfg.valid_fraction))
-    valid_idx, fit_idx = np.sort(perm[:n_valid]), np.sort(perm[n_valid:])
+    fit_idx, valid_idx = _split(len(examples), cfg)
 
     def build(rows: np.ndarray) -> tuple[Vocabulary, np.ndarray, np.ndarray]:
         vocab = Vocabulary.fit([term_sets[i] for i in rows], cfg.min_df, cfg.max_terms)
@@ -202,22 +199,14 @@ def train_linear_router(
         std = raw_dense[rows].std(axis=0) + 1e-6
         return vocab, mean, std
 
-    # 1) early stopping on a held-out slice, with features fitted on the rest only
+    # Early stopping on a held-out slice, with features fitted on the rest only; then all rows.
     vocab, mean, std = build(fit_idx)
     std_dense = (raw_dense - mean) / std
     x_fit = _design(vocab, [term_sets[i] for i in fit_idx], std_dense[fit_idx])
     x_val = _design(vocab, [term_sets[i] for i in valid_idx], std_dense[valid_idx])
-    trials = []
-    for l2 in cfg.l2_grid:
-        _, steps, loss = fit_logistic(x_fit, y[fit_idx], l2, cfg.max_steps, cfg.lr, valid=(x_val, y[valid_idx]))
-        trials.append((loss, l2, max(steps, 10)))
-    _, best_l2, best_steps = min(trials)
-
-    # 2) refit on everything for that many steps
-    all_idx = np.arange(len(examples))
-    vocab, mean, std = build(all_idx)
+    vocab, mean, std = build(np.arange(len(examples)))
     x_all = _design(vocab, term_sets, (raw_dense - mean) / std)
-    weights, _, _ = fit_logistic(x_all, y, best_l2, best_steps, cfg.lr)
+    weights, best_l2, best_steps = _choose_and_refit(cfg, x_fit, x_val, x_all, y, fit_idx, valid_idx)
 
     router = LinearRouter(name, vocab, weights.sparse, weights.dense, weights.bias, mean, std,
                           meta={"examples": len(examples), "steps": int(best_steps), "l2": best_l2,
