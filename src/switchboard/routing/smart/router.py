@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .answer import VERIFIER_STAT_NAMES, verifier_inputs
 from .features import DENSE_NAMES, Vocabulary, dense_stats, terms, tokenize
 from .structure import STRUCTURE_NAMES, structure_features
 
@@ -254,8 +255,6 @@ class VerifierRouter(GainRouter):
                          share_thresholds, meta)
 
     def stat_names(self) -> tuple[str, ...]:
-        from .answer import VERIFIER_STAT_NAMES
-
         return VERIFIER_STAT_NAMES
 
     def score(self, text: str) -> float:
@@ -264,8 +263,6 @@ class VerifierRouter(GainRouter):
 
     def score_answer(self, prompt: str, answer: str) -> float:
         """Expected strong win rate over this weak answer, in [0, 1]: high means escalate."""
-        from .answer import verifier_inputs
-
         return _gain(self._linear(*verifier_inputs(prompt, answer)))
 
     def score_example(self, example: Example) -> float:
