@@ -218,8 +218,8 @@ class GainRouter(ScoringRouter):
     def score(self, text: str) -> float:
         return _gain(self.logits(text))
 
-    def save(self, path: str | os.PathLike) -> None:
-        arrays = self._common_arrays("gain")
+    def _head_arrays(self, kind: str) -> dict[str, np.ndarray]:
+        arrays = self._common_arrays(kind)
         arrays.update(
             terms=np.array(self.vocab.terms, dtype=str),
             idf=self.vocab.idf.astype(np.float32),
@@ -229,9 +229,12 @@ class GainRouter(ScoringRouter):
             dense_mean=self.dense_mean,
             dense_std=self.dense_std,
             dense_names=np.array(self.stat_names(), dtype=str),
-            structure=np.array(self.structure),
-            embedding_name=np.array(self.embedding_name or ""),
         )
+        return arrays
+
+    def save(self, path: str | os.PathLike) -> None:
+        arrays = self._head_arrays("gain")
+        arrays.update(structure=np.array(self.structure), embedding_name=np.array(self.embedding_name or ""))
         if self.embedding is not None:
             arrays["token_weights"] = self.embedding.weights.astype(np.float32)
         _write_npz(path, arrays)
@@ -271,18 +274,7 @@ class VerifierRouter(GainRouter):
         return self.score_answer(example.prompt, example.weak_answer)
 
     def save(self, path: str | os.PathLike) -> None:
-        arrays = self._common_arrays("verifier")
-        arrays.update(
-            terms=np.array(self.vocab.terms, dtype=str),
-            idf=self.vocab.idf.astype(np.float32),
-            sparse_w=self.sparse_w.astype(np.float32),
-            dense_w=self.dense_w,
-            bias=self.bias,
-            dense_mean=self.dense_mean,
-            dense_std=self.dense_std,
-            dense_names=np.array(self.stat_names(), dtype=str),
-        )
-        _write_npz(path, arrays)
+        _write_npz(path, self._head_arrays("verifier"))
 
 
 def _sigmoid(z: float) -> float:
