@@ -164,8 +164,9 @@ def test_zero_config_discovers_providers_from_environment():
     ("{check: verifier}", "routers.auto.cascade.verifier: is required when check is 'verifier'"),
     ("{check: verifier, verifier: DEFAULT}", "not an answer verifier"),
     ("{check: verifier, verifier: /nonexistent/v.npz}", "no router file at /nonexistent/v.npz"),
+    ("{check: json}, router: /nonexistent/r.npz", "routers.auto: no router file at /nonexistent/r.npz"),
 ])
-def test_serve_refuses_a_bad_cascade_verifier(tmp_path, cascade, expected):
+def test_serve_refuses_a_bad_cascade_verifier_or_router_file(tmp_path, cascade, expected):
     from switchboard.routing.smart.router import DEFAULT_ROUTER_PATH
 
     path = write(tmp_path, f"""
