@@ -27,6 +27,7 @@ from switchboard.routing.auto import AutoRouter, CascadeSettings, clip_for_scori
 
 if TYPE_CHECKING:
     from switchboard.app import Gateway
+    from switchboard.routing.smart.router import VerifierRouter
 
 
 @dataclass
@@ -79,13 +80,11 @@ def check_logprob(response: dict[str, Any], min_logprob: float) -> tuple[bool, s
     return mean >= min_logprob, f"mean logprob {mean:.3f} vs {min_logprob:g}"
 
 
-def check_verifier(router: AutoRouter, request: ChatRequest, text: str,
-                   threshold: float | None) -> tuple[bool, str, float]:
+def check_verifier(verifier: VerifierRouter, request: ChatRequest, text: str,
+                   threshold: float) -> tuple[bool, str, float]:
     """(passed, detail, score): the learned verifier's escalation score for this answer."""
-    assert router.verifier is not None
-    limit = router.verifier_threshold if threshold is None else threshold
-    score = router.verifier.score_answer(clip_for_scoring(request.prompt_text()), clip_for_scoring(text))
-    return score < limit, f"verifier score {score:.3f} vs {limit:.3f}", score
+    score = verifier.score_answer(clip_for_scoring(request.prompt_text()), clip_for_scoring(text))
+    return score < threshold, f"verifier score {score:.3f} vs {threshold:.3f}", score
 
 
 async def run_cascade(gw: Gateway, router: AutoRouter, request: ChatRequest, ctx: RequestContext) -> CascadeOutcome:
@@ -101,8 +100,9 @@ async def run_cascade(gw: Gateway, router: AutoRouter, request: ChatRequest, ctx
     extra_cost = 0.0
     verifier_score = None
     if settings.check == "verifier":
-        escalate_at = ctx.route.escalate_at if ctx.route else None
-        passed, detail, verifier_score = check_verifier(router, request, text, escalate_at)
+        # decide() set the request's threshold: a cascade runs only on a score decision.
+        assert router.verifier is not None and ctx.route is not None and ctx.route.escalate_at is not None
+        passed, detail, verifier_score = check_verifier(router.verifier, request, text, ctx.route.escalate_at)
     elif settings.check == "json":
         passed, detail = check_json(text, request)
     elif settings.check == "regex":

@@ -89,12 +89,15 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+_KINDS = {
+    "gain": "two heads, P(strong correct) - P(weak correct) (default)",
+    "linear": "one soft-label head",
+    "verifier": "the cascade's answer verifier, trained on prompts with the weak model's answer",
+}
+
+
 def _add_model_options(parser: argparse.ArgumentParser, kinds: tuple[str, ...] = ("gain", "linear")) -> None:
-    parser.add_argument("--kind", default="gain", choices=kinds,
-                        help="gain: two heads, P(strong correct) - P(weak correct) (default); "
-                             "linear: one soft-label head" + ("; verifier: the cascade's answer verifier, "
-                                                             "trained on prompts with the weak model's answer"
-                                                             if "verifier" in kinds else ""))
+    parser.add_argument("--kind", default="gain", choices=kinds, help="; ".join(f"{k}: {_KINDS[k]}" for k in kinds))
     parser.add_argument("--embedding", default="none",
                         help="static embedding table added to the gain router's features, e.g. "
                              "minilm-l6-static64 (see docs/routing.md), or 'none' (default)")
