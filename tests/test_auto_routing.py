@@ -28,7 +28,17 @@ def questions():
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory, questions):
+def gsm8k_halves():
+    """Recorded GSM8K results, split in two: one half trains a router, the other tests it."""
+    from switchboard.routing.smart.dataset import load_gsm8k
+
+    examples = load_gsm8k(DATA)
+    random.Random(3).shuffle(examples)
+    return examples[: len(examples) // 2], examples[len(examples) // 2:]
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory, questions, gsm8k_halves):
     tmp = tmp_path_factory.mktemp("auto")
     mock = MockProc(tmp, {"weak-up": {"reply": "weak answer"}, "strong-up": {"reply": "strong answer"},
                           "coder-up": {"reply": "code answer"}, "judge-up": {"reply": "NO"}})
@@ -37,6 +47,14 @@ def stack(tmp_path_factory, questions):
                               str(DATA), "--benchmark", "gsm8k", "--out", str(verifier)],
                              capture_output=True, text=True, timeout=300)
     assert trained.returncode == 0, trained.stderr
+    half_router = tmp / "gsm8k-half.npz"
+    train_half = tmp / "gsm8k-half.jsonl"
+    train_half.write_text("\n".join(json.dumps({"prompt": e.prompt, "scores": {"strong": e.strong, "weak": e.weak}})
+                                     for e in gsm8k_halves[0]))
+    trained = subprocess.run([sys.executable, "-m", "switchboard", "router", "train", "--data", str(train_half),
+                              "--out", str(half_router)], capture_output=True, text=True, timeout=300)
+    assert trained.returncode == 0, trained.stderr
+    assert "quality targets" in trained.stdout
     calibration = tmp / "calibration.jsonl"
     calibration.write_text("\n".join(json.dumps({"prompt": q}) for q in questions[:600]))
 
@@ -55,6 +73,7 @@ def stack(tmp_path_factory, questions):
             {"name": "code", "model": "coder", "threshold": 0.5,
              "examples": ["write a python function that", "fix this bug in my javascript code", "refactor this class"]}]},
         "auto-30": {"strong": "strong", "weak": "weak", "strong_share": 0.3, "calibration_prompts": str(calibration)},
+        "auto-q80": {"strong": "strong", "weak": "weak", "router": str(half_router), "quality_target": 0.8},
         "auto-json": {"strong": "strong", "weak": "weak", "threshold": 1.0, "cascade": {"check": "json"}},
         "auto-judge": {"strong": "strong", "weak": "weak", "threshold": 1.0,
                        "cascade": {"check": "judge", "judge_model": "judge"}},
@@ -62,7 +81,7 @@ def stack(tmp_path_factory, questions):
                         "cascade": {"check": "verifier", "verifier": str(verifier), "escalate_share": 0.3}},
     }}
     gw = GatewayProc(tmp, config)
-    yield gw, mock, verifier
+    yield gw, mock, verifier, half_router
     gw.stop()
     mock.stop()
 
@@ -126,8 +145,36 @@ def test_calibrated_share_holds_on_held_out_prompts(client, questions):
     assert abs(share - 0.30) <= 0.05
 
 
+def test_quality_target_recovers_that_share_of_the_gap_on_held_out_prompts(client, stack, gsm8k_halves):
+    from switchboard.routing.smart import load_router
+
+    router = load_router(stack[3])
+    held_out = gsm8k_halves[1]
+    share = router.share_for_quality(0.8)
+    threshold = router.threshold_for_share(share)
+    went = [routed(client, "auto-q80", e.prompt)[0] for e in held_out]
+    assert set(went) == {"strong", "weak"}
+    assert went == ["strong" if router.score(e.prompt) >= threshold else "weak" for e in held_out]
+    strong = [to == "strong" for to in went]
+    realised = sum(e.strong if s else e.weak for e, s in zip(held_out, strong))
+    weak_only, strong_only = sum(e.weak for e in held_out), sum(e.strong for e in held_out)
+    pgr = (realised - weak_only) / (strong_only - weak_only)
+    print(f"quality target 0.8: {sum(strong) / len(held_out):.1%} strong (curve said {share:.1%}), "
+          f"held-out PGR {pgr:.3f} on {len(held_out)} prompts")
+    assert abs(sum(strong) / len(held_out) - share) <= 0.05
+    # GSM8K's half is small: the realised PGR has a standard error of ~0.06 around the target.
+    assert abs(pgr - 0.8) <= 0.12
+    # Per request: no gap to recover means the weak model; a bad value is a 400 naming the header.
+    hardest = max(held_out, key=lambda e: router.score(e.prompt)).prompt
+    assert routed(client, "auto-q80", hardest)[0] == "strong"
+    assert routed(client, "auto-q80", hardest, extra_headers={"x-switchboard-quality-target": "0"})[0] == "weak"
+    with pytest.raises(openai.BadRequestError) as info:
+        routed(client, "auto-q80", hardest, extra_headers={"x-switchboard-quality-target": "1.5"})
+    assert "x-switchboard-quality-target" in info.value.body["message"]
+
+
 def test_cascade_escalates_on_failed_json_check_and_accounts_both(client, stack):
-    gw, mock, _ = stack
+    gw, mock, _, _ = stack
     to, raw = routed(client, "auto-json", "give me json", response_format={"type": "json_object"})
     # The mock answers JSON mode with valid JSON: the weak answer passes the check.
     assert to == "weak" and raw.headers["x-switchboard-cascade"] == "accepted"
@@ -150,7 +197,7 @@ def test_cascade_with_judge_and_streaming(client):
 
 
 def test_request_log_keeps_score_decision_and_saving(stack, client, questions):
-    gw, _, _ = stack
+    gw, _, _, _ = stack
     to, raw = routed(client, "auto", questions[900])
     rid = raw.headers["x-request-id"]
     row = wait_for(lambda: next((r for r in gw.requests_logged() if r["request_id"] == rid), None))
@@ -164,7 +211,7 @@ def test_cascade_verifier_escalates_a_doubtful_weak_answer(client, stack):
     from switchboard.routing.smart import load_router
     from switchboard.routing.smart.dataset import load_gsm8k
 
-    gw, mock, verifier_file = stack
+    gw, mock, verifier_file, _ = stack
     verifier = load_router(verifier_file)
     examples = load_gsm8k(DATA)
     ranked = sorted(examples, key=verifier.score_example)

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 
+import numpy as np
 import openai
 import pytest
 
@@ -165,16 +166,26 @@ def test_zero_config_discovers_providers_from_environment():
     ("{check: verifier, verifier: DEFAULT}", "not an answer verifier"),
     ("{check: verifier, verifier: /nonexistent/v.npz}", "no router file at /nonexistent/v.npz"),
     ("{check: json}, router: /nonexistent/r.npz", "routers.auto: no router file at /nonexistent/r.npz"),
+    ("{check: json}, strong_share: 0.3, quality_target: 0.8",
+     "routers.auto.quality_target: give only one of threshold, strong_share, quality_target"),
+    ("{check: verifier, verifier: v.npz, escalate_share: 0.2, quality_target: 0.8}",
+     "routers.auto.cascade.quality_target: give only one of threshold, escalate_share, quality_target"),
+    ("{check: json}, quality_target: 1.5", "routers.auto.quality_target: must be at most 1"),
+    ("{check: json}, quality_target: 0.8, router: BARE", "has no stored quality curve"),
 ])
 def test_serve_refuses_a_bad_cascade_verifier_or_router_file(tmp_path, cascade, expected):
     from switchboard.routing.smart.router import DEFAULT_ROUTER_PATH
 
+    if "BARE" in cascade:  # a router file from before quality curves
+        with np.load(DEFAULT_ROUTER_PATH) as z:
+            np.savez(tmp_path / "bare.npz", **{k: z[k] for k in z.files if not k.startswith("quality_")})
+    cascade = cascade.replace("DEFAULT", str(DEFAULT_ROUTER_PATH)).replace("BARE", str(tmp_path / "bare.npz"))
     path = write(tmp_path, f"""
         models:
           a: {{deployments: [{{provider: openai, base_url: "http://127.0.0.1:9/v1"}}]}}
           b: {{deployments: [{{provider: openai, base_url: "http://127.0.0.1:9/v1"}}]}}
         routers:
-          auto: {{strong: a, weak: b, cascade: {cascade.replace("DEFAULT", str(DEFAULT_ROUTER_PATH))}}}
+          auto: {{strong: a, weak: b, cascade: {cascade}}}
     """)
     result = subprocess.run([sys.executable, "-m", "switchboard", "serve", "--config", str(path), "--port", "0"],
                             capture_output=True, text=True, timeout=60)

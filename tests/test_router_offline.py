@@ -206,6 +206,48 @@ def test_calibrated_share_holds_on_unseen_mmlu_subjects() -> None:
         assert abs(float(np.mean(router.score_many(held_out) >= t)) - target) <= 0.05
 
 
+@needs_data
+def test_quality_target_and_share_hold_on_held_out_mmlu() -> None:
+    """The stored curve and thresholds come from cross-fitted scores, so they describe the
+    router on prompts it has not seen: half of MMLU trains it, the other half checks."""
+    examples = load_mmlu(DATA)
+    order = np.random.default_rng(7).permutation(len(examples))
+    train = [examples[i] for i in order[: len(order) // 2]]
+    held_out = [examples[i] for i in order[len(order) // 2:]]
+    router = train_router(train)
+    assert router.meta["calibrated_on"] == "5-fold cross-fit"
+    scores = router.score_many([e.prompt for e in held_out])
+    strong, weak = np.array([e.strong for e in held_out]), np.array([e.weak for e in held_out])
+    for share in (0.3, 0.5):
+        assert abs(float(np.mean(scores >= router.threshold_for_share(share))) - share) <= 0.05
+    for target in (0.5, 0.8):
+        share = router.share_for_quality(target)
+        routed_strong = scores >= router.threshold_for_share(share)
+        pgr = (np.where(routed_strong, strong, weak).sum() - weak.sum()) / (strong.sum() - weak.sum())
+        assert abs(float(np.mean(routed_strong)) - share) <= 0.05, (target, share)
+        # Within 0.06 below (the promise) and 0.08 above (a model fitted on all of the
+        # training half is a little better than the cross-fitted ones that drew the curve).
+        assert target - 0.06 <= pgr <= target + 0.08, (target, pgr)
+    assert router.share_for_quality(0.5) < router.share_for_quality(0.8) < 1.0
+
+
+def test_quality_curve_round_trip_and_without_one(tmp_path: Path) -> None:
+    from switchboard.routing.smart.train import TrainConfig
+
+    router = train_router(synthetic_examples(600, seed=0))
+    router.save(tmp_path / "r.npz")
+    loaded = load_router(tmp_path / "r.npz")
+    assert loaded.quality_pgr == pytest.approx(router.quality_pgr) and len(loaded.quality_pgr) == 19
+    assert loaded.share_for_quality(0.8) == pytest.approx(router.share_for_quality(0.8))
+    assert loaded.share_for_quality(0.0) == 0.0
+    assert 0.0 < loaded.share_for_quality(0.5) < loaded.share_for_quality(0.9) <= 1.0
+    assert RandomRouter().share_for_quality(0.3) == pytest.approx(0.3)  # random: PGR equals the share
+    bare = train_router(synthetic_examples(600, seed=0), config=TrainConfig(quality_folds=0))
+    bare.save(tmp_path / "bare.npz")
+    with pytest.raises(ValueError, match="no stored quality curve"):
+        load_router(tmp_path / "bare.npz").share_for_quality(0.8)
+
+
 # --- shipped default and latency -------------------------------------------------------
 
 

@@ -5,9 +5,11 @@ The decision, in order:
 1. capability rules: images go to a vision model, tools to a tool-capable
    model, a prompt longer than the weak model's context to a long-context one;
 2. semantic-intent routes (example utterances matched by similarity);
-3. the learned router's score against a threshold (fixed, or calibrated to a
-   target share of strong calls), overridable per request with the
-   ``x-switchboard-threshold`` or ``x-switchboard-strong-share`` header.
+3. the learned router's score against a threshold (fixed, calibrated to a target
+   share of strong calls, or to a quality target: the share of the weak-to-strong
+   quality gap to recover), overridable per request with the
+   ``x-switchboard-threshold``, ``x-switchboard-strong-share`` or
+   ``x-switchboard-quality-target`` header.
 
 In cascade mode the weak model is asked first and its answer checked
 (routing/cascade.py); the strong model is called only when the check fails.
@@ -40,7 +42,8 @@ class CascadeSettings:
     min_logprob: float = -0.5
     verifier: str | None = None  # file from `switchboard router train --kind verifier`
     threshold: float | None = None  # verifier score at or above which the answer is escalated ...
-    escalate_share: float | None = None  # ... or the share of weak answers to escalate
+    escalate_share: float | None = None  # ... or the share of weak answers to escalate ...
+    quality_target: float | None = None  # ... or the share of the quality gap to recover
 
 
 @dataclass
@@ -51,6 +54,7 @@ class RouterConfig:
     router: str = "default"
     threshold: float | None = None
     strong_share: float | None = None
+    quality_target: float | None = None
     vision_model: str | None = None
     tools_model: str | None = None
     long_context_model: str | None = None
@@ -92,11 +96,13 @@ def parse_routers(config: GatewayConfig) -> dict[str, RouterConfig]:
             router=sec.str("router", "default") or "default",
             threshold=sec.number("threshold", None, minimum=0, maximum=1),
             strong_share=sec.number("strong_share", None, minimum=0, maximum=1),
+            quality_target=sec.number("quality_target", None, minimum=0, maximum=1),
             vision_model=sec.str("vision_model"),
             tools_model=sec.str("tools_model"),
             long_context_model=sec.str("long_context_model"),
             calibration_prompts=sec.str("calibration_prompts"),
         )
+        _one_trade_off(sec, ("threshold", "strong_share", "quality_target"))
         for key in ("strong", "weak", "vision_model", "tools_model", "long_context_model"):
             target = getattr(rc, key)
             if target is not None and target not in config.models:
@@ -129,7 +135,9 @@ def parse_routers(config: GatewayConfig) -> dict[str, RouterConfig]:
                 verifier=cs.str("verifier"),
                 threshold=cs.number("threshold", None, minimum=0, maximum=1),
                 escalate_share=cs.number("escalate_share", None, minimum=0, maximum=1),
+                quality_target=cs.number("quality_target", None, minimum=0, maximum=1),
             )
+            _one_trade_off(cs, ("threshold", "escalate_share", "quality_target"))
             if rc.cascade.check == "verifier" and not rc.cascade.verifier:
                 raise cs.error("verifier", "is required when check is 'verifier': a file from "
                                            "`switchboard router train --kind verifier`")
@@ -144,6 +152,12 @@ def parse_routers(config: GatewayConfig) -> dict[str, RouterConfig]:
     return out
 
 
+def _one_trade_off(sec: _Section, keys: tuple[str, ...]) -> None:
+    given = [k for k in keys if sec.raw(k) is not None]
+    if len(given) > 1:
+        raise sec.error(given[1], f"give only one of {', '.join(keys)} (got {' and '.join(given)})")
+
+
 def _header_fraction(headers: dict[str, str], name: str) -> float | None:
     value = headers.get(name)
     if value is None:
@@ -155,6 +169,28 @@ def _header_fraction(headers: dict[str, str], name: str) -> float | None:
     if not 0.0 <= number <= 1.0:
         raise InvalidRequest(f"Header {name} must be a number between 0 and 1, got {value!r}.", param=name)
     return number
+
+
+def share_for_quality(scorer: ScoringRouter, target: float) -> float:
+    """The strong share that ``scorer``'s stored quality curve needs for ``target``, or a
+    400 when the router file predates quality curves."""
+    try:
+        return scorer.share_for_quality(target)
+    except ValueError as exc:
+        raise InvalidRequest(str(exc), param="x-switchboard-quality-target") from None
+
+
+def request_threshold(scorer: ScoringRouter, configured: float, headers: dict[str, str]) -> float:
+    """The threshold for one request: ``x-switchboard-threshold``, else the threshold for
+    ``x-switchboard-strong-share``, else for ``x-switchboard-quality-target``, else ``configured``."""
+    fixed = _header_fraction(headers, "x-switchboard-threshold")
+    share = _header_fraction(headers, "x-switchboard-strong-share")
+    quality = _header_fraction(headers, "x-switchboard-quality-target")
+    if fixed is not None:
+        return fixed
+    if share is None and quality is not None:
+        share = share_for_quality(scorer, quality)
+    return configured if share is None else scorer.threshold_for_share(share)
 
 
 class AutoRouter:
@@ -171,24 +207,24 @@ class AutoRouter:
     def load(self) -> None:
         """Load the scoring model and fix the threshold (blocking: call off the event loop)."""
         from switchboard.routing.smart import load_router
-        from switchboard.routing.smart.router import RandomRouter, RouterFormatError
+        from switchboard.routing.smart.router import RandomRouter
 
         s = self.settings
-        try:
-            if s.router == "random":
-                self.scorer = RandomRouter()
-            else:
-                self.scorer = load_router(None if s.router == "default" else s.router)
+        try:  # a bad router file, or one without the quality curve a target needs
+            self.scorer = RandomRouter() if s.router == "random" else load_router(
+                None if s.router == "default" else s.router)
             if s.cascade is not None and s.cascade.check == "verifier":
                 self._load_verifier(s.cascade)
-        except RouterFormatError as exc:
+            if s.threshold is not None:
+                self.threshold = s.threshold
+            elif s.strong_share is not None:
+                self.threshold = self.threshold_for_share(s.strong_share)
+            elif s.quality_target is not None:
+                self.threshold = self.threshold_for_share(self.scorer.share_for_quality(s.quality_target))
+            else:
+                self.threshold = self.scorer.default_threshold
+        except ValueError as exc:  # RouterFormatError is one
             raise ConfigError(f"routers.{s.name}: {exc}") from None
-        if s.threshold is not None:
-            self.threshold = s.threshold
-        elif s.strong_share is not None:
-            self.threshold = self.threshold_for_share(s.strong_share)
-        else:
-            self.threshold = self.scorer.default_threshold
         for route in s.routes:
             route.prepare()
 
@@ -205,18 +241,10 @@ class AutoRouter:
             self.verifier_threshold = cascade.threshold
         elif cascade.escalate_share is not None:
             self.verifier_threshold = verifier.threshold_for_share(cascade.escalate_share)
+        elif cascade.quality_target is not None:
+            self.verifier_threshold = verifier.threshold_for_share(verifier.share_for_quality(cascade.quality_target))
         else:
             self.verifier_threshold = verifier.default_threshold
-
-    def verifier_threshold_for(self, headers: dict[str, str]) -> float:
-        """The escalation threshold, after the per-request override headers."""
-        assert self.verifier is not None
-        threshold = self.verifier_threshold
-        share = _header_fraction(headers, "x-switchboard-strong-share")
-        if share is not None:
-            threshold = self.verifier.threshold_for_share(share)
-        override = _header_fraction(headers, "x-switchboard-threshold")
-        return override if override is not None else threshold
 
     def threshold_for_share(self, share: float) -> float:
         assert self.scorer is not None
@@ -249,16 +277,12 @@ class AutoRouter:
         if found is not None:
             route, sim = found
             return Decision(route.model, f"intent:{route.name}", score=sim, strong=route.model == s.strong)
-        text = clip_for_scoring(text)
-        threshold = self.threshold
-        share = _header_fraction(headers, "x-switchboard-strong-share")
-        if share is not None:
-            threshold = self.scorer.threshold_for_share(share) if self.scorer else threshold
-        override = _header_fraction(headers, "x-switchboard-threshold")
-        if override is not None:
-            threshold = override
-        score = self.scorer.score(text) if self.scorer else 1.0
-        escalate_at = self.verifier_threshold_for(headers) if self.verifier is not None else None
+        assert self.scorer is not None, "load() first"
+        threshold = request_threshold(self.scorer, self.threshold, headers)
+        score = self.scorer.score(clip_for_scoring(text))
+        escalate_at = None
+        if self.verifier is not None:
+            escalate_at = request_threshold(self.verifier, self.verifier_threshold, headers)
         if score >= threshold:
             return Decision(s.strong, "score", score=score, strong=True, escalate_at=escalate_at)
         return Decision(s.weak, "score", score=score, strong=False, escalate_at=escalate_at)

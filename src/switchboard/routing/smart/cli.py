@@ -51,7 +51,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
     router.meta["trained_on"] = Path(args.data).name if Path(args.data).is_file() else args.benchmark
     router.save(args.out)
     print(f"trained {router.name} on {len(examples)} prompts; default threshold {router.default_threshold:.4f} "
-          f"(~{100 * args.default_share:.0f}% strong calls on the training prompts); saved to {args.out}")
+          f"(~{100 * args.default_share:.0f}% strong calls on prompts like the training ones); saved to {args.out}")
+    if router.quality_pgr:
+        shares = ", ".join(f"{q:.0%} at {router.share_for_quality(q):.0%}" for q in (0.5, 0.8, 0.9))
+        print(f"quality targets (share of the weak-to-strong gap recovered, cross-fitted) -> strong share: {shares}")
     return 0
 
 
@@ -68,14 +71,15 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     else:
         from .train import TrainConfig, train_router, train_verifier
 
+        # Routers trained per fold are scored and dropped: no stored quality curve needed.
         config = TrainConfig(seed=args.seed, kind=args.kind,
                              embedding=None if args.embedding == "none" else args.embedding,
-                             structure=args.structure)
+                             structure=args.structure, quality_folds=0)
         groups = {e.group for e in examples}
         report = cross_validate(
             examples, name, args.folds, lambda ex: train_router(ex, config=config), seed=args.seed,
             leave_group_out=args.benchmark == "mmlu" and len(groups) >= args.folds,
-            verifier=lambda ex: train_verifier(ex, config=TrainConfig(seed=args.seed)),
+            verifier=lambda ex: train_verifier(ex, config=TrainConfig(seed=args.seed, quality_folds=0)),
         )
     if args.plot:
         from .plot import plot_report

@@ -22,6 +22,7 @@ import numpy as np
 
 from .answer import VERIFIER_STAT_NAMES, verifier_inputs
 from .features import DENSE_NAMES, Vocabulary, dense_stats, terms, tokenize
+from .metrics import cpt
 from .structure import STRUCTURE_NAMES, structure_features
 
 if TYPE_CHECKING:
@@ -44,17 +45,21 @@ class ScoringRouter:
 
     ``default_threshold`` routes about ``default_share`` (50% unless trained otherwise) of
     the training prompts to the strong model; ``threshold_for_share`` gives the threshold
-    for another share from quantiles stored at training time.
+    for another share from quantiles stored at training time. ``quality_pgr`` is the PGR
+    (share of the weak-to-strong quality gap recovered) the router reached at each share on
+    examples held out from its fitting, so ``share_for_quality`` turns a quality target
+    into a share.
     """
 
     name: str = "router"
     default_threshold: float = 0.5
 
     def __init__(self, name: str, default_threshold: float = 0.5, share_thresholds: dict[float, float] | None = None,
-                 meta: dict[str, Any] | None = None) -> None:
+                 meta: dict[str, Any] | None = None, quality_pgr: dict[float, float] | None = None) -> None:
         self.name = name
         self.default_threshold = float(default_threshold)
         self.share_thresholds = dict(share_thresholds or {})
+        self.quality_pgr = dict(quality_pgr or {})
         self.meta = dict(meta or {})
 
     def score(self, text: str) -> float:
@@ -82,6 +87,18 @@ class ScoringRouter:
         values = [self.share_thresholds[s] for s in grid]
         return float(np.interp(share, grid, values))
 
+    def share_for_quality(self, target: float) -> float:
+        """Smallest strong share whose held-out PGR reached ``target`` (1.0 if it never did)."""
+        if target <= 0:
+            return 0.0
+        if not self.quality_pgr:
+            raise ValueError(f"router {self.name!r} has no stored quality curve; retrain it with this version "
+                             "to use a quality target")
+        grid = sorted(self.quality_pgr)
+        shares = np.array([0.0, *grid, 1.0])
+        pgr = np.maximum.accumulate([0.0, *(self.quality_pgr[s] for s in grid), 1.0])
+        return cpt(shares, pgr, target)
+
     def route_strong(self, text: str, threshold: float | None = None) -> bool:
         """True if the prompt should go to the strong model."""
         return self.score(text) >= (self.default_threshold if threshold is None else threshold)
@@ -96,6 +113,8 @@ class ScoringRouter:
             "share_grid": np.array(grid, dtype=float),
             "share_values": np.array([self.share_thresholds[s] for s in grid], dtype=float),
             "meta": np.array(json.dumps(self.meta, sort_keys=True)),
+            "quality_grid": np.array(sorted(self.quality_pgr), dtype=float),
+            "quality_values": np.array([self.quality_pgr[s] for s in sorted(self.quality_pgr)], dtype=float),
         }
 
     def save(self, path: str | os.PathLike) -> None:
@@ -107,8 +126,9 @@ class LinearRouter(ScoringRouter):
 
     def __init__(self, name: str, vocab: Vocabulary, sparse_w: np.ndarray, dense_w: np.ndarray, bias: float,
                  dense_mean: np.ndarray, dense_std: np.ndarray, default_threshold: float = 0.5,
-                 share_thresholds: dict[float, float] | None = None, meta: dict[str, Any] | None = None) -> None:
-        super().__init__(name, default_threshold, share_thresholds, meta)
+                 share_thresholds: dict[float, float] | None = None, meta: dict[str, Any] | None = None,
+                 quality_pgr: dict[float, float] | None = None) -> None:
+        super().__init__(name, default_threshold, share_thresholds, meta, quality_pgr)
         self.vocab = vocab
         self.sparse_w = np.asarray(sparse_w, dtype=np.float32)
         self.dense_w = np.asarray(dense_w, dtype=float)
@@ -167,8 +187,8 @@ class GainRouter(ScoringRouter):
                  dense_mean: np.ndarray, dense_std: np.ndarray, embedding_name: str | None = None,
                  token_weights: np.ndarray | None = None, default_threshold: float = 0.5,
                  share_thresholds: dict[float, float] | None = None, meta: dict[str, Any] | None = None,
-                 structure: bool = False) -> None:
-        super().__init__(name, default_threshold, share_thresholds, meta)
+                 structure: bool = False, quality_pgr: dict[float, float] | None = None) -> None:
+        super().__init__(name, default_threshold, share_thresholds, meta, quality_pgr)
         self.vocab = vocab
         self.structure = bool(structure)
         self.sparse_w = np.asarray(sparse_w, dtype=np.float32).reshape(len(vocab.terms), 2)
@@ -253,9 +273,10 @@ class VerifierRouter(GainRouter):
 
     def __init__(self, name: str, vocab: Vocabulary, sparse_w: np.ndarray, dense_w: np.ndarray, bias: np.ndarray,
                  dense_mean: np.ndarray, dense_std: np.ndarray, default_threshold: float = 0.5,
-                 share_thresholds: dict[float, float] | None = None, meta: dict[str, Any] | None = None) -> None:
+                 share_thresholds: dict[float, float] | None = None, meta: dict[str, Any] | None = None,
+                 quality_pgr: dict[float, float] | None = None) -> None:
         super().__init__(name, vocab, sparse_w, dense_w, bias, dense_mean, dense_std, None, None, default_threshold,
-                         share_thresholds, meta)
+                         share_thresholds, meta, quality_pgr=quality_pgr)
 
     def stat_names(self) -> tuple[str, ...]:
         return VERIFIER_STAT_NAMES
@@ -291,7 +312,7 @@ class RandomRouter(ScoringRouter):
     seed (so retries of one request route the same way)."""
 
     def __init__(self, seed: int = 0, name: str = "random") -> None:
-        super().__init__(name, 0.5, {s: 1.0 - s for s in SHARE_GRID}, {"seed": seed})
+        super().__init__(name, 0.5, {s: 1.0 - s for s in SHARE_GRID}, {"seed": seed}, {s: s for s in SHARE_GRID})
         self.seed = int(seed)
         self._key = str(self.seed).encode()
 
@@ -328,6 +349,8 @@ def load_router(path: str | os.PathLike | None = None) -> ScoringRouter:
             "default_threshold": float(z["default_threshold"]),
             "share_thresholds": dict(zip(z["share_grid"].tolist(), z["share_values"].tolist())),
             "meta": json.loads(str(z["meta"])),
+            "quality_pgr": dict(zip(z["quality_grid"].tolist(), z["quality_values"].tolist()))
+            if "quality_grid" in z else None,
         }
         if kind == "linear":
             vocab = Vocabulary(z["terms"].tolist(), z["idf"])

@@ -7,7 +7,7 @@ split of the data it is given, so cross-validation that calls it per fold is lea
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,10 +15,12 @@ import numpy as np
 from .answer import verifier_inputs
 from .dataset import Example
 from .embedding import load_embedding
+from .evaluate import kfold_assignments
 from .features import Vocabulary, dense_stats, sparse_matrix, terms, tokenize
-from .structure import structure_features
-from .linear import Design, LinearWeights, fit_logistic
+from .linear import Design, LinearWeights, fit_logistic, predict_logits
+from .metrics import pgr_at
 from .router import SHARE_GRID, GainRouter, LinearRouter, ScoringRouter, VerifierRouter
+from .structure import structure_features
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,9 @@ class TrainConfig:
     embedding: str | None = None
     #: append the multiple-choice / word-problem structure features (gain only).
     structure: bool = False
+    #: folds of the cross-fitting that measures the stored quality curve (PGR per share on
+    #: examples each model did not see); 0 stores none (cross-validation's throwaway routers).
+    quality_folds: int = 5
 
 
 def _design(vocab: Vocabulary, term_sets: list[set[str]], dense: np.ndarray) -> Design:
@@ -80,11 +85,38 @@ def _choose_and_refit(cfg: TrainConfig, x_fit: Design, x_val: Design, x_all: Des
     return weights, best_l2, best_steps
 
 
-def _finish(router: ScoringRouter, scores: np.ndarray, cfg: TrainConfig) -> ScoringRouter:
-    """Store the training-score quantiles (threshold per strong share) and the default threshold."""
-    router.share_thresholds = {s: float(np.quantile(scores, 1.0 - s)) for s in SHARE_GRID}
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * z))
+
+
+FitPredict = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+def _cross_fitted(n: int, cfg: TrainConfig, fit_predict: FitPredict) -> np.ndarray | None:
+    """Every row's score from a model fitted, with the chosen settings, on the other folds."""
+    if cfg.quality_folds < 2 or n < 2 * cfg.quality_folds:
+        return None
+    fold = kfold_assignments(n, cfg.quality_folds, cfg.seed)
+    scores = np.empty(n)
+    for k in range(cfg.quality_folds):
+        scores[fold == k] = fit_predict(np.flatnonzero(fold != k), np.flatnonzero(fold == k))
+    return scores
+
+
+def _finish(router: ScoringRouter, scores: np.ndarray, cfg: TrainConfig, examples: Sequence[Example],
+            held_out: np.ndarray | None) -> ScoringRouter:
+    """Store the threshold per strong share, the default threshold and the quality curve
+    (PGR per share). Both come from the cross-fitted scores when there are some: a model
+    scores its own training prompts more extremely than new ones, so quantiles of the
+    in-sample ``scores`` would give the wrong share on new traffic."""
+    calibration = scores if held_out is None else held_out
+    router.share_thresholds = {s: float(np.quantile(calibration, 1.0 - s)) for s in SHARE_GRID}
     router.default_threshold = router.threshold_for_share(cfg.default_share)
     router.meta["default_share"] = cfg.default_share
+    router.meta["calibrated_on"] = "training scores" if held_out is None else f"{cfg.quality_folds}-fold cross-fit"
+    curve = None if held_out is None else pgr_at(held_out, [e.strong for e in examples],
+                                                  [e.weak for e in examples], SHARE_GRID)
+    router.quality_pgr = dict(zip(SHARE_GRID, curve)) if curve is not None else {}
     return router
 
 
@@ -100,6 +132,7 @@ class _Heads:
     dense_std: np.ndarray
     token_weights: np.ndarray | None
     chosen: list[dict[str, object]]
+    held_out: np.ndarray | None  # cross-fitted expected strong win rate of every example
 
 
 def _fit_heads(examples: Sequence[Example], term_sets: list[set[str]], stats: np.ndarray, cfg: TrainConfig,
@@ -129,14 +162,24 @@ def _fit_heads(examples: Sequence[Example], term_sets: list[set[str]], stats: np
     x_fit, x_val = design(vocab, dense, fit_idx), design(vocab, dense, valid_idx)
     vocab_all, dense_all, moments, token_weights = features(all_idx)
     x_all = design(vocab_all, dense_all, all_idx)
-    heads, chosen = [], []
+    heads, chosen, targets = [], [], []
     for target in ("strong", "weak"):
         y = np.array([getattr(e, target) for e in examples], dtype=float)
         weights, l2, steps = _choose_and_refit(cfg, x_fit, x_val, x_all, y, fit_idx, valid_idx)
         heads.append(weights)
         chosen.append({"head": target, "l2": l2, "steps": int(steps)})
+        targets.append((y, l2, steps))
+
+    def fit_predict(train_rows: np.ndarray, test_rows: np.ndarray) -> np.ndarray:
+        vocab, dense, _, _ = features(train_rows)
+        x_train, x_test = design(vocab, dense, train_rows), design(vocab, dense, test_rows)
+        zs, zw = (predict_logits(x_test, fit_logistic(x_train, y[train_rows], l2, steps, cfg.lr)[0])
+                  for y, l2, steps in targets)
+        return 0.5 + 0.5 * (_sigmoid(zs) - _sigmoid(zw))
+
     return _Heads(vocab_all, np.stack([h.sparse for h in heads], axis=1), np.stack([h.dense for h in heads], axis=1),
-                  np.array([h.bias for h in heads]), moments[0], moments[1], token_weights, chosen)
+                  np.array([h.bias for h in heads]), moments[0], moments[1], token_weights, chosen,
+                  _cross_fitted(len(examples), cfg, fit_predict))
 
 
 def _meta(examples: Sequence[Example], heads: _Heads, cfg: TrainConfig) -> dict[str, object]:
@@ -157,7 +200,7 @@ def train_gain_router(examples: Sequence[Example], name: str = "gain-tfidf",
     h = _fit_heads(examples, [terms(t) for t in tokens], stats, cfg, texts)
     router = GainRouter(name, h.vocab, h.sparse_w, h.dense_w, h.bias, h.dense_mean, h.dense_std, cfg.embedding,
                         h.token_weights, meta=_meta(examples, h, cfg), structure=cfg.structure)
-    return _finish(router, router.score_many(texts), cfg)  # type: ignore[return-value]
+    return _finish(router, router.score_many(texts), cfg, examples, h.held_out)  # type: ignore[return-value]
 
 
 def train_verifier(examples: Sequence[Example], name: str = "answer-verifier",
@@ -173,7 +216,8 @@ def train_verifier(examples: Sequence[Example], name: str = "answer-verifier",
     h = _fit_heads(with_answers, [t for t, _ in inputs], stats, cfg)
     verifier = VerifierRouter(name, h.vocab, h.sparse_w, h.dense_w, h.bias, h.dense_mean, h.dense_std,
                               meta=_meta(with_answers, h, cfg))
-    return _finish(verifier, verifier.score_examples(with_answers), cfg)  # type: ignore[return-value]
+    return _finish(verifier, verifier.score_examples(with_answers), cfg, with_answers,  # type: ignore[return-value]
+                   h.held_out)
 
 
 def train_linear_router(
@@ -208,7 +252,15 @@ def train_linear_router(
     x_all = _design(vocab, term_sets, (raw_dense - mean) / std)
     weights, best_l2, best_steps = _choose_and_refit(cfg, x_fit, x_val, x_all, y, fit_idx, valid_idx)
 
+    def fit_predict(train_rows: np.ndarray, test_rows: np.ndarray) -> np.ndarray:
+        vocab, mean, std = build(train_rows)
+        dense = (raw_dense - mean) / std
+        x_train = _design(vocab, [term_sets[i] for i in train_rows], dense[train_rows])
+        x_test = _design(vocab, [term_sets[i] for i in test_rows], dense[test_rows])
+        return _sigmoid(predict_logits(x_test, fit_logistic(x_train, y[train_rows], best_l2, best_steps, cfg.lr)[0]))
+
     router = LinearRouter(name, vocab, weights.sparse, weights.dense, weights.bias, mean, std,
                           meta={"examples": len(examples), "steps": int(best_steps), "l2": best_l2,
                                 "config": {k: v for k, v in cfg.__dict__.items()}})
-    return _finish(router, router.score_many(texts), cfg)  # type: ignore[return-value]
+    return _finish(router, router.score_many(texts), cfg, examples,  # type: ignore[return-value]
+                   _cross_fitted(len(examples), cfg, fit_predict))
