@@ -56,7 +56,11 @@ def stack(tmp_path_factory, questions, gsm8k_halves):
     assert trained.returncode == 0, trained.stderr
     assert "quality targets" in trained.stdout
     calibration = tmp / "calibration.jsonl"
-    calibration.write_text("\n".join(json.dumps({"prompt": q}) for q in questions[:600]))
+    # Both shapes a calibration file may have: {"prompt"}, and record mode's {"messages"} (text parts here).
+    calibration.write_text("\n".join(
+        json.dumps({"prompt": q} if i % 2 else {"messages": [{"role": "user", "content": [{"type": "text", "text": q}]}],
+                                                 "model": "weak", "response": "..."})
+        for i, q in enumerate(questions[:600])))
 
     def model(upstream, price_in, price_out, **extra):
         return {"deployments": [{"provider": "openai", "model": upstream, "base_url": mock.url + "/v1"}],

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from switchboard.accounting.tokens import estimate_tokens
 from switchboard.config import ConfigError, GatewayConfig, ModelConfig, _Section
-from switchboard.core.request import ChatRequest
+from switchboard.core.request import ChatRequest, messages_text
 from switchboard.errors import InvalidRequest
 
 if TYPE_CHECKING:
@@ -252,7 +252,7 @@ class AutoRouter:
         if prompts:
             from switchboard.routing.smart import calibrate_threshold
 
-            return calibrate_threshold(self.scorer, prompts, share)
+            return calibrate_threshold(self.scorer, [clip_for_scoring(p) for p in prompts], share)
         return self.scorer.threshold_for_share(share)
 
     def model(self, name: str) -> ModelConfig:
@@ -334,8 +334,8 @@ def load_prompts(path: str) -> list[str]:
                 item: Any = orjson.loads(line)
                 if "prompt" in item:
                     prompts.append(str(item["prompt"]))
-                elif "messages" in item:
-                    prompts.append("\n".join(str(m.get("content", "")) for m in item["messages"]))
+                elif "messages" in item:  # e.g. the file record mode writes
+                    prompts.append(messages_text(item["messages"]))
             else:
                 prompts.append(line)
     return prompts
