@@ -247,6 +247,14 @@ def test_quality_curve_round_trip_and_without_one(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="no stored quality curve"):
         load_router(tmp_path / "bare.npz").share_for_quality(0.8)
 
+    info = last_json(run_cli("router", "info", str(tmp_path / "r.npz"), "--json").stdout)
+    assert info["name"] == router.name and info["calibrated_on"] == "5-fold cross-fit"
+    assert [r["strong_share"] for r in info["shares"]] == sorted(router.share_thresholds)
+    assert info["shares"][5]["pgr"] == pytest.approx(router.quality_pgr[0.3], abs=1e-4)
+    assert info["quality_targets"]["0.8"] == pytest.approx(router.share_for_quality(0.8), abs=1e-4)
+    text = run_cli("router", "info", str(tmp_path / "bare.npz")).stdout
+    assert "no quality curve stored" in text and "training scores" in text
+
 
 # --- shipped default and latency -------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""Command line for offline smart routing: ``router train`` and ``route-eval``.
+"""Command line for offline smart routing: ``router train``, ``router info`` and ``route-eval``.
 
 ``register`` only declares arguments; numpy and the training code are imported when a
 command runs, so wiring these commands into the main CLI costs nothing at start-up.
@@ -55,6 +55,45 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if router.quality_pgr:
         shares = ", ".join(f"{q:.0%} at {router.share_for_quality(q):.0%}" for q in (0.5, 0.8, 0.9))
         print(f"quality targets (share of the weak-to-strong gap recovered, cross-fitted) -> strong share: {shares}")
+    return 0
+
+
+def router_summary(router: Any) -> dict[str, Any]:
+    """What an operator needs to pick a trade-off for a router file."""
+    shares = sorted(router.share_thresholds)
+    return {
+        "name": router.name,
+        "kind": type(router).__name__,
+        "trained_on": router.meta.get("trained_on"),
+        "examples": router.meta.get("examples"),
+        "calibrated_on": router.meta.get("calibrated_on"),
+        "default_threshold": round(router.default_threshold, 6),
+        "shares": [{"strong_share": s, "threshold": round(router.share_thresholds[s], 6),
+                    "pgr": None if s not in router.quality_pgr else round(router.quality_pgr[s], 4)} for s in shares],
+        "quality_targets": {f"{q:g}": round(router.share_for_quality(q), 4) for q in (0.5, 0.8, 0.9, 0.95)}
+        if router.quality_pgr else None,
+    }
+
+
+@_clean_errors
+def _cmd_info(args: argparse.Namespace) -> int:
+    from .router import load_router
+
+    info = router_summary(load_router(args.router))
+    if args.json:
+        print(json.dumps(info, separators=(",", ":")))
+        return 0
+    print(f"{info['name']} ({info['kind']}): trained on {info['trained_on']}, {info['examples']} examples; "
+          f"default threshold {info['default_threshold']:.4f}; shares calibrated on {info['calibrated_on']}")
+    print(f"{'strong share':>12} {'threshold':>10} {'PGR':>6}")
+    for row in info["shares"]:
+        pgr = "n/a" if row["pgr"] is None else f"{row['pgr']:.3f}"
+        print(f"{row['strong_share']:>12.0%} {row['threshold']:>10.4f} {pgr:>6}")
+    if info["quality_targets"]:
+        print("quality target -> strong share: " +
+              ", ".join(f"{q} -> {share:.0%}" for q, share in info["quality_targets"].items()))
+    else:
+        print("no quality curve stored (a file from before quality curves): retrain to use quality_target")
     return 0
 
 
@@ -126,6 +165,10 @@ def register(subparsers: Any) -> None:
                        help="strong-call share on the training prompts that the stored default threshold gives")
     train.add_argument("--seed", type=int, default=0)
     train.set_defaults(func=_cmd_train)
+    info = router_sub.add_parser("info", help="show a router file's thresholds per strong share and quality curve")
+    info.add_argument("router", nargs="?", default=None, help="router file (default: the shipped router)")
+    info.add_argument("--json", action="store_true", help="print one JSON object")
+    info.set_defaults(func=_cmd_info)
 
     ev = subparsers.add_parser("route-eval", help="evaluate routers offline: APGR, CPT, PGR curve, latency")
     ev.add_argument("--data", required=True, help="RouteLLM data directory, or a JSONL file in our format")
