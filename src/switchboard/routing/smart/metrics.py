@@ -84,12 +84,11 @@ def evaluate_scores(scores: Sequence[float], strong: Sequence[float], weak: Sequ
 
 def pgr_at(scores: Sequence[float], strong: Sequence[float], weak: Sequence[float],
            shares: Sequence[float]) -> list[float] | None:
-    """PGR at each of ``shares``, made non-decreasing (routing more prompts to the strong model
-    never promises less quality); None when the strong model is not better on this data."""
+    """PGR at each of ``shares``; None when the strong model is not better on this data."""
     if float(np.sum(strong)) <= float(np.sum(weak)):
         return None
     curve_shares, pgr = pgr_curve(scores, strong, weak)
-    return np.maximum.accumulate(np.interp(shares, curve_shares, pgr)).tolist()
+    return np.interp(shares, curve_shares, pgr).tolist()
 
 
 def oracle_scores(strong: Sequence[float], weak: Sequence[float]) -> np.ndarray:
