@@ -73,7 +73,7 @@ def test_workers_share_the_port_log_every_request_and_drain_on_sigterm(tmp_path)
                 proc.kill()
                 proc.wait()
         log = log_path.read_text()
-        assert "without Postgres" in log and "per worker" in log  # the shared-state warning
+        assert "without Redis" in log and "per worker" in log  # the shared-state warning
         assert log.count("switchboard listening on") == 2
         conn = sqlite3.connect(db)
         try:

@@ -8,10 +8,11 @@ ordinary single-process `serve` on it. The parent only supervises: it
 forwards SIGINT/SIGTERM so that every worker drains its in-flight requests,
 and restarts a worker that died unexpectedly.
 
-Shared state: workers share nothing in memory. Limits and credit caps are
-exact across workers only when they live in Postgres/Redis
-(`storage.database_url`, `storage.redis_url`); with SQLite and in-process
-counters each worker enforces its own share, and the parent says so at start.
+Shared state: workers share nothing in memory. Credit and budget reservations
+are conditional updates in the database they share (the SQLite file or
+Postgres), so those caps are exact across workers. Rate limits and parallel
+caps are exact across workers only in Redis (`storage.redis_url`); without it
+each worker counts its own, and the parent says so at start.
 """
 
 from __future__ import annotations
@@ -40,11 +41,11 @@ def listen(host: str, port: int, backlog: int = 4096) -> socket.socket:
 def shared_state_warning(config: object) -> str | None:
     """Why caps are not exact across workers with this config, or None when they are."""
     storage = getattr(config, "storage", None)
-    if storage is not None and getattr(storage, "database_url", None) and getattr(storage, "redis_url", None):
+    if storage is not None and getattr(storage, "redis_url", None):
         return None
-    return ("serving with several workers but without Postgres (storage.database_url) and Redis "
-            "(storage.redis_url): rate limits and credit/budget reservations are kept per worker, so a cap of N "
-            "may admit up to N x workers in total. Configure both for exact caps across workers.")
+    return ("serving with several workers without Redis (storage.redis_url): rate limits and parallel-request "
+            "caps are counted per worker, so a limit of N may admit up to N x workers in total (credits and budgets "
+            "are exact: the database holds them). Configure Redis for exact rate limits across workers.")
 
 
 def serve_workers(config_path: str | None, workers: int, host: str | None = None, port: int | None = None,
