@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -13,7 +14,7 @@ import time
 import openai
 import yaml
 
-from support import MockProc, free_port, wait_for, wait_http
+from support import MockProc, free_port, http, wait_for, wait_http
 
 MASTER = "sk-test-master-0123456789"
 
@@ -33,7 +34,8 @@ def test_workers_share_the_port_log_every_request_and_drain_on_sigterm(tmp_path)
             "auth": {"master_key": "${SB_MASTER}"},
             "storage": {"sqlite_path": str(db)},
             "models": {
-                "m": {"deployments": [{"provider": "openai", "model": "up", "base_url": mock.url + "/v1"}]},
+                "m": {"deployments": [{"provider": "openai", "model": "up", "base_url": mock.url + "/v1"}],
+                      "pricing": {"input_per_mtok": 10_000.0, "output_per_mtok": 20_000.0}},
                 "slow": {"deployments": [{"provider": "openai", "model": "slow-up", "base_url": mock.url + "/v1"}]},
             },
         }))
@@ -53,6 +55,35 @@ def test_workers_share_the_port_log_every_request_and_drain_on_sigterm(tmp_path)
                 with openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=MASTER, max_retries=0) as c:
                     answer = c.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}])
                 assert answer.choices[0].message.content == "hello from a worker"
+
+            # A prepaid key's credit holds in total across the workers: reservations are conditional
+            # updates in the one SQLite file, so concurrent requests on both workers cannot overdraw it.
+            status, _, body = http("POST", f"http://127.0.0.1:{port}/admin/keys", {"name": "prepaid", "credits_usd": 1},
+                                   headers={"authorization": f"Bearer {MASTER}"})
+            assert status == 201, body
+            prepaid = json.loads(body)
+            outcomes: list[int] = []
+
+            def prepaid_call() -> None:
+                with openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=prepaid["key"], max_retries=0) as c:
+                    try:
+                        c.chat.completions.create(model="m", max_tokens=10, messages=[{"role": "user", "content": "hi"}])
+                        outcomes.append(200)
+                    except openai.APIStatusError as exc:
+                        outcomes.append(exc.status_code)
+
+            callers = [threading.Thread(target=prepaid_call) for _ in range(24)]
+            for caller in callers:
+                caller.start()
+            for caller in callers:
+                caller.join(15)
+            assert len(outcomes) == 24 and set(outcomes) == {200, 402}, outcomes
+            status, _, body = http("GET", f"http://127.0.0.1:{port}/admin/keys/{prepaid['id']}",
+                                   headers={"authorization": f"Bearer {MASTER}"})
+            credit = json.loads(body)["credit"]
+            print(f"prepaid $1 over 2 workers: {outcomes.count(200)} served, {outcomes.count(402)} refused, "
+                  f"${credit['balance_usd']:.4f} left")
+            assert credit["balance_usd"] >= 0 and credit["reserved_usd"] == 0, credit
 
             # A request in flight when SIGTERM arrives is finished, not dropped.
             result: dict = {}
@@ -80,7 +111,7 @@ def test_workers_share_the_port_log_every_request_and_drain_on_sigterm(tmp_path)
             logged = conn.execute("SELECT COUNT(*) FROM request_log WHERE status = 200").fetchone()[0]
         finally:
             conn.close()
-        assert logged == 21  # both workers wrote their requests to the one request log
+        assert logged == 21 + outcomes.count(200)  # both workers wrote their requests to the one request log
         assert not any(os.path.exists(f"/proc/{pid}") for pid in workers)  # reaped by the parent
     finally:
         mock.stop()
