@@ -162,12 +162,12 @@ def _fit_heads(examples: Sequence[Example], term_sets: list[set[str]], stats: np
     x_fit, x_val = design(vocab, dense, fit_idx), design(vocab, dense, valid_idx)
     vocab_all, dense_all, moments, token_weights = features(all_idx)
     x_all = design(vocab_all, dense_all, all_idx)
-    heads, chosen, targets = [], [], []
-    for target in ("strong", "weak"):
+    heads, targets = [], []  # per head: the refit weights; (labels, L2, steps) for the cross-fit
+    names = ("strong", "weak")
+    for target in names:
         y = np.array([getattr(e, target) for e in examples], dtype=float)
         weights, l2, steps = _choose_and_refit(cfg, x_fit, x_val, x_all, y, fit_idx, valid_idx)
         heads.append(weights)
-        chosen.append({"head": target, "l2": l2, "steps": int(steps)})
         targets.append((y, l2, steps))
 
     def fit_predict(train_rows: np.ndarray, test_rows: np.ndarray) -> np.ndarray:
@@ -178,7 +178,8 @@ def _fit_heads(examples: Sequence[Example], term_sets: list[set[str]], stats: np
         return 0.5 + 0.5 * (_sigmoid(zs) - _sigmoid(zw))
 
     return _Heads(vocab_all, np.stack([h.sparse for h in heads], axis=1), np.stack([h.dense for h in heads], axis=1),
-                  np.array([h.bias for h in heads]), moments[0], moments[1], token_weights, chosen,
+                  np.array([h.bias for h in heads]), moments[0], moments[1], token_weights,
+                  [{"head": h, "l2": l2, "steps": int(steps)} for h, (_, l2, steps) in zip(names, targets)],
                   _cross_fitted(len(examples), cfg, fit_predict))
 
 
