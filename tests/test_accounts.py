@@ -202,6 +202,38 @@ def test_idempotency_key_on_embeddings_and_anthropic_messages(stack):
     assert "different request body" in str(err.value)
 
 
+def test_idempotency_key_replays_a_completed_stream(stack):
+    import anthropic
+
+    gw, mock = stack
+    key_id, key = new_key(gw, credits_usd=5.0)
+    client = client_for(gw, key)
+    before = mock.stats()["completed"]
+    ask_stream = dict(model="m", max_tokens=10, messages=[{"role": "user", "content": "tell me a story"}], stream=True,
+                      stream_options={"include_usage": True}, extra_headers={"Idempotency-Key": "stream-1"})
+    first = list(client.chat.completions.create(**ask_stream))
+    raw = client.chat.completions.with_raw_response.create(**ask_stream)
+    assert raw.headers["idempotent-replayed"] == "true"
+    again = list(raw.parse())
+    assert len(first) > 2 and [c.model_dump() for c in again] == [c.model_dump() for c in first]
+    assert first[-1].usage is not None and again[-1].usage == first[-1].usage
+
+    claude = anthropic.Anthropic(api_key=key, base_url=gw.url, max_retries=0, timeout=10)
+    ask_claude = dict(model="m", max_tokens=10, messages=[{"role": "user", "content": "a poem"}],
+                      extra_headers={"Idempotency-Key": "stream-2"})
+    with claude.messages.stream(**ask_claude) as s:
+        first_msg = s.get_final_message()
+    with claude.messages.stream(**ask_claude) as s:
+        assert s.response.headers["idempotent-replayed"] == "true"
+        again_msg = s.get_final_message()
+    assert again_msg.content[0].text == first_msg.content[0].text and first_msg.content[0].text
+    assert again_msg.id == first_msg.id and again_msg.usage.output_tokens == first_msg.usage.output_tokens
+
+    assert mock.stats()["completed"] == before + 2  # the replays did not reach the upstream
+    _, ledger = admin(gw, "GET", f"/admin/keys/{key_id}/ledger")
+    assert [e["kind"] for e in ledger["data"]].count("charge") == 2
+
+
 def test_rate_limits_rpm_tpm_and_per_model(stack):
     gw, _ = stack
     _, key = new_key(gw, rpm=2)

@@ -157,6 +157,7 @@ class Pipeline:
                      first: dict[str, Any] | None, model: ModelConfig, dep: Deployment) -> AsyncIterator[dict[str, Any]]:
         usage: tuple[int, int, int] | None = None
         text: list[str] = []
+        sent: list[dict[str, Any]] | None = [] if self.gw.admission.keeps_stream(ctx) else None
         priced = False
         try:
             chunk = first
@@ -169,6 +170,8 @@ class Pipeline:
                 if u is None or request.include_usage or chunk.get("choices"):
                     if u is not None and not request.include_usage:
                         chunk = {k: v for k, v in chunk.items() if k != "usage"}
+                    if sent is not None:
+                        sent.append(chunk)
                     yield chunk
                 try:
                     chunk = await upstream.__anext__()
@@ -179,7 +182,7 @@ class Pipeline:
             self.settle_usage(ctx, model, dep, usage, request, "".join(text))
             priced = True
             ctx.entry.status = 200
-            await self.gw.admission.commit(ctx)  # durable charge before the ingress sends [DONE]
+            await self.gw.admission.commit(ctx, sent)  # durable charge before the ingress sends [DONE]
         except UpstreamError as exc:
             ctx.entry.extra["stream_interrupted"] = True
             self.fail(ctx, exc)
@@ -222,7 +225,7 @@ class Pipeline:
         try:
             for chunk in chunks:
                 yield chunk
-            await self.gw.admission.commit(ctx)
+            await self.gw.admission.commit(ctx, chunks)
         except (asyncio.CancelledError, GeneratorExit):
             self.fail(ctx, None, status=499, message="client disconnected during the stream")
             raise

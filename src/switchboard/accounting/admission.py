@@ -25,7 +25,7 @@ import hashlib
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -44,7 +44,7 @@ from switchboard.errors import (
     RateLimited,
     ServiceUnavailable,
 )
-from switchboard.http.server import Request, Response
+from switchboard.http.server import Request, Response, StreamResponse
 from switchboard.storage.base import Steps, execute, fetchone
 
 if TYPE_CHECKING:
@@ -217,12 +217,15 @@ class Admission:
 
     # ------------------------------------------------------------ idempotency
 
-    async def begin_idempotent(self, ctx: RequestContext, request: Request,
-                               render: Callable[[bytes], bytes] | None = None) -> Response | None:
+    async def begin_idempotent(
+        self, ctx: RequestContext, request: Request, render: Callable[[bytes], bytes] | None = None,
+        render_stream: Callable[[AsyncIterator[dict[str, Any]]], AsyncIterator[bytes]] | None = None,
+    ) -> Response | StreamResponse | None:
         """Claim an `Idempotency-Key`, or answer with the stored first response.
 
-        The stored response is the pipeline's (OpenAI-shaped) result; an ingress that answers in
-        another format passes `render` to turn it into that format on replay.
+        The stored response is the pipeline's (OpenAI-shaped) result: a completion object, or
+        for a stream the JSON array of the chunks the client was sent. An ingress that answers
+        in another format passes `render` (a completion) and `render_stream` (chunks to SSE).
         """
         idem_key = request.headers.get("idempotency-key")
         if not idem_key:
@@ -255,18 +258,26 @@ class Admission:
                                  param="Idempotency-Key")
         if row["state"] == "pending":
             raise IdempotencyConflict("A request with this Idempotency-Key is still in progress; retry it later.")
-        if row["body"] is None:
-            raise IdempotencyConflict("The request with this Idempotency-Key was streamed and has completed; "
-                                      "a stream cannot be replayed.")
         headers = orjson.loads(row["headers"]) if row["headers"] else {}
         headers["idempotent-replayed"] = "true"
-        body = bytes(row["body"])
-        return Response(int(row["status"]), render(body) if render is not None else body, headers)
+        body = bytes(row["body"]) if row["body"] is not None else None
+        if body is not None and not body.startswith(b"["):
+            return Response(int(row["status"]), render(body) if render is not None else body, headers)
+        if body is None or render_stream is None:  # body None: streamed before streams' chunks were stored
+            raise IdempotencyConflict("The request with this Idempotency-Key was streamed and has completed; "
+                                      "this stream cannot be replayed.")
+        return StreamResponse(render_stream(_stored_chunks(orjson.loads(body))), headers=headers)
+
+    def keeps_stream(self, ctx: RequestContext) -> bool:
+        """Whether this stream's chunks are to be stored (it holds an Idempotency-Key) for a replay."""
+        pend = self._pending.get(ctx.request_id)
+        return pend is not None and pend.idem is not None
 
     # ------------------------------------------------------------ commit and settle
 
-    async def commit(self, ctx: RequestContext, response: dict[str, Any] | None = None) -> None:
-        """Durably charge the request's actual cost. Awaited before the response's last byte is sent."""
+    async def commit(self, ctx: RequestContext, response: dict[str, Any] | list[dict[str, Any]] | None = None) -> None:
+        """Durably charge the request's actual cost. Awaited before the response's last byte is sent.
+        ``response`` (a completion, or a stream's chunks) is stored for an Idempotency-Key's replay."""
         cost = to_nanos(ctx.entry.cost)
         ctx.entry.cost = cost / 1e9
         pend = self._pending.get(ctx.request_id)
@@ -367,3 +378,8 @@ def _limit_headers(checks: list[Check], verdict: Any) -> dict[str, str]:
             headers[f"x-ratelimit-remaining-{kind}"] = str(best[1])
             headers[f"x-ratelimit-reset-{kind}"] = reset_text(best[2] if best[2] > 0 else 60)
     return headers
+
+
+async def _stored_chunks(chunks: list[dict[str, Any]]) -> AsyncIterator[dict[str, Any]]:
+    for chunk in chunks:
+        yield chunk

@@ -45,7 +45,8 @@ async def chat_completions(gw: Gateway, request: Request) -> Response | StreamRe
     try:
         ctx.identity = await gw.auth.authenticate(request.headers)
         chat = ChatRequest.from_body(parse_json(request))
-        replayed = await gw.admission.begin_idempotent(ctx, request)  # Idempotency-Key: the first answer, once
+        replayed = await gw.admission.begin_idempotent(  # Idempotency-Key: the first answer, once
+            ctx, request, render_stream=render_stream)
     except GatewayError as exc:
         return _reject(gw, ctx, exc)
     if replayed is not None:

@@ -401,9 +401,11 @@ class EventWriter:
         self.finish: str | None = None
         self.usage: dict[str, int] | None = None
 
-    def start(self, model: str | None = None) -> bytes:
+    def start(self, model: str | None = None, source_id: object = None) -> bytes:
         self.started = True
-        message = {"id": new_message_id(), "type": "message", "role": "assistant", "model": model or self.model,
+        # Derived from the upstream id, like to_message's, so an idempotent replay has the same message id.
+        message_id = _derived_id("msg_", source_id) if isinstance(source_id, str) and source_id else new_message_id()
+        message = {"id": message_id, "type": "message", "role": "assistant", "model": model or self.model,
                    "content": [], "stop_reason": None, "stop_sequence": None,
                    "usage": {"input_tokens": self.input_estimate, "output_tokens": 1,
                              "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}}
@@ -423,7 +425,7 @@ class EventWriter:
                                                  "content_block": block})
 
     def feed(self, chunk: dict[str, Any]) -> bytes:
-        out = b"" if self.started else self.start(chunk.get("model"))
+        out = b"" if self.started else self.start(chunk.get("model"), chunk.get("id"))
         if isinstance(chunk.get("usage"), dict):
             self.usage = anthropic_usage(chunk["usage"])
         for choice in chunk.get("choices") or ():
