@@ -17,6 +17,7 @@ In cascade mode the weak model is asked first and its answer checked
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -193,6 +194,17 @@ def request_threshold(scorer: ScoringRouter, configured: float, headers: dict[st
     return configured if share is None else scorer.threshold_for_share(share)
 
 
+def _configured_threshold(scorer: ScoringRouter, threshold: float | None, share: float | None,
+                          quality: float | None, for_share: Callable[[float], float]) -> float:
+    """A router's configured threshold: the fixed one, else ``for_share`` of the strong share
+    given or needed for the quality target, else the file's default (config allows one of them)."""
+    if threshold is not None:
+        return threshold
+    if share is None and quality is not None:
+        share = scorer.share_for_quality(quality)
+    return scorer.default_threshold if share is None else for_share(share)
+
+
 class AutoRouter:
     """One configured router: decides which model serves a request."""
 
@@ -215,14 +227,8 @@ class AutoRouter:
                 None if s.router == "default" else s.router)
             if s.cascade is not None and s.cascade.check == "verifier":
                 self._load_verifier(s.cascade)
-            if s.threshold is not None:
-                self.threshold = s.threshold
-            elif s.strong_share is not None:
-                self.threshold = self.threshold_for_share(s.strong_share)
-            elif s.quality_target is not None:
-                self.threshold = self.threshold_for_share(self.scorer.share_for_quality(s.quality_target))
-            else:
-                self.threshold = self.scorer.default_threshold
+            self.threshold = _configured_threshold(self.scorer, s.threshold, s.strong_share, s.quality_target,
+                                                   self.threshold_for_share)
         except ValueError as exc:  # RouterFormatError is one
             raise ConfigError(f"routers.{s.name}: {exc}") from None
         for route in s.routes:
@@ -237,14 +243,8 @@ class AutoRouter:
             raise RouterFormatError(f"{cascade.verifier} holds a prompt router ({verifier.name!r}), not an answer "
                                     "verifier; train one with `switchboard router train --kind verifier`")
         self.verifier = verifier
-        if cascade.threshold is not None:
-            self.verifier_threshold = cascade.threshold
-        elif cascade.escalate_share is not None:
-            self.verifier_threshold = verifier.threshold_for_share(cascade.escalate_share)
-        elif cascade.quality_target is not None:
-            self.verifier_threshold = verifier.threshold_for_share(verifier.share_for_quality(cascade.quality_target))
-        else:
-            self.verifier_threshold = verifier.default_threshold
+        self.verifier_threshold = _configured_threshold(verifier, cascade.threshold, cascade.escalate_share,
+                                                        cascade.quality_target, verifier.threshold_for_share)
 
     def threshold_for_share(self, share: float) -> float:
         assert self.scorer is not None
