@@ -104,7 +104,7 @@ def test_workers_share_the_port_log_every_request_and_drain_on_sigterm(tmp_path)
                 proc.kill()
                 proc.wait()
         log = log_path.read_text()
-        assert "without Redis" in log and "per worker" in log  # the shared-state warning
+        assert "rate limits counted in memory shared by the workers" in log
         assert log.count("switchboard listening on") == 2
         conn = sqlite3.connect(db)
         try:
@@ -113,5 +113,98 @@ def test_workers_share_the_port_log_every_request_and_drain_on_sigterm(tmp_path)
             conn.close()
         assert logged == 21 + outcomes.count(200)  # both workers wrote their requests to the one request log
         assert not any(os.path.exists(f"/proc/{pid}") for pid in workers)  # reaped by the parent
+    finally:
+        mock.stop()
+
+
+def _calls(n: int, call) -> list[int]:
+    """Run `call` n times at once, each on its own thread; the status of each (0: the connection dropped)."""
+    outcomes: list[int] = []
+
+    def one() -> None:
+        try:
+            call()
+            outcomes.append(200)
+        except openai.APIStatusError as exc:
+            outcomes.append(exc.status_code)
+        except openai.APIConnectionError:
+            outcomes.append(0)
+
+    threads = [threading.Thread(target=one) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(20)
+    return outcomes
+
+
+def test_rate_limits_and_parallel_caps_hold_across_workers_without_redis(tmp_path):
+    mock = MockProc(tmp_path, {"up": {"reply": "ok"}, "slow-up": {"latency": 1.5}, "stuck-up": {"latency": 60}})
+    try:
+        port = free_port()
+        config = tmp_path / "limits.yaml"
+        config.write_text(yaml.safe_dump({
+            "auth": {"master_key": "${SB_MASTER}"},
+            "accounts": {"reservation_ttl_seconds": 3},
+            "storage": {"sqlite_path": str(tmp_path / "limits.db")},
+            "models": {
+                "m": {"deployments": [{"provider": "openai", "model": "up", "base_url": mock.url + "/v1"}]},
+                "slow": {"deployments": [{"provider": "openai", "model": "slow-up", "base_url": mock.url + "/v1"}]},
+                "stuck": {"deployments": [{"provider": "openai", "model": "stuck-up", "base_url": mock.url + "/v1"}]},
+            },
+        }))
+        proc = subprocess.Popen([sys.executable, "-m", "switchboard", "serve", "--config", str(config), "--port",
+                                 str(port), "--workers", "2"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                env={**os.environ, "SB_MASTER": MASTER})
+        try:
+            wait_http(f"http://127.0.0.1:{port}/ready", proc=proc)
+            assert wait_for(lambda: len(_children(proc.pid)) == 2, timeout=10)
+            admin = {"authorization": f"Bearer {MASTER}"}
+            status, _, body = http("POST", f"http://127.0.0.1:{port}/admin/keys", {"name": "rpm", "rpm": 8}, headers=admin)
+            assert status == 201, body
+            rpm_key = json.loads(body)["key"]
+            status, _, body = http("POST", f"http://127.0.0.1:{port}/admin/keys", {"name": "par", "max_parallel": 2},
+                                   headers=admin)
+            assert status == 201, body
+            par_key = json.loads(body)["key"]
+
+            def call(key: str, model: str):
+                def go() -> None:
+                    # a fresh connection per call, so the kernel hands the calls to both workers
+                    with openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=key, max_retries=0) as c:
+                        c.chat.completions.create(model=model, messages=[{"role": "user", "content": "hi"}])
+                return go
+
+            # 8 requests per minute means 8 in total, not 8 per worker.
+            outcomes = _calls(24, call(rpm_key, "m"))
+            assert sorted(outcomes) == [200] * 8 + [429] * 16, outcomes
+            # 2 at a time means 2 in flight across both workers.
+            outcomes = _calls(6, call(par_key, "slow"))
+            assert sorted(outcomes) == [200] * 2 + [429] * 4, outcomes
+            # The slots are freed when the requests end, whichever worker served them.
+            assert _calls(2, call(par_key, "slow")) == [200, 200]
+
+            # Workers killed while holding both slots: the restarted workers find them taken until the
+            # holds expire (accounts.reservation_ttl_seconds), then the key is served again.
+            stuck = [threading.Thread(target=_calls, args=(1, call(par_key, "stuck"))) for _ in range(2)]
+            for t in stuck:
+                t.start()
+            assert wait_for(lambda: mock.stats()["by_model"].get("stuck-up") == 2, timeout=10)
+            killed = _children(proc.pid)
+            for pid in killed:
+                os.kill(pid, signal.SIGKILL)
+            assert wait_for(lambda: len(set(_children(proc.pid)) - set(killed)) == 2, timeout=15)
+            wait_http(f"http://127.0.0.1:{port}/ready", proc=proc)
+            started = time.monotonic()
+            assert _calls(1, call(par_key, "m")) == [429]
+            assert wait_for(lambda: _calls(1, call(par_key, "m")) == [200], timeout=10)
+            assert time.monotonic() - started > 1
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
     finally:
         mock.stop()

@@ -16,6 +16,7 @@ from switchboard.accounting.admission import Admission
 from switchboard.accounting.auth import Authenticator
 from switchboard.accounting.keys import KeyStore
 from switchboard.accounting.settings import account_settings
+from switchboard.accounting.shared_limits import SharedLimits
 from switchboard.accounting.request_log import RequestLog
 from switchboard.config import GatewayConfig
 from switchboard.errors import GatewayError, MethodNotAllowed, NotFound
@@ -46,8 +47,10 @@ def open_storage(config: GatewayConfig) -> Storage:
 
 
 class Gateway:
-    def __init__(self, config: GatewayConfig, *, storage: Storage | None = None) -> None:
+    def __init__(self, config: GatewayConfig, *, storage: Storage | None = None,
+                 shared_limits: SharedLimits | None = None) -> None:
         self.config = config
+        self.shared_limits = shared_limits  # the table the workers of `serve --workers N` share, or None
         self.client = HttpClient()
         self.providers = ProviderRegistry(self.client)
         self.storage = storage or open_storage(config)

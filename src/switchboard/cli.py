@@ -120,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", help="address to listen on (overrides the config)")
     p.add_argument("--port", type=int, help="port to listen on (overrides the config; 0 picks a free one)")
     p.add_argument("--workers", "-w", type=int, default=1,
-                   help="worker processes sharing the port (one per core; exact rate limits across workers need Redis)")
+                   help="worker processes sharing the port (one per core; rate limits are shared by the workers)")
     p.add_argument("--ready-file", help=argparse.SUPPRESS)
     p.set_defaults(func=_serve)
 

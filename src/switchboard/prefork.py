@@ -8,11 +8,12 @@ ordinary single-process `serve` on it. The parent only supervises: it
 forwards SIGINT/SIGTERM so that every worker drains its in-flight requests,
 and restarts a worker that died unexpectedly.
 
-Shared state: workers share nothing in memory. Credit and budget reservations
-are conditional updates in the database they share (the SQLite file or
-Postgres), so those caps are exact across workers. Rate limits and parallel
-caps are exact across workers only in Redis (`storage.redis_url`); without it
-each worker counts its own, and the parent says so at start.
+Shared state: credit and budget reservations are conditional updates in the
+database the workers share (the SQLite file or Postgres), so those caps are
+exact across workers. Rate limits and parallel caps are counted in Redis when
+`storage.redis_url` is set (exact across hosts), else in a table the parent
+maps into shared memory before forking (`SharedLimits`: exact across the
+workers of this host).
 """
 
 from __future__ import annotations
@@ -24,6 +25,10 @@ import socket
 import sys
 import time
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from switchboard.accounting.shared_limits import SharedLimits
 
 log = logging.getLogger("switchboard")
 
@@ -38,16 +43,6 @@ def listen(host: str, port: int, backlog: int = 4096) -> socket.socket:
     return sock
 
 
-def shared_state_warning(config: object) -> str | None:
-    """Why caps are not exact across workers with this config, or None when they are."""
-    storage = getattr(config, "storage", None)
-    if storage is not None and getattr(storage, "redis_url", None):
-        return None
-    return ("serving with several workers without Redis (storage.redis_url): rate limits and parallel-request "
-            "caps are counted per worker, so a limit of N may admit up to N x workers in total (credits and budgets "
-            "are exact: the database holds them). Configure Redis for exact rate limits across workers.")
-
-
 def serve_workers(config_path: str | None, workers: int, host: str | None = None, port: int | None = None,
                   env: Mapping[str, str] | None = None, ready_file: str | None = None) -> int:
     """Bind, fork `workers` workers, supervise them until SIGINT/SIGTERM; returns the exit code."""
@@ -60,10 +55,13 @@ def serve_workers(config_path: str | None, workers: int, host: str | None = None
     port = server.port if port is None else port
     sock = listen(host, port)
     bound = sock.getsockname()[1]
-    warning = shared_state_warning(config)
-    if warning:
-        log.warning(warning)
-    log.info("switchboard: %d workers on http://%s:%d", workers, host, bound)
+    shared_limits = None
+    if config is None or config.storage.redis_url is None:
+        from switchboard.accounting.shared_limits import SharedLimits
+
+        shared_limits = SharedLimits()
+    log.info("switchboard: %d workers on http://%s:%d (rate limits counted %s)", workers, host, bound,
+             "in Redis" if shared_limits is None else "in memory shared by the workers")
 
     ready_r, ready_w = os.pipe()
     children: dict[int, int] = {}  # pid -> worker index
@@ -78,7 +76,7 @@ def serve_workers(config_path: str | None, workers: int, host: str | None = None
                 pass  # closed already: a worker restarted after start-up
             code = 1
             try:
-                code = _worker(config_path, host, bound, env, sock, ready_w, index)
+                code = _worker(config_path, host, bound, env, sock, ready_w, index, shared_limits)
             finally:
                 os._exit(code)
         children[pid] = index
@@ -143,7 +141,7 @@ def serve_workers(config_path: str | None, workers: int, host: str | None = None
 
 
 def _worker(config_path: str | None, host: str, port: int, env: Mapping[str, str], sock: socket.socket,
-            ready_w: int, index: int) -> int:
+            ready_w: int, index: int, shared_limits: SharedLimits | None) -> int:
     from switchboard.serve import run, serve
 
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -157,7 +155,7 @@ def _worker(config_path: str | None, host: str, port: int, env: Mapping[str, str
             pass  # a restarted worker: nobody is waiting for it
 
     try:
-        run(serve(config_path, host, port, env, sock=sock, on_ready=on_ready))
+        run(serve(config_path, host, port, env, sock=sock, on_ready=on_ready, shared_limits=shared_limits))
     except Exception:
         log.exception("worker %d failed", index)
         return 1

@@ -46,8 +46,10 @@ async def build_config(path: str | None, env: Mapping[str, str]) -> tuple[Gatewa
 
 async def serve(config_path: str | None, host: str | None = None, port: int | None = None,
                 env: Mapping[str, str] | None = None, ready_file: str | None = None, *,
-                sock: Any = None, on_ready: Callable[[int], None] | None = None) -> None:
-    """Serve until SIGINT/SIGTERM. `sock`: an already listening socket (a worker of `serve --workers N`)."""
+                sock: Any = None, on_ready: Callable[[int], None] | None = None,
+                shared_limits: Any = None) -> None:
+    """Serve until SIGINT/SIGTERM. `sock`: an already listening socket and `shared_limits` the workers'
+    rate-limit table (a worker of `serve --workers N`)."""
     from switchboard.app import Gateway
     from switchboard.http.server import HttpServer
 
@@ -62,7 +64,7 @@ async def serve(config_path: str | None, host: str | None = None, port: int | No
         log.warning(note) if "SIMULATED" in note else log.info("found %s", note)
     if config.master_key is None:
         log.warning("No master key configured (auth.master_key or SWITCHBOARD_MASTER_KEY): the gateway is open to anyone who can reach it.")
-    gateway = Gateway(config)
+    gateway = Gateway(config, shared_limits=shared_limits)
     await gateway.start()
     tune_gc()
     server = HttpServer(gateway.handle, max_body_bytes=config.server.max_body_bytes)

@@ -34,6 +34,7 @@ import orjson
 from switchboard.accounting.keys import KeyRecord
 from switchboard.accounting.ledger import Holds, Ledger
 from switchboard.accounting.limits import Check, MemoryLimits, RedisLimits, reset_text
+from switchboard.accounting.shared_limits import SharedLimits
 from switchboard.accounting.pricing import to_nanos, worst_case_nanos
 from switchboard.accounting.settings import account_settings
 from switchboard.config import ModelConfig, Pricing
@@ -79,7 +80,9 @@ class Admission:
         self.settings = account_settings(gateway.config)
         self.ledger = Ledger(gateway.storage)
         redis = getattr(gateway, "redis", None)
-        self.limits: MemoryLimits | RedisLimits = RedisLimits(redis) if redis is not None else MemoryLimits()
+        shared = getattr(gateway, "shared_limits", None)
+        self.limits: MemoryLimits | RedisLimits | SharedLimits = (
+            RedisLimits(redis) if redis is not None else shared if shared is not None else MemoryLimits())
         self._pending: dict[str, _Pending] = {}
         self._tasks: set[asyncio.Task] = set()
         self._sweeper: asyncio.Task | None = None

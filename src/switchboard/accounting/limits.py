@@ -6,7 +6,8 @@ the gateway's per-model limits), the sum of the buckets of the last 60
 seconds plus this request stays within the limit, and then it is counted in
 all of them at once. Checking and counting happen in one step: a Lua script
 in Redis when `storage.redis_url` is set (so a limit of N is N across every
-replica), else under the event loop in memory (one process).
+replica), else under the event loop in memory (one process; `SharedLimits` in
+shared_limits.py for the workers of `serve --workers N`).
 
 Tokens are counted at admission as the prompt estimate plus the requested
 `max_tokens` (as OpenAI does), and corrected to the real usage at settlement.
