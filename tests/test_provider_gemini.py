@@ -10,7 +10,7 @@ import pytest
 from provider_helpers import (CONTENT_POLICY, ERROR_CASES, PNG_B64, PNG_DATA_URL, TIME_TOOL, WEATHER_TOOL, Stack,
                               check_error_kind, error_upstreams, finish_reasons, streamed_text, streamed_tool_calls,
                               tool_round_trip, usage_of)
-from switchboard.testing.mock_gemini import THOUGHTS_TOKENS
+from switchboard.testing.mock_gemini import THOUGHTS_TOKENS, signature_for
 
 REPLY = "Bonjour from the mock Gemini model, how can I help?"
 
@@ -19,6 +19,7 @@ REPLY = "Bonjour from the mock Gemini model, how can I help?"
 def stack(tmp_path_factory):
     upstreams = {
         "gemini-flash": {"reply": REPLY},
+        "gemini-2.5-flash": {"reply": REPLY},
         "gemini-blocked": {"safety_block": "prompt"},
         "gemini-limited": ERROR_CASES["rate_limit"][0],
         "gemini-unsafe": {"safety_block": "output", "reply": "Some words that will be filtered here"},
@@ -97,12 +98,50 @@ def test_tool_call_and_tool_result_round_trip(stack):
 
     follow_up = stack.chat(model="gemini-flash", messages=tool_round_trip(call.id), tools=[WEATHER_TOOL])
     body = stack.sent()["body"]
-    assert body["contents"][1] == {"role": "model", "parts": [{"functionCall": {"name": "get_weather",
-                                                                               "args": {"city": "Paris"}}}]}
+    # A history without the call's thought signature gets Google's placeholder (see the next test).
+    assert body["contents"][1] == {"role": "model", "parts": [{
+        "functionCall": {"name": "get_weather", "args": {"city": "Paris"}},
+        "thoughtSignature": "skip_thought_signature_validator"}]}
     assert body["contents"][2] == {"role": "user", "parts": [{"functionResponse": {
         "name": "get_weather", "response": {"temp_c": 21, "sky": "clear"}}}]}
     assert body["toolConfig"] == {"functionCallingConfig": {"mode": "AUTO"}}
     assert follow_up.choices[0].message.content == REPLY and follow_up.choices[0].finish_reason == "stop"
+
+
+def test_thought_signatures_round_trip_on_the_tool_call(stack):
+    tools = [WEATHER_TOOL]
+    question = {"role": "user", "content": "Weather in Paris?"}
+    completion = stack.chat(model="gemini-flash", messages=[question], tools=tools)
+    message = completion.choices[0].message
+    signature = signature_for("get_weather")
+    # Where Google's own OpenAI endpoint puts it.
+    assert message.tool_calls[0].model_extra["extra_content"] == {"google": {"thought_signature": signature}}
+    streamed = stack.stream(model="gemini-flash", messages=[question], tools=tools)
+    deltas = [call for chunk in streamed if chunk.choices for call in chunk.choices[0].delta.tool_calls or ()]
+    assert deltas[0].model_extra["extra_content"] == {"google": {"thought_signature": signature}}
+
+    # The SDK's message, passed back as is, carries the signature; the gateway returns it to Gemini.
+    result = {"role": "tool", "tool_call_id": message.tool_calls[0].id, "content": '{"temp_c": 21}'}
+    follow_up = stack.client.chat.completions.create(model="gemini-flash", messages=[question, message, result],
+                                                     tools=tools)
+    assert follow_up.choices[0].message.content == REPLY
+    part = stack.sent()["body"]["contents"][1]["parts"][0]
+    assert part["thoughtSignature"] == signature
+
+    # A signature that Gemini did not issue is refused upstream, and the client gets Gemini's reason.
+    forged = message.model_dump(exclude_none=True)
+    forged["tool_calls"][0]["extra_content"] = {"google": {"thought_signature": "Zm9yZ2Vk"}}
+    with pytest.raises(openai.BadRequestError, match="Corrupted thought signature"):
+        stack.client.chat.completions.create(model="gemini-flash", messages=[question, forged, result], tools=tools)
+
+    # Without one (a client that drops the field, a history another model wrote), the placeholder goes on the
+    # first call of the step, and the turn is answered instead of refused; 2.x models get no placeholder.
+    bare = message.model_dump(exclude_none=True)
+    del bare["tool_calls"][0]["extra_content"]
+    assert stack.chat(model="gemini-flash", messages=[question, bare, result], tools=tools).choices[0].message.content
+    assert stack.sent()["body"]["contents"][1]["parts"][0]["thoughtSignature"] == "skip_thought_signature_validator"
+    stack.chat(model="gemini-2.5-flash", messages=[question, bare, result], tools=tools)
+    assert "thoughtSignature" not in stack.sent()["body"]["contents"][1]["parts"][0]
 
 
 @pytest.mark.parametrize("choice,mode", [("none", "NONE"), ("required", "ANY"), ("auto", "AUTO")])

@@ -197,9 +197,12 @@ def usage(prompt: int, completion: int, *, cached: int | None = None, reasoning:
     return out
 
 
-def tool_call(call_id_: str, name: str, arguments: Any) -> dict[str, Any]:
+def tool_call(call_id_: str, name: str, arguments: Any, extra_content: dict[str, Any] | None = None) -> dict[str, Any]:
     args = arguments if isinstance(arguments, str) else orjson.dumps(arguments).decode()
-    return {"id": call_id_, "type": "function", "function": {"name": name, "arguments": args}}
+    call = {"id": call_id_, "type": "function", "function": {"name": name, "arguments": args}}
+    if extra_content:
+        call["extra_content"] = extra_content
+    return call
 
 
 def message(text: str | None, tool_calls: list[dict[str, Any]] | None = None) -> dict[str, Any]:
@@ -242,9 +245,12 @@ class ChunkWriter:
     def text(self, text: str, index: int = 0) -> dict[str, Any]:
         return self.delta({"content": text}, index=index)
 
-    def tool_start(self, position: int, call_id_: str, name: str, arguments: str = "", index: int = 0) -> dict[str, Any]:
-        return self.delta({"tool_calls": [{"index": position, "id": call_id_, "type": "function",
-                                           "function": {"name": name, "arguments": arguments}}]}, index=index)
+    def tool_start(self, position: int, call_id_: str, name: str, arguments: str = "", index: int = 0,
+                   extra_content: dict[str, Any] | None = None) -> dict[str, Any]:
+        call = {"index": position, "id": call_id_, "type": "function", "function": {"name": name, "arguments": arguments}}
+        if extra_content:
+            call["extra_content"] = extra_content
+        return self.delta({"tool_calls": [call]}, index=index)
 
     def tool_arguments(self, position: int, arguments: str, index: int = 0) -> dict[str, Any]:
         return self.delta({"tool_calls": [{"index": position, "function": {"arguments": arguments}}]}, index=index)

@@ -9,6 +9,15 @@ fetched here. A blocked prompt is not an HTTP error but a 200 with
 `promptFeedback.blockReason`; we raise it as a content-policy failure so the
 content-policy fallback chain can act. Streams are SSE (`alt=sse`) of whole
 `GenerateContentResponse` objects.
+
+Thought signatures: Gemini 3 signs the reasoning behind a function call
+(`thoughtSignature` on the part) and rejects a later request whose history
+carries the call without it. Answers put it where Google's own OpenAI
+endpoint does, `tool_calls[i].extra_content.google.thought_signature`, and
+requests send it back from there; a call that has none (a client that drops
+the field, an Anthropic-format client, a history another model wrote) gets
+Google's documented placeholder on the first call of its step, for models
+past 2.x, so the request is not refused.
 """
 
 from __future__ import annotations
@@ -40,6 +49,9 @@ _SCHEMA_KEYS = frozenset({"type", "format", "title", "description", "nullable", 
                           "pattern", "example", "anyOf", "propertyOrdering", "default", "items", "minimum", "maximum"})
 _CALLING_MODES = {"auto": "AUTO", "none": "NONE", "required": "ANY", "function": "ANY"}
 _RETRY_DELAY = re.compile(r"^([0-9.]+)s$")
+# Google's documented value for a function call whose signature is unknown; 1.x/2.x models do not require one.
+SKIP_SIGNATURE = "skip_thought_signature_validator"
+_UNSIGNED_MODELS = re.compile(r"^(models/)?gemini-[12]\.")
 
 
 class GeminiProvider(Provider):
@@ -73,7 +85,7 @@ class GeminiProvider(Provider):
                 if text:
                     system.append({"text": text})
                 continue
-            parts = self._parts(msg, i, images, names)
+            parts = self._parts(msg, i, images, names, not _UNSIGNED_MODELS.match(deployment.upstream_model))
             if not parts:
                 continue
             gemini_role = "model" if role == "assistant" else "user"
@@ -98,7 +110,7 @@ class GeminiProvider(Provider):
         return payload
 
     def _parts(self, msg: dict[str, Any], i: int, images: dict[str, c.Image],
-               names: dict[str, str]) -> list[dict[str, Any]]:
+               names: dict[str, str], signed: bool) -> list[dict[str, Any]]:
         role = msg["role"]
         content = msg.get("content")
         if role == "tool":
@@ -122,8 +134,12 @@ class GeminiProvider(Provider):
                     raise c.unsupported(self.kind, f"messages[{i}].content[{j}].type", f"content part {kind!r}")
         for k, call in enumerate(msg.get("tool_calls") or ()):
             args = c.tool_arguments(call, f"messages[{i}].tool_calls[{k}]")
-            parts.append({"functionCall": {"name": call["function"]["name"],
-                                           "args": args if isinstance(args, dict) else {"value": args}}})
+            part: dict[str, Any] = {"functionCall": {"name": call["function"]["name"],
+                                                     "args": args if isinstance(args, dict) else {"value": args}}}
+            signature = _signature_of(call) or (SKIP_SIGNATURE if signed and k == 0 else None)
+            if signature:
+                part["thoughtSignature"] = signature
+            parts.append(part)
         return parts
 
     def _generation_config(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -192,7 +208,8 @@ class GeminiProvider(Provider):
                             position = tool_positions.get(index, 0)
                             tool_positions[index] = position + 1
                             yield writer.tool_start(position, call.get("id") or c.call_id(), call.get("name", ""),
-                                                    orjson.dumps(call.get("args") or {}).decode(), index)
+                                                    orjson.dumps(call.get("args") or {}).decode(), index,
+                                                    _extra_content(part))
                         elif isinstance(part.get("text"), str) and part["text"] and not part.get("thought"):
                             yield writer.text(part["text"], index)
                     reason = cand.get("finishReason")
@@ -283,10 +300,24 @@ def _candidate_output(cand: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
     for part in (cand.get("content") or {}).get("parts") or ():
         if "functionCall" in part:
             call = part["functionCall"]
-            calls.append(c.tool_call(call.get("id") or c.call_id(), call.get("name", ""), call.get("args") or {}))
+            calls.append(c.tool_call(call.get("id") or c.call_id(), call.get("name", ""), call.get("args") or {},
+                                     _extra_content(part)))
         elif isinstance(part.get("text"), str) and not part.get("thought"):
             text.append(part["text"])
     return "".join(text), calls
+
+
+def _extra_content(part: dict[str, Any]) -> dict[str, Any] | None:
+    """A function call part's thought signature, as Google's OpenAI endpoint returns it on the tool call."""
+    signature = part.get("thoughtSignature")
+    return {"google": {"thought_signature": signature}} if isinstance(signature, str) and signature else None
+
+
+def _signature_of(call: dict[str, Any]) -> str | None:
+    extra = call.get("extra_content")
+    google = extra.get("google") if isinstance(extra, dict) else None
+    signature = google.get("thought_signature") if isinstance(google, dict) else None
+    return signature if isinstance(signature, str) and signature else None
 
 
 def gemini_usage(meta: Any) -> dict[str, Any] | None:

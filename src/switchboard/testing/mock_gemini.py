@@ -9,6 +9,10 @@ thinking models report), `promptFeedback.blockReason` for a blocked prompt,
 ``{"error": {"code", "message", "status", "details"}}`` (an invalid key is a
 400 with reason API_KEY_INVALID, a rate limit carries a RetryInfo delay).
 Streams (`alt=sse`) are SSE events of whole responses, `\\r\\n`-delimited.
+Models past 2.x behave as Gemini 3 does with thought signatures: each function
+call they make carries a `thoughtSignature`, and a request whose current turn
+holds a step whose first function call lacks a signature the mock issued (or
+Google's `skip_thought_signature_validator`) is refused with Gemini's 400.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import hashlib
+import re
 import uuid
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
@@ -43,6 +49,8 @@ _SCHEMA_FIELDS = {"type", "format", "title", "description", "nullable", "enum", 
                   "anyOf", "propertyOrdering", "default", "items", "minimum", "maximum"}
 _SCHEMA_TYPES = {"STRING", "NUMBER", "INTEGER", "BOOLEAN", "ARRAY", "OBJECT", "NULL",
                  "string", "number", "integer", "boolean", "array", "object", "null"}
+_UNSIGNED_MODELS = re.compile(r"^gemini-[12]\.")  # models that neither issue nor require thought signatures
+_SKIP_SIGNATURE = "skip_thought_signature_validator"
 _STATUS = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
            429: "RESOURCE_EXHAUSTED", 500: "INTERNAL", 503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED"}
 
@@ -184,6 +192,41 @@ def validate(body: dict[str, Any]) -> None:
                           "only allowed when mode is ANY")
 
 
+def signature_for(name: str) -> str:
+    """The thought signature the mock puts on its calls of function `name` (opaque base64, as Gemini's)."""
+    return base64.b64encode(hashlib.sha256(f"mock-thought:{name}".encode()).digest()).decode()
+
+
+def _check_signatures(body: dict[str, Any]) -> None:
+    """Gemini 3's rule: in the current turn (since the last user text), the first function call of each
+    model step must carry its signature."""
+    contents = body["contents"]
+    start = max((i for i, c in enumerate(contents) if c["role"] == "user" and any("text" in p for p in c["parts"])),
+                default=0)
+    for i in range(start, len(contents)):
+        if contents[i]["role"] != "model":
+            continue
+        for j, part in enumerate(contents[i]["parts"]):
+            if "functionCall" in part:
+                signature = part.get("thoughtSignature")
+                if signature not in (_SKIP_SIGNATURE, signature_for(part["functionCall"]["name"])):
+                    name = part["functionCall"]["name"]
+                    raise Invalid("Function call is missing a thought_signature in functionCall parts. This is "
+                                  "required for tools to work correctly, and missing thought_signature may lead to "
+                                  f"degraded model performance. Additional data, function call `default_api:{name}` "
+                                  f", position {j + 1}. Please refer to "
+                                  "https://ai.google.dev/gemini-api/docs/thought-signatures for more details."
+                                  if signature is None else "Corrupted thought signature.")
+                break
+
+
+def _call_part(call: dict[str, Any], model: str) -> dict[str, Any]:
+    part: dict[str, Any] = {"functionCall": call}
+    if not _UNSIGNED_MODELS.match(model):
+        part["thoughtSignature"] = signature_for(call["name"])
+    return part
+
+
 # ---------------------------------------------------------------- answers
 
 
@@ -217,6 +260,8 @@ async def generate(mock: MockUpstream, request: Request, body: dict[str, Any], m
         return fault_error(*fault)
     try:
         validate(body)
+        if not _UNSIGNED_MODELS.match(model):
+            _check_signatures(body)
     except Invalid as exc:
         return error(exc.status, exc.message)
     behaviour = mock.behaviour(model)
@@ -252,7 +297,7 @@ async def generate(mock: MockUpstream, request: Request, body: dict[str, Any], m
     await mock.pace_first(behaviour)
     completion_tokens = _count(text) if call is None else 8
     mock.account(prompt_tokens, completion_tokens + THOUGHTS_TOKENS)
-    parts = [{"functionCall": call}] if call is not None else [{"text": text}]
+    parts = [_call_part(call, model)] if call is not None else [{"text": text}]
     candidate = {"content": {"parts": parts, "role": "model"}, "finishReason": finish, "index": 0}
     result = {"candidates": [candidate], "usageMetadata": _usage(prompt_tokens, completion_tokens),
               "modelVersion": model, "responseId": response_id}
@@ -309,7 +354,7 @@ async def _stream(mock: MockUpstream, model: str, response_id: str, text: str, c
             await asyncio.sleep(1.0 / behaviour.tokens_per_second)
         yield _event({"candidates": [{"content": {"parts": [{"text": piece}], "role": "model"}, "index": 0}],
                       "usageMetadata": running, **base})
-    last_parts = [{"functionCall": call}] if call is not None else [{"text": pieces[-1] if pieces else ""}]
+    last_parts = [_call_part(call, model)] if call is not None else [{"text": pieces[-1] if pieces else ""}]
     completion_tokens = _count(text) if call is None else 8
     mock.account(prompt_tokens, completion_tokens + THOUGHTS_TOKENS)
     yield _event({"candidates": [{"content": {"parts": last_parts, "role": "model"}, "finishReason": finish,
