@@ -103,6 +103,27 @@ def test_valid_config_uses_catalog_prices_and_env_secrets(tmp_path):
        m: {deployments: [{provider: openai}]}
      """, ":4: models.m: duplicate key 'm'"),
     ("models: [\n", "invalid YAML"),
+    ("""
+     models:
+       m:
+         deployments:
+           - provider: bedrock
+             guardrail: {id: gr-1}
+     """, ":6: models.m.deployments[0].guardrail.version: is required"),
+    ("""
+     models:
+       m:
+         deployments:
+           - provider: bedrock
+             guardrail: {id: gr-1, version: DRAFT, trace: loud}
+     """, "guardrail.trace: must be one of enabled, disabled, enabled_full"),
+    ("""
+     models:
+       m:
+         deployments:
+           - provider: openai
+             guardrail: {id: gr-1, version: 1}
+     """, "models.m.deployments[0].guardrail: is a Bedrock option"),
 ])
 def test_bad_config_names_key_and_line(tmp_path, text, expected):
     assert expected in error_of(tmp_path, text)

@@ -29,7 +29,8 @@ def stack(tmp_path_factory):
     s = Stack(tmp_path_factory.mktemp("bedrock"), "bedrock", upstreams, {
         "region": "eu-west-3", "aws_access_key_id": "${AWS_KEY_ID}", "aws_secret_access_key": "${AWS_SECRET}",
         "allow_private_image_urls": True},
-        env={"AWS_KEY_ID": MOCK_ACCESS_KEY_ID, "AWS_SECRET": MOCK_SECRET_ACCESS_KEY})
+        env={"AWS_KEY_ID": MOCK_ACCESS_KEY_ID, "AWS_SECRET": MOCK_SECRET_ACCESS_KEY},
+        overrides={"guarded": {"guardrail": {"id": "gr-abc123", "version": 2, "stream_processing": "async"}}})
     yield s
     s.stop()
 
@@ -135,8 +136,16 @@ def test_max_tokens_stop_reason(stack):
 
 def test_guardrail_and_content_filter_stop_reasons(stack):
     completion = stack.chat(model="guarded", messages=[{"role": "user", "content": "bad"}])
+    # The deployment's guardrail goes on every call; the stream-only processing mode only on streams.
+    assert stack.sent()["body"]["guardrailConfig"] == {"guardrailIdentifier": "gr-abc123", "guardrailVersion": "2",
+                                                       "trace": "disabled"}
     assert completion.choices[0].finish_reason == "content_filter"
     assert completion.choices[0].message.content == GUARDRAIL_MESSAGE
+    chunks = stack.stream(model="guarded", messages=[{"role": "user", "content": "bad"}])
+    assert stack.sent()["body"]["guardrailConfig"]["streamProcessingMode"] == "async"
+    assert finish_reasons(chunks) == ["content_filter"] and streamed_text(chunks) == GUARDRAIL_MESSAGE
+    stack.chat(model=MODEL_ID, messages=[{"role": "user", "content": "fine"}])
+    assert "guardrailConfig" not in stack.sent()["body"]
     chunks = stack.stream(model="filtered", messages=[{"role": "user", "content": "bad"}])
     assert finish_reasons(chunks) == ["content_filter"]
 

@@ -281,7 +281,20 @@ DEFAULT_BASE_URLS = {
 
 _DEPLOYMENT_OPTIONS = ("api_version", "region", "headers", "api_key_header", "aws_access_key_id",
                        "aws_secret_access_key", "aws_session_token", "native", "allow_private_image_urls",
-                       "recordings", "recorded_model", "chunk_words")
+                       "recordings", "recorded_model", "chunk_words", "guardrail")
+
+
+def _guardrail(sec: _Section | None) -> dict[str, str]:
+    """A Bedrock guardrail to apply to every call of a deployment: Converse's `guardrailConfig`."""
+    assert sec is not None
+    guardrail = {"guardrailIdentifier": sec.str("id", required=True) or "",
+                 "guardrailVersion": sec.str("version", required=True) or "",
+                 "trace": sec.str("trace", "disabled", choices=("enabled", "disabled", "enabled_full")) or ""}
+    mode = sec.str("stream_processing", None, choices=("sync", "async"))
+    if mode:
+        guardrail["streamProcessingMode"] = mode
+    sec.done()
+    return guardrail
 
 
 def _deployment(sec: _Section, model_name: str, index: int, default_timeouts: Timeouts) -> Deployment:
@@ -297,6 +310,10 @@ def _deployment(sec: _Section, model_name: str, index: int, default_timeouts: Ti
             continue
         if key.startswith("aws_"):
             options[key] = sec.secret(key)
+        elif key == "guardrail":
+            if provider != "bedrock":
+                raise sec.error(key, "is a Bedrock option (provider: bedrock)")
+            options[key] = _guardrail(sec.section(key))
         elif key == "headers":
             if not isinstance(value, dict):
                 raise sec.error(key, "must be a mapping of header names to values")

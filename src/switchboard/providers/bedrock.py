@@ -132,7 +132,7 @@ class BedrockProvider(Provider):
 
     # ------------------------------------------------------------ request
 
-    async def payload(self, request: ChatRequest, deployment: Deployment) -> dict[str, Any]:
+    async def payload(self, request: ChatRequest, deployment: Deployment, stream: bool = False) -> dict[str, Any]:
         body = request.body
         c.single_choice(self.kind, body)
         images = await c.load_images(request, deployment, self.client)
@@ -180,6 +180,11 @@ class BedrockProvider(Provider):
         if schema is not None:
             payload["outputConfig"] = {"textFormat": {"type": "json_schema", "structure": {"jsonSchema": {
                 "schema": orjson.dumps(schema).decode(), "name": name or "response"}}}}
+        guardrail = deployment.options.get("guardrail")
+        if guardrail:
+            # streamProcessingMode is a ConverseStream field; Converse refuses it.
+            payload["guardrailConfig"] = guardrail if stream else {
+                k: v for k, v in guardrail.items() if k != "streamProcessingMode"}
         return payload
 
     def _blocks(self, msg: dict[str, Any], i: int, images: dict[str, c.Image]) -> list[dict[str, Any]]:
@@ -255,7 +260,7 @@ class BedrockProvider(Provider):
                             [(c.message("".join(text), calls), finish)], bedrock_usage(data.get("usage")))
 
     async def chat_stream(self, request: ChatRequest, deployment: Deployment) -> AsyncIterator[dict[str, Any]]:
-        payload = orjson.dumps(await self.payload(request, deployment))
+        payload = orjson.dumps(await self.payload(request, deployment, stream=True))
         response = await self.send(deployment, "converse-stream", payload, "application/vnd.amazon.eventstream")
         from botocore.eventstream import EventStreamBuffer, ParserError
 

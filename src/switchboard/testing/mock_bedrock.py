@@ -165,11 +165,32 @@ def _check_block(block: Any, where: str, tool_ids: set[str]) -> None:
                 raise Invalid(f"{where}.toolResult.content blocks must be one of text, json, image, document.")
 
 
-def validate(body: dict[str, Any]) -> None:
+def _check_guardrail(config: Any, stream: bool) -> None:
+    if config is None:
+        return
+    fields = {"guardrailIdentifier", "guardrailVersion", "trace"} | ({"streamProcessingMode"} if stream else set())
+    if not isinstance(config, dict) or set(config) - fields:
+        extra = sorted(set(config) - fields) if isinstance(config, dict) else ["guardrailConfig"]
+        raise Invalid(f"Malformed input request: extraneous key [{extra[0]}] is not permitted, please reformat your "
+                      "input and try again.")
+    for key in ("guardrailIdentifier", "guardrailVersion"):
+        if not isinstance(config.get(key), str) or not config[key]:
+            raise Invalid(f"1 validation error detected: Value at 'guardrailConfig.{key}' failed to satisfy "
+                          "constraint: Member must not be null")
+    if config.get("trace", "disabled") not in ("enabled", "disabled", "enabled_full"):
+        raise Invalid("1 validation error detected: Value at 'guardrailConfig.trace' failed to satisfy constraint: "
+                      "Member must satisfy enum value set: [enabled, disabled, enabled_full]")
+    if config.get("streamProcessingMode", "sync") not in ("sync", "async"):
+        raise Invalid("1 validation error detected: Value at 'guardrailConfig.streamProcessingMode' failed to "
+                      "satisfy constraint: Member must satisfy enum value set: [sync, async]")
+
+
+def validate(body: dict[str, Any], stream: bool = False) -> None:
     for key in body:
         if key not in _REQUEST_FIELDS:
             raise Invalid(f"Malformed input request: extraneous key [{key}] is not permitted, please reformat your "
                           "input and try again.")
+    _check_guardrail(body.get("guardrailConfig"), stream)
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise Invalid("A conversation must start with a user message. Try again with a conversation that starts "
@@ -272,7 +293,7 @@ async def converse(mock: MockUpstream, request: Request, body: dict[str, Any], m
             return fault_error(*fault)
         stream_fault = fault[1]
     try:
-        validate(body)
+        validate(body, stream)
     except Invalid as exc:
         return error(exc.status, "ValidationException", exc.message)
     behaviour = mock.behaviour(model)
