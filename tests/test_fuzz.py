@@ -68,10 +68,22 @@ chat_like = st.fixed_dictionaries(
     optional={"stream": json_values, "temperature": json_values, "max_tokens": json_values, "tools": json_values,
               "stop": json_values, "response_format": json_values, "stream_options": json_values, "n": json_values},
 )
+responses_like = st.fixed_dictionaries(
+    {"model": st.sampled_from(["chat", "auto", "nope", 3, None]),
+     "input": st.one_of(json_values, st.lists(st.fixed_dictionaries(
+         {"type": st.sampled_from(["message", "function_call", "function_call_output", "reasoning", "x"]),
+          "role": st.sampled_from(["user", "system", "assistant", "developer", "x"]),
+          "content": json_values, "call_id": json_values, "name": json_values, "arguments": json_values,
+          "output": json_values}), max_size=3))},
+    optional={"stream": json_values, "instructions": json_values, "max_output_tokens": json_values,
+              "tools": json_values, "tool_choice": json_values, "text": json_values, "reasoning": json_values,
+              "temperature": json_values},
+)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
-@given(body=st.one_of(chat_like, json_values), path=st.sampled_from(["/v1/chat/completions", "/v1/embeddings"]))
+@given(body=st.one_of(chat_like, responses_like, json_values),
+       path=st.sampled_from(["/v1/chat/completions", "/v1/embeddings", "/v1/responses"]))
 def test_no_server_errors_on_arbitrary_json(gateway, body, path):
     status, _, raw = http("POST", gateway.url + path, body, headers={"authorization": f"Bearer {MASTER}"})
     assert status < 500, (path, body, raw[:300])

@@ -95,6 +95,12 @@ class Gateway:
 
         self.add_route("POST", "/v1/messages", anthropic_api.messages)
         self.add_route("POST", "/v1/messages/count_tokens", anthropic_api.count_tokens)
+        from switchboard.api import responses
+
+        self.add_route("POST", "/v1/responses", responses.create)
+        self.add_route("POST", "/responses", responses.create)
+        for method in ("GET", "DELETE", "POST"):  # retrieve, delete, cancel, input_items: nothing is stored
+            self.add_route(method, "/v1/responses/", responses.retrieve, prefix=True)
         from switchboard.routing import feedback
 
         feedback.install(self)  # /v1/feedback and its export as router training data

@@ -135,8 +135,10 @@ def document(gw: Gateway | None = None) -> dict[str, Any]:
                                          "503": {"description": "Not ready", **_json({"type": "object"})}}}},
     }
     from switchboard.api.anthropic import openapi_paths as anthropic_paths
+    from switchboard.api.responses import openapi_paths as responses_paths
 
     paths.update(anthropic_paths())
+    paths.update(responses_paths())
     if gw is not None:
         for extra in getattr(gw, "openapi_extensions", ()):
             extra(paths)

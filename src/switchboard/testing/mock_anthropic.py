@@ -277,19 +277,14 @@ def pick_tool(body: dict[str, Any]) -> dict[str, Any] | None:
 
 def _limit(mock: MockUpstream, text: str, body: dict[str, Any]) -> tuple[str, str, str | None]:
     """Apply stop_sequences and max_tokens the way the model would: (text, stop_reason, stop_sequence)."""
-    from switchboard.testing.mock_upstream import count_tokens, words_of
+    from switchboard.testing.mock_upstream import count_tokens, truncate_to_tokens
 
     for stop in body.get("stop_sequences") or ():
         at = text.find(stop)
         if at >= 0:
             return text[:at], "stop_sequence", stop
     if count_tokens(text) > body["max_tokens"]:
-        out = ""
-        for piece in words_of(text):
-            if count_tokens(out + piece) > body["max_tokens"]:
-                break
-            out += piece
-        return out, "max_tokens", None
+        return truncate_to_tokens(text, body["max_tokens"]), "max_tokens", None
     return text, "end_turn", None
 
 

@@ -297,7 +297,7 @@ async def converse(mock: MockUpstream, request: Request, body: dict[str, Any], m
     except Invalid as exc:
         return error(exc.status, "ValidationException", exc.message)
     behaviour = mock.behaviour(model)
-    from switchboard.testing.mock_upstream import count_tokens, words_of
+    from switchboard.testing.mock_upstream import count_tokens, truncate_to_tokens
 
     prompt = _prompt_text(body)
     prompt_tokens = count_tokens(prompt)
@@ -310,12 +310,7 @@ async def converse(mock: MockUpstream, request: Request, body: dict[str, Any], m
     stop = "end_turn"
     limit = (body.get("inferenceConfig") or {}).get("maxTokens")
     if tool is None and limit is not None and count_tokens(text) > limit:
-        kept = ""
-        for piece in words_of(text):
-            if count_tokens(kept + piece) > limit:
-                break
-            kept += piece
-        text, stop = kept, "max_tokens"
+        text, stop = truncate_to_tokens(text, limit), "max_tokens"
     if behaviour.safety_block == "prompt":
         text, stop, tool = GUARDRAIL_MESSAGE, "guardrail_intervened", None
     elif behaviour.safety_block == "output":

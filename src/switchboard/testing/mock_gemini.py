@@ -311,14 +311,9 @@ def _count(text: str) -> int:
 
 
 def _truncate(text: str, limit: int) -> str:
-    from switchboard.testing.mock_upstream import words_of
+    from switchboard.testing.mock_upstream import truncate_to_tokens
 
-    out = ""
-    for piece in words_of(text):
-        if _count(out + piece) > limit:
-            break
-        out += piece
-    return out
+    return truncate_to_tokens(text, limit)
 
 
 def _usage(prompt_tokens: int, completion_tokens: int) -> dict[str, Any]:

@@ -87,6 +87,16 @@ def words_of(text: str) -> list[str]:
     return [p if i == 0 else " " + p for i, p in enumerate(parts)]
 
 
+def truncate_to_tokens(text: str, limit: int) -> str:
+    """The longest run of the reply's first words that fits in `limit` tokens (a reply cut at max_tokens)."""
+    out = ""
+    for piece in words_of(text):
+        if count_tokens(out + piece) > limit:
+            break
+        out += piece
+    return out
+
+
 class MockUpstream:
     """Holds the per-model behaviour and serves every supported wire format."""
 
@@ -236,12 +246,16 @@ class MockUpstream:
         text = self.reply_for(model, prompt)
         if (body.get("response_format") or {}).get("type") in ("json_object", "json_schema"):
             text = orjson.dumps({"answer": text}).decode()
+        finish = "tool_calls" if tool_call else "stop"
+        limit = body.get("max_completion_tokens") or body.get("max_tokens")
+        if tool_call is None and isinstance(limit, int) and count_tokens(text) > limit:
+            text, finish = truncate_to_tokens(text, limit), "length"
         created = int(time.time())
         cid = "chatcmpl-" + uuid.uuid4().hex[:24]
         if body.get("stream"):
             include_usage = bool((body.get("stream_options") or {}).get("include_usage")) and behaviour.report_usage
             return StreamResponse(self._openai_stream(model, cid, created, text, tool_call, prompt_tokens,
-                                                      include_usage, behaviour))
+                                                      include_usage, behaviour, finish))
         await self.pace_first(behaviour)
         if behaviour.tokens_per_second:
             await asyncio.sleep(len(words_of(text)) / behaviour.tokens_per_second)
@@ -254,7 +268,7 @@ class MockUpstream:
         result: dict[str, Any] = {
             "id": cid, "object": "chat.completion", "created": created, "model": model,
             "choices": [{"index": 0, "message": message, "logprobs": None,
-                         "finish_reason": "tool_calls" if tool_call else "stop"}],
+                         "finish_reason": finish}],
             "system_fingerprint": "fp_mock",
         }
         if behaviour.report_usage:
@@ -263,7 +277,8 @@ class MockUpstream:
         return Response(200, orjson.dumps(result))
 
     async def _openai_stream(self, model: str, cid: str, created: int, text: str, tool_call: dict | None,
-                             prompt_tokens: int, include_usage: bool, behaviour: ModelBehaviour) -> AsyncIterator[bytes]:
+                             prompt_tokens: int, include_usage: bool, behaviour: ModelBehaviour,
+                             finish: str) -> AsyncIterator[bytes]:
         cut = self.cut_after(model)
         base = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
                 "system_fingerprint": "fp_mock"}
@@ -289,7 +304,7 @@ class MockUpstream:
                 await asyncio.sleep(1.0 / behaviour.tokens_per_second)
             yield chunk({"content": piece})
             sent += 1
-        yield chunk({}, "tool_calls" if tool_call else "stop")
+        yield chunk({}, finish)
         completion_tokens = count_tokens(text) if tool_call is None else 12
         self.account(prompt_tokens, completion_tokens)
         if include_usage:

@@ -1,0 +1,480 @@
+"""OpenAI's Responses API format, for the ingress: Responses request -> canonical, canonical answer -> Response.
+
+`POST /v1/responses` lets clients on `client.responses.create(...)` reach every
+configured model: the request's `input` items (messages, function calls and
+their outputs) and `instructions` become the canonical chat body, the ordinary
+pipeline serves it, and the `chat.completion` (or its stream of chunks) comes
+back as a Response object (or the Responses stream events).
+
+The gateway is stateless here: it does not store responses, so
+`previous_response_id` and `conversation` are refused with a clear error (send
+the conversation in `input`; a previous response's `output` items can be
+appended as they are) and every Response says `"store": false`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+
+from switchboard.errors import InvalidRequest
+
+_FIELDS = frozenset({"model", "input", "instructions", "max_output_tokens", "temperature", "top_p", "tools",
+                     "tool_choice", "parallel_tool_calls", "text", "stream", "stream_options", "metadata", "user",
+                     "safety_identifier", "store", "reasoning", "truncation", "include", "service_tier",
+                     "top_logprobs", "prompt_cache_key", "prompt_cache_retention", "previous_response_id",
+                     "conversation", "background", "prompt", "max_tool_calls"})
+# Stateful features this gateway does not offer; each gets its own explanation.
+_STATEFUL = {
+    "previous_response_id": "this gateway does not store responses: send the whole conversation in `input` "
+                            "(append the previous response's `output` items and your function_call_output items)",
+    "conversation": "this gateway does not store conversations: send the whole conversation in `input`",
+    "prompt": "stored prompt templates are not available through this gateway: send `instructions` and `input`",
+    "background": "background responses need stored responses, which this gateway does not keep",
+}
+_INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}
+
+
+def _bad(param: str, message: str) -> InvalidRequest:
+    return InvalidRequest(f"Invalid '{param}': {message}", param=param)
+
+
+def _derived_id(prefix: str, seed: object) -> str:
+    """An id that is the same every time the same completion is converted (an idempotent replay)."""
+    return prefix + hashlib.sha256(str(seed).encode()).hexdigest()[:32]
+
+
+# ---------------------------------------------------------------- request: Responses -> canonical
+
+
+def _input_parts(content: Any, param: str, role: str) -> str | list[dict[str, Any]]:
+    """A message's content as canonical content: a string, or text and image parts."""
+    if isinstance(content, str):
+        return content
+    if not isinstance(content, list):
+        raise _bad(param, "expected a string or an array of content parts")
+    parts: list[dict[str, Any]] = []
+    for i, part in enumerate(content):
+        p = f"{param}[{i}]"
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind in ("input_text", "output_text"):
+            if not isinstance(part.get("text"), str):
+                raise _bad(f"{p}.text", "expected a string")
+            parts.append({"type": "text", "text": part["text"]})
+        elif kind == "refusal" and role == "assistant":
+            parts.append({"type": "text", "text": str(part.get("refusal") or "")})
+        elif kind == "input_image":
+            url = part.get("image_url")
+            if not isinstance(url, str) or not url:
+                raise _bad(f"{p}.image_url", "an image must be given as a URL or a data: URL (file ids are not "
+                                             "available through this gateway)")
+            image: dict[str, Any] = {"url": url}
+            if part.get("detail") in ("low", "high", "auto"):
+                image["detail"] = part["detail"]
+            parts.append({"type": "image_url", "image_url": image})
+        elif kind in ("input_file", "input_audio"):
+            raise _bad(f"{p}.type", f"{kind} parts are not supported by this gateway")
+        else:
+            raise _bad(f"{p}.type", f"unsupported content part type {kind!r}")
+    return parts
+
+
+def _text_of(content: str | list[dict[str, Any]]) -> str:
+    if isinstance(content, str):
+        return content
+    return "".join(p["text"] for p in content if p["type"] == "text")
+
+
+def _output_text(output: Any, param: str) -> str:
+    """A function_call_output's output: a string, or text parts."""
+    if isinstance(output, str):
+        return output
+    if isinstance(output, list):
+        return _text_of(_input_parts(output, param, "tool"))
+    raise _bad(param, "expected a string or an array of content parts")
+
+
+def _messages(items: Any) -> list[dict[str, Any]]:
+    """`input` as canonical messages; function calls join the assistant message before them."""
+    if isinstance(items, str):
+        return [{"role": "user", "content": items}]
+    if not isinstance(items, list) or not items:
+        raise _bad("input", "expected a string or a non-empty array of input items")
+    out: list[dict[str, Any]] = []
+    for i, item in enumerate(items):
+        p = f"input[{i}]"
+        if not isinstance(item, dict):
+            raise _bad(p, "expected an object")
+        kind = item.get("type", "message" if "role" in item else None)
+        if kind == "message":
+            role = item.get("role")
+            if role not in ("user", "assistant", "system", "developer"):
+                raise _bad(f"{p}.role", f"expected one of 'user', 'assistant', 'system', 'developer', got {role!r}")
+            content = _input_parts(item.get("content"), f"{p}.content", role)
+            if role == "assistant":
+                out.append({"role": "assistant", "content": _text_of(content)})
+            elif role in ("system", "developer"):
+                out.append({"role": role, "content": _text_of(content)})
+            else:
+                out.append({"role": "user", "content": content})
+        elif kind == "function_call":
+            call_id, name, arguments = item.get("call_id"), item.get("name"), item.get("arguments")
+            if not isinstance(call_id, str) or not call_id or not isinstance(name, str) or not name:
+                raise _bad(p, "a function_call item needs 'call_id' and 'name'")
+            if not isinstance(arguments, str):
+                raise _bad(f"{p}.arguments", "expected a string of JSON")
+            call = {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
+            last = out[-1] if out else None
+            if last is not None and last["role"] == "assistant":
+                last.setdefault("tool_calls", []).append(call)
+                if not last["content"]:
+                    last["content"] = None
+            else:
+                out.append({"role": "assistant", "content": None, "tool_calls": [call]})
+        elif kind == "function_call_output":
+            call_id = item.get("call_id")
+            if not isinstance(call_id, str) or not call_id:
+                raise _bad(f"{p}.call_id", "expected a string")
+            out.append({"role": "tool", "tool_call_id": call_id, "content": _output_text(item.get("output"), f"{p}.output")})
+        elif kind == "reasoning":
+            continue  # a model's own reasoning items: other models cannot take them back
+        else:
+            raise _bad(f"{p}.type", f"input items of type {kind!r} are not supported by this gateway "
+                                    "(messages, function_call and function_call_output are)")
+    return out
+
+
+def _tools(tools: Any) -> list[dict[str, Any]]:
+    if not isinstance(tools, list):
+        raise _bad("tools", "expected an array")
+    out = []
+    for i, tool in enumerate(tools):
+        p = f"tools[{i}]"
+        if not isinstance(tool, dict):
+            raise _bad(p, "expected an object")
+        if tool.get("type") != "function":
+            raise _bad(f"{p}.type", f"built-in tool {tool.get('type')!r} is not available through this gateway; "
+                                    "define function tools")
+        name = tool.get("name")
+        if not isinstance(name, str) or not name:
+            raise _bad(f"{p}.name", "expected a non-empty string")
+        fn: dict[str, Any] = {"name": name}
+        for key in ("description", "parameters", "strict"):
+            if tool.get(key) is not None:
+                fn[key] = tool[key]
+        out.append({"type": "function", "function": fn})
+    return out
+
+
+def _tool_choice(choice: Any) -> Any:
+    if choice in ("auto", "none", "required"):
+        return choice
+    if isinstance(choice, dict) and choice.get("type") == "function" and isinstance(choice.get("name"), str):
+        return {"type": "function", "function": {"name": choice["name"]}}
+    raise _bad("tool_choice", "expected 'auto', 'none', 'required' or {\"type\": \"function\", \"name\": ...}")
+
+
+def _text_format(text: Any) -> dict[str, Any] | None:
+    """`text.format` as the canonical response_format (None for plain text)."""
+    if text is None:
+        return None
+    if not isinstance(text, dict):
+        raise _bad("text", "expected an object")
+    fmt = text.get("format")
+    if fmt is None or (isinstance(fmt, dict) and fmt.get("type") == "text"):
+        return None
+    if not isinstance(fmt, dict):
+        raise _bad("text.format", "expected an object")
+    if fmt.get("type") == "json_object":
+        return {"type": "json_object"}
+    if fmt.get("type") == "json_schema":
+        if not isinstance(fmt.get("schema"), dict) or not isinstance(fmt.get("name"), str):
+            raise _bad("text.format", "a json_schema format needs 'name' and 'schema'")
+        schema = {"name": fmt["name"], "schema": fmt["schema"]}
+        for key in ("strict", "description"):
+            if fmt.get(key) is not None:
+                schema[key] = fmt[key]
+        return {"type": "json_schema", "json_schema": schema}
+    raise _bad("text.format.type", f"expected 'text', 'json_object' or 'json_schema', got {fmt.get('type')!r}")
+
+
+def to_canonical(body: Any) -> dict[str, Any]:
+    """Translate a Responses API request body into the canonical (OpenAI chat) body."""
+    if not isinstance(body, dict):
+        raise InvalidRequest("The request body must be a JSON object.")
+    unknown = sorted(set(body) - _FIELDS)
+    if unknown:
+        raise InvalidRequest(f"Unknown parameter: '{unknown[0]}'.", param=unknown[0])
+    for name, why in _STATEFUL.items():
+        if body.get(name) not in (None, False):
+            raise _bad(name, why)
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise InvalidRequest("Missing required parameter: 'model'.", param="model")
+    if body.get("input") is None:
+        raise InvalidRequest("Missing required parameter: 'input'.", param="input")
+    messages = _messages(body["input"])
+    instructions = body.get("instructions")
+    if instructions is not None:
+        if not isinstance(instructions, str):
+            raise _bad("instructions", "expected a string")
+        if instructions:
+            messages.insert(0, {"role": "system", "content": instructions})
+    canonical: dict[str, Any] = {"model": model, "messages": messages}
+    limit = body.get("max_output_tokens")
+    if limit is not None:
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 16:
+            raise _bad("max_output_tokens", "expected an integer of at least 16")
+        canonical["max_tokens"] = limit
+    for name, hi in (("temperature", 2), ("top_p", 1)):
+        value = body.get(name)
+        if value is not None:
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= hi:
+                raise _bad(name, f"expected a number between 0 and {hi}")
+            canonical[name] = value
+    if body.get("tools"):
+        canonical["tools"] = _tools(body["tools"])
+        if body.get("tool_choice") is not None:
+            canonical["tool_choice"] = _tool_choice(body["tool_choice"])
+        if isinstance(body.get("parallel_tool_calls"), bool):
+            canonical["parallel_tool_calls"] = body["parallel_tool_calls"]
+    response_format = _text_format(body.get("text"))
+    if response_format is not None:
+        canonical["response_format"] = response_format
+    reasoning = body.get("reasoning")
+    if isinstance(reasoning, dict) and isinstance(reasoning.get("effort"), str):
+        canonical["reasoning_effort"] = reasoning["effort"]
+    user = body.get("safety_identifier") or body.get("user")
+    if isinstance(user, str) and user:
+        canonical["user"] = user
+    stream = body.get("stream")
+    if stream is not None and not isinstance(stream, bool):
+        raise _bad("stream", "expected a boolean")
+    if stream:
+        canonical["stream"] = True
+        canonical["stream_options"] = {"include_usage": True}
+    return canonical
+
+
+# ---------------------------------------------------------------- response: canonical -> Response
+
+
+def usage_of(usage: Any) -> dict[str, Any] | None:
+    """OpenAI chat usage -> Responses usage."""
+    if not isinstance(usage, dict):
+        return None
+    prompt = usage.get("prompt_tokens") if isinstance(usage.get("prompt_tokens"), int) else 0
+    completion = usage.get("completion_tokens") if isinstance(usage.get("completion_tokens"), int) else 0
+    cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
+    reasoning = (usage.get("completion_tokens_details") or {}).get("reasoning_tokens") or 0
+    return {"input_tokens": prompt, "input_tokens_details": {"cached_tokens": cached, "cache_write_tokens": 0},
+            "output_tokens": completion, "output_tokens_details": {"reasoning_tokens": reasoning},
+            "total_tokens": prompt + completion}
+
+
+class Shell:
+    """The request's echoed settings, shared by the final Response and every stream event's snapshot."""
+
+    def __init__(self, body: dict[str, Any], model: str) -> None:
+        self.body = body
+        self.model = model
+
+    def response(self, response_id: str, created: float, status: str, output: list[dict[str, Any]],
+                 usage: dict[str, Any] | None = None, finish: str | None = None,
+                 error: dict[str, Any] | None = None, model: str | None = None) -> dict[str, Any]:
+        b = self.body
+        reason = _INCOMPLETE.get(finish or "") if status == "incomplete" else None
+        return {
+            "id": response_id, "object": "response", "created_at": created, "status": status,
+            "completed_at": int(time.time()) if status == "completed" else None,
+            "error": error, "incomplete_details": {"reason": reason} if reason else None,
+            "instructions": b.get("instructions"), "max_output_tokens": b.get("max_output_tokens"),
+            "model": model or self.model, "output": output,
+            "parallel_tool_calls": b.get("parallel_tool_calls", True), "previous_response_id": None,
+            "reasoning": b.get("reasoning") or {"effort": None, "summary": None}, "store": False,
+            "temperature": b.get("temperature", 1.0), "text": b.get("text") or {"format": {"type": "text"}},
+            "tool_choice": b.get("tool_choice", "auto"), "tools": b.get("tools") or [], "top_p": b.get("top_p", 1.0),
+            "truncation": b.get("truncation") or "disabled", "usage": usage, "user": b.get("user"),
+            "metadata": b.get("metadata") or {},
+        }
+
+
+def _status(finish: str | None) -> str:
+    return "incomplete" if finish in _INCOMPLETE else "completed"
+
+
+def _message_item(item_id: str, text: str, status: str, refusal: bool = False) -> dict[str, Any]:
+    part = ({"type": "refusal", "refusal": text} if refusal else
+            {"type": "output_text", "text": text, "annotations": [], "logprobs": []})
+    return {"type": "message", "id": item_id, "status": status, "role": "assistant", "content": [part]}
+
+
+def _call_item(item_id: str, call_id: str, name: str, arguments: str, status: str) -> dict[str, Any]:
+    return {"type": "function_call", "id": item_id, "call_id": call_id, "name": name, "arguments": arguments,
+            "status": status}
+
+
+def to_response(completion: dict[str, Any], shell: Shell) -> dict[str, Any]:
+    """A canonical `chat.completion` as a Response."""
+    choices = completion.get("choices") or [{}]
+    choice = choices[0] if isinstance(choices[0], dict) else {}
+    message = choice.get("message") if isinstance(choice.get("message"), dict) else {}
+    source = completion.get("id") if isinstance(completion.get("id"), str) and completion.get("id") else uuid.uuid4().hex
+    finish = choice.get("finish_reason")
+    status = _status(finish)
+    output: list[dict[str, Any]] = []
+    text, refusal = message.get("content"), message.get("refusal")
+    if isinstance(text, str) and text:
+        output.append(_message_item(_derived_id("msg_", (source, "message")), text, status))
+    elif isinstance(refusal, str) and refusal:
+        output.append(_message_item(_derived_id("msg_", (source, "message")), refusal, status, refusal=True))
+    for index, call in enumerate(message.get("tool_calls") or ()):
+        fn = call.get("function") or {}
+        call_id = call.get("id") or _derived_id("call_", (source, index))
+        output.append(_call_item(_derived_id("fc_", (source, index)), call_id, fn.get("name", ""),
+                                 fn.get("arguments") or "{}", "completed"))
+    created = completion.get("created") if isinstance(completion.get("created"), int) else int(time.time())
+    return shell.response(_derived_id("resp_", source), created, status, output, usage_of(completion.get("usage")),
+                          finish, model=completion.get("model"))
+
+
+# ---------------------------------------------------------------- stream: chunks -> events
+
+
+def sse(payload: dict[str, Any]) -> bytes:
+    return b"event: " + payload["type"].encode() + b"\ndata: " + orjson.dumps(payload) + b"\n\n"
+
+
+class EventWriter:
+    """Turns canonical chunks into Responses stream events, one chunk at a time.
+
+    The message item opens when the first text arrives, a function_call item
+    per tool call; all close at the end, once the finish reason and usage
+    (which OpenAI streams send after the finish chunk) are known, followed by
+    `response.completed` (or `response.incomplete`) with the whole Response.
+    """
+
+    def __init__(self, shell: Shell) -> None:
+        self.shell = shell
+        self.sequence = 0
+        self.response_id = ""
+        self.created = int(time.time())
+        self.model: str | None = None
+        self.source = ""
+        self.items: list[dict[str, Any]] = []  # output items in order, as they will be when done
+        self.message: dict[str, Any] | None = None
+        self.calls: dict[int, dict[str, Any]] = {}  # canonical tool call index -> its item
+        self.finish: str | None = None
+        self.usage: dict[str, Any] | None = None
+
+    def _event(self, kind: str, **fields: Any) -> bytes:
+        payload = {"type": kind, "sequence_number": self.sequence, **fields}
+        self.sequence += 1
+        return sse(payload)
+
+    def start(self, chunk: dict[str, Any] | None = None) -> bytes:
+        source = (chunk or {}).get("id")
+        # Derived from the upstream id, like to_response's, so an idempotent replay has the same ids.
+        self.source = source if isinstance(source, str) and source else uuid.uuid4().hex
+        self.response_id = _derived_id("resp_", self.source)
+        self.model = (chunk or {}).get("model") or None
+        if isinstance((chunk or {}).get("created"), int):
+            self.created = chunk["created"]  # type: ignore[index]
+        snapshot = self.shell.response(self.response_id, self.created, "in_progress", [], model=self.model)
+        return (self._event("response.created", response=snapshot)
+                + self._event("response.in_progress", response=snapshot))
+
+    def feed(self, chunk: dict[str, Any]) -> bytes:
+        out = b"" if self.response_id else self.start(chunk)
+        if isinstance(chunk.get("usage"), dict):
+            self.usage = usage_of(chunk["usage"])
+        for choice in chunk.get("choices") or ():
+            if not isinstance(choice, dict) or choice.get("index", 0) != 0:
+                continue
+            delta = choice.get("delta") or {}
+            text = delta.get("content") or delta.get("refusal")
+            if isinstance(text, str) and text:
+                out += self._text(text)
+            for call in delta.get("tool_calls") or ():
+                out += self._call(call)
+            if choice.get("finish_reason"):
+                self.finish = choice["finish_reason"]
+        return out
+
+    def _text(self, text: str) -> bytes:
+        out = b""
+        if self.message is None:
+            self.message = _message_item(_derived_id("msg_", (self.source, "message")), "", "in_progress")
+            self.items.append(self.message)
+            index = len(self.items) - 1
+            out += self._event("response.output_item.added", output_index=index,
+                               item={**self.message, "content": []})
+            out += self._event("response.content_part.added", item_id=self.message["id"], output_index=index,
+                               content_index=0, part={"type": "output_text", "text": "", "annotations": [],
+                                                      "logprobs": []})
+        self.message["content"][0]["text"] += text
+        return out + self._event("response.output_text.delta", item_id=self.message["id"],
+                                 output_index=self.items.index(self.message), content_index=0, delta=text,
+                                 logprobs=[])
+
+    def _call(self, call: dict[str, Any]) -> bytes:
+        out = b""
+        index = call.get("index", 0)
+        fn = call.get("function") or {}
+        item = self.calls.get(index)
+        if item is None:
+            item = _call_item(_derived_id("fc_", (self.source, index)),
+                              call.get("id") or _derived_id("call_", (self.source, index)), fn.get("name", ""), "",
+                              "in_progress")
+            self.calls[index] = item
+            self.items.append(item)
+            out += self._event("response.output_item.added", output_index=len(self.items) - 1, item=dict(item))
+        arguments = fn.get("arguments")
+        if isinstance(arguments, str) and arguments:
+            item["arguments"] += arguments
+            out += self._event("response.function_call_arguments.delta", item_id=item["id"],
+                               output_index=self.items.index(item), delta=arguments)
+        return out
+
+    def finish_events(self) -> bytes:
+        out = b"" if self.response_id else self.start()
+        status = _status(self.finish)
+        for index, item in enumerate(self.items):
+            item["status"] = status if item["type"] == "message" else "completed"
+            if item["type"] == "message":
+                part = item["content"][0]
+                out += self._event("response.output_text.done", item_id=item["id"], output_index=index,
+                                   content_index=0, text=part["text"], logprobs=[])
+                out += self._event("response.content_part.done", item_id=item["id"], output_index=index,
+                                   content_index=0, part=part)
+            else:
+                if not item["arguments"]:
+                    item["arguments"] = "{}"
+                out += self._event("response.function_call_arguments.done", item_id=item["id"], output_index=index,
+                                   name=item["name"], arguments=item["arguments"])
+            out += self._event("response.output_item.done", output_index=index, item=item)
+        final = self.shell.response(self.response_id, self.created, status, self.items, self.usage, self.finish,
+                                    model=self.model)
+        return out + self._event(f"response.{status}", response=final)
+
+    def failure_events(self, code: str, message: str) -> bytes:
+        """An `error` event and `response.failed`, for a failure after the stream began."""
+        out = b"" if self.response_id else self.start()
+        out += self._event("error", code=code, message=message, param=None)
+        failed = self.shell.response(self.response_id, self.created, "failed", self.items, self.usage,
+                                     error={"code": code, "message": message}, model=self.model)
+        return out + self._event("response.failed", response=failed)
+
+
+async def to_events(chunks: AsyncIterator[dict[str, Any]], writer: EventWriter) -> AsyncIterator[bytes]:
+    """The whole translated stream (without error handling, which the ingress adds)."""
+    async for chunk in chunks:
+        data = writer.feed(chunk)
+        if data:
+            yield data
+    yield writer.finish_events()

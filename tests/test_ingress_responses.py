@@ -1,0 +1,208 @@
+"""The Responses-format ingress: the official openai SDK's `client.responses` as a client of /v1/responses.
+
+Scenarios run against a model served by an OpenAI-format upstream and one
+served by an Anthropic-format upstream; answers validate against the SDK's
+own types, and the SDK's stream helper works end to end.
+"""
+
+from __future__ import annotations
+
+import json
+
+import openai
+import pytest
+from openai.types.responses import Response
+from support import GatewayProc, MockProc, http
+
+MASTER = "sk-test-master-responses"
+REPLY = "Greetings from the mock upstream, nice to see you."
+MODELS = ["via-openai", "via-anthropic"]
+WEATHER = {"type": "function", "name": "get_weather", "description": "Current weather for a city",
+           "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("ingress-responses")
+    mock = MockProc(tmp, {
+        "gpt-up": {"reply": REPLY}, "claude-up": {"reply": REPLY},
+        "gpt-cut": {"reply": "one two three four five six", "faults": [{"kind": "cut", "after_chunks": 3}]},
+        "gpt-long": {"reply": "a rather long answer " * 20},
+    })
+    openai_dep = {"provider": "openai", "base_url": mock.url + "/v1", "api_key": "${OPENAI_UP_KEY}"}
+    anthropic_dep = {"provider": "anthropic", "base_url": mock.url, "api_key": "${ANTHROPIC_UP_KEY}"}
+    config = {"auth": {"master_key": "${SB_MASTER}"}, "models": {
+        "via-openai": {"deployments": [{**openai_dep, "model": "gpt-up"}]},
+        "via-anthropic": {"deployments": [{**anthropic_dep, "model": "claude-up"}]},
+        "cut": {"deployments": [{**openai_dep, "model": "gpt-cut"}]},
+        "long": {"deployments": [{**openai_dep, "model": "gpt-long"}]},
+    }}
+    gw = GatewayProc(tmp, config, env={"SB_MASTER": MASTER, "OPENAI_UP_KEY": "sk-openai-up",
+                                         "ANTHROPIC_UP_KEY": "sk-ant-up"})
+    yield gw, mock
+    gw.stop()
+    mock.stop()
+
+
+@pytest.fixture
+def client(stack):
+    gw, _ = stack
+    return openai.OpenAI(api_key=MASTER, base_url=gw.url + "/v1", max_retries=0, timeout=15)
+
+
+def upstream(mock) -> dict:
+    return mock.stats()["last_request"]
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_plain_response_validates_against_sdk_types(client, stack, model):
+    _, mock = stack
+    raw = client.responses.with_raw_response.create(
+        model=model, instructions="Be brief.", temperature=0.5, max_output_tokens=200, metadata={"team": "web"},
+        input=[{"role": "user", "content": "Hello"},
+               {"role": "assistant", "content": [{"type": "output_text", "text": "Hi."}]},
+               {"role": "user", "content": [{"type": "input_text", "text": "Say something."}]}])
+    response = Response.model_validate(json.loads(raw.http_response.content))
+    assert response.object == "response" and response.id.startswith("resp_") and response.status == "completed"
+    assert response.output_text == REPLY and response.model
+    message = response.output[0]
+    assert message.type == "message" and message.role == "assistant" and message.id.startswith("msg_")
+    assert response.usage.output_tokens == (len(REPLY) + 3) // 4 and response.usage.input_tokens > 0
+    assert response.usage.total_tokens == response.usage.input_tokens + response.usage.output_tokens
+    assert response.instructions == "Be brief." and response.metadata == {"team": "web"}
+    assert response.store is False  # nothing is kept, and the Response says so
+    assert raw.headers["x-request-id"]
+
+    body = upstream(mock)
+    if model == "via-openai":
+        assert body["messages"] == [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hello"},
+                                    {"role": "assistant", "content": "Hi."},
+                                    {"role": "user", "content": [{"type": "text", "text": "Say something."}]}]
+        assert body["temperature"] == 0.5 and body["max_tokens"] == 200
+    else:
+        assert body["system"] == [{"type": "text", "text": "Be brief."}] and body["max_tokens"] == 200
+        assert [m["role"] for m in body["messages"]] == ["user", "assistant", "user"]
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_stream_helper_accumulates_the_events(client, model):
+    with client.responses.stream(model=model, input="Stream it") as stream:
+        events = list(stream)
+        final = stream.get_final_response()
+    assert final.output_text == REPLY and final.status == "completed" and final.usage.output_tokens > 0
+    kinds = [e.type for e in events]
+    assert kinds[:2] == ["response.created", "response.in_progress"] and kinds[-1] == "response.completed"
+    for kind in ("response.output_item.added", "response.content_part.added", "response.output_text.done",
+                 "response.content_part.done", "response.output_item.done"):
+        assert kinds.count(kind) == 1, kinds
+    assert "".join(e.delta for e in events if e.type == "response.output_text.delta") == REPLY
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    assert len({e.response.id for e in events if hasattr(e, "response")}) == 1
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_function_call_round_trip(client, stack, model):
+    _, mock = stack
+    question = {"role": "user", "content": "Weather in Paris?"}
+    first = client.responses.create(model=model, input=[question], tools=[WEATHER],
+                                    tool_choice={"type": "function", "name": "get_weather"})
+    calls = [item for item in first.output if item.type == "function_call"]
+    assert len(calls) == 1 and calls[0].name == "get_weather" and calls[0].call_id and calls[0].status == "completed"
+    json.loads(calls[0].arguments)
+    if model == "via-openai":
+        sent = upstream(mock)
+        assert sent["tools"] == [{"type": "function", "function": {
+            "name": "get_weather", "description": WEATHER["description"], "parameters": WEATHER["parameters"]}}]
+        assert sent["tool_choice"] == {"type": "function", "function": {"name": "get_weather"}}
+
+    # The previous output items go back as they are, followed by the function's result.
+    # (tool_choice "none": the mock upstream calls a tool whenever it may.)
+    follow_up = client.responses.create(model=model, tools=[WEATHER], tool_choice="none", input=[
+        question, *[item.model_dump(exclude_none=True) for item in first.output],
+        {"type": "function_call_output", "call_id": calls[0].call_id, "output": '{"temp_c": 21}'}])
+    assert follow_up.output_text == REPLY, follow_up.output
+    sent = upstream(mock)
+    if model == "via-openai":
+        assert sent["messages"][1]["tool_calls"][0]["id"] == calls[0].call_id
+        assert sent["messages"][2] == {"role": "tool", "tool_call_id": calls[0].call_id, "content": '{"temp_c": 21}'}
+    else:
+        assert sent["messages"][1]["content"][-1]["type"] == "tool_use"
+        assert sent["messages"][2]["content"][0] == {"type": "tool_result", "tool_use_id": calls[0].call_id,
+                                                     "content": [{"type": "text", "text": '{"temp_c": 21}'}]}
+
+
+def test_streamed_function_call(client):
+    with client.responses.stream(model="via-openai", input="Weather?", tools=[WEATHER], tool_choice="required") as s:
+        events = list(s)
+        final = s.get_final_response()
+    call = final.output[0]
+    assert call.type == "function_call" and call.name == "get_weather"
+    deltas = "".join(e.delta for e in events if e.type == "response.function_call_arguments.delta")
+    done = [e for e in events if e.type == "response.function_call_arguments.done"]
+    assert deltas == call.arguments == done[0].arguments and json.loads(call.arguments)
+
+
+def test_structured_output_and_token_limit(client, stack):
+    _, mock = stack
+    schema = {"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"],
+              "additionalProperties": False}
+    client.responses.create(model="via-openai", input="Answer in JSON",
+                            text={"format": {"type": "json_schema", "name": "answer", "schema": schema, "strict": True}})
+    assert upstream(mock)["response_format"] == {"type": "json_schema", "json_schema": {
+        "name": "answer", "schema": schema, "strict": True}}
+    short = client.responses.create(model="long", input="Say a lot", max_output_tokens=16)
+    assert upstream(mock)["max_tokens"] == 16
+    assert short.status == "incomplete" and short.incomplete_details.reason == "max_output_tokens"
+    assert short.output[0].status == "incomplete" and short.output_text
+    # Streamed, the last event is response.incomplete (as OpenAI sends it), not response.completed.
+    events = list(client.responses.create(model="long", input="Say a lot", max_output_tokens=16, stream=True))
+    assert events[-1].type == "response.incomplete" and events[-1].response.status == "incomplete"
+    assert events[-1].response.incomplete_details.reason == "max_output_tokens"
+
+
+def test_stream_cut_mid_way_ends_with_error_and_failed_events(client):
+    stream = client.responses.create(model="cut", input="Count", stream=True)
+    events = list(stream)
+    kinds = [e.type for e in events]
+    assert "response.output_text.delta" in kinds
+    assert kinds[-2:] == ["error", "response.failed"], kinds
+    assert events[-1].response.status == "failed" and events[-1].response.error.message
+
+
+@pytest.mark.parametrize("body,param,fragment", [
+    ({"input": "hi", "previous_response_id": "resp_123"}, "previous_response_id", "does not store responses"),
+    ({"input": "hi", "tools": [{"type": "web_search"}]}, "tools[0].type", "built-in tool 'web_search'"),
+    ({"input": "hi", "temprature": 1}, "temprature", "Unknown parameter"),
+    ({}, "input", "Missing required parameter: 'input'"),
+    ({"input": [{"type": "item_reference", "id": "x"}]}, "input[0].type", "'item_reference' are not supported"),
+    ({"input": [{"role": "user", "content": [{"type": "input_image", "file_id": "file-1"}]}]},
+     "input[0].content[0].image_url", "file ids are not available"),
+    ({"input": "hi", "text": {"format": {"type": "xml"}}}, "text.format.type", "expected 'text'"),
+])
+def test_bad_requests_get_openai_errors(stack, body, param, fragment):
+    gw, _ = stack
+    status, _, raw = http("POST", gw.url + "/v1/responses", {"model": "via-openai", **body},
+                          headers={"authorization": f"Bearer {MASTER}"})
+    error = json.loads(raw)["error"]
+    assert status == 400 and error["type"] == "invalid_request_error" and error["param"] == param
+    assert fragment in error["message"]
+
+
+def test_unknown_model_and_stored_response_lookups_are_404(client, stack):
+    with pytest.raises(openai.NotFoundError, match="does not exist"):
+        client.responses.create(model="ghost", input="hi")
+    with pytest.raises(openai.NotFoundError, match="does not store responses"):
+        client.responses.retrieve("resp_abc")
+    gw, _ = stack
+    status, _, _ = http("POST", gw.url + "/v1/responses", {"model": "via-openai", "input": "hi"})
+    assert status == 401
+
+
+def test_idempotency_key_replays_the_same_response(client, stack):
+    _, mock = stack
+    before = mock.stats()["completed"]
+    headers = {"Idempotency-Key": "resp-idem-1"}
+    first = client.responses.create(model="via-openai", input="Once only", extra_headers=headers)
+    again = client.responses.create(model="via-openai", input="Once only", extra_headers=headers)
+    assert again.id == first.id and again.output_text == first.output_text
+    assert mock.stats()["completed"] == before + 1
