@@ -4,7 +4,8 @@ Tests, benchmarks and the zero-config demo all talk to it over loopback, so
 every byte the gateway sends and receives goes through real sockets.
 
 Behaviour is set per model (`ModelBehaviour`): fixed latency, time to first
-token, tokens per second, the reply text, and faults (an HTTP status at a
+token, tokens per second, the reply text (cut at the request's max_tokens,
+finish_reason "length", as a model would), and faults (an HTTP status at a
 given rate, 429 with Retry-After, hanging, dropping the connection before the
 first byte, cutting a stream after N chunks). It can be changed while running
 with ``POST /_mock/behaviour`` and inspected with ``GET /_mock/stats``, which
