@@ -8,9 +8,12 @@ import os
 import signal
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from switchboard.config import GatewayConfig, config_from_dict, load_config
+
+if TYPE_CHECKING:
+    from switchboard.accounting.shared_limits import SharedLimits
 
 log = logging.getLogger("switchboard")
 
@@ -47,7 +50,7 @@ async def build_config(path: str | None, env: Mapping[str, str]) -> tuple[Gatewa
 async def serve(config_path: str | None, host: str | None = None, port: int | None = None,
                 env: Mapping[str, str] | None = None, ready_file: str | None = None, *,
                 sock: Any = None, on_ready: Callable[[int], None] | None = None,
-                shared_limits: Any = None) -> None:
+                shared_limits: SharedLimits | None = None) -> None:
     """Serve until SIGINT/SIGTERM. `sock`: an already listening socket and `shared_limits` the workers'
     rate-limit table (a worker of `serve --workers N`)."""
     from switchboard.app import Gateway

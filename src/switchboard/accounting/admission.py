@@ -34,9 +34,9 @@ import orjson
 from switchboard.accounting.keys import KeyRecord
 from switchboard.accounting.ledger import Holds, Ledger
 from switchboard.accounting.limits import Check, MemoryLimits, RedisLimits, reset_text
-from switchboard.accounting.shared_limits import SharedLimits
 from switchboard.accounting.pricing import to_nanos, worst_case_nanos
 from switchboard.accounting.settings import account_settings
+from switchboard.accounting.shared_limits import SharedLimits
 from switchboard.config import ModelConfig, Pricing
 from switchboard.context import RequestContext
 from switchboard.errors import (

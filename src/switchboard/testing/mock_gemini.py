@@ -279,6 +279,8 @@ async def generate(mock: MockUpstream, request: Request, body: dict[str, Any], m
         if stream:
             return StreamResponse(_one_event(blocked))
         return Response(200, orjson.dumps(blocked))
+    from switchboard.testing.mock_upstream import truncate_to_tokens
+
     config = body.get("generationConfig") or {}
     call = _pick_call(body)
     text = mock.reply_for(model, prompt)
@@ -287,9 +289,9 @@ async def generate(mock: MockUpstream, request: Request, body: dict[str, Any], m
     finish = "STOP"
     limit = config.get("maxOutputTokens")
     if call is None and limit is not None and _count(text) > limit:
-        text, finish = _truncate(text, limit), "MAX_TOKENS"
+        text, finish = truncate_to_tokens(text, limit), "MAX_TOKENS"
     if call is None and behaviour.safety_block == "output":
-        text, finish = _truncate(text, 2), "SAFETY"
+        text, finish = truncate_to_tokens(text, 2), "SAFETY"
     response_id = uuid.uuid4().hex[:20]
     if stream:
         return StreamResponse(_stream(mock, model, response_id, text, call, finish, prompt_tokens), headers={
@@ -308,12 +310,6 @@ def _count(text: str) -> int:
     from switchboard.testing.mock_upstream import count_tokens
 
     return count_tokens(text)
-
-
-def _truncate(text: str, limit: int) -> str:
-    from switchboard.testing.mock_upstream import truncate_to_tokens
-
-    return truncate_to_tokens(text, limit)
 
 
 def _usage(prompt_tokens: int, completion_tokens: int) -> dict[str, Any]:
