@@ -70,7 +70,7 @@ def test_plain_response_validates_against_sdk_types(client, stack, model):
     assert response.usage.output_tokens == (len(REPLY) + 3) // 4 and response.usage.input_tokens > 0
     assert response.usage.total_tokens == response.usage.input_tokens + response.usage.output_tokens
     assert response.instructions == "Be brief." and response.metadata == {"team": "web"}
-    assert response.store is False  # nothing is kept, and the Response says so
+    assert response.store is True and response.previous_response_id is None
     assert raw.headers["x-request-id"]
 
     body = upstream(mock)
@@ -170,7 +170,8 @@ def test_stream_cut_mid_way_ends_with_error_and_failed_events(client):
 
 
 @pytest.mark.parametrize("body,param,fragment", [
-    ({"input": "hi", "previous_response_id": "resp_123"}, "previous_response_id", "does not store responses"),
+    ({"input": "hi", "conversation": "conv_123"}, "conversation", "does not keep Conversation objects"),
+    ({"input": "hi", "store": "yes"}, "store", "expected a boolean"),
     ({"input": "hi", "tools": [{"type": "web_search"}]}, "tools[0].type", "built-in tool 'web_search'"),
     ({"input": "hi", "temprature": 1}, "temprature", "Unknown parameter"),
     ({}, "input", "Missing required parameter: 'input'"),
@@ -188,11 +189,16 @@ def test_bad_requests_get_openai_errors(stack, body, param, fragment):
     assert fragment in error["message"]
 
 
-def test_unknown_model_and_stored_response_lookups_are_404(client, stack):
+def test_unknown_model_and_unknown_response_ids_are_404(client, stack):
     with pytest.raises(openai.NotFoundError, match="does not exist"):
         client.responses.create(model="ghost", input="hi")
-    with pytest.raises(openai.NotFoundError, match="does not store responses"):
+    with pytest.raises(openai.NotFoundError, match="Response with id 'resp_abc' not found"):
         client.responses.retrieve("resp_abc")
+    with pytest.raises(openai.NotFoundError, match="Previous response with id 'resp_abc' not found") as info:
+        client.responses.create(model="via-openai", input="hi", previous_response_id="resp_abc")
+    assert info.value.body["param"] == "previous_response_id"
+    with pytest.raises(openai.NotFoundError, match="not available through this gateway"):
+        client.responses.cancel("resp_abc")
     gw, _ = stack
     status, _, _ = http("POST", gw.url + "/v1/responses", {"model": "via-openai", "input": "hi"})
     assert status == 401
@@ -206,3 +212,64 @@ def test_idempotency_key_replays_the_same_response(client, stack):
     again = client.responses.create(model="via-openai", input="Once only", extra_headers=headers)
     assert again.id == first.id and again.output_text == first.output_text
     assert mock.stats()["completed"] == before + 1
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_previous_response_id_continues_a_stored_conversation(client, stack, model):
+    _, mock = stack
+    first = client.responses.create(model=model, input="My name is Ada.", instructions="Be brief.")
+    second = client.responses.create(model=model, input="What is my name?", previous_response_id=first.id)
+    assert second.previous_response_id == first.id and second.output_text == REPLY
+    sent = upstream(mock)
+    texts = [m["content"] if isinstance(m["content"], str) else m["content"][0]["text"] for m in sent["messages"]]
+    # The history goes first; the first request's instructions are not carried over (as OpenAI does).
+    assert texts == ["My name is Ada.", REPLY, "What is my name?"]
+    assert "system" not in sent
+
+    # A function call answered in the next turn, streamed this time; each stored Response can be read back.
+    called = client.responses.create(model=model, input="Weather in Paris?", tools=[WEATHER],
+                                     previous_response_id=second.id)
+    call = called.output[0]
+    assert call.type == "function_call"
+    with client.responses.stream(model=model, tools=[WEATHER], tool_choice="none", previous_response_id=called.id,
+                                 input=[{"type": "function_call_output", "call_id": call.call_id,
+                                         "output": '{"temp_c": 21}'}]) as stream:
+        final = stream.get_final_response()
+    assert final.output_text == REPLY
+    sent = upstream(mock)
+    if model == "via-openai":
+        assert [m["role"] for m in sent["messages"]] == ["user", "assistant", "user", "assistant", "user",
+                                                         "assistant", "tool"]
+        assert sent["messages"][5]["tool_calls"][0]["id"] == call.call_id
+    again = client.responses.retrieve(final.id)  # (the stream helper's copy adds its own `parsed` fields)
+    assert (again.id, again.output_text, again.usage, again.status) == (final.id, final.output_text, final.usage,
+                                                                        final.status)
+    assert client.responses.retrieve(first.id).output_text == REPLY
+
+
+def test_stored_responses_belong_to_their_key_and_can_be_deleted(client, stack):
+    gw, _ = stack
+    status, _, raw = http("POST", gw.url + "/admin/keys", {"name": "other"}, headers={"authorization": f"Bearer {MASTER}"})
+    assert status == 201, raw
+    other = openai.OpenAI(api_key=json.loads(raw)["key"], base_url=gw.url + "/v1", max_retries=0, timeout=15)
+    first = client.responses.create(model="via-openai", input="Remember 42.")
+    second = client.responses.create(model="via-openai", input="What number?", previous_response_id=first.id)
+    with pytest.raises(openai.NotFoundError):
+        other.responses.retrieve(first.id)
+    with pytest.raises(openai.NotFoundError):
+        other.responses.create(model="via-openai", input="Which?", previous_response_id=first.id)
+
+    unstored = client.responses.create(model="via-openai", input="Forget this.", store=False)
+    assert unstored.store is False
+    with pytest.raises(openai.NotFoundError):
+        client.responses.retrieve(unstored.id)
+
+    auth = {"authorization": f"Bearer {MASTER}"}
+    status, _, raw = http("DELETE", f"{gw.url}/v1/responses/{first.id}", headers=auth)
+    assert status == 200 and json.loads(raw) == {"id": first.id, "object": "response", "deleted": True}
+    assert http("DELETE", f"{gw.url}/v1/responses/{first.id}", headers=auth)[0] == 404
+    with pytest.raises(openai.NotFoundError):
+        client.responses.retrieve(first.id)
+    # The conversation that continued it cannot be continued with half its history: a clear 400.
+    with pytest.raises(openai.BadRequestError, match="has expired or was deleted"):
+        client.responses.create(model="via-openai", input="And now?", previous_response_id=second.id)

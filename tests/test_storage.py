@@ -15,6 +15,7 @@ from switchboard.accounting.limits import Check, MemoryLimits, RedisLimits
 from switchboard.errors import InsufficientCredit
 from switchboard.storage.postgres import PostgresStorage
 from switchboard.storage.redis_state import RedisState
+from switchboard.storage.responses import BrokenChain, ResponseStore
 from switchboard.storage.schema import migrations
 from switchboard.storage.sqlite import SQLiteStorage
 
@@ -192,3 +193,33 @@ async def test_sqlite_checkpoints_keep_the_wal_bounded(tmp_path):
     second = (tmp_path / "w.db-wal").stat().st_size
     assert second < 2 * first, (first, second)
     await store.close()
+
+
+async def test_stored_responses_chain_by_key_and_expire(storage):
+    responses = ResponseStore(storage, ttl_seconds=3600)
+
+    def turn(n: int) -> list[dict]:
+        return [{"role": "user", "content": f"q{n}"}, {"role": "assistant", "content": f"a{n}"}]
+
+    await responses.save({"id": "resp_1", "output": []}, "key-a", None, turn(1))
+    await responses.save({"id": "resp_2", "output": []}, "key-a", "resp_1", turn(2))
+    await responses.save({"id": "resp_3", "output": []}, "key-a", "resp_2", turn(3))
+    await responses.save({"id": "resp_3", "output": ["again"]}, "key-a", "resp_2", turn(9))  # a replayed id: kept once
+    assert await responses.history("resp_3", "key-a") == turn(1) + turn(2) + turn(3)
+    assert await responses.history("resp_1", "key-a") == turn(1)
+    assert await responses.get("resp_3", "key-a") == {"id": "resp_3", "output": []}
+    # Another key sees none of it.
+    assert await responses.history("resp_3", "key-b") is None and await responses.get("resp_1", "key-b") is None
+    assert not await responses.delete("resp_1", "key-b")
+    # A deleted link breaks the chain after it, and says so rather than answering with half a conversation.
+    assert await responses.delete("resp_2", "key-a")
+    with pytest.raises(BrokenChain):
+        await responses.history("resp_3", "key-a")
+    assert await responses.history("resp_1", "key-a") == turn(1)
+    # Past the TTL a Response is gone for reading, and the next save sweeps it away.
+    expired = ResponseStore(storage, ttl_seconds=0.5)
+    await asyncio.sleep(0.6)
+    assert await expired.history("resp_1", "key-a") is None and await expired.get("resp_1", "key-a") is None
+    await expired.save({"id": "resp_4", "output": []}, "key-a", None, turn(4))
+    rows = await storage.fetchall("SELECT response_id FROM responses")
+    assert [r["response_id"] for r in rows] == ["resp_4"]

@@ -30,6 +30,7 @@ from switchboard.routing.auto import AutoRouter, parse_routers
 from switchboard.routing.executor import Executor
 from switchboard.storage.base import Storage
 from switchboard.storage.redis_state import open_redis
+from switchboard.storage.responses import ResponseStore
 
 log = logging.getLogger("switchboard")
 
@@ -55,6 +56,7 @@ class Gateway:
         self.providers = ProviderRegistry(self.client)
         self.storage = storage or open_storage(config)
         self.redis = open_redis(config)  # shared counters across replicas, or None
+        self.response_store = ResponseStore(self.storage, account_settings(config).response_ttl_seconds)
         self.request_log = RequestLog(self.storage, flush_seconds=config.storage.log_flush_seconds)
         self.auth = Authenticator(config.master_key, KeyStore(self.storage, account_settings(config).key_cache_seconds))
         self.planner = AttemptPlanner(config)
@@ -99,8 +101,8 @@ class Gateway:
 
         self.add_route("POST", "/v1/responses", responses.create)
         self.add_route("POST", "/responses", responses.create)
-        for method in ("GET", "DELETE", "POST"):  # retrieve, delete, cancel, input_items: nothing is stored
-            self.add_route(method, "/v1/responses/", responses.retrieve, prefix=True)
+        for method in ("GET", "DELETE", "POST"):  # retrieve and delete; cancel and input_items are refused
+            self.add_route(method, "/v1/responses/", responses.stored, prefix=True)
         from switchboard.routing import feedback
 
         feedback.install(self)  # /v1/feedback and its export as router training data

@@ -6,6 +6,7 @@
       default_max_output_tokens: 4096 # worst case reserved when neither request nor model caps output
       prompt_reserve_factor: 1.5      # reserve this many times the estimated prompt tokens
       idempotency_ttl_seconds: 86400  # how long a stored response answers a retried Idempotency-Key
+      response_ttl_seconds: 2592000   # how long /v1/responses keeps a stored Response (30 days, as OpenAI)
       redis_prefix: "switchboard:"    # namespace of the shared counters in Redis
       model_limits:                   # gateway-wide limits per model, across all keys
         gpt-4o: {rpm: 600, tpm: 200000}
@@ -31,6 +32,7 @@ class AccountSettings:
     default_max_output_tokens: int = 4096
     prompt_reserve_factor: float = 1.5
     idempotency_ttl_seconds: float = 86400.0
+    response_ttl_seconds: float = 30 * 86400.0
     redis_prefix: str = "switchboard:"
     model_limits: dict[str, RateLimit] = field(default_factory=dict)
 
@@ -56,6 +58,7 @@ def account_settings(config: GatewayConfig) -> AccountSettings:
                                              minimum=1, integer=True),
         prompt_reserve_factor=sec.number("prompt_reserve_factor", base.prompt_reserve_factor, minimum=1),
         idempotency_ttl_seconds=sec.number("idempotency_ttl_seconds", base.idempotency_ttl_seconds, minimum=1),
+        response_ttl_seconds=sec.number("response_ttl_seconds", base.response_ttl_seconds, minimum=1),
         redis_prefix=sec.str("redis_prefix", base.redis_prefix) or base.redis_prefix,
     )
     limits = sec.section("model_limits")

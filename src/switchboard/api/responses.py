@@ -1,36 +1,70 @@
-"""The OpenAI Responses ingress: `POST /v1/responses` (JSON and SSE), served by any configured model.
+"""The OpenAI Responses ingress: `/v1/responses` (JSON and SSE), served by any configured model.
 
 The request is translated to the canonical form and served by the same
 pipeline as chat completions (auth, limits, routing, fallbacks, accounting);
 the answer is translated back into a Response or the Responses stream events.
-Errors are OpenAI's `{"error": {...}}`; a failure in the middle of a stream
-becomes an `error` event followed by `response.failed`.
+Unless the request says `"store": false`, the Response is stored for its API
+key (storage/responses.py): `previous_response_id` continues it, and
+`GET`/`DELETE /v1/responses/{id}` read and remove it. Errors are OpenAI's
+`{"error": {...}}`; a failure in the middle of a stream becomes an `error`
+event followed by `response.failed` (and nothing is stored).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from switchboard.accounting.auth import Identity
 from switchboard.api.openai import _reject, error_response, parse_json
 from switchboard.context import RequestContext
 from switchboard.core import responses_format as fmt
 from switchboard.core.request import ChatRequest
-from switchboard.errors import GatewayError, NotFound
+from switchboard.errors import GatewayError, InvalidRequest, NotFound
 from switchboard.http.server import Request, Response, StreamResponse
+from switchboard.storage.responses import BrokenChain
 
 if TYPE_CHECKING:
     from switchboard.app import Gateway
+
+log = logging.getLogger("switchboard")
+
+Store = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+def _owner(identity: Identity) -> str:
+    """Whose Responses these are: the API key's id (the master key and an open gateway have their own)."""
+    return identity.key_id or ""
+
+
+async def _history(gw: Gateway, body: Any, owner: str) -> list[dict[str, Any]] | None:
+    previous = body.get("previous_response_id") if isinstance(body, dict) else None
+    if previous is None:
+        return None
+    if not isinstance(previous, str) or not previous:
+        raise InvalidRequest("Invalid 'previous_response_id': expected a response id.", param="previous_response_id")
+    try:
+        history = await gw.response_store.history(previous, owner)
+    except BrokenChain:
+        raise InvalidRequest(f"An earlier response of the conversation that {previous!r} continues has expired or "
+                             "was deleted: send the conversation in `input`.", param="previous_response_id") from None
+    if history is None:
+        raise NotFound(f"Previous response with id {previous!r} not found.", param="previous_response_id")
+    return history
 
 
 async def create(gw: Gateway, request: Request) -> Response | StreamResponse:
     ctx = RequestContext("responses", "chat")
     try:
-        ctx.identity = await gw.auth.authenticate(request.headers)
+        ctx.identity = identity = await gw.auth.authenticate(request.headers)
         body = parse_json(request)
-        chat = ChatRequest.from_body(fmt.to_canonical(body))
+        owner = _owner(identity)
+        history = await _history(gw, body, owner)
+        canonical, turn = fmt.to_canonical(body, history)
+        chat = ChatRequest.from_body(canonical)
         shell = fmt.Shell(body, chat.model)
         replayed = await gw.admission.begin_idempotent(  # Idempotency-Key: the first answer, as a Response
             ctx, request, render=lambda stored: orjson.dumps(fmt.to_response(orjson.loads(stored), shell)),
@@ -39,31 +73,60 @@ async def create(gw: Gateway, request: Request) -> Response | StreamResponse:
         return _reject(gw, ctx, exc)
     if replayed is not None:
         return replayed
+    store: Store | None = None
+    if body.get("store", True):
+        async def store(response: dict[str, Any]) -> None:
+            try:
+                await gw.response_store.save(response, owner, body.get("previous_response_id"),
+                                             [*turn, fmt.assistant_message(response)])
+            except Exception:  # the answer is paid for: it goes out even if it cannot be kept
+                log.exception("storing response %s failed", response["id"])
+                response["store"] = False
     try:
         if chat.stream:
             chunks = await gw.pipeline.chat_stream(chat, ctx, request.headers)
-            return StreamResponse(render_stream(chunks, fmt.EventWriter(shell)), headers=ctx.headers)
+            return StreamResponse(render_stream(chunks, fmt.EventWriter(shell), store), headers=ctx.headers)
         completion = await gw.pipeline.chat(chat, ctx, request.headers)
+        response = fmt.to_response(completion, shell)
+        if store is not None:
+            await store(response)
     except GatewayError as exc:
         return error_response(exc, ctx)
-    return Response(200, orjson.dumps(fmt.to_response(completion, shell)), ctx.headers)
+    return Response(200, orjson.dumps(response), ctx.headers)
 
 
-async def render_stream(chunks: AsyncIterator[dict[str, Any]], writer: fmt.EventWriter) -> AsyncIterator[bytes]:
+async def render_stream(chunks: AsyncIterator[dict[str, Any]], writer: fmt.EventWriter,
+                        store: Store | None = None) -> AsyncIterator[bytes]:
     try:
-        async for data in fmt.to_events(chunks, writer):
-            yield data
+        async for chunk in chunks:
+            data = writer.feed(chunk)
+            if data:
+                yield data
+        done = writer.finish_events()
+        if store is not None:  # stored before the client sees the end, so a follow-up can continue it at once
+            await store(writer.final)
+        yield done + writer.last_event()
     except GatewayError as exc:  # StreamFailed, or a failure while settling after the last chunk
         yield writer.failure_events(exc.code or exc.type, exc.message)
     finally:
         await chunks.aclose()  # type: ignore[attr-defined]
 
 
-async def retrieve(gw: Gateway, request: Request) -> Response:
-    """`GET /v1/responses/{id}` and friends: nothing is stored, so every id is unknown (in OpenAI's 404 shape)."""
-    await gw.auth.authenticate(request.headers)
-    raise NotFound("This gateway does not store responses (every response says \"store\": false), so "
-                   f"{request.path.rsplit('/', 1)[-1]!r} cannot be retrieved.", param="response_id")
+async def stored(gw: Gateway, request: Request) -> Response:
+    """`GET /v1/responses/{id}` reads a stored Response and `DELETE` removes it; for the API key that made it."""
+    owner = _owner(await gw.auth.authenticate(request.headers))
+    response_id, _, rest = request.path[len("/v1/responses/"):].partition("/")
+    if rest or request.method not in ("GET", "DELETE"):
+        raise NotFound(f"{request.method} /v1/responses/{{id}}/{rest} is not available through this gateway "
+                       "(stored responses can be retrieved and deleted).")
+    if request.method == "DELETE":
+        if not await gw.response_store.delete(response_id, owner):
+            raise NotFound(f"Response with id {response_id!r} not found.", param="response_id")
+        return Response(200, orjson.dumps({"id": response_id, "object": "response", "deleted": True}))
+    response = await gw.response_store.get(response_id, owner)
+    if response is None:
+        raise NotFound(f"Response with id {response_id!r} not found.", param="response_id")
+    return Response(200, orjson.dumps(response))
 
 
 def openapi_paths() -> dict[str, Any]:
@@ -72,7 +135,7 @@ def openapi_paths() -> dict[str, Any]:
 
     return {"/v1/responses": {"post": {
         "operationId": "createResponse",
-        "summary": "OpenAI Responses API (JSON or SSE stream), served by any configured model; stateless",
+        "summary": "OpenAI Responses API (JSON or SSE stream), served by any configured model",
         "security": [{"bearer": []}],
         "requestBody": {"required": True, **_json({
             "type": "object", "required": ["model", "input"], "properties": {
@@ -84,7 +147,8 @@ def openapi_paths() -> dict[str, Any]:
                 "tools": {"type": "array", "items": {"type": "object"}},
                 "tool_choice": {"oneOf": [{"type": "string"}, {"type": "object"}]},
                 "parallel_tool_calls": {"type": "boolean"}, "text": {"type": "object"},
-                "stream": {"type": "boolean"}, "metadata": {"type": "object"}, "user": {"type": "string"}}})},
+                "stream": {"type": "boolean"}, "metadata": {"type": "object"}, "user": {"type": "string"},
+                "store": {"type": "boolean"}, "previous_response_id": {"type": "string"}}})},
         "responses": {"200": {"description": "A Response, or an SSE stream of Responses events when stream=true",
                               **_json({"type": "object", "required": ["id", "object", "status", "output"]})},
                       **_errors(400, 401, 402, 403, 404, 413, 429, 502, 503, 504)}}}}

@@ -6,10 +6,10 @@ their outputs) and `instructions` become the canonical chat body, the ordinary
 pipeline serves it, and the `chat.completion` (or its stream of chunks) comes
 back as a Response object (or the Responses stream events).
 
-The gateway is stateless here: it does not store responses, so
-`previous_response_id` and `conversation` are refused with a clear error (send
-the conversation in `input`; a previous response's `output` items can be
-appended as they are) and every Response says `"store": false`.
+Responses are stored unless the request says `"store": false` (see
+storage/responses.py): `previous_response_id` continues a stored conversation,
+its history going before the new `input`. Conversations objects, stored prompt
+templates and background mode are refused with a clear error.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import time
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
@@ -31,11 +30,10 @@ _FIELDS = frozenset({"model", "input", "instructions", "max_output_tokens", "tem
                      "conversation", "background", "prompt", "max_tool_calls"})
 # Stateful features this gateway does not offer; each gets its own explanation.
 _STATEFUL = {
-    "previous_response_id": "this gateway does not store responses: send the whole conversation in `input` "
-                            "(append the previous response's `output` items and your function_call_output items)",
-    "conversation": "this gateway does not store conversations: send the whole conversation in `input`",
+    "conversation": "this gateway does not keep Conversation objects: use `previous_response_id`, or send the "
+                    "whole conversation in `input`",
     "prompt": "stored prompt templates are not available through this gateway: send `instructions` and `input`",
-    "background": "background responses need stored responses, which this gateway does not keep",
+    "background": "background mode is not available through this gateway: stream the response instead",
 }
 _INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}
 
@@ -203,8 +201,9 @@ def _text_format(text: Any) -> dict[str, Any] | None:
     raise _bad("text.format.type", f"expected 'text', 'json_object' or 'json_schema', got {fmt.get('type')!r}")
 
 
-def to_canonical(body: Any) -> dict[str, Any]:
-    """Translate a Responses API request body into the canonical (OpenAI chat) body."""
+def to_canonical(body: Any, history: list[dict[str, Any]] | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Translate a Responses API request body into the canonical (OpenAI chat) body, after the `history` of a
+    previous response; also returns the messages this request adds (its turn, without the instructions)."""
     if not isinstance(body, dict):
         raise InvalidRequest("The request body must be a JSON object.")
     unknown = sorted(set(body) - _FIELDS)
@@ -218,13 +217,16 @@ def to_canonical(body: Any) -> dict[str, Any]:
         raise InvalidRequest("Missing required parameter: 'model'.", param="model")
     if body.get("input") is None:
         raise InvalidRequest("Missing required parameter: 'input'.", param="input")
-    messages = _messages(body["input"])
-    instructions = body.get("instructions")
+    turn = _messages(body["input"])
+    messages = [*(history or ()), *turn]
+    instructions = body.get("instructions")  # a previous response's instructions are not carried over (as OpenAI)
     if instructions is not None:
         if not isinstance(instructions, str):
             raise _bad("instructions", "expected a string")
         if instructions:
             messages.insert(0, {"role": "system", "content": instructions})
+    if not isinstance(body.get("store", True), bool):
+        raise _bad("store", "expected a boolean")
     canonical: dict[str, Any] = {"model": model, "messages": messages}
     limit = body.get("max_output_tokens")
     if limit is not None:
@@ -258,7 +260,23 @@ def to_canonical(body: Any) -> dict[str, Any]:
     if stream:
         canonical["stream"] = True
         canonical["stream_options"] = {"include_usage": True}
-    return canonical
+    return canonical, turn
+
+
+def assistant_message(response: dict[str, Any]) -> dict[str, Any]:
+    """A Response's output items as the canonical assistant message (what a follow-up's history holds)."""
+    texts: list[str] = []
+    calls: list[dict[str, Any]] = []
+    for item in response["output"]:
+        if item["type"] == "message":
+            texts.extend(p.get("text") or p.get("refusal") or "" for p in item["content"])
+        elif item["type"] == "function_call":
+            calls.append({"id": item["call_id"], "type": "function",
+                          "function": {"name": item["name"], "arguments": item["arguments"]}})
+    message: dict[str, Any] = {"role": "assistant", "content": "".join(texts) if texts or not calls else None}
+    if calls:
+        message["tool_calls"] = calls
+    return message
 
 
 # ---------------------------------------------------------------- response: canonical -> Response
@@ -295,8 +313,9 @@ class Shell:
             "error": error, "incomplete_details": {"reason": reason} if reason else None,
             "instructions": b.get("instructions"), "max_output_tokens": b.get("max_output_tokens"),
             "model": model or self.model, "output": output,
-            "parallel_tool_calls": b.get("parallel_tool_calls", True), "previous_response_id": None,
-            "reasoning": b.get("reasoning") or {"effort": None, "summary": None}, "store": False,
+            "parallel_tool_calls": b.get("parallel_tool_calls", True),
+            "previous_response_id": b.get("previous_response_id"),
+            "reasoning": b.get("reasoning") or {"effort": None, "summary": None}, "store": b.get("store", True),
             "temperature": b.get("temperature", 1.0), "text": b.get("text") or {"format": {"type": "text"}},
             "tool_choice": b.get("tool_choice", "auto"), "tools": b.get("tools") or [], "top_p": b.get("top_p", 1.0),
             "truncation": b.get("truncation") or "disabled", "usage": usage, "user": b.get("user"),
@@ -354,9 +373,11 @@ class EventWriter:
     """Turns canonical chunks into Responses stream events, one chunk at a time.
 
     The message item opens when the first text arrives, a function_call item
-    per tool call; all close at the end, once the finish reason and usage
-    (which OpenAI streams send after the finish chunk) are known, followed by
-    `response.completed` (or `response.incomplete`) with the whole Response.
+    per tool call; all close at the end (`finish_events`), once the finish
+    reason and usage (which OpenAI streams send after the finish chunk) are
+    known, followed by `last_event`: `response.completed` (or
+    `response.incomplete`) with the whole Response, which the ingress may
+    store in between.
     """
 
     def __init__(self, shell: Shell) -> None:
@@ -371,6 +392,7 @@ class EventWriter:
         self.calls: dict[int, dict[str, Any]] = {}  # canonical tool call index -> its item
         self.finish: str | None = None
         self.usage: dict[str, Any] | None = None
+        self.final: dict[str, Any] = {}  # the whole Response, once finish_events has run
 
     def _event(self, kind: str, **fields: Any) -> bytes:
         payload = {"type": kind, "sequence_number": self.sequence, **fields}
@@ -458,9 +480,13 @@ class EventWriter:
                 out += self._event("response.function_call_arguments.done", item_id=item["id"], output_index=index,
                                    name=item["name"], arguments=item["arguments"])
             out += self._event("response.output_item.done", output_index=index, item=item)
-        final = self.shell.response(self.response_id, self.created, status, self.items, self.usage, self.finish,
-                                    model=self.model)
-        return out + self._event(f"response.{status}", response=final)
+        self.final = self.shell.response(self.response_id, self.created, status, self.items, self.usage,
+                                         self.finish, model=self.model)
+        return out
+
+    def last_event(self) -> bytes:
+        """`response.completed` (or `response.incomplete`) with the whole Response, after `finish_events`."""
+        return self._event(f"response.{self.final['status']}", response=self.final)
 
     def failure_events(self, code: str, message: str) -> bytes:
         """An `error` event and `response.failed`, for a failure after the stream began."""
@@ -469,12 +495,3 @@ class EventWriter:
         failed = self.shell.response(self.response_id, self.created, "failed", self.items, self.usage,
                                      error={"code": code, "message": message}, model=self.model)
         return out + self._event("response.failed", response=failed)
-
-
-async def to_events(chunks: AsyncIterator[dict[str, Any]], writer: EventWriter) -> AsyncIterator[bytes]:
-    """The whole translated stream (without error handling, which the ingress adds)."""
-    async for chunk in chunks:
-        data = writer.feed(chunk)
-        if data:
-            yield data
-    yield writer.finish_events()

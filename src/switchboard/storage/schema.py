@@ -128,6 +128,18 @@ _MIGRATIONS: list[str] = [
         prompt TEXT
     )
     """,
+    # 4: stored Responses (the Responses API's store / previous_response_id), one turn each
+    """
+    CREATE TABLE IF NOT EXISTS responses (
+        response_id TEXT PRIMARY KEY,
+        key_id TEXT NOT NULL,
+        parent_id TEXT,
+        created_at {real} NOT NULL,
+        turn {blob} NOT NULL,
+        response {blob} NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS responses_created ON responses (created_at)
+    """,
 ]
 
 
