@@ -146,8 +146,8 @@ def test_structured_output_and_token_limit(client, stack):
     _, mock = stack
     schema = {"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"],
               "additionalProperties": False}
-    client.responses.create(model="via-openai", input="Answer in JSON",
-                            text={"format": {"type": "json_schema", "name": "answer", "schema": schema, "strict": True}})
+    answer_format = {"type": "json_schema", "name": "answer", "schema": schema, "strict": True}
+    client.responses.create(model="via-openai", input="Answer in JSON", text={"format": answer_format})
     assert upstream(mock)["response_format"] == {"type": "json_schema", "json_schema": {
         "name": "answer", "schema": schema, "strict": True}}
     short = client.responses.create(model="long", input="Say a lot", max_output_tokens=16)
@@ -249,7 +249,8 @@ def test_previous_response_id_continues_a_stored_conversation(client, stack, mod
 
 def test_stored_responses_belong_to_their_key_and_can_be_deleted(client, stack):
     gw, _ = stack
-    status, _, raw = http("POST", gw.url + "/admin/keys", {"name": "other"}, headers={"authorization": f"Bearer {MASTER}"})
+    status, _, raw = http("POST", gw.url + "/admin/keys", {"name": "other"},
+                          headers={"authorization": f"Bearer {MASTER}"})
     assert status == 201, raw
     other = openai.OpenAI(api_key=json.loads(raw)["key"], base_url=gw.url + "/v1", max_retries=0, timeout=15)
     first = client.responses.create(model="via-openai", input="Remember 42.")

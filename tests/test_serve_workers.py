@@ -160,7 +160,8 @@ def test_rate_limits_and_parallel_caps_hold_across_workers_without_redis(tmp_pat
             wait_http(f"http://127.0.0.1:{port}/ready", proc=proc)
             assert wait_for(lambda: len(_children(proc.pid)) == 2, timeout=10)
             admin = {"authorization": f"Bearer {MASTER}"}
-            status, _, body = http("POST", f"http://127.0.0.1:{port}/admin/keys", {"name": "rpm", "rpm": 8}, headers=admin)
+            status, _, body = http("POST", f"http://127.0.0.1:{port}/admin/keys", {"name": "rpm", "rpm": 8},
+                                   headers=admin)
             assert status == 201, body
             rpm_key = json.loads(body)["key"]
             status, _, body = http("POST", f"http://127.0.0.1:{port}/admin/keys", {"name": "par", "max_parallel": 2},

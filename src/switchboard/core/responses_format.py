@@ -138,7 +138,8 @@ def _messages(items: Any) -> list[dict[str, Any]]:
             call_id = item.get("call_id")
             if not isinstance(call_id, str) or not call_id:
                 raise _bad(f"{p}.call_id", "expected a string")
-            out.append({"role": "tool", "tool_call_id": call_id, "content": _output_text(item.get("output"), f"{p}.output")})
+            output = _output_text(item.get("output"), f"{p}.output")
+            out.append({"role": "tool", "tool_call_id": call_id, "content": output})
         elif kind == "reasoning":
             continue  # a model's own reasoning items: other models cannot take them back
         else:
@@ -201,7 +202,8 @@ def _text_format(text: Any) -> dict[str, Any] | None:
     raise _bad("text.format.type", f"expected 'text', 'json_object' or 'json_schema', got {fmt.get('type')!r}")
 
 
-def to_canonical(body: Any, history: list[dict[str, Any]] | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def to_canonical(body: Any, history: list[dict[str, Any]] | None = None
+                 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Translate a Responses API request body into the canonical (OpenAI chat) body, after the `history` of a
     previous response; also returns the messages this request adds (its turn, without the instructions)."""
     if not isinstance(body, dict):
@@ -343,7 +345,8 @@ def to_response(completion: dict[str, Any], shell: Shell) -> dict[str, Any]:
     choices = completion.get("choices") or [{}]
     choice = choices[0] if isinstance(choices[0], dict) else {}
     message = choice.get("message") if isinstance(choice.get("message"), dict) else {}
-    source = completion.get("id") if isinstance(completion.get("id"), str) and completion.get("id") else uuid.uuid4().hex
+    source = completion.get("id") if isinstance(completion.get("id"), str) else None
+    source = source or uuid.uuid4().hex
     finish = choice.get("finish_reason")
     status = _status(finish)
     output: list[dict[str, Any]] = []

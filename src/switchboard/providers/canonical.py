@@ -247,7 +247,8 @@ class ChunkWriter:
 
     def tool_start(self, position: int, call_id_: str, name: str, arguments: str = "", index: int = 0,
                    extra_content: dict[str, Any] | None = None) -> dict[str, Any]:
-        call = {"index": position, "id": call_id_, "type": "function", "function": {"name": name, "arguments": arguments}}
+        call = {"index": position, "id": call_id_, "type": "function",
+                "function": {"name": name, "arguments": arguments}}
         if extra_content:
             call["extra_content"] = extra_content
         return self.delta({"tool_calls": [call]}, index=index)
