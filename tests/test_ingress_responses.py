@@ -246,6 +246,20 @@ def test_previous_response_id_continues_a_stored_conversation(client, stack, mod
                                                                         final.status)
     assert client.responses.retrieve(first.id).output_text == REPLY
 
+    # What the last Response was given: the whole conversation before it, then its own input (newest first).
+    items = client.responses.input_items.list(final.id, order="asc", limit=100).data
+    assert [(i.type, getattr(i, "role", None)) for i in items] == [
+        ("message", "user"), ("message", "assistant"), ("message", "user"), ("message", "assistant"),
+        ("message", "user"), ("function_call", None), ("function_call_output", None)]
+    assert items[0].content[0].text == "My name is Ada." and items[5].call_id == call.call_id
+    assert items[6].output == '{"temp_c": 21}'
+    newest_first = client.responses.input_items.list(final.id, limit=3)
+    assert [i.id for i in newest_first.data] == [i.id for i in reversed(items)][:3] and newest_first.has_more
+    rest = client.responses.input_items.list(final.id, limit=100, after=newest_first.last_id)
+    assert [i.id for i in newest_first.data + rest.data] == [i.id for i in reversed(items)] and not rest.has_more
+    assert [i.id for i in client.responses.input_items.list(final.id, order="asc", limit=100).data] == [
+        i.id for i in items]  # ids are stable across listings
+
 
 def test_stored_responses_belong_to_their_key_and_can_be_deleted(client, stack):
     gw, _ = stack
@@ -257,6 +271,10 @@ def test_stored_responses_belong_to_their_key_and_can_be_deleted(client, stack):
     second = client.responses.create(model="via-openai", input="What number?", previous_response_id=first.id)
     with pytest.raises(openai.NotFoundError):
         other.responses.retrieve(first.id)
+    with pytest.raises(openai.NotFoundError):
+        other.responses.input_items.list(first.id)
+    with pytest.raises(openai.BadRequestError, match="'limit'"):
+        client.responses.input_items.list(first.id, limit=0)
     with pytest.raises(openai.NotFoundError):
         other.responses.create(model="via-openai", input="Which?", previous_response_id=first.id)
 

@@ -113,12 +113,15 @@ async def render_stream(chunks: AsyncIterator[dict[str, Any]], writer: fmt.Event
 
 
 async def stored(gw: Gateway, request: Request) -> Response:
-    """`GET /v1/responses/{id}` reads a stored Response and `DELETE` removes it; for the API key that made it."""
+    """`GET /v1/responses/{id}` reads a stored Response, `DELETE` removes it and `GET .../input_items` lists
+    what it was given; for the API key that made it."""
     owner = _owner(await gw.auth.authenticate(request.headers))
     response_id, _, rest = request.path[len("/v1/responses/"):].partition("/")
+    if rest == "input_items" and request.method == "GET":
+        return await _input_items(gw, request, response_id, owner)
     if rest or request.method not in ("GET", "DELETE"):
         raise NotFound(f"{request.method} /v1/responses/{{id}}/{rest} is not available through this gateway "
-                       "(stored responses can be retrieved and deleted).")
+                       "(stored responses can be retrieved, deleted and their input items listed).")
     if request.method == "DELETE":
         if not await gw.response_store.delete(response_id, owner):
             raise NotFound(f"Response with id {response_id!r} not found.", param="response_id")
@@ -127,6 +130,42 @@ async def stored(gw: Gateway, request: Request) -> Response:
     if response is None:
         raise NotFound(f"Response with id {response_id!r} not found.", param="response_id")
     return Response(200, orjson.dumps(response))
+
+
+async def _input_items(gw: Gateway, request: Request, response_id: str, owner: str) -> Response:
+    """The input items of a stored Response (the conversation it continued, then its own input), paginated
+    as OpenAI's list endpoints are: `limit` (1-100, default 20), `order` (`desc` by default), `after` an item id."""
+    params = request.query_params()
+    try:
+        limit = int(params.get("limit", "20"))
+    except ValueError:
+        limit = 0
+    if not 1 <= limit <= 100:
+        raise InvalidRequest("Invalid 'limit': expected an integer between 1 and 100.", param="limit")
+    order = params.get("order", "desc")
+    if order not in ("asc", "desc"):
+        raise InvalidRequest("Invalid 'order': expected 'asc' or 'desc'.", param="order")
+    try:
+        turns = await gw.response_store.turns(response_id, owner)
+    except BrokenChain:
+        raise InvalidRequest(f"An earlier response of the conversation that {response_id!r} continues has expired "
+                             "or was deleted.", param="response_id") from None
+    if turns is None:
+        raise NotFound(f"Response with id {response_id!r} not found.", param="response_id")
+    last_id, last_turn = turns[-1]
+    items = fmt.input_items([*turns[:-1], (last_id, last_turn[:-1])])  # without the Response's own answer
+    if order == "desc":
+        items.reverse()
+    after = params.get("after")
+    if after:
+        ids = [item["id"] for item in items]
+        if after not in ids:
+            raise InvalidRequest(f"Invalid 'after': no input item {after!r} in this response.", param="after")
+        items = items[ids.index(after) + 1:]
+    page = items[:limit]
+    return Response(200, orjson.dumps({"object": "list", "data": page, "first_id": page[0]["id"] if page else None,
+                                       "last_id": page[-1]["id"] if page else None,
+                                       "has_more": len(items) > limit}))
 
 
 def openapi_paths() -> dict[str, Any]:

@@ -281,6 +281,37 @@ def assistant_message(response: dict[str, Any]) -> dict[str, Any]:
     return message
 
 
+def input_items(turns: list[tuple[str, list[dict[str, Any]]]]) -> list[dict[str, Any]]:
+    """Stored turns (response id, canonical messages) as Responses input items, oldest first; each item's id
+    derives from the Response whose turn holds it, so it is the same on every listing."""
+    items: list[dict[str, Any]] = []
+    for response_id, messages in turns:
+        for j, msg in enumerate(messages):
+            def item_id(prefix: str, k: int = 0) -> str:
+                return _derived_id(prefix, (response_id, j, k))
+
+            role, content = msg["role"], msg.get("content")
+            if role == "tool":
+                items.append({"type": "function_call_output", "id": item_id("fco_"), "call_id": msg["tool_call_id"],
+                              "output": content if isinstance(content, str) else _text_of(content or []),
+                              "status": "completed"})
+                continue
+            if role == "assistant":
+                if content:
+                    items.append(_message_item(item_id("msg_"), _text_of(content), "completed"))
+                for k, call in enumerate(msg.get("tool_calls") or ()):
+                    fn = call["function"]
+                    items.append(_call_item(item_id("fc_", k), call["id"], fn["name"], fn["arguments"], "completed"))
+                continue
+            parts = [{"type": "input_text", "text": content}] if isinstance(content, str) else [
+                {"type": "input_text", "text": p["text"]} if p["type"] == "text" else
+                {"type": "input_image", "image_url": p["image_url"]["url"],
+                 "detail": p["image_url"].get("detail", "auto")} for p in content]
+            items.append({"type": "message", "id": item_id("msg_"), "role": role, "content": parts,
+                          "status": "completed"})
+    return items
+
+
 # ---------------------------------------------------------------- response: canonical -> Response
 
 

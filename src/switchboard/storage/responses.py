@@ -28,7 +28,7 @@ WITH RECURSIVE chain(response_id, parent_id, turn, depth) AS (
     SELECT r.response_id, r.parent_id, r.turn, c.depth + 1 FROM responses r JOIN chain c ON r.response_id = c.parent_id
     WHERE r.key_id = ? AND r.created_at >= ? AND c.depth < 100000
 )
-SELECT parent_id, turn FROM chain ORDER BY depth DESC
+SELECT response_id, parent_id, turn FROM chain ORDER BY depth DESC
 """
 
 
@@ -45,16 +45,21 @@ class ResponseStore:
     def _cutoff(self) -> float:
         return time.time() - self.ttl
 
-    async def history(self, response_id: str, key_id: str) -> list[dict[str, Any]] | None:
-        """The canonical messages of the conversation up to and including `response_id`'s answer,
-        or None when that Response is unknown to this key (or expired). Raises `BrokenChain`."""
+    async def turns(self, response_id: str, key_id: str) -> list[tuple[str, list[dict[str, Any]]]] | None:
+        """The conversation up to and including `response_id`'s answer, as (response id, its turn's canonical
+        messages), oldest first; None when that Response is unknown to this key (or expired). Raises `BrokenChain`."""
         cutoff = self._cutoff()
         rows = await self.storage.fetchall(_CHAIN, response_id, key_id, cutoff, key_id, cutoff)
         if not rows:
             return None
         if rows[0]["parent_id"] is not None:
             raise BrokenChain(response_id)
-        return [message for row in rows for message in orjson.loads(row["turn"])]
+        return [(row["response_id"], orjson.loads(row["turn"])) for row in rows]
+
+    async def history(self, response_id: str, key_id: str) -> list[dict[str, Any]] | None:
+        """The canonical messages of the conversation up to and including `response_id`'s answer (see `turns`)."""
+        turns = await self.turns(response_id, key_id)
+        return None if turns is None else [message for _, turn in turns for message in turn]
 
     async def save(self, response: dict[str, Any], key_id: str, parent_id: str | None,
                    turn: list[dict[str, Any]]) -> None:
