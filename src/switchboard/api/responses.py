@@ -4,8 +4,9 @@ The request is translated to the canonical form and served by the same
 pipeline as chat completions (auth, limits, routing, fallbacks, accounting);
 the answer is translated back into a Response or the Responses stream events.
 Unless the request says `"store": false`, the Response is stored for its API
-key (storage/responses.py): `previous_response_id` continues it, and
-`GET`/`DELETE /v1/responses/{id}` read and remove it. Errors are OpenAI's
+key (storage/responses.py): `previous_response_id` continues it,
+`GET`/`DELETE /v1/responses/{id}` read and remove it, and
+`GET /v1/responses/{id}/input_items` lists what it was given. Errors are OpenAI's
 `{"error": {...}}`; a failure in the middle of a stream becomes an `error`
 event followed by `response.failed` (and nothing is stored).
 """
