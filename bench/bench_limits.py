@@ -1,4 +1,4 @@
-"""Cost of counting rate limits in the workers' shared table against one process's memory.
+"""Cost of the tables `serve --workers N` shares (rate limits, breakers) against one process's memory.
 
 Run: .venv/bin/python bench/bench_limits.py [--n 20000] [--rounds 5]
 
@@ -6,7 +6,10 @@ Each request of a key with rpm, tpm and a gateway-wide model limit is one `hit` 
 checks; a key with `max_parallel` adds an acquire and a release. Prints the median over
 rounds of microseconds per operation for `MemoryLimits` (the baseline, per worker) and
 `SharedLimits` (shared by `serve --workers N`), alone and with two processes hitting the
-same scopes at once (the lock contended), and the ratios.
+same scopes at once (the lock contended), and the ratios. Then the breakers: the check
+made for every candidate deployment of every request (`Health.available`), with and
+without the shared table attached, and one transition written by a worker and applied by
+another.
 """
 
 from __future__ import annotations
@@ -19,6 +22,9 @@ import time
 
 from switchboard.accounting.limits import Check, MemoryLimits
 from switchboard.accounting.shared_limits import SharedLimits
+from switchboard.config import Deployment, config_from_dict
+from switchboard.routing.health import Health
+from switchboard.routing.shared_health import SharedBreakers, SharedHealthSync
 
 CHECKS = [Check("key:bench:rpm", 10**12, 1), Check("key:bench:tpm", 10**12, 600), Check("model:m:rpm", 10**12, 1)]
 
@@ -57,6 +63,30 @@ def _contended(limits: SharedLimits, n: int) -> float:
     return statistics.mean(float(x) for x in out)
 
 
+def _health() -> tuple[Health, Deployment]:
+    config = config_from_dict({"models": {"m": {"deployments": [
+        {"provider": "openai", "base_url": "http://127.0.0.1:9/v1", "id": "bench"}]}}})
+    return Health(config), config.models["m"].deployments[0]
+
+
+def _breaker_checks(health: Health, dep: Deployment, n: int) -> float:
+    t0 = time.perf_counter()
+    for _ in range(n):
+        health.available(dep, time.monotonic())
+    return (time.perf_counter() - t0) / n * 1e9
+
+
+def _transitions(table: SharedBreakers, n: int) -> float:
+    """Microseconds for a transition written (as a peer would) and applied by this worker's next look."""
+    health, _ = _health()
+    SharedHealthSync(health, table).start()
+    t0 = time.perf_counter()
+    for i in range(n):
+        table.locked(table.write, 1234, 2, i, -1)
+        health.sync()
+    return (time.perf_counter() - t0) / n * 1e6
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=20000)
@@ -65,7 +95,15 @@ def main() -> int:
     shared = SharedLimits()
     rows: dict[str, list[float]] = {k: [] for k in ("memory hit", "shared hit", "shared hit, 2 processes",
                                                     "memory acquire+release", "shared acquire+release")}
+    breakers = SharedBreakers(1)
+    (local_health, dep), (shared_health, _) = _health(), _health()
+    SharedHealthSync(shared_health, breakers).start()
+    checks: dict[str, list[float]] = {k: [] for k in ("local breaker check", "shared breaker check",
+                                                      "shared transition, applied")}
     for _ in range(args.rounds):
+        checks["local breaker check"].append(_breaker_checks(local_health, dep, args.n * 10))
+        checks["shared breaker check"].append(_breaker_checks(shared_health, dep, args.n * 10))
+        checks["shared transition, applied"].append(_transitions(breakers, args.n))
         memory = MemoryLimits()
         rows["memory hit"].append(asyncio.run(_hits(memory, args.n)))
         rows["shared hit"].append(asyncio.run(_hits(shared, args.n)))
@@ -79,6 +117,11 @@ def main() -> int:
     print(f"shared / memory: hit {med['shared hit'] / med['memory hit']:.2f}x, "
           f"contended hit {med['shared hit, 2 processes'] / med['memory hit']:.2f}x, "
           f"acquire+release {med['shared acquire+release'] / med['memory acquire+release']:.2f}x")
+    med = {k: statistics.median(v) for k, v in checks.items()}
+    print(f"breakers (median of {args.rounds} rounds): check per candidate deployment "
+          f"{med['local breaker check']:.0f} ns local, {med['shared breaker check']:.0f} ns with the shared table "
+          f"({med['shared breaker check'] / med['local breaker check']:.2f}x); "
+          f"a peer's transition applied: {med['shared transition, applied']:.2f} us")
     return 0
 
 

@@ -104,7 +104,7 @@ def test_workers_share_the_port_log_every_request_and_drain_on_sigterm(tmp_path)
                 proc.kill()
                 proc.wait()
         log = log_path.read_text()
-        assert "rate limits counted in memory shared by the workers" in log
+        assert "rate limits and breakers shared in memory by the workers" in log
         assert log.count("switchboard listening on") == 2
         conn = sqlite3.connect(db)
         try:
@@ -200,6 +200,65 @@ def test_rate_limits_and_parallel_caps_hold_across_workers_without_redis(tmp_pat
             assert _calls(1, call(par_key, "m")) == [429]
             assert wait_for(lambda: _calls(1, call(par_key, "m")) == [200], timeout=10)
             assert time.monotonic() - started > 1
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+    finally:
+        mock.stop()
+
+
+def test_a_breaker_opened_by_one_worker_is_open_in_every_worker_without_redis(tmp_path):
+    mock = MockProc(tmp_path, {"bad-up": {"faults": [{"kind": "status", "status": 500, "rate": 1.0}]},
+                               "good-up": {"reply": "good"}})
+    try:
+        port = free_port()
+        config = tmp_path / "breakers.yaml"
+        config.write_text(yaml.safe_dump({
+            "auth": {"master_key": "${SB_MASTER}"},
+            "storage": {"sqlite_path": str(tmp_path / "breakers.db")},
+            "models": {"m": {"strategy": "ordered", "breaker": {"failures": 1, "cooldown": 60},
+                             "deployments": [{"provider": "openai", "model": m, "base_url": mock.url + "/v1", "id": m}
+                                             for m in ("bad-up", "good-up")]}},
+        }))
+        proc = subprocess.Popen([sys.executable, "-m", "switchboard", "serve", "--config", str(config), "--port",
+                                 str(port), "--workers", "2"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                env={**os.environ, "SB_MASTER": MASTER})
+        try:
+            wait_http(f"http://127.0.0.1:{port}/ready", proc=proc)
+            assert wait_for(lambda: len(_children(proc.pid)) == 2, timeout=10)
+            attempts: list[str] = []
+
+            def call() -> None:
+                with openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=MASTER, max_retries=0) as c:
+                    raw = c.chat.completions.with_raw_response.create(
+                        model="m", messages=[{"role": "user", "content": "hi"}])
+                    assert raw.parse().choices[0].message.content == "good"
+                    attempts.append(raw.headers["x-switchboard-attempts"])
+
+            # One failure opens the breaker of the worker that saw it (the request fails over)...
+            call()
+            assert attempts == ["2"] and mock.stats()["by_model"]["bad-up"] == 1
+            # ... and every worker now skips the broken deployment: no request pays for a failed attempt again.
+            attempts.clear()
+            for _ in range(3):
+                assert _calls(10, call) == [200] * 10
+            assert attempts == ["1"] * 30, attempts
+            assert mock.stats()["by_model"]["bad-up"] == 1
+            # Workers restarted after a crash find the breaker open, too.
+            killed = _children(proc.pid)
+            for pid in killed:
+                os.kill(pid, signal.SIGKILL)
+            assert wait_for(lambda: len(set(_children(proc.pid)) - set(killed)) == 2, timeout=15)
+            wait_http(f"http://127.0.0.1:{port}/ready", proc=proc)
+            attempts.clear()
+            for _ in range(3):
+                assert _calls(10, call) == [200] * 10
+            assert attempts == ["1"] * 30, attempts
+            assert mock.stats()["by_model"]["bad-up"] == 1
         finally:
             proc.send_signal(signal.SIGTERM)
             try:

@@ -16,8 +16,8 @@ from switchboard.accounting.admission import Admission
 from switchboard.accounting.auth import Authenticator
 from switchboard.accounting.keys import KeyStore
 from switchboard.accounting.settings import account_settings
-from switchboard.accounting.shared_limits import SharedLimits
 from switchboard.accounting.request_log import RequestLog
+from switchboard.accounting.shared_limits import SharedLimits
 from switchboard.config import GatewayConfig
 from switchboard.errors import GatewayError, MethodNotAllowed, NotFound
 from switchboard.http.client import HttpClient
@@ -28,6 +28,7 @@ from switchboard.providers.registry import ProviderRegistry
 from switchboard.routing.attempts import AttemptPlanner
 from switchboard.routing.auto import AutoRouter, parse_routers
 from switchboard.routing.executor import Executor
+from switchboard.routing.shared_health import SharedBreakers
 from switchboard.storage.base import Storage
 from switchboard.storage.redis_state import open_redis
 from switchboard.storage.responses import ResponseStore
@@ -49,9 +50,11 @@ def open_storage(config: GatewayConfig) -> Storage:
 
 class Gateway:
     def __init__(self, config: GatewayConfig, *, storage: Storage | None = None,
-                 shared_limits: SharedLimits | None = None) -> None:
+                 shared_limits: SharedLimits | None = None, shared_breakers: SharedBreakers | None = None) -> None:
         self.config = config
-        self.shared_limits = shared_limits  # the table the workers of `serve --workers N` share, or None
+        # the tables the workers of `serve --workers N` share without Redis, or None
+        self.shared_limits = shared_limits
+        self.shared_breakers = shared_breakers
         self.client = HttpClient()
         self.providers = ProviderRegistry(self.client)
         self.storage = storage or open_storage(config)

@@ -13,7 +13,8 @@ database the workers share (the SQLite file or Postgres), so those caps are
 exact across workers. Rate limits and parallel caps are counted in Redis when
 `storage.redis_url` is set (exact across hosts), else in a table the parent
 maps into shared memory before forking (`SharedLimits`: exact across the
-workers of this host).
+workers of this host). Breaker transitions (a deployment cooling down, or
+back) go the same two ways: through Redis, else through `SharedBreakers`.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from switchboard.accounting.shared_limits import SharedLimits
+    from switchboard.routing.shared_health import SharedBreakers
 
 log = logging.getLogger("switchboard")
 
@@ -55,13 +57,15 @@ def serve_workers(config_path: str | None, workers: int, host: str | None = None
     port = server.port if port is None else port
     sock = listen(host, port)
     bound = sock.getsockname()[1]
-    shared_limits = None
+    shared_limits = shared_breakers = None
     if config is None or config.storage.redis_url is None:
         from switchboard.accounting.shared_limits import SharedLimits
+        from switchboard.routing.shared_health import SharedBreakers
 
         shared_limits = SharedLimits()
-    log.info("switchboard: %d workers on http://%s:%d (rate limits counted %s)", workers, host, bound,
-             "in Redis" if shared_limits is None else "in memory shared by the workers")
+        shared_breakers = SharedBreakers(sum(len(m.deployments) for m in config.models.values()) if config else 32)
+    log.info("switchboard: %d workers on http://%s:%d (rate limits and breakers shared %s)", workers, host, bound,
+             "in Redis" if shared_limits is None else "in memory by the workers")
 
     ready_r, ready_w = os.pipe()
     children: dict[int, int] = {}  # pid -> worker index
@@ -76,7 +80,7 @@ def serve_workers(config_path: str | None, workers: int, host: str | None = None
                 pass  # closed already: a worker restarted after start-up
             code = 1
             try:
-                code = _worker(config_path, host, bound, env, sock, ready_w, index, shared_limits)
+                code = _worker(config_path, host, bound, env, sock, ready_w, index, shared_limits, shared_breakers)
             finally:
                 os._exit(code)
         children[pid] = index
@@ -141,7 +145,8 @@ def serve_workers(config_path: str | None, workers: int, host: str | None = None
 
 
 def _worker(config_path: str | None, host: str, port: int, env: Mapping[str, str], sock: socket.socket,
-            ready_w: int, index: int, shared_limits: SharedLimits | None) -> int:
+            ready_w: int, index: int, shared_limits: SharedLimits | None,
+            shared_breakers: SharedBreakers | None) -> int:
     from switchboard.serve import run, serve
 
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -155,7 +160,8 @@ def _worker(config_path: str | None, host: str, port: int, env: Mapping[str, str
             pass  # a restarted worker: nobody is waiting for it
 
     try:
-        run(serve(config_path, host, port, env, sock=sock, on_ready=on_ready, shared_limits=shared_limits))
+        run(serve(config_path, host, port, env, sock=sock, on_ready=on_ready, shared_limits=shared_limits,
+                  shared_breakers=shared_breakers))
     except Exception:
         log.exception("worker %d failed", index)
         return 1

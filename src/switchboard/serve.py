@@ -14,6 +14,7 @@ from switchboard.config import GatewayConfig, config_from_dict, load_config
 
 if TYPE_CHECKING:
     from switchboard.accounting.shared_limits import SharedLimits
+    from switchboard.routing.shared_health import SharedBreakers
 
 log = logging.getLogger("switchboard")
 
@@ -50,9 +51,9 @@ async def build_config(path: str | None, env: Mapping[str, str]) -> tuple[Gatewa
 async def serve(config_path: str | None, host: str | None = None, port: int | None = None,
                 env: Mapping[str, str] | None = None, ready_file: str | None = None, *,
                 sock: Any = None, on_ready: Callable[[int], None] | None = None,
-                shared_limits: SharedLimits | None = None) -> None:
-    """Serve until SIGINT/SIGTERM. `sock`: an already listening socket and `shared_limits` the workers'
-    rate-limit table (a worker of `serve --workers N`)."""
+                shared_limits: SharedLimits | None = None, shared_breakers: SharedBreakers | None = None) -> None:
+    """Serve until SIGINT/SIGTERM. `sock`: an already listening socket, `shared_limits` and
+    `shared_breakers` the tables the workers share (a worker of `serve --workers N`)."""
     from switchboard.app import Gateway
     from switchboard.http.server import HttpServer
 
@@ -67,7 +68,7 @@ async def serve(config_path: str | None, host: str | None = None, port: int | No
         log.warning(note) if "SIMULATED" in note else log.info("found %s", note)
     if config.master_key is None:
         log.warning("No master key configured (auth.master_key or SWITCHBOARD_MASTER_KEY): the gateway is open to anyone who can reach it.")
-    gateway = Gateway(config, shared_limits=shared_limits)
+    gateway = Gateway(config, shared_limits=shared_limits, shared_breakers=shared_breakers)
     await gateway.start()
     tune_gc()
     server = HttpServer(gateway.handle, max_body_bytes=config.server.max_body_bytes)

@@ -1,12 +1,9 @@
 """Rate limits and parallel caps shared by the workers of one host, without Redis.
 
 `switchboard serve --workers N` forks N processes. Counting in each process's memory
-would let a limit of N admit up to N x workers, so the parent maps one table into
-anonymous shared memory before forking (every worker, including a restarted one,
-inherits the mapping) and each check-and-count runs under an exclusive POSIX record
-lock (`lockf`) on a file only this table uses. The kernel drops a record lock when its
-holder dies, so a crashed worker cannot wedge the others; a hit holds the lock for a
-few microseconds (no I/O, no await inside), so it is taken on the event loop.
+would let a limit of N admit up to N x workers, so the parent creates this table in shared
+memory before forking (`SharedWords`: every worker inherits it, and each check-and-count
+runs under its lock, which a crashed worker cannot keep).
 
 The same windows as `MemoryLimits` (60 one-second buckets, checked and counted in one
 step), in fixed-size open-addressing tables of int64:
@@ -25,20 +22,15 @@ falls back to counting that request in the worker's own memory, with one warning
 
 from __future__ import annotations
 
-import fcntl
 import functools
-import hashlib
 import logging
-import mmap
-import tempfile
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
 
 from switchboard.accounting.limits import WINDOW, Check, MemoryLimits, Verdict
+from switchboard.shared_memory import EMPTY, FREED, SharedWords, key64
 
 log = logging.getLogger("switchboard")
-_T = TypeVar("_T")
 
 _PROBES = 16
 _WIN = 4 + WINDOW  # fields of a window entry
@@ -46,17 +38,7 @@ _LAST, _TOTAL, _OLDEST, _BUCKETS = 1, 2, 3, 4
 _COUNT = 3  # fields of a parallel-count entry: key, live, earliest expiry
 _MEMBER = 3  # fields of a member entry: key, scope key, expiry
 
-
-_EMPTY, _FREED = 0, -1  # keys of an entry never used (ends a probe) and of a freed one
-
-
-def _key(text: str) -> int:
-    """A 64-bit key, never `_EMPTY` or `_FREED`."""
-    k = int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little", signed=True)
-    return 1 if k in (_EMPTY, _FREED) else k
-
-
-_scope_key = functools.lru_cache(maxsize=65536)(_key)  # scopes repeat; request ids do not
+_scope_key = functools.lru_cache(maxsize=65536)(key64)  # scopes repeat; request ids do not
 
 
 class SharedLimits:
@@ -67,20 +49,11 @@ class SharedLimits:
         self._members = members
         self._counts_at = scopes * _WIN
         self._members_at = self._counts_at + scopes * _COUNT
-        self._map = mmap.mmap(-1, (self._members_at + members * _MEMBER) * 8)  # MAP_SHARED | MAP_ANONYMOUS
-        self._q = memoryview(self._map).cast("q")
-        self._lock_file = tempfile.TemporaryFile(prefix="switchboard-limits-")
-        self._fd = self._lock_file.fileno()
+        self._shared = SharedWords(self._members_at + members * _MEMBER, "limits")
+        self._q = self._shared.q
+        self._locked = self._shared.locked
         self._local = MemoryLimits()  # overflow only
         self._warned = False
-
-    def _locked(self, work: Callable[..., _T], *args: Any) -> _T:
-        """`work(*args)` under the table's lock."""
-        fcntl.lockf(self._fd, fcntl.LOCK_EX)
-        try:
-            return work(*args)
-        finally:
-            fcntl.lockf(self._fd, fcntl.LOCK_UN)
 
     def _find(self, at: int, entries: int, size: int, key: int,
               reusable: Callable[[int], bool] | None = None) -> tuple[int, bool]:
@@ -95,9 +68,9 @@ class SharedLimits:
             k = q[off]
             if k == key:
                 return off, True
-            if free < 0 and reusable is not None and (k == _EMPTY or k == _FREED or reusable(off)):
+            if free < 0 and reusable is not None and (k == EMPTY or k == FREED or reusable(off)):
                 free = off
-            if k == _EMPTY:
+            if k == EMPTY:
                 break
         return free, False
 
@@ -190,7 +163,7 @@ class SharedLimits:
 
     async def acquire(self, scope: str, limit: int, member: str, ttl: float) -> bool:
         now = int(time.time() * 1e6)
-        admitted = self._locked(self._acquire, _scope_key(scope), limit, _key(f"{scope}\0{member}"), now,
+        admitted = self._locked(self._acquire, _scope_key(scope), limit, key64(f"{scope}\0{member}"), now,
                                 now + int(ttl * 1e6))
         if admitted is None:
             self._overflow()
@@ -212,7 +185,7 @@ class SharedLimits:
         if off < 0:
             return None
         if not found:
-            if q[off] not in (_EMPTY, _FREED):  # an expired member of some scope: it leaves that scope's count
+            if q[off] not in (EMPTY, FREED):  # an expired member of some scope: it leaves that scope's count
                 self._drop(q[off + 1])
             q[off], q[off + 1] = member, scope
             q[count + 1] += 1
@@ -231,21 +204,21 @@ class SharedLimits:
         earliest = 2**63 - 1
         for i in range(self._members):
             off = self._members_at + i * _MEMBER
-            if q[off + 1] == scope and q[off] not in (_EMPTY, _FREED):
+            if q[off + 1] == scope and q[off] not in (EMPTY, FREED):
                 if q[off + 2] <= now:
-                    q[off] = _FREED
+                    q[off] = FREED
                     q[count + 1] = max(0, q[count + 1] - 1)
                 else:
                     earliest = min(earliest, q[off + 2])
         q[count + 2] = earliest
 
     async def release(self, scope: str, member: str) -> None:
-        if not self._locked(self._release, _key(f"{scope}\0{member}")):
+        if not self._locked(self._release, key64(f"{scope}\0{member}")):
             await self._local.release(scope, member)
 
     def _release(self, member: int) -> bool:
         off, found = self._find(self._members_at, self._members, _MEMBER, member)
         if found:
-            self._q[off] = _FREED
+            self._q[off] = FREED
             self._drop(self._q[off + 1])
         return found

@@ -279,6 +279,8 @@ async def deployments(gw: Gateway, request: Request) -> Response:
     executor = gw.executor
     health = getattr(executor, "health", None)
     balancer = getattr(executor, "balancer", None)
+    if health is not None:
+        health.sync()
     mono, now = time.monotonic(), time.time()
     models = []
     for model in gw.config.models.values():

@@ -36,6 +36,7 @@ from switchboard.providers.base import Provider
 from switchboard.routing.attempts import CONTEXT, GENERAL, POLICY
 from switchboard.routing.balancing import Balancer
 from switchboard.routing.health import STATE_NAMES, Health, RedisHealthSync
+from switchboard.routing.shared_health import SharedHealthSync
 from switchboard.routing.hedging import hedge_delay, race
 
 if TYPE_CHECKING:
@@ -140,6 +141,8 @@ class Executor:
         if url is not None:
             self.sync = RedisHealthSync(self.health, url.reveal(), self.gw.config.redis_namespace)
             await self.sync.start()
+        elif getattr(self.gw, "shared_breakers", None) is not None:
+            SharedHealthSync(self.health, self.gw.shared_breakers).start()
 
     async def close(self) -> None:
         if self.sync is not None:

@@ -178,11 +178,13 @@ class Breaker:
 
 
 class Health:
-    """Every deployment's breaker, kept in this process; see `RedisHealthSync` for sharing it."""
+    """Every deployment's breaker, kept in this process; see `RedisHealthSync` (replicas) and
+    `SharedHealthSync` (the workers of one host) for sharing it."""
 
     def __init__(self, config: GatewayConfig) -> None:
         self.breakers: dict[str, Breaker] = {}
         self.listeners: list[Transition] = []
+        self.refresh: Callable[[], None] | None = None  # applies other workers' transitions before a read
         self.shared_names: dict[str, str] = {}
         for model in config.models.values():
             for dep in model.deployments:
@@ -201,15 +203,22 @@ class Health:
             b = self.breakers[dep.id] = Breaker(dep.id, BreakerPolicy(), self._transition)
         return b
 
+    def sync(self) -> None:
+        """Apply the transitions other workers have shared since the last look (none without them)."""
+        if self.refresh is not None:
+            self.refresh()
+
     def available(self, dep: Deployment, now: float) -> bool:
+        self.sync()
         return self.breaker(dep).available(now)
 
     def states(self) -> dict[str, int]:
+        self.sync()
         now = time.monotonic()
         return {dep_id: b.current_state(now) for dep_id, b in self.breakers.items()}
 
     def apply_remote(self, dep_id: str, state: int, wall_until: float) -> None:
-        """Another replica's transition: adopt it without announcing it back."""
+        """Another replica's (or worker's) transition: adopt it without announcing it back."""
         b = self.breakers.get(dep_id)
         if b is None:
             return
