@@ -62,9 +62,11 @@ class Stack:
         self.mock = MockProc(tmp, upstreams)
         models = {}
         for name in upstreams:
+            # an override's strings may name the mock's address as {mock}
+            override = {k: v.format(mock=self.mock.url) if isinstance(v, str) else v
+                        for k, v in (overrides or {}).get(name, {}).items()}
             models[name] = {"deployments": [{"provider": provider, "model": name,
-                                             "base_url": self.mock.url + base_path, **deployment,
-                                             **(overrides or {}).get(name, {})}],
+                                             "base_url": self.mock.url + base_path, **deployment, **override}],
                             "pricing": {"input_per_mtok": 1.0, "output_per_mtok": 2.0}}
         config = {"auth": {"master_key": "${SB_MASTER}"}, "models": models}
         self.gateway = GatewayProc(tmp, config, env={"SB_MASTER": MASTER, **(env or {})}, name=f"gw-{provider}")

@@ -24,9 +24,13 @@ def stack(tmp_path_factory):
         "gemini-limited": ERROR_CASES["rate_limit"][0],
         "gemini-unsafe": {"safety_block": "output", "reply": "Some words that will be filtered here"},
         **error_upstreams("gemini"),
+        "gpt-4o-fallback": {"reply": "from an OpenAI model"},  # OpenAI-compatible: see the signature tests
+        "gemini-3-behind-a-proxy": {"reply": "from Gemini behind an OpenAI-compatible proxy"},
     }
+    openai_compatible = {"provider": "openai", "base_url": "{mock}/v1"}
     s = Stack(tmp_path_factory.mktemp("gemini"), "gemini", upstreams,
-              {"api_key": "${GEMINI_KEY}", "allow_private_image_urls": True}, env={"GEMINI_KEY": "gm-test-key"})
+              {"api_key": "${GEMINI_KEY}", "allow_private_image_urls": True}, env={"GEMINI_KEY": "gm-test-key"},
+              overrides={"gpt-4o-fallback": openai_compatible, "gemini-3-behind-a-proxy": openai_compatible})
     yield s
     s.stop()
 
@@ -142,6 +146,24 @@ def test_thought_signatures_round_trip_on_the_tool_call(stack):
     assert stack.sent()["body"]["contents"][1]["parts"][0]["thoughtSignature"] == "skip_thought_signature_validator"
     stack.chat(model="gemini-2.5-flash", messages=[question, bare, result], tools=tools)
     assert "thoughtSignature" not in stack.sent()["body"]["contents"][1]["parts"][0]
+
+
+def test_a_signed_history_reaches_other_models_without_the_google_only_field(stack):
+    tools = [WEATHER_TOOL]
+    question = {"role": "user", "content": "Weather in Paris?"}
+    message = stack.chat(model="gemini-flash", messages=[question], tools=tools).choices[0].message
+    assert message.tool_calls[0].model_extra["extra_content"]
+    history = [question, message.model_dump(exclude_none=True),
+               {"role": "tool", "tool_call_id": message.tool_calls[0].id, "content": '{"temp_c": 21}'}]
+    # OpenAI refuses fields it does not know in a message (its mock does too): the gateway leaves it out there...
+    answer = stack.chat(model="gpt-4o-fallback", messages=history, tools=tools, tool_choice="none")
+    assert answer.choices[0].message.content == "from an OpenAI model"
+    sent = stack.sent()["body"]["messages"][1]["tool_calls"][0]
+    assert set(sent) == {"id", "type", "function"} and sent["id"] == message.tool_calls[0].id
+    # ... and keeps it for a Gemini model that an OpenAI-compatible endpoint serves.
+    stack.chat(model="gemini-3-behind-a-proxy", messages=history, tools=tools)
+    sent = stack.sent()["body"]["messages"][1]["tool_calls"][0]
+    assert sent["extra_content"] == {"google": {"thought_signature": signature_for("get_weather")}}
 
 
 @pytest.mark.parametrize("choice,mode", [("none", "NONE"), ("required", "ANY"), ("auto", "AUTO")])

@@ -1,10 +1,14 @@
 """The OpenAI-compatible adapter: OpenAI, vLLM, Ollama's /v1, Groq, Together, DeepSeek, Mistral...
 
 The canonical request already is this wire format, so the body passes through
-with unknown fields intact; only the model id changes. For streams we always
-ask the upstream for usage (``stream_options.include_usage``) so that every
-stream can be priced; the pipeline hides that last chunk from clients that did
-not ask for it.
+with unknown fields intact; only the model id changes. The exception is Gemini's
+thought signature on a tool call (`extra_content`, see gemini.py): a history
+that a Gemini model wrote may reach another model after a fallback, and OpenAI
+refuses fields it does not know inside a message, so it is sent only where a
+Gemini model answers (the upstream model's name says gemini, or the host is
+Google's). For streams we always ask the upstream for usage
+(``stream_options.include_usage``) so that every stream can be priced; the
+pipeline hides that last chunk from clients that did not ask for it.
 """
 
 from __future__ import annotations
@@ -31,6 +35,10 @@ class OpenAIProvider(Provider):
     def payload(self, request: ChatRequest, deployment: Deployment, stream: bool) -> dict[str, Any]:
         body = dict(request.body)
         body["model"] = deployment.upstream_model
+        if not _speaks_gemini(deployment):
+            messages = body.get("messages")
+            if isinstance(messages, list) and any(_signed(m) for m in messages):
+                body["messages"] = [_unsigned(m) if _signed(m) else m for m in messages]
         if stream:
             body["stream"] = True
             options = dict(body.get("stream_options") or {})
@@ -78,6 +86,22 @@ class OpenAIProvider(Provider):
         if not isinstance(data, dict) or not isinstance(data.get("data"), list):
             raise UpstreamError(errors.SERVER, f"{deployment.id}: upstream answer is not an embeddings list")
         return data
+
+
+def _speaks_gemini(deployment: Deployment) -> bool:
+    return "gemini" in deployment.upstream_model.lower() or "googleapis.com" in deployment.base_url
+
+
+def _signed(message: Any) -> bool:
+    """An assistant message with a tool call that carries Gemini's `extra_content`."""
+    calls = message.get("tool_calls") if isinstance(message, dict) else None
+    return isinstance(calls, list) and any(isinstance(c, dict) and "extra_content" in c for c in calls)
+
+
+def _unsigned(message: dict[str, Any]) -> dict[str, Any]:
+    calls = [{k: v for k, v in c.items() if k != "extra_content"} if isinstance(c, dict) else c
+             for c in message["tool_calls"]]
+    return {**message, "tool_calls": calls}
 
 
 def stream_error(err: Any, deployment: Deployment) -> UpstreamError:

@@ -236,6 +236,9 @@ class MockUpstream:
         if error is not None:
             return error
         messages = body.get("messages") or []
+        unexpected = None if "gemini" in model.lower() else _unexpected_tool_call_field(messages)
+        if unexpected is not None:
+            return _error(400, unexpected, "invalid_request_error")
         prompt = messages_text(messages)
         prompt_tokens = count_tokens(prompt)
         if self.too_long(model, prompt_tokens):
@@ -354,6 +357,17 @@ def fake_embedding(text: str, dims: int) -> list[float]:
     raw = [(digest[i % len(digest)] + i * 31) % 256 / 255.0 - 0.5 for i in range(dims)]
     norm = sum(v * v for v in raw) ** 0.5 or 1.0
     return [round(v / norm, 6) for v in raw]
+
+
+def _unexpected_tool_call_field(messages: list[Any]) -> str | None:
+    """OpenAI's refusal of a field it does not know in an assistant message's tool call (a Gemini model
+    served through an OpenAI-compatible endpoint takes `extra_content`: the caller checks the model)."""
+    for i, message in enumerate(messages):
+        for j, call in enumerate((message.get("tool_calls") or []) if isinstance(message, dict) else []):
+            extra = sorted(set(call) - {"id", "type", "function"}) if isinstance(call, dict) else []
+            if extra:
+                return f"Additional properties are not allowed ('{extra[0]}' was unexpected) - 'messages.{i}.tool_calls.{j}'"
+    return None
 
 
 def _error(status: int, message: str, kind: str, headers: dict[str, str] | None = None,
