@@ -7,6 +7,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+import zlib
 
 import openai
 import pytest
@@ -217,6 +218,15 @@ def test_idempotency_key_replays_a_completed_stream(stack):
     again = list(raw.parse())
     assert len(first) > 2 and [c.model_dump() for c in again] == [c.model_dump() for c in first]
     assert first[-1].usage is not None and again[-1].usage == first[-1].usage
+    # The chunks are stored compressed: the envelope each one repeats costs next to nothing.
+    conn = sqlite3.connect(gw.db)
+    try:
+        (stored,) = conn.execute("SELECT body FROM idempotency WHERE idem_key = 'stream-1'").fetchone()
+    finally:
+        conn.close()
+    chunks = json.loads(zlib.decompress(stored))
+    assert [c["id"] for c in chunks] == [c.id for c in first]
+    assert len(stored) < len(json.dumps(chunks)) / 3
 
     claude = anthropic.Anthropic(api_key=key, base_url=gw.url, max_retries=0, timeout=10)
     ask_claude = dict(model="m", max_tokens=10, messages=[{"role": "user", "content": "a poem"}],
