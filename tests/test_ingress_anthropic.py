@@ -38,6 +38,9 @@ def stack(tmp_path_factory):
         "limited": {"deployments": [{**openai_dep, "model": "gpt-429"}]},
         "overloaded": {"deployments": [{**anthropic_dep, "model": "claude-529"}]},
         "cut": {"deployments": [{**openai_dep, "model": "gpt-cut"}]},
+        "claude-priced": {"deployments": [{**anthropic_dep, "model": "claude-up"}],
+                          "pricing": {"input_per_mtok": 3.0, "output_per_mtok": 15.0, "cached_input_per_mtok": 0.3,
+                                      "cache_write_per_mtok": 3.75}},
     }}
     gw = GatewayProc(tmp, config, env={"SB_MASTER": MASTER, "OPENAI_UP_KEY": "sk-openai-up",
                                          "ANTHROPIC_UP_KEY": "sk-ant-up"})
@@ -244,6 +247,66 @@ def test_count_tokens(client):
     assert count.input_tokens == (len("Be brief.\nHello there, how are you?") + 3) // 4
     with pytest.raises(anthropic.NotFoundError):
         client.messages.count_tokens(model="nope", messages=[{"role": "user", "content": "x"}])
+
+
+@pytest.mark.parametrize("model", ["claude-priced", "via-openai"])
+def test_prompt_caching_reaches_claude_and_is_priced_apart(client, stack, model):
+    gw, mock = stack
+    ephemeral = {"type": "ephemeral"}
+    manual = f"You review contracts for {model}. " * 40
+    tools = [{**WEATHER, "cache_control": ephemeral}]
+    history = [{"role": "user", "content": "Weather in Oslo?"},
+               {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1", "name": "get_weather",
+                                                  "input": {"city": "Oslo"}}]},
+               {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "Rain, 4C",
+                                             "cache_control": ephemeral},
+                                            {"type": "text", "text": "Summarise.", "cache_control": ephemeral}]}]
+
+    def ask():
+        return client.messages.with_raw_response.create(
+            model=model, max_tokens=50, tools=tools, tool_choice={"type": "none"},
+            system=[{"type": "text", "text": manual, "cache_control": ephemeral}], messages=history)
+
+    first, second = ask(), ask()
+    body = upstream(mock)
+    if model == "via-openai":  # an OpenAI-format upstream refuses the marks: they are left out, and nothing is cached
+        assert body["messages"][0] == {"role": "system", "content": [{"type": "text", "text": manual}]}
+        assert "cache_control" not in json.dumps(body)
+        assert second.parse().usage.cache_read_input_tokens == 0
+        return
+    # Claude receives every breakpoint where the client put it...
+    assert body["system"] == [{"type": "text", "text": manual, "cache_control": ephemeral}]
+    assert body["tools"][0]["cache_control"] == ephemeral
+    assert body["messages"][2]["content"] == [
+        {"type": "tool_result", "tool_use_id": "toolu_1", "content": [{"type": "text", "text": "Rain, 4C",
+                                                                        "cache_control": ephemeral}]},
+        {"type": "text", "text": "Summarise.", "cache_control": ephemeral}]
+    # ... the first call writes the prefix to the cache, the second reads it, and the client sees both.
+    written, read = first.parse().usage, second.parse().usage
+    assert written.cache_creation_input_tokens > 100 and written.cache_read_input_tokens == 0
+    assert read.cache_read_input_tokens == written.cache_creation_input_tokens and read.cache_creation_input_tokens == 0
+    assert read.input_tokens == written.input_tokens
+    # Writes cost 1.25x the input price, reads 0.1x: the charge follows the usage.
+    for raw, usage in ((first, written), (second, read)):
+        expected = (usage.input_tokens * 3.0 + usage.cache_creation_input_tokens * 3.75
+                    + usage.cache_read_input_tokens * 0.3 + usage.output_tokens * 15.0) / 1e6
+        assert float(raw.headers["x-switchboard-cost"]) == pytest.approx(expected, rel=1e-6)
+    def logged():
+        rows = [r for r in gw.requests_logged() if r["model_requested"] == "claude-priced"]
+        return rows if len(rows) >= 2 else None
+
+    assert [json.loads(r["extra"])["cache"] for r in wait_for(logged)[-2:]] == [
+        {"read_tokens": 0, "write_tokens": written.cache_creation_input_tokens},
+        {"read_tokens": read.cache_read_input_tokens, "write_tokens": 0}]
+
+    # Automatic caching (a top-level cache_control) puts the breakpoint on the last block of the prompt.
+    client.messages.create(model=model, max_tokens=50, messages=[{"role": "user", "content": manual}],
+                           extra_body={"cache_control": ephemeral})
+    assert upstream(mock)["messages"][-1]["content"] == [{"type": "text", "text": manual, "cache_control": ephemeral}]
+    with pytest.raises(anthropic.BadRequestError, match="cache_control"):
+        client.messages.create(model=model, max_tokens=50, system=[{"type": "text", "text": "x",
+                                                                    "cache_control": {"type": "forever"}}],
+                               messages=[{"role": "user", "content": "hi"}])
 
 
 def test_anthropic_ingress_is_logged(client, stack):

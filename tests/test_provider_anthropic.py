@@ -14,6 +14,7 @@ import json
 import openai
 import pytest
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
+from provider_helpers import PNG_DATA_URL
 from support import GatewayProc, MockProc, http
 
 MASTER = "sk-test-master-anthropic"
@@ -152,13 +153,24 @@ def test_temperature_above_one_is_clamped(client, stack):
 def test_prompt_cache_tokens_map_to_cached_tokens(client, stack):
     _, mock = stack
     system = "You are a careful assistant. " * 20
-    completion = client.chat.completions.create(model="claude", messages=[
-        {"role": "system", "content": [{"type": "text", "text": system, "cache_control": {"type": "ephemeral"}}]},
-        {"role": "user", "content": "hello"}])
-    assert sent(mock)["system"] == [{"type": "text", "text": system, "cache_control": {"type": "ephemeral"}}]
-    cached = (len(system) + 3) // 4
-    assert completion.usage.prompt_tokens_details.cached_tokens == cached
-    assert completion.usage.prompt_tokens == cached + (len("hello") + 3) // 4  # input + cache_read + cache_creation
+    ephemeral = {"type": "ephemeral"}
+    ask = [{"role": "system", "content": [{"type": "text", "text": system, "cache_control": ephemeral}]},
+           {"role": "user", "content": [{"type": "text", "text": "hello", "cache_control": ephemeral},
+                                        {"type": "image_url", "image_url": {"url": PNG_DATA_URL},
+                                         "cache_control": ephemeral}]}]
+    tools = [{"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}},
+              "cache_control": ephemeral}]
+    first = client.chat.completions.create(model="claude", messages=ask, tools=tools, tool_choice="none")
+    body = sent(mock)
+    assert body["system"] == [{"type": "text", "text": system, "cache_control": ephemeral}]
+    assert [b.get("cache_control") for b in body["messages"][0]["content"]] == [ephemeral, ephemeral]
+    assert body["tools"][0]["cache_control"] == ephemeral
+    second = client.chat.completions.create(model="claude", messages=ask, tools=tools, tool_choice="none")
+    prefix = first.usage.prompt_tokens_details.cache_write_tokens
+    assert prefix > (len(system) + 3) // 4 and first.usage.prompt_tokens_details.cached_tokens == 0
+    assert second.usage.prompt_tokens_details.cached_tokens == prefix
+    assert second.usage.prompt_tokens_details.cache_write_tokens == 0
+    assert first.usage.prompt_tokens == second.usage.prompt_tokens  # input + cache_read + cache_creation
 
 
 def test_streamed_chat_chunk_by_chunk(client, stack):
@@ -391,7 +403,7 @@ def test_refusal_and_usage_translation_units():
     ChatCompletion.model_validate(completion)
     assert completion["choices"][0]["finish_reason"] == "content_filter"
     assert completion["usage"] == {"prompt_tokens": 23, "completion_tokens": 3, "total_tokens": 26,
-                                   "prompt_tokens_details": {"cached_tokens": 11}}
+                                   "prompt_tokens_details": {"cached_tokens": 11, "cache_write_tokens": 7}}
     translator = StreamTranslator(json_mode=False)
     translator.feed({"type": "message_start", "message": {"id": "msg_2", "model": "m", "usage": {"input_tokens": 9}}})
     finish = translator.feed({"type": "message_delta", "delta": {"stop_reason": "max_tokens"},

@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
+from typing import Any
 
 import orjson
 
@@ -37,13 +38,18 @@ def _entries() -> dict[str, CatalogEntry]:
         model_id: CatalogEntry(
             id=model_id,
             family=e["family"],
-            pricing=Pricing(e["in"], e["out"], e.get("cached")),
+            pricing=Pricing(e["in"], e["out"], e.get("cached"), e.get("cache_write", _cache_write(e))),
             context_window=e.get("context"),
             max_output_tokens=e.get("max_out"),
             capabilities=frozenset(e.get("caps", ())),
         )
         for model_id, e in raw.items()
     }
+
+
+def _cache_write(entry: dict[str, Any]) -> float | None:
+    """Anthropic prices a prompt-cache write (5-minute TTL) at 1.25 x input; others do not charge writes."""
+    return round(entry["in"] * 1.25, 6) if entry["family"] == "anthropic" else None
 
 
 def all_entries() -> dict[str, CatalogEntry]:

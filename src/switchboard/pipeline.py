@@ -15,7 +15,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
-from switchboard.accounting.tokens import estimate_tokens, reported_or_counted, usage_of
+from switchboard.accounting.tokens import Usage, estimate_tokens, reported_or_counted, usage_of
 from switchboard.config import Deployment, ModelConfig
 from switchboard.context import RequestContext
 from switchboard.core.request import ChatRequest
@@ -155,7 +155,7 @@ class Pipeline:
 
     async def _relay(self, request: ChatRequest, ctx: RequestContext, upstream: AsyncIterator[dict[str, Any]],
                      first: dict[str, Any] | None, model: ModelConfig, dep: Deployment) -> AsyncIterator[dict[str, Any]]:
-        usage: tuple[int, int, int] | None = None
+        usage: Usage | None = None
         text: list[str] = []
         sent: list[dict[str, Any]] | None = [] if self.gw.admission.keeps_stream(ctx) else None
         priced = False
@@ -235,18 +235,19 @@ class Pipeline:
     # ------------------------------------------------------------ accounting
 
     def settle_usage(self, ctx: RequestContext, model: ModelConfig, dep: Deployment,
-                     usage: tuple[int, int, int] | None, request: ChatRequest, completion_text: str) -> None:
+                     usage: Usage | None, request: ChatRequest, completion_text: str) -> None:
         if usage is None:
-            usage = (estimate_tokens(request.prompt_text()), estimate_tokens(completion_text), 0)
+            usage = Usage(estimate_tokens(request.prompt_text()), estimate_tokens(completion_text))
             ctx.entry.extra["usage_estimated"] = True
-        prompt, completion, cached = usage
         pricing = dep.pricing or model.pricing
-        ctx.entry.prompt_tokens = prompt
-        ctx.entry.completion_tokens = completion
-        ctx.entry.cost = pricing.cost(prompt, completion, cached)
+        ctx.entry.prompt_tokens = usage.prompt
+        ctx.entry.completion_tokens = usage.completion
+        ctx.entry.cost = pricing.cost(*usage)
+        if usage.cached or usage.cache_write:
+            ctx.entry.extra["cache"] = {"read_tokens": usage.cached, "write_tokens": usage.cache_write}
         if ctx.route is not None:
             strong = self.gw.config.models[self.gw.routers[ctx.entry.router].settings.strong]
-            ctx.entry.extra["cost_if_strong"] = strong.pricing.cost(prompt, completion, cached)
+            ctx.entry.extra["cost_if_strong"] = strong.pricing.cost(*usage)
             ctx.entry.extra["strong"] = model.name == strong.name
         ctx.headers["x-switchboard-cost"] = f"{ctx.entry.cost:.8f}"
         if self.gw.config.storage.store_prompts:

@@ -3,7 +3,17 @@
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
+
+
+class Usage(NamedTuple):
+    """Tokens of one call. `cached` and `cache_write` are the parts of `prompt` read from and written to
+    the provider's prompt cache (priced apart: see `Pricing.cost`)."""
+
+    prompt: int
+    completion: int
+    cached: int = 0
+    cache_write: int = 0
 
 
 def estimate_tokens(text: str) -> int:
@@ -11,8 +21,8 @@ def estimate_tokens(text: str) -> int:
     return (len(text) + 3) // 4 if text else 0
 
 
-def usage_of(data: dict[str, Any] | None) -> tuple[int, int, int] | None:
-    """(prompt, completion, cached prompt) tokens from an OpenAI-shaped `usage`, or None."""
+def usage_of(data: dict[str, Any] | None) -> Usage | None:
+    """The tokens of an OpenAI-shaped `usage` (cache reads and writes from `prompt_tokens_details`), or None."""
     usage = data.get("usage") if data else None
     if not isinstance(usage, dict):
         return None
@@ -20,9 +30,10 @@ def usage_of(data: dict[str, Any] | None) -> tuple[int, int, int] | None:
     completion = usage.get("completion_tokens") or 0
     details = usage.get("prompt_tokens_details")
     cached = (details.get("cached_tokens") or 0) if isinstance(details, dict) else 0
-    if not all(isinstance(v, int) for v in (prompt, completion, cached)):
+    cache_write = (details.get("cache_write_tokens") or 0) if isinstance(details, dict) else 0
+    if not all(isinstance(v, int) for v in (prompt, completion, cached, cache_write)):
         return None
-    return prompt, completion, cached
+    return Usage(prompt, completion, cached, cache_write)
 
 
 # ---------------------------------------------------------------- local counting
@@ -66,18 +77,18 @@ def count_tokens(text: str, model: str) -> tuple[int, bool]:
     return len(enc.encode_ordinary(text)), True
 
 
-async def count_usage(model: str, prompt_text: str, completion_text: str) -> tuple[int, int, int]:
-    """(prompt, completion, 0) counted locally, on a worker thread: BPE is too slow for the event loop."""
+async def count_usage(model: str, prompt_text: str, completion_text: str) -> Usage:
+    """Prompt and completion counted locally, on a worker thread: BPE is too slow for the event loop."""
     import asyncio
 
-    def work() -> tuple[int, int, int]:
-        return count_tokens(prompt_text, model)[0], count_tokens(completion_text, model)[0], 0
+    def work() -> Usage:
+        return Usage(count_tokens(prompt_text, model)[0], count_tokens(completion_text, model)[0])
 
     return await asyncio.get_running_loop().run_in_executor(None, work)
 
 
-async def reported_or_counted(reported: tuple[int, int, int] | None, model: str, prompt_text: str,
-                              completion_text: str, extra: dict[str, Any]) -> tuple[int, int, int]:
+async def reported_or_counted(reported: Usage | None, model: str, prompt_text: str,
+                              completion_text: str, extra: dict[str, Any]) -> Usage:
     """The upstream's usage when it reported one; else a local count (noted in the log entry's extra)."""
     if reported is not None:
         return reported

@@ -39,9 +39,9 @@ _ERROR_TYPE_FOR_STATUS: dict[int, str] = {
 }
 
 _MESSAGE_FIELDS = frozenset({"model", "messages", "max_tokens", "system", "stop_sequences", "stream", "temperature",
-                             "top_p", "tools", "tool_choice", "metadata", "output_config"})
+                             "top_p", "tools", "tool_choice", "metadata", "output_config", "cache_control"})
 # Accepted so that current SDKs and agents work, but with no canonical equivalent: they are dropped.
-_IGNORED_FIELDS = frozenset({"top_k", "thinking", "service_tier", "cache_control", "container", "context_management",
+_IGNORED_FIELDS = frozenset({"top_k", "thinking", "service_tier", "container", "context_management",
                              "diagnostics", "inference_geo", "mcp_servers", "speed", "user_profile_id", "workspace_id"})
 
 
@@ -61,6 +61,25 @@ def _bad(param: str, message: str) -> InvalidRequest:
 
 
 # ---------------------------------------------------------------- request: Messages -> canonical
+
+
+def _cache(block: dict[str, Any], param: str) -> dict[str, Any]:
+    """A block's prompt-cache breakpoint as the canonical part's `cache_control` key (empty when none)."""
+    cc = block.get("cache_control")
+    if cc is None:
+        return {}
+    if not isinstance(cc, dict) or cc.get("type") != "ephemeral" or cc.get("ttl", "5m") not in ("5m", "1h"):
+        raise _bad(f"{param}.cache_control", "must be {\"type\": \"ephemeral\"} with an optional ttl of '5m' or '1h'")
+    return {"cache_control": cc}
+
+
+def _system(system: Any) -> str | list[dict[str, Any]]:
+    """The system prompt: one string, or text parts when a block carries a cache breakpoint."""
+    text = _text_of_blocks(system, "system")
+    if isinstance(system, list) and any(isinstance(b, dict) and "cache_control" in b for b in system):
+        return [{"type": "text", "text": b["text"], **_cache(b, f"system.{i}")}
+                for i, b in enumerate(system) if b["text"]]
+    return text
 
 
 def _text_of_blocks(blocks: Any, param: str) -> str:
@@ -113,9 +132,9 @@ def _user_turn(content: Any, param: str) -> list[dict[str, Any]]:
         if kind == "text":
             if not isinstance(block.get("text"), str):
                 raise _bad(f"{p}.text", "Field required")
-            parts.append({"type": "text", "text": block["text"]})
+            parts.append({"type": "text", "text": block["text"], **_cache(block, p)})
         elif kind == "image":
-            parts.append(_image_part(block, p))
+            parts.append({**_image_part(block, p), **_cache(block, p)})
         elif kind == "tool_result":
             tool_use_id = block.get("tool_use_id")
             if not isinstance(tool_use_id, str) or not tool_use_id:
@@ -134,7 +153,9 @@ def _user_turn(content: Any, param: str) -> list[dict[str, Any]]:
                 raise _bad(f"{p}.content", "must be a string or an array of content blocks")
             if block.get("is_error"):
                 result = f"Error: {result}" if result else "Error"
-            tool_messages.append({"role": "tool", "tool_call_id": tool_use_id, "content": result})
+            cache = _cache(block, p)
+            tool_messages.append({"role": "tool", "tool_call_id": tool_use_id,
+                                  "content": [{"type": "text", "text": result, **cache}] if cache else result})
             parts.extend(images)  # OpenAI tool messages hold text only: images follow in the user turn
         elif kind == "document":
             raise _bad(f"{p}.type", "document blocks are not supported by this gateway")
@@ -195,7 +216,7 @@ def _tools(tools: Any) -> list[dict[str, Any]]:
         fn: dict[str, Any] = {"name": name, "parameters": schema}
         if isinstance(tool.get("description"), str):
             fn["description"] = tool["description"]
-        out.append({"type": "function", "function": fn})
+        out.append({"type": "function", "function": fn, **_cache(tool, p)})
     return out
 
 
@@ -234,6 +255,16 @@ def _output_format(config: Any, canonical: dict[str, Any]) -> None:
                                     "json_schema": {"name": "output", "schema": fmt["schema"], "strict": True}}
 
 
+def _cache_last_block(messages: list[dict[str, Any]], cache: dict[str, Any]) -> None:
+    """Automatic caching (a top-level `cache_control`): the breakpoint goes on the last block of the prompt."""
+    last = messages[-1]
+    content = last.get("content")
+    if isinstance(content, str):
+        last["content"] = [{"type": "text", "text": content, **cache}] if content else content
+    elif isinstance(content, list) and content:
+        content[-1] = {**content[-1], **cache}
+
+
 def _number(body: dict[str, Any], name: str, lo: float, hi: float) -> None:
     value = body.get(name)
     if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi):
@@ -264,9 +295,9 @@ def to_canonical(body: Any) -> dict[str, Any]:
     out: list[dict[str, Any]] = []
     system = body.get("system")
     if system is not None:
-        text = _text_of_blocks(system, "system")
-        if text:
-            out.append({"role": "system", "content": text})
+        content = _system(system)
+        if content:
+            out.append({"role": "system", "content": content})
     for i, msg in enumerate(messages):
         p = f"messages.{i}"
         if not isinstance(msg, dict):
@@ -281,6 +312,8 @@ def to_canonical(body: Any) -> dict[str, Any]:
                                     "parameter, not \"system\" as an input message role.")
         else:
             raise _bad(f"{p}.role", f"must be 'user' or 'assistant', got {role!r}")
+    if body.get("cache_control") is not None:
+        _cache_last_block(out, _cache(body, ""))
     canonical["messages"] = out
     stops = body.get("stop_sequences")
     if stops is not None:
@@ -337,15 +370,16 @@ def _tool_input(arguments: Any) -> Any:
 
 
 def anthropic_usage(usage: Any) -> dict[str, int]:
-    """OpenAI usage -> Anthropic usage: `input_tokens` excludes what was read from the cache."""
+    """OpenAI usage -> Anthropic usage: `input_tokens` excludes what was read from or written to the cache."""
     usage = usage if isinstance(usage, dict) else {}
     prompt = usage.get("prompt_tokens") if isinstance(usage.get("prompt_tokens"), int) else 0
     details = usage.get("prompt_tokens_details")
-    cached = details.get("cached_tokens") if isinstance(details, dict) else None
-    cached = cached if isinstance(cached, int) else 0
+    details = details if isinstance(details, dict) else {}
+    cached, written = (v if isinstance(v, int) else 0
+                       for v in (details.get("cached_tokens"), details.get("cache_write_tokens")))
     completion = usage.get("completion_tokens") if isinstance(usage.get("completion_tokens"), int) else 0
-    return {"input_tokens": max(0, prompt - cached), "output_tokens": completion,
-            "cache_creation_input_tokens": 0, "cache_read_input_tokens": cached}
+    return {"input_tokens": max(0, prompt - cached - written), "output_tokens": completion,
+            "cache_creation_input_tokens": written, "cache_read_input_tokens": cached}
 
 
 def to_message(completion: dict[str, Any], model: str) -> dict[str, Any]:

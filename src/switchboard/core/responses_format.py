@@ -321,9 +321,10 @@ def usage_of(usage: Any) -> dict[str, Any] | None:
         return None
     prompt = usage.get("prompt_tokens") if isinstance(usage.get("prompt_tokens"), int) else 0
     completion = usage.get("completion_tokens") if isinstance(usage.get("completion_tokens"), int) else 0
-    cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
+    details = usage.get("prompt_tokens_details") or {}
+    cached, written = details.get("cached_tokens") or 0, details.get("cache_write_tokens") or 0
     reasoning = (usage.get("completion_tokens_details") or {}).get("reasoning_tokens") or 0
-    return {"input_tokens": prompt, "input_tokens_details": {"cached_tokens": cached, "cache_write_tokens": 0},
+    return {"input_tokens": prompt, "input_tokens_details": {"cached_tokens": cached, "cache_write_tokens": written},
             "output_tokens": completion, "output_tokens_details": {"reasoning_tokens": reasoning},
             "total_tokens": prompt + completion}
 

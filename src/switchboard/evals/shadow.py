@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from switchboard.accounting.tokens import estimate_tokens, usage_of
+from switchboard.accounting.tokens import Usage, estimate_tokens, usage_of
 
 if TYPE_CHECKING:
     from switchboard.app import Gateway
@@ -264,7 +264,7 @@ class ShadowMirror:
             model = self._resolve(shadow_request)
             response, served, dep = await self.gw.executor.run(model, sctx, lambda p, d: p.chat(shadow_request, d))
             answer = response_text(response)
-            usage = usage_of(response) or (estimate_tokens(shadow_request.prompt_text()), estimate_tokens(answer), 0)
+            usage = usage_of(response) or Usage(estimate_tokens(shadow_request.prompt_text()), estimate_tokens(answer))
             cost = (dep.pricing or served.pricing).cost(*usage)
             pair.update(candidate_served_by=served.name, candidate_response=answer, candidate_cost=cost,
                         candidate_tokens=usage[1])

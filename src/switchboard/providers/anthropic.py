@@ -17,9 +17,11 @@ What needs translating, and the choices made:
   content, with finish_reason `stop`.
 - `n` > 1 and `logprobs` cannot be served and get a clear 400; penalties,
   `seed` and `logit_bias` have no Anthropic equivalent and are ignored.
-- Prompt caching: a `cache_control` object on a text content part is passed
-  on to Anthropic as is; cache reads are reported as
-  `prompt_tokens_details.cached_tokens`.
+- Prompt caching: a `cache_control` object on a content part (text or image,
+  in any role, tool results included) or on a tool is passed on to Anthropic
+  on the same block; cache reads and writes are reported as
+  `prompt_tokens_details.cached_tokens` and `.cache_write_tokens` (and priced
+  apart, see `Pricing`).
 """
 
 from __future__ import annotations
@@ -139,6 +141,8 @@ class RequestBuilder:
 
     def _image(self, part: dict[str, Any], param: str) -> dict[str, Any]:
         block: dict[str, Any] = {"type": "image", "source": {"type": "base64"}}
+        if isinstance(part.get("cache_control"), dict):
+            block["cache_control"] = part["cache_control"]
         self.images.append((block, part["image_url"]["url"], f"{param}.image_url.url"))
         return block
 
@@ -149,7 +153,7 @@ class RequestBuilder:
         for j, part in enumerate(content):
             kind = part.get("type")
             if kind == "text":
-                out.extend(_text_blocks(part["text"]))
+                out.extend(_text_blocks([part]))
             elif kind == "image_url":
                 out.append(self._image(part, f"{param}[{j}]"))
             else:
@@ -220,7 +224,8 @@ class RequestBuilder:
     def _tools(self, body: dict[str, Any], payload: dict[str, Any]) -> None:
         tools = [{"name": t["function"]["name"],
                   **({"description": t["function"]["description"]} if t["function"].get("description") else {}),
-                  "input_schema": t["function"].get("parameters") or {"type": "object", "properties": {}}}
+                  "input_schema": t["function"].get("parameters") or {"type": "object", "properties": {}},
+                  **({"cache_control": t["cache_control"]} if isinstance(t.get("cache_control"), dict) else {})}
                  for t in body.get("tools") or ()]
         choice = body.get("tool_choice")
         fmt = body.get("response_format") or {}
@@ -274,11 +279,11 @@ def openai_usage(usage: Any) -> dict[str, Any]:
         value = usage.get(key)
         return value if isinstance(value, int) else 0
 
-    cached = n("cache_read_input_tokens")
-    prompt = n("input_tokens") + cached + n("cache_creation_input_tokens")
+    cached, written = n("cache_read_input_tokens"), n("cache_creation_input_tokens")
+    prompt = n("input_tokens") + cached + written
     completion = n("output_tokens")
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
-            "prompt_tokens_details": {"cached_tokens": cached}}
+            "prompt_tokens_details": {"cached_tokens": cached, "cache_write_tokens": written}}
 
 
 def to_completion(message: dict[str, Any], json_mode: bool) -> dict[str, Any]:

@@ -1,12 +1,15 @@
 """The OpenAI-compatible adapter: OpenAI, vLLM, Ollama's /v1, Groq, Together, DeepSeek, Mistral...
 
 The canonical request already is this wire format, so the body passes through
-with unknown fields intact; only the model id changes. The exception is Gemini's
-thought signature on a tool call (`extra_content`, see gemini.py): a history
-that a Gemini model wrote may reach another model after a fallback, and OpenAI
-refuses fields it does not know inside a message, so it is sent only where a
-Gemini model answers (the upstream model's name says gemini, or the host is
-Google's). For streams we always ask the upstream for usage
+with unknown fields intact; only the model id changes. The exceptions are two
+provider-specific marks that OpenAI (and strict compatible servers) refuse
+inside a message: Gemini's thought signature on a tool call (`extra_content`,
+see gemini.py), sent only where a Gemini model answers (the upstream model's
+name says gemini, or the host is Google's), and Anthropic's prompt-cache
+breakpoints (`cache_control` on content parts and tools), sent only where a
+Claude model answers (OpenRouter and other proxies take them). A history that
+one model wrote may reach another after a fallback, so they are removed for
+the others. For streams we always ask the upstream for usage
 (``stream_options.include_usage``) so that every stream can be priced; the
 pipeline hides that last chunk from clients that did not ask for it.
 """
@@ -35,10 +38,14 @@ class OpenAIProvider(Provider):
     def payload(self, request: ChatRequest, deployment: Deployment, stream: bool) -> dict[str, Any]:
         body = dict(request.body)
         body["model"] = deployment.upstream_model
-        if not _speaks_gemini(deployment):
+        foreign = _foreign_marks(deployment)
+        if foreign:
             messages = body.get("messages")
-            if isinstance(messages, list) and any(_signed(m) for m in messages):
-                body["messages"] = [_unsigned(m) if _signed(m) else m for m in messages]
+            if isinstance(messages, list) and any(_marked(m, foreign) for m in messages):
+                body["messages"] = [_unmarked(m, foreign) if _marked(m, foreign) else m for m in messages]
+            tools = body.get("tools")
+            if "cache_control" in foreign and isinstance(tools, list) and any(_has(t, foreign) for t in tools):
+                body["tools"] = [_without(t, foreign) for t in tools]
         if stream:
             body["stream"] = True
             options = dict(body.get("stream_options") or {})
@@ -88,20 +95,41 @@ class OpenAIProvider(Provider):
         return data
 
 
-def _speaks_gemini(deployment: Deployment) -> bool:
-    return "gemini" in deployment.upstream_model.lower() or "googleapis.com" in deployment.base_url
+def _foreign_marks(deployment: Deployment) -> frozenset[str]:
+    """The provider-specific keys this deployment's model would refuse."""
+    model, host = deployment.upstream_model.lower(), deployment.base_url
+    gemini = "gemini" in model or "googleapis.com" in host
+    claude = "claude" in model or "anthropic.com" in host
+    return _MARKS[gemini, claude]
 
 
-def _signed(message: Any) -> bool:
-    """An assistant message with a tool call that carries Gemini's `extra_content`."""
-    calls = message.get("tool_calls") if isinstance(message, dict) else None
-    return isinstance(calls, list) and any(isinstance(c, dict) and "extra_content" in c for c in calls)
+_MARKS = {(False, False): frozenset({"extra_content", "cache_control"}), (True, False): frozenset({"cache_control"}),
+          (False, True): frozenset({"extra_content"}), (True, True): frozenset()}
 
 
-def _unsigned(message: dict[str, Any]) -> dict[str, Any]:
-    calls = [{k: v for k, v in c.items() if k != "extra_content"} if isinstance(c, dict) else c
-             for c in message["tool_calls"]]
-    return {**message, "tool_calls": calls}
+def _has(item: Any, keys: frozenset[str]) -> bool:
+    return isinstance(item, dict) and not keys.isdisjoint(item)
+
+
+def _without(item: Any, keys: frozenset[str]) -> Any:
+    return {k: v for k, v in item.items() if k not in keys} if _has(item, keys) else item
+
+
+def _marked(message: Any, keys: frozenset[str]) -> bool:
+    """Whether a message's content parts or tool calls carry one of `keys`."""
+    if not isinstance(message, dict):
+        return False
+    content, calls = message.get("content"), message.get("tool_calls")
+    return (isinstance(content, list) and any(_has(p, keys) for p in content)) or \
+        (isinstance(calls, list) and any(_has(c, keys) for c in calls))
+
+
+def _unmarked(message: dict[str, Any], keys: frozenset[str]) -> dict[str, Any]:
+    out = dict(message)
+    for field in ("content", "tool_calls"):
+        if isinstance(out.get(field), list):
+            out[field] = [_without(item, keys) for item in out[field]]
+    return out
 
 
 def stream_error(err: Any, deployment: Deployment) -> UpstreamError:

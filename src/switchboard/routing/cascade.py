@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from switchboard.accounting.tokens import estimate_tokens, usage_of
+from switchboard.accounting.tokens import Usage, estimate_tokens, usage_of
 from switchboard.config import Deployment, ModelConfig
 from switchboard.context import RequestContext
 from switchboard.core.request import ChatRequest
@@ -51,9 +51,8 @@ def answer_text(response: dict[str, Any]) -> str:
 
 
 def _cost(response: dict[str, Any], model: ModelConfig, dep: Deployment, request: ChatRequest) -> tuple[int, int, float]:
-    usage = usage_of(response) or (estimate_tokens(request.prompt_text()), estimate_tokens(answer_text(response)), 0)
-    prompt, completion, cached = usage
-    return prompt, completion, (dep.pricing or model.pricing).cost(prompt, completion, cached)
+    usage = usage_of(response) or Usage(estimate_tokens(request.prompt_text()), estimate_tokens(answer_text(response)))
+    return usage.prompt, usage.completion, (dep.pricing or model.pricing).cost(*usage)
 
 
 def check_json(text: str, request: ChatRequest) -> tuple[bool, str]:

@@ -6,9 +6,12 @@ system role inside `messages`, strictly alternating roles, well-formed
 content blocks (base64 images whose bytes match their media type), tool
 results answering the previous turn's tool calls, no unknown fields. Faults,
 latency and pacing come from the same per-model `ModelBehaviour` as the
-OpenAI format. Blocks marked with `cache_control` are reported as cache reads,
-so usage mapping of cached tokens can be tested; a model with `safety_block`
-set answers with stop_reason `refusal`.
+OpenAI format. Prompt caching works as Anthropic's does, minus the minimum
+length: the prompt up to its last block marked with `cache_control` (tools,
+then system, then messages) is written to the cache the first time it is seen
+(`cache_creation_input_tokens`) and read from it after that
+(`cache_read_input_tokens`); at most 4 marked blocks. A model with
+`safety_block` set answers with stop_reason `refusal`.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import hashlib
 import re
 import uuid
 import zlib
@@ -237,33 +241,71 @@ def validate(body: Any, headers: dict[str, str]) -> None:
         raise Invalid("metadata: only user_id is allowed")
     if body.get("stream") is not None and not isinstance(body["stream"], bool):
         raise Invalid("stream: Input should be a valid boolean")
+    breakpoints = _breakpoints(body)
+    if breakpoints > 4:
+        raise Invalid(f"A maximum of 4 blocks with cache_control may be provided. Found {breakpoints}.")
 
 
 # ---------------------------------------------------------------- reply
 
 
-def _texts(content: Any, cached: list[str], plain: list[str]) -> None:
+def _segments(content: Any, out: list[tuple[str, bool]]) -> None:
+    """Append (text, marked with cache_control) for each block of a system prompt or message content."""
     if isinstance(content, str):
-        plain.append(content)
+        out.append((content, False))
         return
     for block in content or ():
         if not isinstance(block, dict):
             continue
-        target = cached if block.get("cache_control") else plain
+        marked = bool(block.get("cache_control"))
         if block.get("type") == "text":
-            target.append(block["text"])
+            out.append((block["text"], marked))
         elif block.get("type") == "tool_result":
-            _texts(block.get("content") or [], cached, plain)
+            _segments(block.get("content") or [], out)
+            out.append(("", marked))
+        else:  # images, tool_use: no text counted here, but they may carry a breakpoint
+            out.append(("", marked))
 
 
 def prompt_parts(body: dict[str, Any]) -> tuple[str, str]:
-    """(uncached, cached) prompt text; cached is what carries `cache_control`."""
-    cached: list[str] = []
-    plain: list[str] = []
-    _texts(body.get("system"), cached, plain)
+    """(rest, cacheable prefix): the prefix is the prompt up to its last `cache_control` breakpoint, tools
+    (their JSON, counted only when something is marked) first, as Anthropic orders the cache."""
+    segments: list[tuple[str, bool]] = []
+    _segments(body.get("system"), segments)
     for msg in body["messages"]:
-        _texts(msg.get("content"), cached, plain)
-    return "\n".join(plain), "\n".join(cached)
+        _segments(msg.get("content"), segments)
+    tools = [(orjson.dumps({k: v for k, v in t.items() if k != "cache_control"}).decode(), bool(t.get("cache_control")))
+             for t in body.get("tools") or () if isinstance(t, dict)]
+    marks = [i for i, (_, marked) in enumerate(tools + segments) if marked]
+    if not marks:
+        return "\n".join(text for text, _ in segments), ""
+    ordered = [text for text, _ in tools + segments]
+    cut = marks[-1] + 1
+    return "\n".join(ordered[cut:]), "\n".join(ordered[:cut])
+
+
+def _breakpoints(body: dict[str, Any]) -> int:
+    """Validate every `cache_control` of the request; returns how many there are."""
+    found = []
+
+    def visit(node: Any, path: str) -> None:
+        if isinstance(node, dict):
+            if "cache_control" in node:
+                found.append(path)
+                cc = node["cache_control"]
+                if not isinstance(cc, dict) or cc.get("type") != "ephemeral" or set(cc) - {"type", "ttl"} or \
+                        cc.get("ttl", "5m") not in ("5m", "1h"):
+                    raise Invalid(f"{path}.cache_control: Input should be {{'type': 'ephemeral'}} "
+                                  "with an optional ttl of '5m' or '1h'")
+            for key, value in node.items():
+                if key not in ("cache_control", "input_schema", "input"):
+                    visit(value, f"{path}.{key}" if path else key)
+        elif isinstance(node, list):
+            for i, value in enumerate(node):
+                visit(value, f"{path}.{i}")
+
+    visit({k: body.get(k) for k in ("tools", "system", "messages")}, "")
+    return len(found)
 
 
 def pick_tool(body: dict[str, Any]) -> dict[str, Any] | None:
@@ -309,21 +351,25 @@ async def messages(mock: MockUpstream, request: Request, body: Any) -> Response 
             message = "injected fault"
         headers = {k: v for k, v in fault.headers.items() if k == "retry-after"}
         return error(fault.status, message, headers)
-    plain, cached = prompt_parts(body)
-    cache_read = count_tokens(cached)
-    input_tokens = count_tokens(plain)
+    plain, prefix = prompt_parts(body)
+    prefix_tokens, input_tokens = count_tokens(prefix), count_tokens(plain)
     window = mock.behaviour(model).context_window
-    if window is not None and input_tokens + cache_read > window:
-        return error(400, f"prompt is too long: {input_tokens + cache_read} tokens > {window} maximum")
+    if window is not None and input_tokens + prefix_tokens > window:
+        return error(400, f"prompt is too long: {input_tokens + prefix_tokens} tokens > {window} maximum")
+    key = (model, hashlib.sha256(prefix.encode()).digest())
+    cache_read = prefix_tokens if prefix and key in mock.prompt_cache else 0
+    cache_write = prefix_tokens - cache_read
+    if prefix:
+        mock.prompt_cache.add(key)
     tool = pick_tool(body)
-    text, stop_reason, stop_sequence = _limit(mock, mock.reply_for(model, plain + cached), body)
+    text, stop_reason, stop_sequence = _limit(mock, mock.reply_for(model, prefix + plain), body)
     if tool is not None:
         text, stop_reason, stop_sequence = "", "tool_use", None
     if getattr(mock.behaviour(model), "safety_block", None):  # Claude's classifiers stopped the answer
         tool, text, stop_reason, stop_sequence = None, "I can't help with that.", "refusal", None
     output_tokens = count_tokens(text) if tool is None else 12
-    usage = {"input_tokens": input_tokens, "cache_creation_input_tokens": 0, "cache_read_input_tokens": cache_read,
-             "output_tokens": output_tokens}
+    usage = {"input_tokens": input_tokens, "cache_creation_input_tokens": cache_write,
+             "cache_read_input_tokens": cache_read, "output_tokens": output_tokens}
     mid = "msg_" + uuid.uuid4().hex[:24]
     behaviour = mock.behaviour(model)
     if body.get("stream"):
@@ -331,7 +377,7 @@ async def messages(mock: MockUpstream, request: Request, body: Any) -> Response 
     await mock.pace_first(behaviour)
     if behaviour.tokens_per_second:
         await asyncio.sleep(len(words_of(text)) / behaviour.tokens_per_second)
-    mock.account(input_tokens + cache_read, output_tokens)
+    mock.account(input_tokens + prefix_tokens, output_tokens)
     content: list[dict[str, Any]] = [{"type": "text", "text": text}] if text else []
     if tool is not None:
         content.append(tool)
@@ -380,5 +426,6 @@ async def _stream(mock: MockUpstream, model: str, mid: str, text: str, tool: dic
         yield _event("content_block_stop", {"index": index})
     yield _event("message_delta", {"delta": {"stop_reason": stop_reason, "stop_sequence": stop_sequence},
                                    "usage": {"output_tokens": usage["output_tokens"]}})
-    mock.account(usage["input_tokens"] + usage["cache_read_input_tokens"], usage["output_tokens"])
+    mock.account(usage["input_tokens"] + usage["cache_read_input_tokens"] + usage["cache_creation_input_tokens"],
+                 usage["output_tokens"])
     yield _event("message_stop", {})

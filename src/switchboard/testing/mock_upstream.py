@@ -107,6 +107,7 @@ class MockUpstream:
         self.default = default or ModelBehaviour()
         self.stats = Stats()
         self.rng = random.Random(seed)
+        self.prompt_cache: set[tuple[str, bytes]] = set()  # (model, prefix digest): Anthropic-style prompt caching
         self.server = HttpServer(self.handle, max_body_bytes=64 * 1024 * 1024)
         self.port: int | None = None
 
@@ -236,7 +237,7 @@ class MockUpstream:
         if error is not None:
             return error
         messages = body.get("messages") or []
-        unexpected = None if "gemini" in model.lower() else _unexpected_tool_call_field(messages)
+        unexpected = _unexpected_field(body, model.lower())
         if unexpected is not None:
             return _error(400, unexpected, "invalid_request_error")
         prompt = messages_text(messages)
@@ -359,15 +360,31 @@ def fake_embedding(text: str, dims: int) -> list[float]:
     return [round(v / norm, 6) for v in raw]
 
 
-def _unexpected_tool_call_field(messages: list[Any]) -> str | None:
-    """OpenAI's refusal of a field it does not know in an assistant message's tool call (a Gemini model
-    served through an OpenAI-compatible endpoint takes `extra_content`: the caller checks the model)."""
-    for i, message in enumerate(messages):
-        for j, call in enumerate((message.get("tool_calls") or []) if isinstance(message, dict) else []):
-            extra = sorted(set(call) - {"id", "type", "function"}) if isinstance(call, dict) else []
+def _unexpected_field(body: dict[str, Any], model: str) -> str | None:
+    """OpenAI's refusal of a field it does not know: in a tool call of an assistant message, in a content
+    part, in a tool. Gemini and Claude models served by OpenAI-compatible endpoints take their own marks
+    (`extra_content`, `cache_control`), so the model's name decides, as for a proxy."""
+    allowed_call = {"id", "type", "function"} | ({"extra_content"} if "gemini" in model else set())
+    allowed_extra = {"cache_control"} if "claude" in model else set()
+    for i, message in enumerate(body.get("messages") or []):
+        if not isinstance(message, dict):
+            continue
+        for j, call in enumerate(message.get("tool_calls") or []):
+            extra = sorted(set(call) - allowed_call) if isinstance(call, dict) else []
             if extra:
-                return f"Additional properties are not allowed ('{extra[0]}' was unexpected) - 'messages.{i}.tool_calls.{j}'"
+                return _not_allowed(extra[0], f"messages.{i}.tool_calls.{j}")
+        content = message.get("content")
+        for j, part in enumerate(content if isinstance(content, list) else []):
+            if isinstance(part, dict) and "cache_control" in part and not allowed_extra:
+                return _not_allowed("cache_control", f"messages.{i}.content.{j}")
+    for i, tool in enumerate(body.get("tools") or []):
+        if isinstance(tool, dict) and "cache_control" in tool and not allowed_extra:
+            return _not_allowed("cache_control", f"tools.{i}")
     return None
+
+
+def _not_allowed(field: str, path: str) -> str:
+    return f"Additional properties are not allowed ('{field}' was unexpected) - '{path}'"
 
 
 def _error(status: int, message: str, kind: str, headers: dict[str, str] | None = None,
