@@ -122,6 +122,28 @@ def test_response_format(stack):
     assert status == 400 and error["type"] == "invalid_request_error" and error["param"] == "response_format"
 
 
+def test_cache_breakpoints_become_cache_points(stack):
+    ephemeral = {"type": "ephemeral"}
+    manual = "Answer from the operations manual. " * 30
+    ask = dict(model=MODEL_ID, tool_choice="auto",
+               tools=[{**WEATHER_TOOL, "cache_control": ephemeral}],
+               messages=[{"role": "system", "content": [{"type": "text", "text": manual, "cache_control": ephemeral}]},
+                         {"role": "user", "content": [{"type": "text", "text": "Weather?", "cache_control": ephemeral},
+                                                      {"type": "text", "text": "Be brief."}]}])
+    first = stack.chat(**ask)
+    body = stack.sent()["body"]
+    point = {"cachePoint": {"type": "default"}}
+    assert body["system"] == [{"text": manual}, point]
+    assert body["toolConfig"]["tools"][1] == point and "toolSpec" in body["toolConfig"]["tools"][0]
+    assert body["messages"][0]["content"] == [{"text": "Weather?"}, point, {"text": "Be brief."}]
+    second = stack.chat(**ask)
+    written = first.usage.prompt_tokens_details.cache_write_tokens
+    assert written > len(manual) // 4 and first.usage.prompt_tokens_details.cached_tokens == 0
+    assert second.usage.prompt_tokens_details.cached_tokens == written
+    assert second.usage.prompt_tokens_details.cache_write_tokens == 0
+    assert second.usage.prompt_tokens == first.usage.prompt_tokens
+
+
 def test_temperature_above_one_is_refused_before_sending(stack):
     stack.mock.reset()
     status, error = stack.error(model=MODEL_ID, messages=[{"role": "user", "content": "x"}], temperature=1.5)

@@ -12,6 +12,11 @@ ConverseStream answers in AWS's binary event-stream framing
 checksum-verifying parser; failures inside the stream arrive as exception
 frames and become `UpstreamError`s of the matching kind, like HTTP errors,
 whose type Bedrock names in the `x-amzn-errortype` header.
+
+Prompt caching: a `cache_control` breakpoint on a content part, tool result or
+tool (as Anthropic-format and LiteLLM-style clients mark them) becomes a
+`cachePoint` block right after it; `cacheReadInputTokens` and
+`cacheWriteInputTokens` come back as `cached_tokens` and `cache_write_tokens`.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ STOP_REASONS = {
     "model_context_window_exceeded": "length", "guardrail_intervened": "content_filter",
     "content_filtered": "content_filter", "malformed_model_output": "stop", "malformed_tool_use": "stop",
 }
+CACHE_POINT = {"cachePoint": {"type": "default"}}
 IMAGE_FORMATS = {"image/png": "png", "image/jpeg": "jpeg", "image/jpg": "jpeg", "image/gif": "gif", "image/webp": "webp"}
 
 # Bedrock's error type (x-amzn-errortype header, or the stream's :exception-type) -> our kind.
@@ -142,9 +148,15 @@ class BedrockProvider(Provider):
         for i, msg in enumerate(body["messages"]):
             role = msg["role"]
             if role in ("system", "developer"):
-                text = c.content_text(msg.get("content"))
-                if text:
-                    system.append({"text": text})
+                content = msg.get("content")
+                if isinstance(content, list) and any(_marked(p) for p in content):
+                    for part in content:
+                        if part.get("type") == "text" and part["text"].strip():
+                            system.append({"text": part["text"]})
+                        if _marked(part):
+                            system.append(CACHE_POINT)
+                elif c.content_text(content):
+                    system.append({"text": c.content_text(content)})
                 continue
             blocks = self._blocks(msg, i, images)
             uses_tools = uses_tools or role == "tool" or bool(msg.get("tool_calls"))
@@ -166,7 +178,10 @@ class BedrockProvider(Provider):
         if tools and (mode != "none" or uses_tools):
             # Bedrock requires toolConfig whenever the history holds toolUse/toolResult blocks,
             # so tool_choice "none" can only be honoured by leaving the tools out when it does not.
-            tool_config: dict[str, Any] = {"tools": [_tool_spec(t["function"]) for t in tools]}
+            specs: list[dict[str, Any]] = []
+            for t in tools:
+                specs += [_tool_spec(t["function"]), CACHE_POINT] if _marked(t) else [_tool_spec(t["function"])]
+            tool_config: dict[str, Any] = {"tools": specs}
             if mode == "required":
                 tool_config["toolChoice"] = {"any": {}}
             elif mode == "function":
@@ -192,7 +207,8 @@ class BedrockProvider(Provider):
         if msg["role"] == "tool":
             value = c.tool_result_value(content)
             result = [{"json": value}] if isinstance(value, dict) else [{"text": c.content_text(content) or " "}]
-            return [{"toolResult": {"toolUseId": msg["tool_call_id"], "content": result}}]
+            marked = isinstance(content, list) and any(_marked(p) for p in content)
+            return [{"toolResult": {"toolUseId": msg["tool_call_id"], "content": result}}] + ([CACHE_POINT] if marked else [])
         blocks: list[dict[str, Any]] = []
         if isinstance(content, str):
             if content.strip():
@@ -203,6 +219,8 @@ class BedrockProvider(Provider):
                 if kind == "text":
                     if part["text"].strip():
                         blocks.append({"text": part["text"]})
+                    if _marked(part) and blocks:
+                        blocks.append(CACHE_POINT)
                 elif kind == "image_url":
                     image = images[part["image_url"]["url"]]
                     fmt = IMAGE_FORMATS.get(image.mime)
@@ -210,6 +228,8 @@ class BedrockProvider(Provider):
                         raise c.unsupported(self.kind, f"messages[{i}].content[{j}].image_url",
                                             f"image type {image.mime!r} (png, jpeg, gif and webp only)")
                     blocks.append({"image": {"format": fmt, "source": {"bytes": image.b64}}})
+                    if _marked(part):
+                        blocks.append(CACHE_POINT)
                 elif kind != "refusal":
                     raise c.unsupported(self.kind, f"messages[{i}].content[{j}].type", f"content part {kind!r}")
         for k, call in enumerate(msg.get("tool_calls") or ()):
@@ -352,9 +372,14 @@ def bedrock_usage(usage: Any) -> dict[str, Any] | None:
     """OpenAI usage from Converse `usage`: inputTokens excludes cache reads and writes, prompt_tokens includes them."""
     if not isinstance(usage, dict) or "inputTokens" not in usage:
         return None
-    cached = int(usage.get("cacheReadInputTokens") or 0)
-    prompt = int(usage.get("inputTokens") or 0) + cached + int(usage.get("cacheWriteInputTokens") or 0)
-    return c.usage(prompt, int(usage.get("outputTokens") or 0), cached=cached)
+    cached, written = int(usage.get("cacheReadInputTokens") or 0), int(usage.get("cacheWriteInputTokens") or 0)
+    prompt = int(usage.get("inputTokens") or 0) + cached + written
+    return c.usage(prompt, int(usage.get("outputTokens") or 0), cached=cached, cache_write=written)
+
+
+def _marked(item: Any) -> bool:
+    """A content part or tool with an Anthropic-style prompt-cache breakpoint (`cache_control`)."""
+    return isinstance(item, dict) and isinstance(item.get("cache_control"), dict)
 
 
 def _tool_spec(fn: dict[str, Any]) -> dict[str, Any]:

@@ -188,10 +188,13 @@ def call_id() -> str:
     return "call_" + uuid.uuid4().hex[:24]
 
 
-def usage(prompt: int, completion: int, *, cached: int | None = None, reasoning: int | None = None) -> dict[str, Any]:
+def usage(prompt: int, completion: int, *, cached: int | None = None, cache_write: int | None = None,
+          reasoning: int | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
     if cached is not None:
         out["prompt_tokens_details"] = {"cached_tokens": cached}
+        if cache_write is not None:
+            out["prompt_tokens_details"]["cache_write_tokens"] = cache_write
     if reasoning is not None:
         out["completion_tokens_details"] = {"reasoning_tokens": reasoning}
     return out

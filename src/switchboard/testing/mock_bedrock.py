@@ -138,6 +138,7 @@ def _check_block(block: Any, where: str, tool_ids: set[str]) -> None:
     if not isinstance(block, dict) or len(block) != 1 or next(iter(block)) not in _BLOCKS:
         raise Invalid(f"The content block at {where} must set exactly one of: {', '.join(sorted(_BLOCKS))}.")
     kind, value = next(iter(block.items()))
+    _check_cache_point(block, where)
     if kind == "text" and (not isinstance(value, str) or not value.strip()):
         raise Invalid(f"The text field in the ContentBlock object at {where} is blank. Add text to the text field, "
                       "and try again.")
@@ -163,6 +164,12 @@ def _check_block(block: Any, where: str, tool_ids: set[str]) -> None:
         for item in value["content"]:
             if not isinstance(item, dict) or len(item) != 1 or next(iter(item)) not in ("text", "json", "image", "document"):
                 raise Invalid(f"{where}.toolResult.content blocks must be one of text, json, image, document.")
+
+
+def _check_cache_point(block: Any, where: str) -> None:
+    if isinstance(block, dict) and "cachePoint" in block and block["cachePoint"] != {"type": "default"}:
+        raise Invalid(f"1 validation error detected: Value at '{where}.cachePoint.type' failed to satisfy "
+                      "constraint: Member must satisfy enum value set: [default]")
 
 
 def _check_guardrail(config: Any, stream: bool) -> None:
@@ -222,6 +229,7 @@ def validate(body: dict[str, Any], stream: bool = False) -> None:
         if not isinstance(block, dict) or set(block) - {"text", "guardContent", "cachePoint"} \
                 or ("text" in block and not str(block["text"]).strip()):
             raise Invalid(f"system.{j} must be a non-blank text block.")
+        _check_cache_point(block, f"system.{j}")
     config = body.get("inferenceConfig") or {}
     extra = set(config) - {"maxTokens", "temperature", "topP", "stopSequences"}
     if extra:
@@ -241,6 +249,9 @@ def validate(body: dict[str, Any], stream: bool = False) -> None:
         if set(tool_config) - {"tools", "toolChoice"} or not isinstance(tools, list) or not tools:
             raise Invalid("toolConfig.tools must hold at least one tool.")
         for k, tool in enumerate(tools):
+            if isinstance(tool, dict) and set(tool) == {"cachePoint"}:
+                _check_cache_point(tool, f"toolConfig.tools.{k}")
+                continue
             spec = tool.get("toolSpec") if isinstance(tool, dict) else None
             if not isinstance(spec, dict) or not spec.get("name") or set(spec) - {"name", "description", "inputSchema", "strict"} \
                     or not isinstance((spec.get("inputSchema") or {}).get("json"), dict):
@@ -249,6 +260,9 @@ def validate(body: dict[str, Any], stream: bool = False) -> None:
         if choice is not None and (not isinstance(choice, dict) or len(choice) != 1
                                    or next(iter(choice)) not in ("auto", "any", "tool")):
             raise Invalid("toolConfig.toolChoice must set exactly one of auto, any, tool.")
+    points = len(_segments(body)[1])
+    if points > 4:
+        raise Invalid(f"The number of cache points ({points}) exceeds the maximum of 4.")
     output = body.get("outputConfig")
     if output is not None:
         fmt = output.get("textFormat") or {}
@@ -264,11 +278,31 @@ def validate(body: dict[str, Any], stream: bool = False) -> None:
 # ---------------------------------------------------------------- answers
 
 
-def _prompt_text(body: dict[str, Any]) -> str:
-    texts = [b.get("text", "") for b in body.get("system") or ()]
-    for msg in body["messages"]:
-        texts.extend(b["text"] for b in msg["content"] if "text" in b)
-    return "\n".join(texts)
+def _segments(body: dict[str, Any]) -> tuple[list[str], list[int]]:
+    """The prompt's texts in cache order (tools, system, messages) and the positions of its cache points."""
+    texts: list[str] = []
+    points: list[int] = []
+    tools = ((body.get("toolConfig") or {}).get("tools") or []) if isinstance(body.get("toolConfig"), dict) else []
+    for block in [*tools, *(body.get("system") or ())] + [b for m in body.get("messages") or () if isinstance(m, dict)
+                                                         for b in m.get("content") or ()]:
+        if not isinstance(block, dict):
+            continue
+        if "cachePoint" in block:
+            points.append(len(texts))
+        elif "toolSpec" in block:
+            texts.append(orjson.dumps(block["toolSpec"]).decode())
+        elif "text" in block:
+            texts.append(str(block["text"]))
+    return texts, points
+
+
+def _prompt_parts(body: dict[str, Any]) -> tuple[str, str]:
+    """(rest, cacheable prefix): the prefix ends at the last cache point; tools count only when one exists."""
+    texts, points = _segments(body)
+    tools = len([t for t in ((body.get("toolConfig") or {}).get("tools") or []) if "toolSpec" in t])
+    if not points:
+        return "\n".join(texts[tools:]), ""
+    return "\n".join(texts[points[-1]:]), "\n".join(texts[:points[-1]])
 
 
 def _pick_tool(body: dict[str, Any]) -> dict[str, Any] | None:
@@ -299,10 +333,15 @@ async def converse(mock: MockUpstream, request: Request, body: dict[str, Any], m
     behaviour = mock.behaviour(model)
     from switchboard.testing.mock_upstream import count_tokens, truncate_to_tokens
 
-    prompt = _prompt_text(body)
-    prompt_tokens = count_tokens(prompt)
-    if mock.too_long(model, prompt_tokens):
+    rest, prefix = _prompt_parts(body)
+    prompt = prefix + rest
+    prompt_tokens, prefix_tokens = count_tokens(rest), count_tokens(prefix)
+    if mock.too_long(model, prompt_tokens + prefix_tokens):
         return error(400, "ValidationException", "Input is too long for requested model.")
+    key = (model, hashlib.sha256(prefix.encode()).digest())
+    cache_read = prefix_tokens if prefix and key in mock.prompt_cache else 0
+    if prefix:
+        mock.prompt_cache.add(key)
     tool = _pick_tool(body)
     text = mock.reply_for(model, prompt)
     if body.get("outputConfig"):
@@ -317,14 +356,16 @@ async def converse(mock: MockUpstream, request: Request, body: dict[str, Any], m
         text, stop, tool = text.split(" ")[0], "content_filtered", None
     completion_tokens = count_tokens(text) if tool is None else 10
     usage = {"inputTokens": prompt_tokens, "outputTokens": completion_tokens,
-             "totalTokens": prompt_tokens + completion_tokens}
+             "totalTokens": prompt_tokens + prefix_tokens + completion_tokens}
+    if prefix:
+        usage.update(cacheReadInputTokens=cache_read, cacheWriteInputTokens=prefix_tokens - cache_read)
     if tool is not None:
         stop = "tool_use"
     if stream:
         return StreamResponse(_stream(mock, model, text, tool, stop, usage, stream_fault),
                               content_type="application/vnd.amazon.eventstream")
     await mock.pace_first(behaviour)
-    mock.account(prompt_tokens, completion_tokens)
+    mock.account(prompt_tokens + prefix_tokens, completion_tokens)
     content = [{"toolUse": tool}] if tool is not None else [{"text": text}]
     return Response(200, orjson.dumps({"output": {"message": {"role": "assistant", "content": content}},
                                        "stopReason": stop, "usage": usage, "metrics": {"latencyMs": 12}}))
@@ -378,5 +419,6 @@ async def _stream(mock: MockUpstream, model: str, text: str, tool: dict[str, Any
             yield event("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": piece}})
     yield event("contentBlockStop", {"contentBlockIndex": 0})
     yield event("messageStop", {"stopReason": stop})
-    mock.account(usage["inputTokens"], usage["outputTokens"])
+    mock.account(usage["inputTokens"] + usage.get("cacheReadInputTokens", 0) + usage.get("cacheWriteInputTokens", 0),
+                 usage["outputTokens"])
     yield event("metadata", {"usage": usage, "metrics": {"latencyMs": 15}})
