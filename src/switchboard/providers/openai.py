@@ -16,6 +16,7 @@ pipeline hides that last chunk from clients that did not ask for it.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -38,13 +39,16 @@ class OpenAIProvider(Provider):
     def payload(self, request: ChatRequest, deployment: Deployment, stream: bool) -> dict[str, Any]:
         body = dict(request.body)
         body["model"] = deployment.upstream_model
-        foreign = _foreign_marks(deployment)
+        foreign = _foreign_marks(deployment.upstream_model, deployment.base_url)
         if foreign:
             messages = body.get("messages")
-            if isinstance(messages, list) and any(_marked(m, foreign) for m in messages):
-                body["messages"] = [_unmarked(m, foreign) if _marked(m, foreign) else m for m in messages]
+            if isinstance(messages, list):
+                for message in messages:
+                    if _marked(message, foreign):
+                        body["messages"] = [_unmarked(m, foreign) if _marked(m, foreign) else m for m in messages]
+                        break
             tools = body.get("tools")
-            if "cache_control" in foreign and isinstance(tools, list) and any(_has(t, foreign) for t in tools):
+            if tools and "cache_control" in foreign and isinstance(tools, list):
                 body["tools"] = [_without(t, foreign) for t in tools]
         if stream:
             body["stream"] = True
@@ -95,11 +99,12 @@ class OpenAIProvider(Provider):
         return data
 
 
-def _foreign_marks(deployment: Deployment) -> frozenset[str]:
-    """The provider-specific keys this deployment's model would refuse."""
-    model, host = deployment.upstream_model.lower(), deployment.base_url
-    gemini = "gemini" in model or "googleapis.com" in host
-    claude = "claude" in model or "anthropic.com" in host
+@functools.lru_cache(maxsize=1024)
+def _foreign_marks(upstream_model: str, base_url: str) -> frozenset[str]:
+    """The provider-specific keys a deployment's model would refuse."""
+    model = upstream_model.lower()
+    gemini = "gemini" in model or "googleapis.com" in base_url
+    claude = "claude" in model or "anthropic.com" in base_url
     return _MARKS[gemini, claude]
 
 
@@ -119,9 +124,13 @@ def _marked(message: Any, keys: frozenset[str]) -> bool:
     """Whether a message's content parts or tool calls carry one of `keys`."""
     if not isinstance(message, dict):
         return False
-    content, calls = message.get("content"), message.get("tool_calls")
-    return (isinstance(content, list) and any(_has(p, keys) for p in content)) or \
-        (isinstance(calls, list) and any(_has(c, keys) for c in calls))
+    for field in ("content", "tool_calls"):
+        items = message.get(field)
+        if items.__class__ is list:
+            for item in items:
+                if _has(item, keys):
+                    return True
+    return False
 
 
 def _unmarked(message: dict[str, Any], keys: frozenset[str]) -> dict[str, Any]:
