@@ -3,8 +3,11 @@
 Run: .venv/bin/python bench/bench_router.py [--router FILE] [--n 2000]
 Target: p50 <= 1 ms (feature extraction included).
 
-With a cascade answer verifier (`switchboard router train --kind verifier`) as --router,
-each decision scores the prompt together with a ~300-token worked answer.
+A prompt-only router is measured on two ~500-token prompts: a word problem, and a
+multiple-choice question (whose options the default router also embeds, see
+routing/smart/options.py). With a cascade answer verifier (`switchboard router train
+--kind verifier`) as --router, each decision scores the word problem together with a
+~300-token worked answer.
 """
 
 from __future__ import annotations
@@ -31,6 +34,39 @@ WORKING = (
 )
 
 
+QUESTION = (
+    "A company's board is weighing two financing plans for a new plant. Under the first, it issues bonds at a "
+    "fixed rate and keeps full ownership; under the second, it sells new shares and leaves its debt unchanged. "
+    "Analysts expect the plant to raise operating income, but the forecast is uncertain and the industry is "
+    "cyclical, so earnings may fall sharply in a downturn. Which consideration most strongly favours equity? "
+)
+OPTIONS = (
+    "A. Interest payments are deductible, lowering the after-tax cost of the bonds for the company.\n"
+    "B. Fixed interest obligations raise the risk of financial distress when earnings are volatile.\n"
+    "C. Issuing shares dilutes existing owners, so their claim on future profits becomes smaller.\n"
+    "D. Bond covenants may limit how the board can pay dividends or take on further projects.\n"
+    "Answer:"
+)
+
+
+def _timed(score: object, prompt: str, n: int) -> np.ndarray:
+    prompts = [f"(request {i}) {prompt}" for i in range(n)]  # varied, so nothing can be cached between calls
+    for p in prompts[:50]:
+        score(p)  # type: ignore[operator]
+    times = []
+    for p in prompts:
+        t = time.perf_counter_ns()
+        score(p)  # type: ignore[operator]
+        times.append(time.perf_counter_ns() - t)
+    return np.array(times) / 1e6
+
+
+def _report(label: str, prompt: str, ms: np.ndarray, note: str = "") -> None:
+    print(f"{label}: {len(tokenize(prompt))} word tokens, {len(prompt)} chars{note}")
+    print(f"  decision latency p50 {np.percentile(ms, 50):.3f} ms  p90 {np.percentile(ms, 90):.3f} ms  "
+          f"p99 {np.percentile(ms, 99):.3f} ms  (n={len(ms)})")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--router", default=None)
@@ -43,7 +79,6 @@ def main() -> int:
     prompt = PARAGRAPH
     while len(tokenize(prompt)) < 500:
         prompt += PARAGRAPH
-    n_tokens = len(tokenize(prompt))
     score = router.score
     answer_note = ""
     if isinstance(router, VerifierRouter):
@@ -51,25 +86,18 @@ def main() -> int:
         while len(tokenize(answer)) < 300:
             answer += WORKING
         answer += "In total it made 294 + 94.50 = $<<294+94.5=388.5>>388.50.\n#### 388.5"
-        answer_note = f"; answer {len(tokenize(answer))} word tokens"
+        answer_note = f"; with an answer of {len(tokenize(answer))} word tokens"
 
         def score(p: str) -> float:
             return router.score_answer(p, answer)
 
-    # vary the text slightly so nothing can be cached between calls
-    prompts = [f"{prompt} (request {i})" for i in range(args.n)]
-    for p in prompts[:50]:
-        score(p)
-    times = []
-    for p in prompts:
-        t = time.perf_counter_ns()
-        score(p)
-        times.append(time.perf_counter_ns() - t)
-    ms = np.array(times) / 1e6
-    print(f"router {router.name}: load {load_ms:.1f} ms; prompt {n_tokens} word tokens, {len(prompt)} chars"
-          f"{answer_note}")
-    print(f"decision latency p50 {np.percentile(ms, 50):.3f} ms  p90 {np.percentile(ms, 90):.3f} ms  "
-          f"p99 {np.percentile(ms, 99):.3f} ms  (n={args.n})")
+    print(f"router {router.name}: load {load_ms:.1f} ms")
+    _report("word problem", prompt, _timed(score, prompt, args.n), answer_note)
+    if not isinstance(router, VerifierRouter):
+        question = QUESTION
+        while len(tokenize(question + OPTIONS)) < 500:
+            question += QUESTION
+        _report("multiple choice", question + "\n" + OPTIONS, _timed(score, question + "\n" + OPTIONS, args.n))
     return 0
 
 

@@ -369,3 +369,59 @@ def test_verifier_escalate_share_holds_on_held_out_answers() -> None:
     assert m.apgr > 0.65
     with pytest.raises(TypeError, match="answer verifier"):
         verifier.score(held_out[0].prompt)
+
+
+def test_option_geometry_features() -> None:
+    from switchboard.routing.smart.embedding import load_embedding
+    from switchboard.routing.smart.options import OPTION_NAMES, option_features, parse_options
+
+    question = "Which gas do plants absorb?\nA. Oxygen\nB. Carbon dioxide\nC. Nitrogen\nD. 42\nAnswer:"
+    assert parse_options(question) == ("Which gas do plants absorb?", ["Oxygen", "Carbon dioxide", "Nitrogen", "42"])
+    assert parse_options("Explain photosynthesis.\nA. bit of context") is None
+    table = load_embedding()
+    named = dict(zip(OPTION_NAMES, option_features(question, table)))
+    assert named["opt_parsed"] == 1.0 and named["opt_numeric_frac"] == 0.25
+    assert -1.0 <= named["opt_pair_min"] <= named["opt_pair_mean"] <= named["opt_pair_max"] <= 1.0
+    same = dict(zip(OPTION_NAMES, option_features("Pick one.\nA. red apple\nB. red apple\nC. red apple", table)))
+    assert same["opt_pair_min"] == pytest.approx(1.0)
+    assert option_features("What is 2 + 2?", table) == [0.0] * len(OPTION_NAMES)
+
+
+def _multiple_choice(n: int, seed: int) -> list[Example]:
+    """The strong model is needed (mostly) when the four options are near-synonyms. Every word is as
+    frequent in hard questions as in easy ones, so word features cannot tell them apart; the option
+    geometry can."""
+    rng = np.random.default_rng(seed)
+    groups = [["big", "large", "huge", "giant"], ["red", "blue", "green", "yellow"], ["dog", "cat", "horse", "cow"],
+              ["apple", "banana", "orange", "grape"], ["car", "truck", "bus", "van"],
+              ["happy", "glad", "joyful", "cheerful"]]
+    out = []
+    for i in range(n):
+        hard = bool(rng.random() < 0.5)
+        if hard:
+            options = [str(w) for w in rng.permutation(groups[int(rng.integers(len(groups)))])]
+        else:
+            options = [str(rng.choice(groups[g])) for g in rng.choice(len(groups), 4, replace=False)]
+        prompt = f"Question {i}: which word fits best?\n" + "".join(
+            f"{letter}. {o}\n" for letter, o in zip("ABCD", options)) + "Answer:"
+        strong_wins = rng.random() < (0.85 if hard else 0.15)
+        out.append(Example(prompt, 1.0, 0.0 if strong_wins else 1.0, "mc"))
+    return out
+
+
+def test_option_geometry_lets_the_router_see_what_words_cannot(tmp_path: Path) -> None:
+    from switchboard.routing.smart.train import TrainConfig
+
+    train, test = _multiple_choice(600, seed=0), _multiple_choice(400, seed=1)
+
+    def apgr(router: ScoringRouter) -> float:
+        scores = router.score_many([e.prompt for e in test])
+        return evaluate_scores(scores, [e.strong for e in test], [e.weak for e in test]).apgr
+
+    with_options = train_router(train, config=TrainConfig(quality_folds=0))
+    without = train_router(train, config=TrainConfig(quality_folds=0, options=False))
+    with_options.save(tmp_path / "options.npz")
+    loaded = load_router(tmp_path / "options.npz")
+    assert loaded.stat_names()[-1] == "opt_numeric_frac"
+    assert np.allclose(loaded.score_many([e.prompt for e in test]), with_options.score_many([e.prompt for e in test]))
+    assert apgr(with_options) > apgr(without) + 0.1, (apgr(with_options), apgr(without))

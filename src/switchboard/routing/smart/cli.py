@@ -46,7 +46,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     examples = _load_examples(args.data, args.benchmark)
     config = TrainConfig(default_share=args.default_share, seed=args.seed, kind=args.kind,
                          embedding=None if args.embedding == "none" else args.embedding,
-                         structure=args.structure)
+                         structure=args.structure, options=not args.no_options)
     router = train_router(examples, name=args.name, config=config)
     router.meta["trained_on"] = Path(args.data).name if Path(args.data).is_file() else args.benchmark
     router.save(args.out)
@@ -113,7 +113,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         # Routers trained per fold are scored and dropped: no stored quality curve needed.
         config = TrainConfig(seed=args.seed, kind=args.kind,
                              embedding=None if args.embedding == "none" else args.embedding,
-                             structure=args.structure, quality_folds=0)
+                             structure=args.structure, options=not args.no_options, quality_folds=0)
         groups = {e.group for e in examples}
         report = cross_validate(
             examples, name, args.folds, lambda ex: train_router(ex, config=config), seed=args.seed,
@@ -146,6 +146,8 @@ def _add_model_options(parser: argparse.ArgumentParser, kinds: tuple[str, ...] =
                              "minilm-l6-static64 (see docs/routing.md), or 'none' (default)")
     parser.add_argument("--structure", action="store_true",
                         help="add multiple-choice / word-problem structure features (gain only)")
+    parser.add_argument("--no-options", action="store_true",
+                        help="leave out the option-geometry features of multiple-choice prompts (gain only)")
 
 
 def register(subparsers: Any) -> None:

@@ -66,7 +66,10 @@ class StaticEmbedding:
 
     def embed(self, text: str) -> np.ndarray:
         """The prompt's weighted mean token vector (zeros for a prompt with no tokens)."""
-        ids = self.tokenizer.ids(text)
+        return self.embed_ids(self.tokenizer.ids(text))
+
+    def embed_ids(self, ids: list[int]) -> np.ndarray:
+        """The weighted mean vector of already tokenised text."""
         if not ids:
             return np.zeros(self.dim, np.float32)
         total = float(self.weights[ids].sum())

@@ -85,7 +85,10 @@ class Vocabulary:
         for ts in term_sets:
             df.update(ts)
         n = len(term_sets)
-        kept = [t for t, c in df.most_common() if c >= min_df and c < n][:max_terms]
+        # Ties at the cut-off are broken by the term itself: set iteration order changes with the
+        # process's hash seed, and a vocabulary must not.
+        ranked = sorted(df.items(), key=lambda item: (-item[1], item[0]))
+        kept = [t for t, c in ranked if c >= min_df and c < n][:max_terms]
         kept.sort()
         idf = np.array([math.log((1 + n) / (1 + df[t])) + 1.0 for t in kept], dtype=np.float32)
         return cls(kept, idf)

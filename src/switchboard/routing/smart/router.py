@@ -23,6 +23,7 @@ import numpy as np
 from .answer import VERIFIER_STAT_NAMES, verifier_inputs
 from .features import DENSE_NAMES, Vocabulary, dense_stats, terms, tokenize
 from .metrics import cpt
+from .options import OPTION_NAMES, option_features
 from .structure import STRUCTURE_NAMES, structure_features
 
 if TYPE_CHECKING:
@@ -172,8 +173,9 @@ class LinearRouter(ScoringRouter):
 
 class GainRouter(ScoringRouter):
     """Two logistic heads, P(strong answers well) and P(weak answers well), over shared
-    features: TF-IDF word uni/bi-grams, shape statistics and, optionally, structure
-    features (``structure.py``) and a static MiniLM embedding (``embedding.py``). The
+    features: TF-IDF word uni/bi-grams, shape statistics, the option geometry of a
+    multiple-choice prompt (``options.py``) and, optionally, structure features
+    (``structure.py``) and a static MiniLM embedding (``embedding.py``). The
     score is the expected strong win rate ``0.5 + (p_strong - p_weak) / 2``, in [0, 1]
     like the single-head router's.
 
@@ -187,22 +189,26 @@ class GainRouter(ScoringRouter):
                  dense_mean: np.ndarray, dense_std: np.ndarray, embedding_name: str | None = None,
                  token_weights: np.ndarray | None = None, default_threshold: float = 0.5,
                  share_thresholds: dict[float, float] | None = None, meta: dict[str, Any] | None = None,
-                 structure: bool = False, quality_pgr: dict[float, float] | None = None) -> None:
+                 structure: bool = False, quality_pgr: dict[float, float] | None = None,
+                 options: bool = False) -> None:
         super().__init__(name, default_threshold, share_thresholds, meta, quality_pgr)
         self.vocab = vocab
         self.structure = bool(structure)
+        self.options = bool(options)
         self.sparse_w = np.asarray(sparse_w, dtype=np.float32).reshape(len(vocab.terms), 2)
         self.dense_w = np.asarray(dense_w, dtype=float).reshape(-1, 2)
         self.bias = np.asarray(bias, dtype=float).reshape(2)
         self.dense_mean = np.asarray(dense_mean, dtype=float)
         self.dense_std = np.asarray(dense_std, dtype=float)
         self.embedding_name = embedding_name or None
-        self.embedding = None
+        self.embedding = None  # appends the prompt's vector
+        self.table = None  # the static table, for the prompt's vector and/or the option features
         n_stats = len(self.stat_names())
-        if self.embedding_name:
-            from .embedding import load_embedding
+        if self.embedding_name or self.options:
+            from .embedding import DEFAULT_TABLE, load_embedding
 
-            self.embedding = load_embedding(self.embedding_name, token_weights)
+            self.table = load_embedding(self.embedding_name or DEFAULT_TABLE, token_weights)
+            self.embedding = self.table if self.embedding_name else None
         if self.dense_w.shape[0] != n_stats + (self.embedding.dim if self.embedding else 0):
             raise RouterFormatError(f"router {name!r}: dense weights do not match its features")
         # Pre-folded for the hot path: standardisation goes into the weights and the bias.
@@ -219,6 +225,8 @@ class GainRouter(ScoringRouter):
         stats = dense_stats(text, tokens)
         if self.structure:
             stats += structure_features(text, tokens)
+        if self.table is not None and self.options:
+            stats += option_features(text, self.table)
         z = self._linear(terms(tokens), stats)
         if self.embedding is not None:
             z = z + self.embedding.embed(text) @ self._emb_w
@@ -233,7 +241,7 @@ class GainRouter(ScoringRouter):
 
     def stat_names(self) -> tuple[str, ...]:
         """Names of the dense statistics in weight order (the embedding follows them)."""
-        return DENSE_NAMES + (STRUCTURE_NAMES if self.structure else ())
+        return DENSE_NAMES + (STRUCTURE_NAMES if self.structure else ()) + (OPTION_NAMES if self.options else ())
 
     def score(self, text: str) -> float:
         return _gain(self.logits(text))
@@ -254,9 +262,10 @@ class GainRouter(ScoringRouter):
 
     def save(self, path: str | os.PathLike) -> None:
         arrays = self._head_arrays("gain")
-        arrays.update(structure=np.array(self.structure), embedding_name=np.array(self.embedding_name or ""))
-        if self.embedding is not None:
-            arrays["token_weights"] = self.embedding.weights.astype(np.float32)
+        arrays.update(structure=np.array(self.structure), embedding_name=np.array(self.embedding_name or ""),
+                      options=np.array(self.options))
+        if self.table is not None:
+            arrays["token_weights"] = self.table.weights.astype(np.float32)
         _write_npz(path, arrays)
 
 
@@ -363,7 +372,8 @@ def load_router(path: str | os.PathLike | None = None) -> ScoringRouter:
             try:
                 return GainRouter(str(z["name"]), vocab, z["sparse_w"], z["dense_w"], z["bias"], z["dense_mean"],
                                   z["dense_std"], emb_name, weights, **common,
-                                  structure="structure" in z and bool(z["structure"]))
+                                  structure="structure" in z and bool(z["structure"]),
+                                  options="options" in z and bool(z["options"]))
             except FileNotFoundError as exc:
                 raise RouterFormatError(f"{path}: {exc}") from exc
         if kind == "verifier":

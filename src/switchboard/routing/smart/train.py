@@ -14,10 +14,11 @@ import numpy as np
 
 from .answer import verifier_inputs
 from .dataset import Example
-from .embedding import load_embedding
+from .embedding import DEFAULT_TABLE, load_embedding
 from .evaluate import kfold_assignments
 from .features import Vocabulary, dense_stats, sparse_matrix, terms, tokenize
 from .linear import Design, LinearWeights, fit_logistic, predict_logits
+from .options import option_features
 from .metrics import pgr_at
 from .router import SHARE_GRID, GainRouter, LinearRouter, ScoringRouter, VerifierRouter
 from .structure import structure_features
@@ -42,6 +43,8 @@ class TrainConfig:
     embedding: str | None = None
     #: append the multiple-choice / word-problem structure features (gain only).
     structure: bool = False
+    #: append the option-geometry features of multiple-choice prompts (gain only; options.py).
+    options: bool = True
     #: folds of the cross-fitting that measures the stored quality curve (PGR per share on
     #: examples each model did not see); 0 stores none (cross-validation's throwaway routers).
     quality_folds: int = 5
@@ -137,8 +140,8 @@ class _Heads:
 
 def _fit_heads(examples: Sequence[Example], term_sets: list[set[str]], stats: np.ndarray, cfg: TrainConfig,
                texts: Sequence[str] | None = None) -> _Heads:
-    """Fit both heads. Vocabulary, IDF, the embedding's token weights (when ``cfg.embedding``
-    and ``texts``) and the standardisation are fitted on the given examples only: first on
+    """Fit both heads. Vocabulary, IDF, the static table's token weights (when ``cfg.embedding`` or
+    ``cfg.options``, and ``texts``) and the standardisation are fitted on the given examples only: first on
     the fit part of a seeded split, to choose each head's L2 strength and step count by
     validation loss, then on all of them to refit."""
     fit_idx, valid_idx = _split(len(examples), cfg)
@@ -147,11 +150,15 @@ def _fit_heads(examples: Sequence[Example], term_sets: list[set[str]], stats: np
     def features(rows: np.ndarray) -> tuple[Vocabulary, np.ndarray, np.ndarray, np.ndarray | None]:
         vocab = Vocabulary.fit([term_sets[i] for i in rows], cfg.min_df, cfg.max_terms)
         dense, token_weights = stats, None
-        if cfg.embedding and texts is not None:
-            emb = load_embedding(cfg.embedding)
-            emb.fit_weights([texts[i] for i in rows])
-            dense = np.hstack([stats, emb.embed_many(texts)])
-            token_weights = emb.weights
+        if (cfg.embedding or cfg.options) and texts is not None:
+            table = load_embedding(cfg.embedding or DEFAULT_TABLE)
+            table.fit_weights([texts[i] for i in rows])
+            blocks = [stats]
+            if cfg.options:
+                blocks.append(np.array([option_features(t, table) for t in texts], dtype=float))
+            if cfg.embedding:
+                blocks.append(table.embed_many(texts))
+            dense, token_weights = np.hstack(blocks), table.weights
         mean, std = dense[rows].mean(axis=0), dense[rows].std(axis=0) + 1e-6
         return vocab, (dense - mean) / std, np.vstack([mean, std]), token_weights
 
@@ -200,7 +207,7 @@ def train_gain_router(examples: Sequence[Example], name: str = "gain-tfidf",
         stats = np.hstack([stats, np.array([structure_features(t, tk) for t, tk in zip(texts, tokens)], dtype=float)])
     h = _fit_heads(examples, [terms(t) for t in tokens], stats, cfg, texts)
     router = GainRouter(name, h.vocab, h.sparse_w, h.dense_w, h.bias, h.dense_mean, h.dense_std, cfg.embedding,
-                        h.token_weights, meta=_meta(examples, h, cfg), structure=cfg.structure)
+                        h.token_weights, meta=_meta(examples, h, cfg), structure=cfg.structure, options=cfg.options)
     return _finish(router, router.score_many(texts), cfg, examples, h.held_out)  # type: ignore[return-value]
 
 
