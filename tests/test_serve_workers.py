@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -10,6 +11,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import openai
 import yaml
@@ -117,6 +120,34 @@ def test_workers_share_the_port_log_every_request_and_drain_on_sigterm(tmp_path)
         mock.stop()
 
 
+@contextlib.contextmanager
+def _two_workers(config: Path, port: int) -> Iterator[subprocess.Popen]:
+    """`switchboard serve --workers 2` on `config`, ready, stopped (SIGTERM) on exit."""
+    proc = subprocess.Popen([sys.executable, "-m", "switchboard", "serve", "--config", str(config), "--port",
+                             str(port), "--workers", "2"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "SB_MASTER": MASTER})
+    try:
+        wait_http(f"http://127.0.0.1:{port}/ready", proc=proc)
+        assert wait_for(lambda: len(_children(proc.pid)) == 2, timeout=10)
+        yield proc
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _kill_workers(proc: subprocess.Popen, port: int) -> None:
+    """SIGKILL every worker and wait until the parent's replacements serve."""
+    killed = _children(proc.pid)
+    for pid in killed:
+        os.kill(pid, signal.SIGKILL)
+    assert wait_for(lambda: len(set(_children(proc.pid)) - set(killed)) == 2, timeout=15)
+    wait_http(f"http://127.0.0.1:{port}/ready", proc=proc)
+
+
 def _calls(n: int, call) -> list[int]:
     """Run `call` n times at once, each on its own thread; the status of each (0: the connection dropped)."""
     outcomes: list[int] = []
@@ -153,12 +184,7 @@ def test_rate_limits_and_parallel_caps_hold_across_workers_without_redis(tmp_pat
                 "stuck": {"deployments": [{"provider": "openai", "model": "stuck-up", "base_url": mock.url + "/v1"}]},
             },
         }))
-        proc = subprocess.Popen([sys.executable, "-m", "switchboard", "serve", "--config", str(config), "--port",
-                                 str(port), "--workers", "2"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                env={**os.environ, "SB_MASTER": MASTER})
-        try:
-            wait_http(f"http://127.0.0.1:{port}/ready", proc=proc)
-            assert wait_for(lambda: len(_children(proc.pid)) == 2, timeout=10)
+        with _two_workers(config, port) as proc:
             admin = {"authorization": f"Bearer {MASTER}"}
             status, _, body = http("POST", f"http://127.0.0.1:{port}/admin/keys", {"name": "rpm", "rpm": 8},
                                    headers=admin)
@@ -191,22 +217,11 @@ def test_rate_limits_and_parallel_caps_hold_across_workers_without_redis(tmp_pat
             for t in stuck:
                 t.start()
             assert wait_for(lambda: mock.stats()["by_model"].get("stuck-up") == 2, timeout=10)
-            killed = _children(proc.pid)
-            for pid in killed:
-                os.kill(pid, signal.SIGKILL)
-            assert wait_for(lambda: len(set(_children(proc.pid)) - set(killed)) == 2, timeout=15)
-            wait_http(f"http://127.0.0.1:{port}/ready", proc=proc)
+            _kill_workers(proc, port)
             started = time.monotonic()
             assert _calls(1, call(par_key, "m")) == [429]
             assert wait_for(lambda: _calls(1, call(par_key, "m")) == [200], timeout=10)
             assert time.monotonic() - started > 1
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
     finally:
         mock.stop()
 
@@ -224,12 +239,7 @@ def test_a_breaker_opened_by_one_worker_is_open_in_every_worker_without_redis(tm
                              "deployments": [{"provider": "openai", "model": m, "base_url": mock.url + "/v1", "id": m}
                                              for m in ("bad-up", "good-up")]}},
         }))
-        proc = subprocess.Popen([sys.executable, "-m", "switchboard", "serve", "--config", str(config), "--port",
-                                 str(port), "--workers", "2"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                env={**os.environ, "SB_MASTER": MASTER})
-        try:
-            wait_http(f"http://127.0.0.1:{port}/ready", proc=proc)
-            assert wait_for(lambda: len(_children(proc.pid)) == 2, timeout=10)
+        with _two_workers(config, port) as proc:
             attempts: list[str] = []
 
             def call() -> None:
@@ -249,22 +259,11 @@ def test_a_breaker_opened_by_one_worker_is_open_in_every_worker_without_redis(tm
             assert attempts == ["1"] * 30, attempts
             assert mock.stats()["by_model"]["bad-up"] == 1
             # Workers restarted after a crash find the breaker open, too.
-            killed = _children(proc.pid)
-            for pid in killed:
-                os.kill(pid, signal.SIGKILL)
-            assert wait_for(lambda: len(set(_children(proc.pid)) - set(killed)) == 2, timeout=15)
-            wait_http(f"http://127.0.0.1:{port}/ready", proc=proc)
+            _kill_workers(proc, port)
             attempts.clear()
             for _ in range(3):
                 assert _calls(10, call) == [200] * 10
             assert attempts == ["1"] * 30, attempts
             assert mock.stats()["by_model"]["bad-up"] == 1
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
     finally:
         mock.stop()
