@@ -60,6 +60,9 @@ def stack(tmp_path_factory):
         "small-window": model("claude-small-window"),
         "refuses": model("claude-refuses"),
         "cut": model("claude-cut"),
+        # an OpenAI-format model on the same mock: where a Claude history lands after a fallback
+        "gpt": {"deployments": [{"provider": "openai", "model": "gpt-4o-mock", "base_url": mock.url + "/v1",
+                                 "api_key": "${ANTHROPIC_KEY}"}]},
     }
     for status in FAULTS:
         models[f"err{status}"] = model(f"claude-err{status}")
@@ -412,3 +415,63 @@ def test_refusal_and_usage_translation_units():
     final = translator.feed({"type": "message_stop"})[0]
     ChatCompletionChunk.model_validate(final)
     assert final["usage"]["prompt_tokens"] == 9 and final["usage"]["completion_tokens"] == 4
+
+
+def test_reasoning_effort_becomes_extended_thinking_and_comes_back_signed(client, stack):
+    from switchboard.testing.mock_anthropic import signature_of
+
+    _, mock = stack
+    weather = {"type": "function", "function": {"name": "get_weather", "parameters": {
+        "type": "object", "properties": {"city": {"type": "string"}}}}}
+    question = {"role": "user", "content": "Weather in Oslo?"}
+    first = client.chat.completions.create(model="claude", messages=[question], tools=[weather],
+                                           reasoning_effort="medium", temperature=0.2)
+    body = sent(mock)
+    # Claude thinks only at its own temperature; the budget counts inside max_tokens, which leaves it room.
+    assert body["thinking"] == {"type": "enabled", "budget_tokens": 2048} and "temperature" not in body
+    assert body["max_tokens"] > 2048
+    message = first.choices[0].message
+    thought = message.model_extra["reasoning_content"]
+    assert thought and message.model_extra["thinking_blocks"] == [
+        {"type": "thinking", "thinking": thought, "signature": signature_of(thought)}]
+    assert message.tool_calls and first.choices[0].finish_reason == "tool_calls"
+
+    # The SDK message sent back as is keeps the tool loop going: the signed block leads the assistant turn.
+    result = {"role": "tool", "tool_call_id": message.tool_calls[0].id, "content": "Rain, 4C"}
+    answer = client.chat.completions.create(model="claude", messages=[question, message, result], tools=[weather],
+                                            tool_choice="none", reasoning_effort="medium")
+    assert sent(mock)["messages"][1]["content"][0] == {"type": "thinking", "thinking": thought,
+                                                       "signature": signature_of(thought)}
+    assert answer.choices[0].message.content == REPLY
+    # Without it Claude refuses the turn, and the client hears why.
+    bare = message.model_dump(exclude_none=True)
+    del bare["thinking_blocks"]
+    with pytest.raises(openai.BadRequestError, match="must start with a thinking block"):
+        client.chat.completions.create(model="claude", messages=[question, bare, result], tools=[weather],
+                                       tool_choice="none", reasoning_effort="medium")
+
+    # The same history reaching an OpenAI-format model (a fallback, say) goes without Claude's marks, which
+    # OpenAI refuses; so does `thinking`.
+    client.chat.completions.create(model="gpt", messages=[question, message, result], tools=[weather],
+                                   tool_choice="none", extra_body={"thinking": {"type": "enabled",
+                                                                               "budget_tokens": 2048}})
+    body = sent(mock)
+    assert "thinking" not in body and not {"thinking_blocks", "reasoning_content"} & set(body["messages"][1])
+    assert body["messages"][1]["tool_calls"][0]["id"] == message.tool_calls[0].id
+
+    # Streamed: the reasoning arrives as deltas, then the whole signed block.
+    chunks = list(client.chat.completions.create(model="claude", messages=[{"role": "user", "content": "think"}],
+                                                 reasoning_effort="low", stream=True))
+    deltas = [c.choices[0].delta.model_extra or {} for c in chunks if c.choices]
+    streamed = "".join(d.get("reasoning_content") or "" for d in deltas)
+    blocks = [b for d in deltas for b in d.get("thinking_blocks") or ()]
+    assert streamed and blocks == [{"type": "thinking", "thinking": streamed, "signature": signature_of(streamed)}]
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == REPLY
+
+    # No room left to think inside a small max_tokens: the answer comes without thinking; "none" asks for none.
+    client.chat.completions.create(model="claude", messages=[question], reasoning_effort="high", max_tokens=900)
+    assert "thinking" not in sent(mock) and sent(mock)["max_tokens"] == 900
+    client.chat.completions.create(model="claude", messages=[question], reasoning_effort="none")
+    assert "thinking" not in sent(mock)
+    with pytest.raises(openai.BadRequestError, match="reasoning_effort"):
+        client.chat.completions.create(model="claude", messages=[question], reasoning_effort="extreme")

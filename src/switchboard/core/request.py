@@ -144,6 +144,24 @@ def _check_response_format(body: dict) -> None:
             raise _bad("response_format.json_schema", "'response_format.json_schema' must be an object with a 'name'.")
 
 
+_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
+
+
+def _check_reasoning(body: dict) -> None:
+    effort = body.get("reasoning_effort")
+    if effort is not None and effort not in _EFFORTS:
+        raise _bad("reasoning_effort", f"'reasoning_effort' must be one of {', '.join(map(repr, _EFFORTS))}.")
+    thinking = body.get("thinking")  # Anthropic's form, as LiteLLM-style clients send it
+    if thinking is None:
+        return
+    if not isinstance(thinking, dict) or thinking.get("type") not in ("enabled", "disabled"):
+        raise _bad("thinking", "'thinking' must be {\"type\": \"enabled\", \"budget_tokens\": N} or "
+                               "{\"type\": \"disabled\"}.")
+    budget = thinking.get("budget_tokens")
+    if thinking["type"] == "enabled" and (isinstance(budget, bool) or not isinstance(budget, int) or budget < 1024):
+        raise _bad("thinking.budget_tokens", "'thinking.budget_tokens' must be an integer of at least 1024.")
+
+
 def validate_chat_body(body: Any) -> None:
     """Raise `InvalidRequest` naming the first invalid parameter of a chat-completions body."""
     if not isinstance(body, dict):
@@ -166,6 +184,7 @@ def validate_chat_body(body: Any) -> None:
     _check_stop(body)
     _check_tools(body)
     _check_response_format(body)
+    _check_reasoning(body)
     so = body.get("stream_options")
     if so is not None:
         if not isinstance(so, dict):

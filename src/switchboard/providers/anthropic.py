@@ -15,6 +15,8 @@ What needs translating, and the choices made:
   output is obtained by forcing a tool call (`json_response`, whose input
   schema is the requested schema) and returning its input as the message
   content, with finish_reason `stop`.
+- Extended thinking (`reasoning_effort`, or `thinking` with a budget) and the
+  signed thinking blocks that come back: see `providers.reasoning`.
 - `n` > 1 and `logprobs` cannot be served and get a clear 400; penalties,
   `seed` and `logit_bias` have no Anthropic equivalent and are ignored.
 - Prompt caching: a `cache_control` object on a content part (text or image,
@@ -41,6 +43,7 @@ from switchboard.core.request import ChatRequest
 from switchboard.errors import InvalidRequest, UpstreamError
 from switchboard.providers.base import Provider, error_message, retry_after, sse_json
 from switchboard.providers.images import load_image
+from switchboard.providers.reasoning import anthropic_blocks, canonical_block, thinking_for
 
 API_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 4096
@@ -174,7 +177,7 @@ class RequestBuilder:
             elif role == "user":
                 turns.add("user", self._user_blocks(content, f"{p}.content"))
             elif role == "assistant":
-                blocks = _text_blocks(content)
+                blocks = anthropic_blocks(msg) + _text_blocks(content)
                 blocks += [_tool_use(c, f"{p}.tool_calls[{k}]") for k, c in enumerate(msg.get("tool_calls") or ())]
                 turns.add("assistant", blocks)
             elif role == "tool":
@@ -189,7 +192,8 @@ class RequestBuilder:
             raise _bad("messages", "At least one user or assistant message is required")
         await self._load_images()
         dep = self.deployment
-        max_tokens = body.get("max_completion_tokens") or body.get("max_tokens") or default_max_tokens(dep.upstream_model)
+        given = body.get("max_completion_tokens") or body.get("max_tokens")
+        max_tokens = given or default_max_tokens(dep.upstream_model)
         payload: dict[str, Any] = {"model": dep.upstream_model, "max_tokens": max_tokens, "messages": turns.turns}
         if system:
             payload["system"] = system
@@ -205,6 +209,14 @@ class RequestBuilder:
         if isinstance(body.get("user"), str):
             payload["metadata"] = {"user_id": body["user"]}
         self._tools(body, payload)
+        thinking, payload["max_tokens"] = thinking_for(body, max_tokens, bool(given))
+        if thinking is not None and (payload.get("tool_choice") or {}).get("type") not in ("any", "tool"):
+            # Claude thinks only at its own sampling settings, and not while a tool is forced (JSON mode too).
+            payload["thinking"] = thinking
+            for name in ("temperature", "top_k"):
+                payload.pop(name, None)
+            if payload.get("top_p", 1.0) < 0.95:
+                payload.pop("top_p")
         if stream:
             payload["stream"] = True
         return payload
@@ -290,10 +302,13 @@ def to_completion(message: dict[str, Any], json_mode: bool) -> dict[str, Any]:
     texts: list[str] = []
     calls: list[dict[str, Any]] = []
     json_answer: str | None = None
+    thinking: list[dict[str, Any]] = []
     for block in message.get("content") or ():
         kind = block.get("type")
         if kind == "text":
             texts.append(block.get("text", ""))
+        elif kind in ("thinking", "redacted_thinking"):
+            thinking.append(canonical_block(block))  # type: ignore[arg-type]
         elif kind == "tool_use":
             arguments = orjson.dumps(block.get("input") or {}).decode()
             if json_mode and block.get("name") == JSON_TOOL:
@@ -311,6 +326,9 @@ def to_completion(message: dict[str, Any], json_mode: bool) -> dict[str, Any]:
     msg: dict[str, Any] = {"role": "assistant", "content": content, "refusal": None}
     if calls:
         msg["tool_calls"] = calls
+    if thinking:
+        msg["reasoning_content"] = "".join(b.get("thinking", "") for b in thinking)
+        msg["thinking_blocks"] = thinking
     return {"id": message.get("id") or "msg", "object": "chat.completion", "created": int(time.time()),
             "model": message.get("model"), "choices": [{"index": 0, "message": msg, "logprobs": None,
                                                         "finish_reason": finish}],
@@ -328,6 +346,7 @@ class StreamTranslator:
         self.usage: dict[str, Any] = {}
         self.tool_index: dict[int, int] = {}  # content block index -> OpenAI tool_call index
         self.json_blocks: set[int] = set()
+        self.thinking: dict[int, dict[str, Any]] = {}  # content block index -> the thinking block so far
         self.stop_reason: str | None = None
         self.done = False
 
@@ -354,11 +373,23 @@ class StreamTranslator:
                                                     "function": {"name": block.get("name"), "arguments": ""}}]})]
             if block.get("type") == "text" and block.get("text"):
                 return [self.chunk({"content": block["text"]})]
+            if block.get("type") == "thinking":
+                self.thinking[index] = canonical_block(block)  # type: ignore[assignment]
+                thought = block.get("thinking")
+                return [self.chunk({"reasoning_content": thought})] if thought else []
+            if block.get("type") == "redacted_thinking":
+                return [self.chunk({"thinking_blocks": [canonical_block(block)]})]
             return []
         if kind == "content_block_delta":
             index, delta = event.get("index", 0), event.get("delta") or {}
             if delta.get("type") == "text_delta":
                 return [self.chunk({"content": delta.get("text", "")})]
+            if delta.get("type") == "thinking_delta" and index in self.thinking:
+                self.thinking[index]["thinking"] += delta.get("thinking", "")
+                return [self.chunk({"reasoning_content": delta.get("thinking", "")})]
+            if delta.get("type") == "signature_delta" and index in self.thinking:
+                self.thinking[index]["signature"] += delta.get("signature", "")
+                return []
             if delta.get("type") == "input_json_delta":
                 partial = delta.get("partial_json", "")
                 if index in self.json_blocks:
@@ -366,7 +397,7 @@ class StreamTranslator:
                 if index in self.tool_index:
                     return [self.chunk({"tool_calls": [{"index": self.tool_index[index],
                                                         "function": {"arguments": partial}}]})]
-            return []  # thinking, signature and citation deltas have no OpenAI counterpart
+            return []  # citation deltas have no OpenAI counterpart
         if kind == "message_delta":
             self.usage.update({k: v for k, v in (event.get("usage") or {}).items() if isinstance(v, int)})
             self.stop_reason = (event.get("delta") or {}).get("stop_reason")
@@ -380,7 +411,10 @@ class StreamTranslator:
             final["choices"] = []
             final["usage"] = openai_usage(self.usage)
             return [final]
-        return []  # ping, content_block_stop, and event types added later
+        if kind == "content_block_stop" and event.get("index", 0) in self.thinking:
+            # The whole signed block, once its signature is complete, for the client to send back.
+            return [self.chunk({"thinking_blocks": [self.thinking.pop(event.get("index", 0))]})]
+        return []  # ping, other content_block_stops, and event types added later
 
 
 # ---------------------------------------------------------------- the adapter

@@ -1,15 +1,16 @@
 """The OpenAI-compatible adapter: OpenAI, vLLM, Ollama's /v1, Groq, Together, DeepSeek, Mistral...
 
 The canonical request already is this wire format, so the body passes through
-with unknown fields intact; only the model id changes. The exceptions are two
-provider-specific marks that OpenAI (and strict compatible servers) refuse
-inside a message: Gemini's thought signature on a tool call (`extra_content`,
-see gemini.py), sent only where a Gemini model answers (the upstream model's
-name says gemini, or the host is Google's), and Anthropic's prompt-cache
-breakpoints (`cache_control` on content parts and tools), sent only where a
-Claude model answers (OpenRouter and other proxies take them). A history that
-one model wrote may reach another after a fallback, so they are removed for
-the others. For streams we always ask the upstream for usage
+with unknown fields intact; only the model id changes. The exceptions are
+provider-specific marks that OpenAI (and strict compatible servers) refuse:
+Gemini's thought signature on a tool call (`extra_content`, see gemini.py),
+sent only where a Gemini model answers (the upstream model's name says gemini,
+or the host is Google's), and Claude's prompt-cache breakpoints
+(`cache_control` on content parts and tools), thinking blocks and reasoning
+text on assistant messages, and `thinking` (see reasoning.py), sent only where
+a Claude model answers (OpenRouter and other proxies take them). A history
+that one model wrote may reach another after a fallback, so they are removed
+for the others. For streams we always ask the upstream for usage
 (``stream_options.include_usage``) so that every stream can be priced; the
 pipeline hides that last chunk from clients that did not ask for it.
 """
@@ -41,6 +42,8 @@ class OpenAIProvider(Provider):
         body["model"] = deployment.upstream_model
         foreign = _foreign_marks(deployment.upstream_model, deployment.base_url)
         if foreign:
+            if "thinking" in foreign:
+                body.pop("thinking", None)
             messages = body.get("messages")
             if isinstance(messages, list):
                 for message in messages:
@@ -108,8 +111,9 @@ def _foreign_marks(upstream_model: str, base_url: str) -> frozenset[str]:
     return _MARKS[gemini, claude]
 
 
-_MARKS = {(False, False): frozenset({"extra_content", "cache_control"}), (True, False): frozenset({"cache_control"}),
-          (False, True): frozenset({"extra_content"}), (True, True): frozenset()}
+_GEMINI = frozenset({"extra_content"})
+_CLAUDE = frozenset({"cache_control", "thinking", "thinking_blocks", "reasoning_content"})
+_MARKS = {(False, False): _GEMINI | _CLAUDE, (True, False): _CLAUDE, (False, True): _GEMINI, (True, True): frozenset()}
 
 
 def _has(item: Any, keys: frozenset[str]) -> bool:
@@ -121,9 +125,11 @@ def _without(item: Any, keys: frozenset[str]) -> Any:
 
 
 def _marked(message: Any, keys: frozenset[str]) -> bool:
-    """Whether a message's content parts or tool calls carry one of `keys`."""
+    """Whether a message, its content parts or its tool calls carry one of `keys`."""
     if not isinstance(message, dict):
         return False
+    if not keys.isdisjoint(message):
+        return True
     for field in ("content", "tool_calls"):
         items = message.get(field)
         if items.__class__ is list:
@@ -134,7 +140,7 @@ def _marked(message: Any, keys: frozenset[str]) -> bool:
 
 
 def _unmarked(message: dict[str, Any], keys: frozenset[str]) -> dict[str, Any]:
-    out = dict(message)
+    out = {k: v for k, v in message.items() if k not in keys}
     for field in ("content", "tool_calls"):
         if isinstance(out.get(field), list):
             out[field] = [_without(item, keys) for item in out[field]]

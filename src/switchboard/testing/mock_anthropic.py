@@ -10,8 +10,12 @@ OpenAI format. Prompt caching works as Anthropic's does, minus the minimum
 length: the prompt up to its last block marked with `cache_control` (tools,
 then system, then messages) is written to the cache the first time it is seen
 (`cache_creation_input_tokens`) and read from it after that
-(`cache_read_input_tokens`); at most 4 marked blocks. A model with
-`safety_block` set answers with stop_reason `refusal`.
+(`cache_read_input_tokens`); at most 4 marked blocks. Extended thinking as
+Claude does it: `thinking` is checked (a budget of at least 1,024 below
+max_tokens, no temperature other than 1, no top_k, no forced tool), the answer
+starts with a thinking block signed by the mock, and an assistant turn that
+called a tool must come back starting with its signed thinking block. A model
+with `safety_block` set answers with stop_reason `refusal`.
 """
 
 from __future__ import annotations
@@ -136,6 +140,12 @@ def _check_blocks(content: Any, role: str, p: str, pending_tools: set[str]) -> s
             _check_text(block, bp)
         elif kind == "image" and role == "user":
             _check_image(block, bp)
+        elif kind == "thinking" and role == "assistant":
+            if not isinstance(block.get("thinking"), str) or not isinstance(block.get("signature"), str):
+                raise Invalid(f"{bp}: a thinking block needs 'thinking' and 'signature'")
+        elif kind == "redacted_thinking" and role == "assistant":
+            if not isinstance(block.get("data"), str):
+                raise Invalid(f"{bp}.data: Field required")
         elif kind == "tool_use" and role == "assistant":
             if not isinstance(block.get("id"), str) or not isinstance(block.get("name"), str):
                 raise Invalid(f"{bp}: tool_use needs id and name")
@@ -241,12 +251,59 @@ def validate(body: Any, headers: dict[str, str]) -> None:
         raise Invalid("metadata: only user_id is allowed")
     if body.get("stream") is not None and not isinstance(body["stream"], bool):
         raise Invalid("stream: Input should be a valid boolean")
+    _check_thinking(body)
     breakpoints = _breakpoints(body)
     if breakpoints > 4:
         raise Invalid(f"A maximum of 4 blocks with cache_control may be provided. Found {breakpoints}.")
 
 
 # ---------------------------------------------------------------- reply
+
+
+def signature_of(thought: str) -> str:
+    """The mock's signature of a thinking block (Claude's are opaque; this one can be checked)."""
+    return base64.b64encode(hashlib.sha256(b"mock-thinking\0" + thought.encode()).digest()).decode()
+
+
+def _thinking_on(body: dict[str, Any]) -> bool:
+    thinking = body.get("thinking")
+    return isinstance(thinking, dict) and thinking.get("type") == "enabled"
+
+
+def _check_thinking(body: dict[str, Any]) -> None:
+    thinking = body.get("thinking")
+    if thinking is None:
+        return
+    if not isinstance(thinking, dict) or thinking.get("type") not in ("enabled", "disabled"):
+        raise Invalid("thinking.type: Input tag does not match any of the expected tags: 'enabled', 'disabled'")
+    if thinking["type"] == "disabled":
+        return
+    budget = thinking.get("budget_tokens")
+    if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1024:
+        raise Invalid("thinking.enabled.budget_tokens: Input should be greater than or equal to 1024")
+    if budget >= body["max_tokens"]:
+        raise Invalid("`max_tokens` must be greater than `thinking.budget_tokens`. Please consult our documentation "
+                      "at https://docs.claude.com/en/docs/build-with-claude/extended-thinking#max-tokens-and-context-"
+                      "window-size")
+    if body.get("temperature") not in (None, 1):
+        raise Invalid("`temperature` may only be set to 1 when thinking is enabled. Please consult our documentation "
+                      "at https://docs.claude.com/en/docs/build-with-claude/extended-thinking#feature-compatibility")
+    if body.get("top_k") is not None:
+        raise Invalid("`top_k` is not supported when thinking is enabled.")
+    if (body.get("tool_choice") or {}).get("type") in ("any", "tool"):
+        raise Invalid("Thinking may not be enabled when tool_choice forces tool use.")
+    last_call = max((i for i, m in enumerate(body["messages"]) if m.get("role") == "assistant"
+                     and isinstance(m.get("content"), list) and any(b.get("type") == "tool_use" for b in m["content"])),
+                    default=None)
+    if last_call is None:
+        return
+    first = body["messages"][last_call]["content"][0]
+    if first.get("type") not in ("thinking", "redacted_thinking"):
+        raise Invalid(f"messages.{last_call}.content.0.type: Expected `thinking` or `redacted_thinking`, but found "
+                      f"`{first.get('type')}`. When `thinking` is enabled, a final `assistant` message must start "
+                      "with a thinking block (preceeding the lastmost set of `tool_use` and `tool_result` blocks).")
+    if first["type"] == "thinking" and first.get("signature") != signature_of(first.get("thinking") or ""):
+        raise Invalid(f"messages.{last_call}.content.0: Invalid `signature` in `thinking` block")
 
 
 def _segments(content: Any, out: list[tuple[str, bool]]) -> None:
@@ -367,13 +424,14 @@ async def messages(mock: MockUpstream, request: Request, body: Any) -> Response 
         text, stop_reason, stop_sequence = "", "tool_use", None
     if getattr(mock.behaviour(model), "safety_block", None):  # Claude's classifiers stopped the answer
         tool, text, stop_reason, stop_sequence = None, "I can't help with that.", "refusal", None
-    output_tokens = count_tokens(text) if tool is None else 12
+    thought = f"The user wants {len(plain.split())} words answered; think it through." if _thinking_on(body) else ""
+    output_tokens = (count_tokens(text) if tool is None else 12) + count_tokens(thought)
     usage = {"input_tokens": input_tokens, "cache_creation_input_tokens": cache_write,
              "cache_read_input_tokens": cache_read, "output_tokens": output_tokens}
     mid = "msg_" + uuid.uuid4().hex[:24]
     behaviour = mock.behaviour(model)
     if body.get("stream"):
-        return StreamResponse(_stream(mock, model, mid, text, tool, stop_reason, stop_sequence, usage))
+        return StreamResponse(_stream(mock, model, mid, text, tool, stop_reason, stop_sequence, usage, thought))
     await mock.pace_first(behaviour)
     if behaviour.tokens_per_second:
         await asyncio.sleep(len(words_of(text)) / behaviour.tokens_per_second)
@@ -381,6 +439,8 @@ async def messages(mock: MockUpstream, request: Request, body: Any) -> Response 
     content: list[dict[str, Any]] = [{"type": "text", "text": text}] if text else []
     if tool is not None:
         content.append(tool)
+    if thought:
+        content.insert(0, {"type": "thinking", "thinking": thought, "signature": signature_of(thought)})
     return Response(200, orjson.dumps({
         "id": mid, "type": "message", "role": "assistant", "model": model, "content": content,
         "stop_reason": stop_reason, "stop_sequence": stop_sequence, "usage": usage}))
@@ -391,7 +451,8 @@ def _event(name: str, payload: dict[str, Any]) -> bytes:
 
 
 async def _stream(mock: MockUpstream, model: str, mid: str, text: str, tool: dict[str, Any] | None,
-                  stop_reason: str, stop_sequence: str | None, usage: dict[str, int]) -> AsyncIterator[bytes]:
+                  stop_reason: str, stop_sequence: str | None, usage: dict[str, int],
+                  thought: str = "") -> AsyncIterator[bytes]:
     from switchboard.testing.mock_upstream import words_of
 
     behaviour = mock.behaviour(model)
@@ -403,8 +464,17 @@ async def _stream(mock: MockUpstream, model: str, mid: str, text: str, tool: dic
                                                "usage": start_usage}})
     sent = 1
     index = 0
+    if thought:
+        yield _event("content_block_start", {"index": 0, "content_block": {"type": "thinking", "thinking": "",
+                                                                            "signature": ""}})
+        for piece in words_of(thought):
+            yield _event("content_block_delta", {"index": 0, "delta": {"type": "thinking_delta", "thinking": piece}})
+        yield _event("content_block_delta", {"index": 0, "delta": {"type": "signature_delta",
+                                                                   "signature": signature_of(thought)}})
+        yield _event("content_block_stop", {"index": 0})
+        index = 1
     if text:
-        yield _event("content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}})
+        yield _event("content_block_start", {"index": index, "content_block": {"type": "text", "text": ""}})
         yield _event("ping", {})
         for piece in words_of(text):
             if cut is not None and sent >= cut:
@@ -412,10 +482,10 @@ async def _stream(mock: MockUpstream, model: str, mid: str, text: str, tool: dic
                 raise AbortConnection()
             if behaviour.tokens_per_second:
                 await asyncio.sleep(1.0 / behaviour.tokens_per_second)
-            yield _event("content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": piece}})
+            yield _event("content_block_delta", {"index": index, "delta": {"type": "text_delta", "text": piece}})
             sent += 1
-        yield _event("content_block_stop", {"index": 0})
-        index = 1
+        yield _event("content_block_stop", {"index": index})
+        index += 1
     if tool is not None:
         yield _event("content_block_start", {"index": index, "content_block": {**tool, "input": {}}})
         arguments = orjson.dumps(tool["input"]).decode()

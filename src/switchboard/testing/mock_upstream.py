@@ -361,14 +361,19 @@ def fake_embedding(text: str, dims: int) -> list[float]:
 
 
 def _unexpected_field(body: dict[str, Any], model: str) -> str | None:
-    """OpenAI's refusal of a field it does not know: in a tool call of an assistant message, in a content
-    part, in a tool. Gemini and Claude models served by OpenAI-compatible endpoints take their own marks
-    (`extra_content`, `cache_control`), so the model's name decides, as for a proxy."""
+    """OpenAI's refusal of a field it does not know: `thinking`, or on a message, in a tool call, in a
+    content part, in a tool. Gemini and Claude models served by OpenAI-compatible endpoints take their own
+    marks (`extra_content`; `cache_control`, thinking blocks), so the model's name decides, as for a proxy."""
     allowed_call = {"id", "type", "function"} | ({"extra_content"} if "gemini" in model else set())
     allowed_extra = {"cache_control"} if "claude" in model else set()
+    if "thinking" in body and "claude" not in model:
+        return "Unrecognized request argument supplied: thinking"
     for i, message in enumerate(body.get("messages") or []):
         if not isinstance(message, dict):
             continue
+        for key in ("thinking_blocks", "reasoning_content"):
+            if key in message and "claude" not in model:
+                return _not_allowed(key, f"messages.{i}")
         for j, call in enumerate(message.get("tool_calls") or []):
             extra = sorted(set(call) - allowed_call) if isinstance(call, dict) else []
             if extra:
