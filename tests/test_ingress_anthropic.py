@@ -309,6 +309,45 @@ def test_prompt_caching_reaches_claude_and_is_priced_apart(client, stack, model)
                                messages=[{"role": "user", "content": "hi"}])
 
 
+def test_extended_thinking_round_trips_through_claude(client, stack):
+    from switchboard.testing.mock_anthropic import signature_of
+
+    _, mock = stack
+    thinking = {"type": "enabled", "budget_tokens": 2000}
+    question = {"role": "user", "content": "Weather in Oslo?"}
+    first = client.messages.create(model="via-anthropic", max_tokens=3000, thinking=thinking, tools=[WEATHER],
+                                   messages=[question])
+    assert upstream(mock)["thinking"] == thinking
+    Message.model_validate(first.model_dump())
+    assert [b.type for b in first.content] == ["thinking", "tool_use"]
+    assert first.content[0].signature == signature_of(first.content[0].thinking)
+
+    # The SDK's content sent back as is: Claude gets its signed thinking block at the head of the turn.
+    tool_use = first.content[1]
+    follow_up = [question, {"role": "assistant", "content": first.content},
+                 {"role": "user", "content": [{"type": "tool_result", "tool_use_id": tool_use.id, "content": "Rain"}]}]
+    second = client.messages.create(model="via-anthropic", max_tokens=3000, thinking=thinking, tools=[WEATHER],
+                                    tool_choice={"type": "none"}, messages=follow_up)
+    assert upstream(mock)["messages"][1]["content"][0] == first.content[0].model_dump()
+    assert [b.type for b in second.content] == ["thinking", "text"] and second.content[1].text == REPLY
+
+    # Streamed, the SDK's helper assembles the same signed block from thinking and signature deltas.
+    with client.messages.stream(model="via-anthropic", max_tokens=3000, thinking=thinking,
+                                messages=[{"role": "user", "content": "think aloud"}]) as stream:
+        kinds = {event.type for event in stream}
+        final = stream.get_final_message()
+    assert {"thinking", "signature"} <= kinds
+    assert final.content[0].type == "thinking" and final.content[0].signature == signature_of(final.content[0].thinking)
+    assert final.content[1].text == REPLY
+
+    # A model that does not think answers without it; a bad budget is refused in Anthropic's words.
+    plain = client.messages.create(model="via-openai", max_tokens=3000, thinking=thinking, messages=[question])
+    assert "thinking" not in upstream(mock) and plain.content[0].text == REPLY
+    with pytest.raises(anthropic.BadRequestError, match="budget_tokens"):
+        client.messages.create(model="via-anthropic", max_tokens=3000, messages=[question],
+                               thinking={"type": "enabled", "budget_tokens": 100})
+
+
 def test_anthropic_ingress_is_logged(client, stack):
     gw, _ = stack
     client.messages.create(model="via-anthropic", max_tokens=20, messages=[{"role": "user", "content": "log me"}])

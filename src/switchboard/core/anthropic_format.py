@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 
 from switchboard.errors import InvalidRequest
+from switchboard.providers.reasoning import canonical_block
 
 # Anthropic stop_reason -> OpenAI finish_reason.
 FINISH_FOR_STOP: dict[str, str] = {
@@ -39,9 +40,9 @@ _ERROR_TYPE_FOR_STATUS: dict[int, str] = {
 }
 
 _MESSAGE_FIELDS = frozenset({"model", "messages", "max_tokens", "system", "stop_sequences", "stream", "temperature",
-                             "top_p", "tools", "tool_choice", "metadata", "output_config", "cache_control"})
+                             "top_p", "tools", "tool_choice", "metadata", "output_config", "cache_control", "thinking"})
 # Accepted so that current SDKs and agents work, but with no canonical equivalent: they are dropped.
-_IGNORED_FIELDS = frozenset({"top_k", "thinking", "service_tier", "container", "context_management",
+_IGNORED_FIELDS = frozenset({"top_k", "service_tier", "container", "context_management",
                              "diagnostics", "inference_geo", "mcp_servers", "speed", "user_profile_id", "workspace_id"})
 
 
@@ -174,6 +175,7 @@ def _assistant_turn(content: Any, param: str) -> dict[str, Any]:
         raise _bad(param, "must be a string or an array of content blocks")
     texts: list[str] = []
     calls: list[dict[str, Any]] = []
+    thinking: list[dict[str, Any]] = []
     for i, block in enumerate(content):
         p = f"{param}.{i}"
         kind = block.get("type") if isinstance(block, dict) else None
@@ -187,12 +189,14 @@ def _assistant_turn(content: Any, param: str) -> dict[str, Any]:
             calls.append({"id": block["id"], "type": "function",
                           "function": {"name": block["name"], "arguments": _tool_arguments(block.get("input"))}})
         elif kind in ("thinking", "redacted_thinking"):
-            continue  # reasoning traces are the model's own; other providers cannot take them back
+            thinking.append(canonical_block(block))  # type: ignore[arg-type]  # Claude needs them back, signed
         else:
             raise _bad(f"{p}.type", f"unsupported content block type {kind!r} in an assistant message")
     message: dict[str, Any] = {"role": "assistant", "content": "".join(texts) if texts or not calls else None}
     if calls:
         message["tool_calls"] = calls
+    if thinking:
+        message["thinking_blocks"] = thinking
     return message
 
 
@@ -263,6 +267,21 @@ def _cache_last_block(messages: list[dict[str, Any]], cache: dict[str, Any]) -> 
         last["content"] = [{"type": "text", "text": content, **cache}] if content else content
     elif isinstance(content, list) and content:
         content[-1] = {**content[-1], **cache}
+
+
+def _thinking(thinking: Any, max_tokens: int, canonical: dict[str, Any]) -> None:
+    """Extended thinking, kept for a Claude upstream (others leave it out; see providers/reasoning.py)."""
+    if thinking is None:
+        return
+    if not isinstance(thinking, dict) or thinking.get("type") not in ("enabled", "disabled"):
+        raise _bad("thinking.type", "Input tag does not match any of the expected tags: 'enabled', 'disabled'")
+    budget = thinking.get("budget_tokens")
+    if thinking["type"] == "enabled":
+        if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1024:
+            raise _bad("thinking.enabled.budget_tokens", "Input should be greater than or equal to 1024")
+        if budget >= max_tokens:
+            raise _bad("max_tokens", "`max_tokens` must be greater than `thinking.budget_tokens`")
+    canonical["thinking"] = thinking
 
 
 def _number(body: dict[str, Any], name: str, lo: float, hi: float) -> None:
@@ -338,6 +357,7 @@ def to_canonical(body: Any) -> dict[str, Any]:
     if isinstance(metadata, dict) and isinstance(metadata.get("user_id"), str):
         canonical["user"] = metadata["user_id"]
     _output_format(body.get("output_config"), canonical)
+    _thinking(body.get("thinking"), max_tokens, canonical)
     stream = body.get("stream")
     if stream is not None and not isinstance(stream, bool):
         raise _bad("stream", "must be a boolean")
@@ -382,13 +402,22 @@ def anthropic_usage(usage: Any) -> dict[str, int]:
             "cache_creation_input_tokens": written, "cache_read_input_tokens": cached}
 
 
+def _thinking_content(message: dict[str, Any]) -> list[dict[str, Any]]:
+    """The answer's thinking blocks (signed, from Claude), or its reasoning text as one unsigned block
+    (OpenAI-compatible reasoning models such as DeepSeek's)."""
+    blocks = [c for b in message.get("thinking_blocks") or () if isinstance(b, dict) and (c := canonical_block(b))]
+    if not blocks and isinstance(message.get("reasoning_content"), str) and message["reasoning_content"]:
+        blocks = [{"type": "thinking", "thinking": message["reasoning_content"], "signature": ""}]
+    return blocks
+
+
 def to_message(completion: dict[str, Any], model: str) -> dict[str, Any]:
     """A canonical `chat.completion` as an Anthropic Message."""
     choices = completion.get("choices") or [{}]
     choice = choices[0] if isinstance(choices[0], dict) else {}
     message = choice.get("message") if isinstance(choice.get("message"), dict) else {}
     source_id = completion.get("id") if isinstance(completion.get("id"), str) and completion.get("id") else None
-    content: list[dict[str, Any]] = []
+    content = _thinking_content(message)
     text = message.get("content")
     if isinstance(text, str) and text:
         content.append({"type": "text", "text": text})
@@ -466,6 +495,7 @@ class EventWriter:
             if not isinstance(choice, dict) or choice.get("index", 0) != 0:
                 continue
             delta = choice.get("delta") or {}
+            out += self._thinking_delta(delta)
             text = delta.get("content") or delta.get("refusal")
             if isinstance(text, str) and text:
                 if self.block_kind != "text":
@@ -476,6 +506,34 @@ class EventWriter:
                 out += self._tool_delta(call)
             if choice.get("finish_reason"):
                 self.finish = choice["finish_reason"]
+        return out
+
+    def _thinking_delta(self, delta: dict[str, Any]) -> bytes:
+        """Reasoning text into a thinking block; a finished signed block closes it with its signature."""
+        out = b""
+        thought = delta.get("reasoning_content")
+        if isinstance(thought, str) and thought:
+            if self.block_kind != "thinking":
+                out += self._open("thinking", {"type": "thinking", "thinking": "", "signature": ""})
+            out += sse("content_block_delta", {"type": "content_block_delta", "index": self.block,
+                                               "delta": {"type": "thinking_delta", "thinking": thought}})
+        for block in delta.get("thinking_blocks") or ():
+            if not isinstance(block, dict):
+                continue
+            if block.get("type") == "redacted_thinking":
+                out += self._open("redacted_thinking", {"type": "redacted_thinking", "data": block.get("data", "")})
+                out += self._close()
+            elif block.get("type") == "thinking" and block.get("signature"):
+                if self.block_kind != "thinking":  # the text came whole, in the block itself
+                    out += self._open("thinking", {"type": "thinking", "thinking": "", "signature": ""})
+                    if block.get("thinking"):
+                        out += sse("content_block_delta", {"type": "content_block_delta", "index": self.block,
+                                                           "delta": {"type": "thinking_delta",
+                                                                     "thinking": block["thinking"]}})
+                out += sse("content_block_delta", {"type": "content_block_delta", "index": self.block,
+                                                   "delta": {"type": "signature_delta",
+                                                             "signature": block["signature"]}})
+                out += self._close()
         return out
 
     def _tool_delta(self, call: dict[str, Any]) -> bytes:
