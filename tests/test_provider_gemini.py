@@ -166,6 +166,30 @@ def test_a_signed_history_reaches_other_models_without_the_google_only_field(sta
     assert sent["extra_content"] == {"google": {"thought_signature": signature_for("get_weather")}}
 
 
+def test_reasoning_effort_becomes_thinking_config_and_thoughts_come_back(stack):
+    from switchboard.testing.mock_gemini import THOUGHT_SUMMARY
+
+    question = [{"role": "user", "content": "Why is the sky blue?"}]
+    answer = stack.chat(model="gemini-flash", messages=question, reasoning_effort="low")
+    assert stack.sent()["body"]["generationConfig"]["thinkingConfig"] == {"thinkingLevel": "low",
+                                                                         "includeThoughts": True}
+    message = answer.choices[0].message
+    assert message.content == REPLY and message.model_extra["reasoning_content"] == THOUGHT_SUMMARY
+    # 2.x models think by token budget, as Google's own OpenAI endpoint maps the effort.
+    stack.chat(model="gemini-2.5-flash", messages=question, reasoning_effort="medium")
+    assert stack.sent()["body"]["generationConfig"]["thinkingConfig"] == {"thinkingBudget": 8192,
+                                                                         "includeThoughts": True}
+    stack.chat(model="gemini-2.5-flash", messages=question, reasoning_effort="none")
+    assert stack.sent()["body"]["generationConfig"]["thinkingConfig"] == {"thinkingBudget": 0}
+    chunks = stack.stream(model="gemini-flash", messages=question, reasoning_effort="high")
+    deltas = [c.choices[0].delta.model_extra or {} for c in chunks if c.choices]
+    assert "".join(d.get("reasoning_content") or "" for d in deltas) == THOUGHT_SUMMARY
+    assert streamed_text(chunks) == REPLY
+    # Without an effort Gemini decides, and no summaries are asked for.
+    stack.chat(model="gemini-flash", messages=question)
+    assert "thinkingConfig" not in stack.sent()["body"].get("generationConfig", {})
+
+
 @pytest.mark.parametrize("choice,mode", [("none", "NONE"), ("required", "ANY"), ("auto", "AUTO")])
 def test_tool_choice_modes(stack, choice, mode):
     completion = stack.chat(model="gemini-flash", messages=[{"role": "user", "content": "hi"}], tools=[WEATHER_TOOL],

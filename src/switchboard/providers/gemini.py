@@ -18,6 +18,10 @@ requests send it back from there; a call that has none (a client that drops
 the field, an Anthropic-format client, a history another model wrote) gets
 Google's documented placeholder on the first call of its step, for models
 past 2.x, so the request is not refused.
+
+Reasoning: `reasoning_effort` becomes `thinkingConfig` (a `thinkingBudget` for
+2.x models, a `thinkingLevel` for later ones) with thought summaries included,
+which come back as `reasoning_content` (`delta.reasoning_content` in streams).
 """
 
 from __future__ import annotations
@@ -52,6 +56,12 @@ _RETRY_DELAY = re.compile(r"^([0-9.]+)s$")
 # Google's documented value for a function call whose signature is unknown; 1.x/2.x models do not require one.
 SKIP_SIGNATURE = "skip_thought_signature_validator"
 _UNSIGNED_MODELS = re.compile(r"^(models/)?gemini-[12]\.")
+_BUDGET_MODELS = re.compile(r"^(models/)?gemini-2\.")  # think by token budget; later models by level
+_PRE_THINKING_MODELS = re.compile(r"^(models/)?gemini-1\.")
+# `reasoning_effort` as Google's own OpenAI endpoint maps it: a budget for 2.x, a level for 3 and later.
+_THINKING_BUDGETS = {"none": 0, "minimal": 512, "low": 1024, "medium": 8192, "high": 24576, "xhigh": 32768}
+_THINKING_LEVELS = {"none": "minimal", "minimal": "minimal", "low": "low", "medium": "medium", "high": "high",
+                    "xhigh": "high"}
 
 
 class GeminiProvider(Provider):
@@ -97,6 +107,9 @@ class GeminiProvider(Provider):
         if system:
             payload["systemInstruction"] = {"parts": system}
         config = self._generation_config(body)
+        thinking = _thinking_config(body.get("reasoning_effort"), deployment.upstream_model)
+        if thinking is not None:
+            config["thinkingConfig"] = thinking
         if config:
             payload["generationConfig"] = config
         tools = body.get("tools")
@@ -171,11 +184,14 @@ class GeminiProvider(Provider):
         check_prompt_blocked(data, deployment)
         choices = []
         for cand in sorted(data.get("candidates") or [], key=lambda x: x.get("index", 0)):
-            text, calls = _candidate_output(cand)
+            text, calls, thoughts = _candidate_output(cand)
             finish = FINISH_REASONS.get(cand.get("finishReason") or "STOP", "stop")
             if calls and finish == "stop":
                 finish = "tool_calls"
-            choices.append((c.message(text, calls), finish))
+            message = c.message(text, calls)
+            if thoughts:
+                message["reasoning_content"] = thoughts
+            choices.append((message, finish))
         if not choices:
             raise UpstreamError(errors.SERVER, f"{deployment.id}: upstream answer has no candidates")
         cid = "chatcmpl-" + data["responseId"] if isinstance(data.get("responseId"), str) else c.completion_id()
@@ -210,8 +226,9 @@ class GeminiProvider(Provider):
                             yield writer.tool_start(position, call.get("id") or c.call_id(), call.get("name", ""),
                                                     orjson.dumps(call.get("args") or {}).decode(), index,
                                                     _extra_content(part))
-                        elif isinstance(part.get("text"), str) and part["text"] and not part.get("thought"):
-                            yield writer.text(part["text"], index)
+                        elif isinstance(part.get("text"), str) and part["text"]:
+                            yield writer.delta({"reasoning_content": part["text"]}, index=index) if part.get(
+                                "thought") else writer.text(part["text"], index)
                     reason = cand.get("finishReason")
                     if reason:
                         finish = FINISH_REASONS.get(reason, "stop")
@@ -294,17 +311,30 @@ def check_prompt_blocked(data: dict[str, Any], deployment: Deployment) -> None:
                             upstream_status=200)
 
 
-def _candidate_output(cand: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
+def _candidate_output(cand: dict[str, Any]) -> tuple[str, list[dict[str, Any]], str]:
+    """(text, tool calls, thought summaries) of a candidate."""
     text: list[str] = []
+    thoughts: list[str] = []
     calls: list[dict[str, Any]] = []
     for part in (cand.get("content") or {}).get("parts") or ():
         if "functionCall" in part:
             call = part["functionCall"]
             calls.append(c.tool_call(call.get("id") or c.call_id(), call.get("name", ""), call.get("args") or {},
                                      _extra_content(part)))
-        elif isinstance(part.get("text"), str) and not part.get("thought"):
-            text.append(part["text"])
-    return "".join(text), calls
+        elif isinstance(part.get("text"), str):
+            (thoughts if part.get("thought") else text).append(part["text"])
+    return "".join(text), calls, "".join(thoughts)
+
+
+def _thinking_config(effort: Any, model: str) -> dict[str, Any] | None:
+    """`generationConfig.thinkingConfig` for a `reasoning_effort`, with thought summaries unless it is "none"."""
+    if effort not in _THINKING_LEVELS or _PRE_THINKING_MODELS.match(model):
+        return None
+    config: dict[str, Any] = ({"thinkingBudget": _THINKING_BUDGETS[effort]} if _BUDGET_MODELS.match(model)
+                              else {"thinkingLevel": _THINKING_LEVELS[effort]})
+    if effort != "none":
+        config["includeThoughts"] = True
+    return config
 
 
 def _extra_content(part: dict[str, Any]) -> dict[str, Any] | None:

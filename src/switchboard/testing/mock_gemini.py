@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from switchboard.testing.mock_upstream import MockUpstream
 
 THOUGHTS_TOKENS = 4
+THOUGHT_SUMMARY = "**Weighing the question** I compare what is asked with what I know before answering."
 _REQUEST_FIELDS = {"contents", "systemInstruction", "generationConfig", "tools", "toolConfig", "safetySettings",
                    "cachedContent"}
 _PART_DATA = {"text", "inlineData", "fileData", "functionCall", "functionResponse", "executableCode",
@@ -140,7 +141,25 @@ def _check_part(part: Any, where: str) -> None:
             raise Invalid(f"Invalid value at '{where}.function_response' (name and a response object are required)")
 
 
-def validate(body: dict[str, Any]) -> None:
+def _check_thinking(thinking: Any, model: str) -> None:
+    if thinking is None:
+        return
+    if not isinstance(thinking, dict) or set(thinking) - {"thinkingBudget", "thinkingLevel", "includeThoughts"}:
+        raise Invalid("Invalid value at 'generation_config.thinking_config'")
+    if "thinkingBudget" in thinking and "thinkingLevel" in thinking:
+        raise Invalid("You cannot use both thinking_level and the legacy thinking_budget parameter in the same "
+                      "request.")
+    if "thinkingLevel" in thinking:
+        if _UNSIGNED_MODELS.match(model):
+            raise Invalid("Thinking level is not supported for this model.")
+        if thinking["thinkingLevel"] not in ("minimal", "low", "medium", "high"):
+            raise Invalid("Invalid value at 'generation_config.thinking_config.thinking_level'")
+    budget = thinking.get("thinkingBudget")
+    if budget is not None and (isinstance(budget, bool) or not isinstance(budget, int) or budget < -1):
+        raise Invalid("Invalid value at 'generation_config.thinking_config.thinking_budget'")
+
+
+def validate(body: dict[str, Any], model: str = "") -> None:
     for key in body:
         if key not in _REQUEST_FIELDS:
             raise Invalid(f'Invalid JSON payload received. Unknown name "{key}": Cannot find field.')
@@ -169,6 +188,7 @@ def validate(body: dict[str, Any]) -> None:
             raise Invalid(f'Invalid JSON payload received. Unknown name "{key}" at \'generation_config\': Cannot find field.')
     if len(config.get("stopSequences") or []) > 5:
         raise Invalid("* GenerateContentRequest.generation_config.stop_sequences: at most 5 stop sequences")
+    _check_thinking(config.get("thinkingConfig"), model)
     if "responseSchema" in config:
         if config.get("responseMimeType") != "application/json":
             raise Invalid("* GenerateContentRequest.generation_config.response_mime_type: must be application/json "
@@ -259,7 +279,7 @@ async def generate(mock: MockUpstream, request: Request, body: dict[str, Any], m
     if fault is not None:
         return fault_error(*fault)
     try:
-        validate(body)
+        validate(body, model)
         if not _UNSIGNED_MODELS.match(model):
             _check_signatures(body)
     except Invalid as exc:
@@ -294,12 +314,15 @@ async def generate(mock: MockUpstream, request: Request, body: dict[str, Any], m
         text, finish = truncate_to_tokens(text, 2), "SAFETY"
     response_id = uuid.uuid4().hex[:20]
     if stream:
-        return StreamResponse(_stream(mock, model, response_id, text, call, finish, prompt_tokens), headers={
+        return StreamResponse(_stream(mock, model, response_id, text, call, finish, prompt_tokens,
+                                      _shows_thoughts(config)), headers={
             "content-type": "text/event-stream"})
     await mock.pace_first(behaviour)
     completion_tokens = _count(text) if call is None else 8
     mock.account(prompt_tokens, completion_tokens + THOUGHTS_TOKENS)
     parts = [_call_part(call, model)] if call is not None else [{"text": text}]
+    if _shows_thoughts(config):
+        parts.insert(0, {"text": THOUGHT_SUMMARY, "thought": True})
     candidate = {"content": {"parts": parts, "role": "model"}, "finishReason": finish, "index": 0}
     result = {"candidates": [candidate], "usageMetadata": _usage(prompt_tokens, completion_tokens),
               "modelVersion": model, "responseId": response_id}
@@ -327,8 +350,12 @@ async def _one_event(data: dict[str, Any]) -> AsyncIterator[bytes]:
     yield _event(data)
 
 
+def _shows_thoughts(config: dict[str, Any]) -> bool:
+    return bool((config.get("thinkingConfig") or {}).get("includeThoughts"))
+
+
 async def _stream(mock: MockUpstream, model: str, response_id: str, text: str, call: dict[str, Any] | None,
-                  finish: str, prompt_tokens: int) -> AsyncIterator[bytes]:
+                  finish: str, prompt_tokens: int, thoughts: bool = False) -> AsyncIterator[bytes]:
     from switchboard.testing.mock_upstream import words_of
 
     behaviour = mock.behaviour(model)
@@ -337,6 +364,9 @@ async def _stream(mock: MockUpstream, model: str, response_id: str, text: str, c
     pieces = [] if call is not None else words_of(text)
     running = {"promptTokenCount": prompt_tokens, "totalTokenCount": prompt_tokens}
     base = {"modelVersion": model, "responseId": response_id}
+    if thoughts:
+        yield _event({"candidates": [{"content": {"parts": [{"text": THOUGHT_SUMMARY, "thought": True}],
+                                                  "role": "model"}, "index": 0}], "usageMetadata": running, **base})
     for sent, piece in enumerate(pieces[:-1] if pieces else []):
         if cut is not None and sent >= cut:
             mock.stats.faults += 1
