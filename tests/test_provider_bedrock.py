@@ -144,6 +144,34 @@ def test_cache_breakpoints_become_cache_points(stack):
     assert second.usage.prompt_tokens == first.usage.prompt_tokens
 
 
+def test_extended_thinking_through_converse(stack):
+    from switchboard.testing.mock_anthropic import signature_of
+
+    question = {"role": "user", "content": "Weather in Paris?"}
+    first = stack.chat(model=MODEL_ID, messages=[question], tools=[WEATHER_TOOL], reasoning_effort="low",
+                       temperature=0.3)
+    body = stack.sent()["body"]
+    assert body["additionalModelRequestFields"] == {"thinking": {"type": "enabled", "budget_tokens": 1024}}
+    assert "temperature" not in body["inferenceConfig"] and body["inferenceConfig"]["maxTokens"] > 1024
+    message = first.choices[0].message
+    thought = message.model_extra["reasoning_content"]
+    assert message.model_extra["thinking_blocks"] == [{"type": "thinking", "thinking": thought,
+                                                       "signature": signature_of(thought)}]
+    # Sent back as is, the signed block leads the assistant turn as reasoningContent, and the loop goes on.
+    result = {"role": "tool", "tool_call_id": message.tool_calls[0].id, "content": '{"temp_c": 21}'}
+    answer = stack.chat(model=MODEL_ID, messages=[question, message, result], tools=[WEATHER_TOOL],
+                        reasoning_effort="low")
+    assert stack.sent()["body"]["messages"][1]["content"][0] == {
+        "reasoningContent": {"reasoningText": {"text": thought, "signature": signature_of(thought)}}}
+    assert answer.choices[0].message.content == REPLY
+    chunks = stack.stream(model=MODEL_ID, messages=[question], reasoning_effort="low")
+    deltas = [c.choices[0].delta.model_extra or {} for c in chunks if c.choices]
+    streamed = "".join(d.get("reasoning_content") or "" for d in deltas)
+    assert [b for d in deltas for b in d.get("thinking_blocks") or ()] == [
+        {"type": "thinking", "thinking": streamed, "signature": signature_of(streamed)}]
+    assert streamed_text(chunks) == REPLY
+
+
 def test_temperature_above_one_is_refused_before_sending(stack):
     stack.mock.reset()
     status, error = stack.error(model=MODEL_ID, messages=[{"role": "user", "content": "x"}], temperature=1.5)

@@ -17,6 +17,10 @@ Prompt caching: a `cache_control` breakpoint on a content part, tool result or
 tool (as Anthropic-format and LiteLLM-style clients mark them) becomes a
 `cachePoint` block right after it; `cacheReadInputTokens` and
 `cacheWriteInputTokens` come back as `cached_tokens` and `cache_write_tokens`.
+
+Extended thinking (Claude models): as with Anthropic's API (providers/reasoning.py),
+sent as `additionalModelRequestFields.thinking`; `reasoningContent` blocks come back as
+`reasoning_content` and signed `thinking_blocks`, and go back before the turn's tool use.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from switchboard.errors import UpstreamError
 from switchboard.http.client import host_header
 from switchboard.providers import canonical as c
 from switchboard.providers.base import Provider, iter_body, read_body, retry_after
+from switchboard.providers.reasoning import anthropic_blocks, thinking_for
 
 STOP_REASONS = {
     "end_turn": "stop", "stop_sequence": "stop", "tool_use": "tool_calls", "max_tokens": "length",
@@ -44,6 +49,7 @@ STOP_REASONS = {
     "content_filtered": "content_filter", "malformed_model_output": "stop", "malformed_tool_use": "stop",
 }
 CACHE_POINT = {"cachePoint": {"type": "default"}}
+DEFAULT_MAX_TOKENS = 4096  # when a thinking Claude needs one and the client gave none
 IMAGE_FORMATS = {"image/png": "png", "image/jpeg": "jpeg", "image/jpg": "jpeg", "image/gif": "gif", "image/webp": "webp"}
 
 # Bedrock's error type (x-amzn-errortype header, or the stream's :exception-type) -> our kind.
@@ -195,12 +201,31 @@ class BedrockProvider(Provider):
         if schema is not None:
             payload["outputConfig"] = {"textFormat": {"type": "json_schema", "structure": {"jsonSchema": {
                 "schema": orjson.dumps(schema).decode(), "name": name or "response"}}}}
+        self._thinking(body, payload, deployment)
         guardrail = deployment.options.get("guardrail")
         if guardrail:
             # streamProcessingMode is a ConverseStream field; Converse refuses it.
             payload["guardrailConfig"] = guardrail if stream else {
                 k: v for k, v in guardrail.items() if k != "streamProcessingMode"}
         return payload
+
+    @staticmethod
+    def _thinking(body: dict[str, Any], payload: dict[str, Any], deployment: Deployment) -> None:
+        """Claude's extended thinking through Converse (see providers/reasoning.py); other models skip it."""
+        if "claude" not in deployment.upstream_model.lower():
+            return
+        forced = next(iter((payload.get("toolConfig") or {}).get("toolChoice") or {}), "auto") != "auto"
+        config = payload.get("inferenceConfig") or {}
+        given = config.get("maxTokens")
+        thinking, max_tokens = thinking_for(body, given or DEFAULT_MAX_TOKENS, bool(given))
+        if thinking is None or forced:  # Claude does not think while a tool is forced
+            return
+        payload["additionalModelRequestFields"] = {"thinking": thinking}
+        payload["inferenceConfig"] = config
+        config["maxTokens"] = max_tokens
+        config.pop("temperature", None)
+        if config.get("topP", 1.0) < 0.95:
+            config.pop("topP")
 
     def _blocks(self, msg: dict[str, Any], i: int, images: dict[str, c.Image]) -> list[dict[str, Any]]:
         content = msg.get("content")
@@ -209,7 +234,7 @@ class BedrockProvider(Provider):
             result = [{"json": value}] if isinstance(value, dict) else [{"text": c.content_text(content) or " "}]
             marked = isinstance(content, list) and any(_marked(p) for p in content)
             return [{"toolResult": {"toolUseId": msg["tool_call_id"], "content": result}}] + ([CACHE_POINT] if marked else [])
-        blocks: list[dict[str, Any]] = []
+        blocks: list[dict[str, Any]] = [_reasoning_block(b) for b in anthropic_blocks(msg)]
         if isinstance(content, str):
             if content.strip():
                 blocks.append({"text": content})
@@ -269,15 +294,22 @@ class BedrockProvider(Provider):
             raise UpstreamError(errors.SERVER, f"{deployment.id}: upstream answer is not a Converse response")
         text: list[str] = []
         calls: list[dict[str, Any]] = []
+        thinking: list[dict[str, Any]] = []
         for block in output["content"]:
             if isinstance(block.get("text"), str):
                 text.append(block["text"])
+            elif isinstance(block.get("reasoningContent"), dict):
+                thinking.append(_thinking_block(block["reasoningContent"]))
             elif isinstance(block.get("toolUse"), dict):
                 use = block["toolUse"]
                 calls.append(c.tool_call(use.get("toolUseId") or c.call_id(), use.get("name", ""), use.get("input") or {}))
         finish = STOP_REASONS.get(data.get("stopReason") or "end_turn", "stop")
-        return c.completion(c.completion_id(), deployment.upstream_model,
-                            [(c.message("".join(text), calls), finish)], bedrock_usage(data.get("usage")))
+        message = c.message("".join(text), calls)
+        if thinking:
+            message["reasoning_content"] = "".join(b.get("thinking", "") for b in thinking)
+            message["thinking_blocks"] = thinking
+        return c.completion(c.completion_id(), deployment.upstream_model, [(message, finish)],
+                            bedrock_usage(data.get("usage")))
 
     async def chat_stream(self, request: ChatRequest, deployment: Deployment) -> AsyncIterator[dict[str, Any]]:
         payload = orjson.dumps(await self.payload(request, deployment, stream=True))
@@ -287,6 +319,7 @@ class BedrockProvider(Provider):
         writer = c.ChunkWriter(deployment.upstream_model)
         frames = EventStreamBuffer()
         tools: dict[int, int] = {}  # Bedrock content block index -> OpenAI tool call position
+        thinking: dict[int, dict[str, Any]] = {}  # content block index -> the thinking block so far
         started = False
         try:
             async for raw in iter_body(response, deployment):
@@ -324,6 +357,19 @@ class BedrockProvider(Provider):
                             position = tools.get(event.get("contentBlockIndex", 0))
                             if position is not None:
                                 yield writer.tool_arguments(position, delta["toolUse"].get("input", ""))
+                        elif isinstance(delta.get("reasoningContent"), dict):
+                            reasoning = delta["reasoningContent"]
+                            if "redactedContent" in reasoning:
+                                yield writer.delta({"thinking_blocks": [_thinking_block(reasoning)]})
+                                continue
+                            block = thinking.setdefault(event.get("contentBlockIndex", 0),
+                                                        {"type": "thinking", "thinking": "", "signature": ""})
+                            block["signature"] += reasoning.get("signature") or ""
+                            if reasoning.get("text"):
+                                block["thinking"] += reasoning["text"]
+                                yield writer.delta({"reasoning_content": reasoning["text"]})
+                    elif name == "contentBlockStop" and event.get("contentBlockIndex", 0) in thinking:
+                        yield writer.delta({"thinking_blocks": [thinking.pop(event.get("contentBlockIndex", 0))]})
                     elif name == "messageStop":
                         yield writer.finish(STOP_REASONS.get(event.get("stopReason") or "end_turn", "stop"))
                     elif name == "metadata":
@@ -375,6 +421,21 @@ def bedrock_usage(usage: Any) -> dict[str, Any] | None:
     cached, written = int(usage.get("cacheReadInputTokens") or 0), int(usage.get("cacheWriteInputTokens") or 0)
     prompt = int(usage.get("inputTokens") or 0) + cached + written
     return c.usage(prompt, int(usage.get("outputTokens") or 0), cached=cached, cache_write=written)
+
+
+def _reasoning_block(block: dict[str, Any]) -> dict[str, Any]:
+    """A signed thinking block (Anthropic's shape) as Converse's reasoningContent."""
+    if block["type"] == "redacted_thinking":
+        return {"reasoningContent": {"redactedContent": block["data"]}}
+    return {"reasoningContent": {"reasoningText": {"text": block["thinking"], "signature": block["signature"]}}}
+
+
+def _thinking_block(reasoning: dict[str, Any]) -> dict[str, Any]:
+    """Converse's reasoningContent as a `thinking_blocks` entry."""
+    if "redactedContent" in reasoning:
+        return {"type": "redacted_thinking", "data": str(reasoning["redactedContent"])}
+    text = reasoning.get("reasoningText") or {}
+    return {"type": "thinking", "thinking": text.get("text") or "", "signature": text.get("signature") or ""}
 
 
 def _marked(item: Any) -> bool:

@@ -153,6 +153,11 @@ def _check_block(block: Any, where: str, tool_ids: set[str]) -> None:
             data = b""
         if not data:
             raise Invalid(f"Invalid base64 or empty image bytes at {where}.image.source.bytes")
+    if kind == "reasoningContent":
+        text = value.get("reasoningText") if isinstance(value, dict) else None
+        if not (isinstance(text, dict) and isinstance(text.get("text"), str) and isinstance(text.get("signature"), str)) \
+                and not (isinstance(value, dict) and "redactedContent" in value):
+            raise Invalid(f"{where}.reasoningContent requires reasoningText (text, signature) or redactedContent.")
     if kind == "toolUse":
         if not isinstance(value, dict) or not value.get("toolUseId") or not value.get("name") \
                 or not isinstance(value.get("input"), (dict, list)):
@@ -170,6 +175,37 @@ def _check_cache_point(block: Any, where: str) -> None:
     if isinstance(block, dict) and "cachePoint" in block and block["cachePoint"] != {"type": "default"}:
         raise Invalid(f"1 validation error detected: Value at '{where}.cachePoint.type' failed to satisfy "
                       "constraint: Member must satisfy enum value set: [default]")
+
+
+def thinking_of(body: dict[str, Any]) -> dict[str, Any] | None:
+    thinking = (body.get("additionalModelRequestFields") or {}).get("thinking")
+    return thinking if isinstance(thinking, dict) and thinking.get("type") == "enabled" else None
+
+
+def _check_thinking(body: dict[str, Any]) -> None:
+    """Claude's rules for extended thinking, as Bedrock passes them on."""
+    from switchboard.testing.mock_anthropic import signature_of
+
+    thinking = thinking_of(body)
+    if thinking is None:
+        return
+    config = body.get("inferenceConfig") or {}
+    budget = thinking.get("budget_tokens")
+    if not isinstance(budget, int) or budget < 1024 or budget >= config.get("maxTokens", 4096):
+        raise Invalid("The model returned the following errors: `max_tokens` must be greater than "
+                      "`thinking.budget_tokens`, which must be at least 1024")
+    if config.get("temperature") not in (None, 1):
+        raise Invalid("The model returned the following errors: `temperature` may only be set to 1 when thinking "
+                      "is enabled.")
+    calls = [m for m in body["messages"] if m["role"] == "assistant" and any("toolUse" in b for b in m["content"])]
+    if calls:
+        first = calls[-1]["content"][0].get("reasoningContent")
+        text = (first or {}).get("reasoningText") or {}
+        if first is None or ("redactedContent" not in first and text.get("signature") != signature_of(
+                text.get("text") or "")):
+            raise Invalid("The model returned the following errors: Expected `thinking` or `redacted_thinking`, "
+                          "but found `tool_use`. When `thinking` is enabled, a final `assistant` message must start "
+                          "with a thinking block.")
 
 
 def _check_guardrail(config: Any, stream: bool) -> None:
@@ -260,6 +296,7 @@ def validate(body: dict[str, Any], stream: bool = False) -> None:
         if choice is not None and (not isinstance(choice, dict) or len(choice) != 1
                                    or next(iter(choice)) not in ("auto", "any", "tool")):
             raise Invalid("toolConfig.toolChoice must set exactly one of auto, any, tool.")
+    _check_thinking(body)
     points = len(_segments(body)[1])
     if points > 4:
         raise Invalid(f"The number of cache points ({points}) exceeds the maximum of 4.")
@@ -361,12 +398,17 @@ async def converse(mock: MockUpstream, request: Request, body: dict[str, Any], m
         usage.update(cacheReadInputTokens=cache_read, cacheWriteInputTokens=prefix_tokens - cache_read)
     if tool is not None:
         stop = "tool_use"
+    from switchboard.testing.mock_anthropic import signature_of
+
+    thought = "Weighing what the user asked before answering." if thinking_of(body) else ""
     if stream:
-        return StreamResponse(_stream(mock, model, text, tool, stop, usage, stream_fault),
+        return StreamResponse(_stream(mock, model, text, tool, stop, usage, stream_fault, thought),
                               content_type="application/vnd.amazon.eventstream")
     await mock.pace_first(behaviour)
     mock.account(prompt_tokens + prefix_tokens, completion_tokens)
     content = [{"toolUse": tool}] if tool is not None else [{"text": text}]
+    if thought:
+        content.insert(0, {"reasoningContent": {"reasoningText": {"text": thought, "signature": signature_of(thought)}}})
     return Response(200, orjson.dumps({"output": {"message": {"role": "assistant", "content": content}},
                                        "stopReason": stop, "usage": usage, "metrics": {"latencyMs": 12}}))
 
@@ -392,7 +434,7 @@ def exception(name: str, message: str) -> bytes:
 
 
 async def _stream(mock: MockUpstream, model: str, text: str, tool: dict[str, Any] | None, stop: str,
-                  usage: dict[str, Any], stream_fault: str | None) -> AsyncIterator[bytes]:
+                  usage: dict[str, Any], stream_fault: str | None, thought: str = "") -> AsyncIterator[bytes]:
     from switchboard.testing.mock_upstream import words_of
 
     behaviour = mock.behaviour(model)
@@ -402,13 +444,23 @@ async def _stream(mock: MockUpstream, model: str, text: str, tool: dict[str, Any
     if stream_fault is not None:
         yield exception("modelStreamErrorException", stream_fault)
         return
+    index = 0
+    if thought:
+        from switchboard.testing.mock_anthropic import signature_of
+
+        for piece in words_of(thought):
+            yield event("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"reasoningContent": {"text": piece}}})
+        yield event("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"reasoningContent": {
+            "signature": signature_of(thought)}}})
+        yield event("contentBlockStop", {"contentBlockIndex": 0})
+        index = 1
     if tool is not None:
-        yield event("contentBlockStart", {"contentBlockIndex": 0, "start": {"toolUse": {
+        yield event("contentBlockStart", {"contentBlockIndex": index, "start": {"toolUse": {
             "toolUseId": tool["toolUseId"], "name": tool["name"]}}})
         encoded = orjson.dumps(tool["input"]).decode()
         half = len(encoded) // 2
         for piece in (encoded[:half], encoded[half:]):
-            yield event("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"toolUse": {"input": piece}}})
+            yield event("contentBlockDelta", {"contentBlockIndex": index, "delta": {"toolUse": {"input": piece}}})
     else:
         for sent, piece in enumerate(words_of(text)):
             if cut is not None and sent >= cut:
@@ -416,8 +468,8 @@ async def _stream(mock: MockUpstream, model: str, text: str, tool: dict[str, Any
                 raise AbortConnection()
             if behaviour.tokens_per_second:
                 await asyncio.sleep(1.0 / behaviour.tokens_per_second)
-            yield event("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": piece}})
-    yield event("contentBlockStop", {"contentBlockIndex": 0})
+            yield event("contentBlockDelta", {"contentBlockIndex": index, "delta": {"text": piece}})
+    yield event("contentBlockStop", {"contentBlockIndex": index})
     yield event("messageStop", {"stopReason": stop})
     mock.account(usage["inputTokens"] + usage.get("cacheReadInputTokens", 0) + usage.get("cacheWriteInputTokens", 0),
                  usage["outputTokens"])
