@@ -131,6 +131,43 @@ def test_function_call_round_trip(client, stack, model):
                                                      "content": [{"type": "text", "text": '{"temp_c": 21}'}]}
 
 
+def test_claude_reasoning_round_trips_as_reasoning_items(client, stack):
+    from switchboard.testing.mock_anthropic import signature_of
+
+    _, mock = stack
+    question = {"role": "user", "content": "Weather in Paris?"}
+    first = client.responses.create(model="via-anthropic", input=[question], tools=[WEATHER],
+                                    reasoning={"effort": "low"})
+    assert upstream(mock)["thinking"] == {"type": "enabled", "budget_tokens": 1024}
+    reasoning, call = first.output[0], first.output[1]
+    assert reasoning.type == "reasoning" and reasoning.encrypted_content and call.type == "function_call"
+    thought = reasoning.summary[0].text
+    assert thought
+
+    # Stateless: the output items sent back as they are carry Claude's signed block home.
+    result = {"type": "function_call_output", "call_id": call.call_id, "output": '{"temp_c": 21}'}
+    follow_up = client.responses.create(model="via-anthropic", tools=[WEATHER], tool_choice="none",
+                                        reasoning={"effort": "low"},
+                                        input=[question, *[i.model_dump(exclude_none=True) for i in first.output],
+                                               result])
+    assert upstream(mock)["messages"][1]["content"][0] == {"type": "thinking", "thinking": thought,
+                                                           "signature": signature_of(thought)}
+    assert follow_up.output_text == REPLY
+    # Stateful: previous_response_id holds it too.
+    chained = client.responses.create(model="via-anthropic", tools=[WEATHER], tool_choice="none",
+                                      reasoning={"effort": "low"}, previous_response_id=first.id, input=[result])
+    assert upstream(mock)["messages"][1]["content"][0]["signature"] == signature_of(thought)
+    assert chained.output_text == REPLY
+
+    # Streamed: summary deltas, then the whole item with its sealed blocks.
+    with client.responses.stream(model="via-anthropic", input="Think first.", reasoning={"effort": "low"}) as s:
+        events = list(s)
+        final = s.get_final_response()
+    streamed = "".join(e.delta for e in events if e.type == "response.reasoning_summary_text.delta")
+    assert final.output[0].type == "reasoning" and final.output[0].summary[0].text == streamed and streamed
+    assert final.output[0].encrypted_content and final.output_text == REPLY
+
+
 def test_streamed_function_call(client):
     with client.responses.stream(model="via-openai", input="Weather?", tools=[WEATHER], tool_choice="required") as s:
         events = list(s)

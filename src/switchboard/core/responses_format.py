@@ -14,6 +14,7 @@ templates and background mode are refused with a clear error.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import time
 import uuid
@@ -22,6 +23,8 @@ from typing import Any
 import orjson
 
 from switchboard.errors import InvalidRequest
+
+_SEAL = "sbthink1:"  # prefix of the encrypted_content this gateway writes (Claude's thinking blocks)
 
 _FIELDS = frozenset({"model", "input", "instructions", "max_output_tokens", "temperature", "top_p", "tools",
                      "tool_choice", "parallel_tool_calls", "text", "stream", "stream_options", "metadata", "user",
@@ -104,6 +107,7 @@ def _messages(items: Any) -> list[dict[str, Any]]:
     if not isinstance(items, list) or not items:
         raise _bad("input", "expected a string or a non-empty array of input items")
     out: list[dict[str, Any]] = []
+    reasoning: list[tuple[int, list[dict[str, Any]]]] = []  # (messages before it, the thinking blocks it seals)
     for i, item in enumerate(items):
         p = f"input[{i}]"
         if not isinstance(item, dict):
@@ -141,10 +145,16 @@ def _messages(items: Any) -> list[dict[str, Any]]:
             output = _output_text(item.get("output"), f"{p}.output")
             out.append({"role": "tool", "tool_call_id": call_id, "content": output})
         elif kind == "reasoning":
-            continue  # a model's own reasoning items: other models cannot take them back
+            blocks = unsealed(item.get("encrypted_content"))
+            if blocks:  # Claude's signed thinking, sealed by this gateway; other reasoning items stay behind
+                reasoning.append((len(out), blocks))
         else:
             raise _bad(f"{p}.type", f"input items of type {kind!r} are not supported by this gateway "
                                     "(messages, function_call and function_call_output are)")
+    for before, blocks in reasoning:  # a reasoning item belongs to the assistant turn that follows it
+        turn = next((m for m in out[before:] if m["role"] == "assistant"), None)
+        if turn is not None:
+            turn["thinking_blocks"] = blocks
     return out
 
 
@@ -269,8 +279,11 @@ def assistant_message(response: dict[str, Any]) -> dict[str, Any]:
     """A Response's output items as the canonical assistant message (what a follow-up's history holds)."""
     texts: list[str] = []
     calls: list[dict[str, Any]] = []
+    thinking = None
     for item in response["output"]:
-        if item["type"] == "message":
+        if item["type"] == "reasoning":
+            thinking = unsealed(item.get("encrypted_content"))
+        elif item["type"] == "message":
             texts.extend(p.get("text") or p.get("refusal") or "" for p in item["content"])
         elif item["type"] == "function_call":
             calls.append({"id": item["call_id"], "type": "function",
@@ -278,6 +291,8 @@ def assistant_message(response: dict[str, Any]) -> dict[str, Any]:
     message: dict[str, Any] = {"role": "assistant", "content": "".join(texts) if texts or not calls else None}
     if calls:
         message["tool_calls"] = calls
+    if thinking:
+        message["thinking_blocks"] = thinking
     return message
 
 
@@ -361,6 +376,30 @@ def _status(finish: str | None) -> str:
     return "incomplete" if finish in _INCOMPLETE else "completed"
 
 
+def sealed(blocks: list[dict[str, Any]]) -> str:
+    """Thinking blocks as a reasoning item's `encrypted_content`: opaque to the client, which sends it back."""
+    return _SEAL + base64.b64encode(orjson.dumps(blocks)).decode()
+
+
+def unsealed(value: Any) -> list[dict[str, Any]] | None:
+    """The thinking blocks of an `encrypted_content` this gateway sealed (None for anything else)."""
+    if not isinstance(value, str) or not value.startswith(_SEAL):
+        return None
+    try:
+        blocks = orjson.loads(base64.b64decode(value[len(_SEAL):], validate=True))
+    except (ValueError, orjson.JSONDecodeError):
+        return None
+    return blocks if isinstance(blocks, list) else None
+
+
+def _reasoning_item(item_id: str, summary: str, blocks: list[dict[str, Any]] | None) -> dict[str, Any]:
+    item: dict[str, Any] = {"type": "reasoning", "id": item_id,
+                            "summary": [{"type": "summary_text", "text": summary}] if summary else []}
+    if blocks:
+        item["encrypted_content"] = sealed(blocks)
+    return item
+
+
 def _message_item(item_id: str, text: str, status: str, refusal: bool = False) -> dict[str, Any]:
     part = ({"type": "refusal", "refusal": text} if refusal else
             {"type": "output_text", "text": text, "annotations": [], "logprobs": []})
@@ -382,6 +421,9 @@ def to_response(completion: dict[str, Any], shell: Shell) -> dict[str, Any]:
     finish = choice.get("finish_reason")
     status = _status(finish)
     output: list[dict[str, Any]] = []
+    thought, blocks = message.get("reasoning_content"), message.get("thinking_blocks")
+    if thought or blocks:
+        output.append(_reasoning_item(_derived_id("rs_", (source, "reasoning")), thought or "", blocks))
     text, refusal = message.get("content"), message.get("refusal")
     if isinstance(text, str) and text:
         output.append(_message_item(_derived_id("msg_", (source, "message")), text, status))
@@ -424,6 +466,8 @@ class EventWriter:
         self.source = ""
         self.items: list[dict[str, Any]] = []  # output items in order, as they will be when done
         self.message: dict[str, Any] | None = None
+        self.reasoning: dict[str, Any] | None = None
+        self.thinking: list[dict[str, Any]] = []  # signed thinking blocks, sealed into the reasoning item
         self.calls: dict[int, dict[str, Any]] = {}  # canonical tool call index -> its item
         self.finish: str | None = None
         self.usage: dict[str, Any] | None = None
@@ -454,6 +498,12 @@ class EventWriter:
             if not isinstance(choice, dict) or choice.get("index", 0) != 0:
                 continue
             delta = choice.get("delta") or {}
+            thought = delta.get("reasoning_content")
+            if isinstance(thought, str) and thought:
+                out += self._reasoning(thought)
+            if delta.get("thinking_blocks"):
+                out += self._reasoning("")
+                self.thinking.extend(b for b in delta["thinking_blocks"] if isinstance(b, dict))
             text = delta.get("content") or delta.get("refusal")
             if isinstance(text, str) and text:
                 out += self._text(text)
@@ -462,6 +512,25 @@ class EventWriter:
             if choice.get("finish_reason"):
                 self.finish = choice["finish_reason"]
         return out
+
+    def _reasoning(self, text: str) -> bytes:
+        """The reasoning item (opened on the first reasoning), its summary growing by `text`."""
+        out = b""
+        if self.reasoning is None:
+            self.reasoning = _reasoning_item(_derived_id("rs_", (self.source, "reasoning")), "", None)
+            self.items.append(self.reasoning)
+            out += self._event("response.output_item.added", output_index=len(self.items) - 1,
+                               item=dict(self.reasoning))
+        if not text:
+            return out
+        index = self.items.index(self.reasoning)
+        if not self.reasoning["summary"]:
+            self.reasoning["summary"].append({"type": "summary_text", "text": ""})
+            out += self._event("response.reasoning_summary_part.added", item_id=self.reasoning["id"],
+                               output_index=index, summary_index=0, part={"type": "summary_text", "text": ""})
+        self.reasoning["summary"][0]["text"] += text
+        return out + self._event("response.reasoning_summary_text.delta", item_id=self.reasoning["id"],
+                                 output_index=index, summary_index=0, delta=text)
 
     def _text(self, text: str) -> bytes:
         out = b""
@@ -509,6 +578,14 @@ class EventWriter:
                                    content_index=0, text=part["text"], logprobs=[])
                 out += self._event("response.content_part.done", item_id=item["id"], output_index=index,
                                    content_index=0, part=part)
+            elif item["type"] == "reasoning":
+                for part in item["summary"]:
+                    out += self._event("response.reasoning_summary_text.done", item_id=item["id"],
+                                       output_index=index, summary_index=0, text=part["text"])
+                    out += self._event("response.reasoning_summary_part.done", item_id=item["id"],
+                                       output_index=index, summary_index=0, part=part)
+                if self.thinking:
+                    item["encrypted_content"] = sealed(self.thinking)
             else:
                 if not item["arguments"]:
                     item["arguments"] = "{}"
