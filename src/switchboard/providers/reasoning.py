@@ -1,4 +1,5 @@
-"""Extended thinking for Claude: how a canonical request asks for it, and how its blocks travel.
+"""Extended thinking for Claude (Anthropic's API and Bedrock): how a canonical request asks for it,
+and how its blocks travel.
 
 OpenAI clients ask with `reasoning_effort`; Anthropic-format clients (and LiteLLM-style
 OpenAI clients) with `thinking: {"type": "enabled", "budget_tokens": N}`, which wins when

@@ -30,6 +30,7 @@ from urllib.parse import unquote
 import orjson
 
 from switchboard.http.server import AbortConnection, Request, Response, StreamResponse
+from switchboard.testing.mock_anthropic import signature_of
 from switchboard.testing.mock_native import Invalid, count_model, injected_fault
 
 if TYPE_CHECKING:
@@ -184,8 +185,6 @@ def thinking_of(body: dict[str, Any]) -> dict[str, Any] | None:
 
 def _check_thinking(body: dict[str, Any]) -> None:
     """Claude's rules for extended thinking, as Bedrock passes them on."""
-    from switchboard.testing.mock_anthropic import signature_of
-
     thinking = thinking_of(body)
     if thinking is None:
         return
@@ -398,8 +397,6 @@ async def converse(mock: MockUpstream, request: Request, body: dict[str, Any], m
         usage.update(cacheReadInputTokens=cache_read, cacheWriteInputTokens=prefix_tokens - cache_read)
     if tool is not None:
         stop = "tool_use"
-    from switchboard.testing.mock_anthropic import signature_of
-
     thought = "Weighing what the user asked before answering." if thinking_of(body) else ""
     if stream:
         return StreamResponse(_stream(mock, model, text, tool, stop, usage, stream_fault, thought),
@@ -446,8 +443,6 @@ async def _stream(mock: MockUpstream, model: str, text: str, tool: dict[str, Any
         return
     index = 0
     if thought:
-        from switchboard.testing.mock_anthropic import signature_of
-
         for piece in words_of(thought):
             yield event("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"reasoningContent": {"text": piece}}})
         yield event("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"reasoningContent": {
