@@ -233,7 +233,8 @@ class BedrockProvider(Provider):
             value = c.tool_result_value(content)
             result = [{"json": value}] if isinstance(value, dict) else [{"text": c.content_text(content) or " "}]
             marked = isinstance(content, list) and any(_marked(p) for p in content)
-            return [{"toolResult": {"toolUseId": msg["tool_call_id"], "content": result}}] + ([CACHE_POINT] if marked else [])
+            block = {"toolResult": {"toolUseId": msg["tool_call_id"], "content": result}}
+            return [block, CACHE_POINT] if marked else [block]
         blocks: list[dict[str, Any]] = [_reasoning_block(b) for b in anthropic_blocks(msg)]
         if isinstance(content, str):
             if content.strip():

@@ -156,8 +156,8 @@ def _check_block(block: Any, where: str, tool_ids: set[str]) -> None:
             raise Invalid(f"Invalid base64 or empty image bytes at {where}.image.source.bytes")
     if kind == "reasoningContent":
         text = value.get("reasoningText") if isinstance(value, dict) else None
-        if not (isinstance(text, dict) and isinstance(text.get("text"), str) and isinstance(text.get("signature"), str)) \
-                and not (isinstance(value, dict) and "redactedContent" in value):
+        signed = isinstance(text, dict) and isinstance(text.get("text"), str) and isinstance(text.get("signature"), str)
+        if not signed and not (isinstance(value, dict) and "redactedContent" in value):
             raise Invalid(f"{where}.reasoningContent requires reasoningText (text, signature) or redactedContent.")
     if kind == "toolUse":
         if not isinstance(value, dict) or not value.get("toolUseId") or not value.get("name") \
@@ -405,7 +405,8 @@ async def converse(mock: MockUpstream, request: Request, body: dict[str, Any], m
     mock.account(prompt_tokens + prefix_tokens, completion_tokens)
     content = [{"toolUse": tool}] if tool is not None else [{"text": text}]
     if thought:
-        content.insert(0, {"reasoningContent": {"reasoningText": {"text": thought, "signature": signature_of(thought)}}})
+        signed = {"text": thought, "signature": signature_of(thought)}
+        content.insert(0, {"reasoningContent": {"reasoningText": signed}})
     return Response(200, orjson.dumps({"output": {"message": {"role": "assistant", "content": content}},
                                        "stopReason": stop, "usage": usage, "metrics": {"latencyMs": 12}}))
 
