@@ -185,6 +185,11 @@ def test_reasoning_effort_becomes_thinking_config_and_thoughts_come_back(stack):
     deltas = [c.choices[0].delta.model_extra or {} for c in chunks if c.choices]
     assert "".join(d.get("reasoning_content") or "" for d in deltas) == THOUGHT_SUMMARY
     assert streamed_text(chunks) == REPLY
+    # Anthropic's `thinking` (a Messages-format client, say) maps by the effort its budget fits.
+    stack.chat(model="gemini-2.5-flash", messages=question,
+               extra_body={"thinking": {"type": "enabled", "budget_tokens": 4000}})
+    assert stack.sent()["body"]["generationConfig"]["thinkingConfig"] == {"thinkingBudget": 8192,
+                                                                         "includeThoughts": True}
     # Without an effort Gemini decides, and no summaries are asked for.
     stack.chat(model="gemini-flash", messages=question)
     assert "thinkingConfig" not in stack.sent()["body"].get("generationConfig", {})

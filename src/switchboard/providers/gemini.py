@@ -19,9 +19,10 @@ the field, an Anthropic-format client, a history another model wrote) gets
 Google's documented placeholder on the first call of its step, for models
 past 2.x, so the request is not refused.
 
-Reasoning: `reasoning_effort` becomes `thinkingConfig` (a `thinkingBudget` for
-2.x models, a `thinkingLevel` for later ones) with thought summaries included,
-which come back as `reasoning_content` (`delta.reasoning_content` in streams).
+Reasoning: `reasoning_effort` (or Anthropic's `thinking`, by the effort its budget
+fits) becomes `thinkingConfig` (a `thinkingBudget` for 2.x models, a
+`thinkingLevel` for later ones) with thought summaries included, which come back
+as `reasoning_content` (`delta.reasoning_content` in streams).
 """
 
 from __future__ import annotations
@@ -107,7 +108,8 @@ class GeminiProvider(Provider):
         if system:
             payload["systemInstruction"] = {"parts": system}
         config = self._generation_config(body)
-        thinking = _thinking_config(body.get("reasoning_effort"), deployment.upstream_model)
+        thinking = _thinking_config(body.get("reasoning_effort") or _effort_of(body.get("thinking")),
+                                    deployment.upstream_model)
         if thinking is not None:
             config["thinkingConfig"] = thinking
         if config:
@@ -324,6 +326,18 @@ def _candidate_output(cand: dict[str, Any]) -> tuple[str, list[dict[str, Any]], 
         elif isinstance(part.get("text"), str):
             (thoughts if part.get("thought") else text).append(part["text"])
     return "".join(text), calls, "".join(thoughts)
+
+
+def _effort_of(thinking: Any) -> str | None:
+    """Anthropic's `thinking` (from the Messages ingress, or a LiteLLM-style client) as an effort."""
+    if not isinstance(thinking, dict):
+        return None
+    if thinking.get("type") == "disabled":
+        return "none"
+    budget = thinking.get("budget_tokens")
+    if not isinstance(budget, int):
+        return None
+    return next((e for e in ("low", "medium", "high") if budget <= _THINKING_BUDGETS[e]), "xhigh")
 
 
 def _thinking_config(effort: Any, model: str) -> dict[str, Any] | None:
