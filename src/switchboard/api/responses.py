@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 
@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("switchboard")
 
 Store = Callable[[dict[str, Any]], Awaitable[None]]
+_T = TypeVar("_T")
 
 
 def _owner(identity: Identity) -> str:
@@ -47,14 +48,20 @@ async def _history(gw: Gateway, body: Any, owner: str) -> list[dict[str, Any]] |
         return None
     if not isinstance(previous, str) or not previous:
         raise InvalidRequest("Invalid 'previous_response_id': expected a response id.", param="previous_response_id")
+    return await _chain(gw.response_store.history(previous, owner), previous, "previous_response_id",
+                        ": send the conversation in `input`", "Previous response")
+
+
+async def _chain(load: Awaitable[_T | None], response_id: str, param: str, hint: str, what: str) -> _T:
+    """A stored conversation, or the error that says why not: a broken link (expired or deleted) or no such id."""
     try:
-        history = await gw.response_store.history(previous, owner)
+        found = await load
     except BrokenChain:
-        raise InvalidRequest(f"An earlier response of the conversation that {previous!r} continues has expired or "
-                             "was deleted: send the conversation in `input`.", param="previous_response_id") from None
-    if history is None:
-        raise NotFound(f"Previous response with id {previous!r} not found.", param="previous_response_id")
-    return history
+        raise InvalidRequest(f"An earlier response of the conversation that {response_id!r} continues has expired "
+                             f"or was deleted{hint}.", param=param) from None
+    if found is None:
+        raise NotFound(f"{what} with id {response_id!r} not found.", param=param)
+    return found
 
 
 async def create(gw: Gateway, request: Request) -> Response | StreamResponse:
@@ -146,13 +153,7 @@ async def _input_items(gw: Gateway, request: Request, response_id: str, owner: s
     order = params.get("order", "desc")
     if order not in ("asc", "desc"):
         raise InvalidRequest("Invalid 'order': expected 'asc' or 'desc'.", param="order")
-    try:
-        turns = await gw.response_store.turns(response_id, owner)
-    except BrokenChain:
-        raise InvalidRequest(f"An earlier response of the conversation that {response_id!r} continues has expired "
-                             "or was deleted.", param="response_id") from None
-    if turns is None:
-        raise NotFound(f"Response with id {response_id!r} not found.", param="response_id")
+    turns = await _chain(gw.response_store.turns(response_id, owner), response_id, "response_id", "", "Response")
     last_id, last_turn = turns[-1]
     items = fmt.input_items([*turns[:-1], (last_id, last_turn[:-1])])  # without the Response's own answer
     if order == "desc":

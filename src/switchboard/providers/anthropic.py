@@ -43,7 +43,7 @@ from switchboard.core.request import ChatRequest
 from switchboard.errors import InvalidRequest, UpstreamError
 from switchboard.providers.base import Provider, error_message, retry_after, sse_json
 from switchboard.providers.images import load_image
-from switchboard.providers.reasoning import anthropic_blocks, canonical_block, thinking_for
+from switchboard.providers.reasoning import anthropic_blocks, canonical_block, drop_sampling, thinking_for
 
 API_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 4096
@@ -213,10 +213,7 @@ class RequestBuilder:
         if thinking is not None and (payload.get("tool_choice") or {}).get("type") not in ("any", "tool"):
             # Claude thinks only at its own sampling settings, and not while a tool is forced (JSON mode too).
             payload["thinking"] = thinking
-            for name in ("temperature", "top_k"):
-                payload.pop(name, None)
-            if payload.get("top_p", 1.0) < 0.95:
-                payload.pop("top_p")
+            drop_sampling(payload, "temperature", "top_p", "top_k")
         if stream:
             payload["stream"] = True
         return payload

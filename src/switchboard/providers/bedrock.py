@@ -41,7 +41,7 @@ from switchboard.errors import UpstreamError
 from switchboard.http.client import host_header
 from switchboard.providers import canonical as c
 from switchboard.providers.base import Provider, iter_body, read_body, retry_after
-from switchboard.providers.reasoning import anthropic_blocks, thinking_for
+from switchboard.providers.reasoning import anthropic_blocks, drop_sampling, thinking_for
 
 STOP_REASONS = {
     "end_turn": "stop", "stop_sequence": "stop", "tool_use": "tool_calls", "max_tokens": "length",
@@ -223,9 +223,7 @@ class BedrockProvider(Provider):
         payload["additionalModelRequestFields"] = {"thinking": thinking}
         payload["inferenceConfig"] = config
         config["maxTokens"] = max_tokens
-        config.pop("temperature", None)
-        if config.get("topP", 1.0) < 0.95:
-            config.pop("topP")
+        drop_sampling(config, "temperature", "topP")
 
     def _blocks(self, msg: dict[str, Any], i: int, images: dict[str, c.Image]) -> list[dict[str, Any]]:
         content = msg.get("content")

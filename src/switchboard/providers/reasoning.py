@@ -41,6 +41,15 @@ def thinking_for(body: dict[str, Any], max_tokens: int, max_given: bool) -> tupl
     return {"type": "enabled", "budget_tokens": budget}, max_tokens
 
 
+def drop_sampling(params: dict[str, Any], temperature: str, top_p: str, top_k: str | None = None) -> None:
+    """Remove what Claude refuses while thinking: temperature and top_k, and top_p below 0.95 (keys by wire format)."""
+    params.pop(temperature, None)
+    if top_k is not None:
+        params.pop(top_k, None)
+    if params.get(top_p, 1.0) < 0.95:
+        params.pop(top_p)
+
+
 def anthropic_blocks(message: dict[str, Any]) -> list[dict[str, Any]]:
     """The signed thinking blocks of a canonical assistant message, as Anthropic content blocks."""
     out = []
