@@ -288,7 +288,7 @@ DEFAULT_BASE_URLS = {
 
 _DEPLOYMENT_OPTIONS = ("api_version", "region", "headers", "api_key_header", "aws_access_key_id",
                        "aws_secret_access_key", "aws_session_token", "native", "allow_private_image_urls",
-                       "recordings", "recorded_model", "chunk_words", "guardrail")
+                       "recordings", "recorded_model", "chunk_words", "guardrail", "reasoning")
 
 
 def _guardrail(sec: _Section | None) -> dict[str, str]:
@@ -321,6 +321,8 @@ def _deployment(sec: _Section, model_name: str, index: int, default_timeouts: Ti
             if provider != "bedrock":
                 raise sec.error(key, "is a Bedrock option (provider: bedrock)")
             options[key] = _guardrail(sec.section(key))
+        elif key == "reasoning":
+            options[key] = sec.bool(key, False)
         elif key == "headers":
             if not isinstance(value, dict):
                 raise sec.error(key, "must be a mapping of header names to values")

@@ -8,7 +8,11 @@ sent only where a Gemini model answers (the upstream model's name says gemini,
 or the host is Google's), and Claude's prompt-cache breakpoints
 (`cache_control` on content parts and tools), thinking blocks and reasoning
 text on assistant messages, and `thinking` (see reasoning.py), sent only where
-a Claude model answers (OpenRouter and other proxies take them). A history
+a Claude model answers (OpenRouter and other proxies take them). OpenAI's
+reasoning models (o-series, gpt-5; or any deployment with `reasoning: true`) get
+max_completion_tokens for max_tokens, `reasoning_effort` for Anthropic's `thinking`,
+and none of the sampling parameters they refuse; OpenAI's chat models (gpt-4o...,
+or `reasoning: false`) get no `reasoning_effort`, which they refuse. A history
 that one model wrote may reach another after a fallback, so they are removed
 for the others. For streams we always ask the upstream for usage
 (``stream_options.include_usage``) so that every stream can be priced; the
@@ -29,6 +33,7 @@ from switchboard.core.request import ChatRequest
 from switchboard.errors import UpstreamError
 from switchboard.http.sse import SSEDecoder
 from switchboard.providers.base import Provider, iter_body
+from switchboard.providers.reasoning import for_openai_reasoning, openai_reasoning
 
 
 class OpenAIProvider(Provider):
@@ -40,6 +45,13 @@ class OpenAIProvider(Provider):
     def payload(self, request: ChatRequest, deployment: Deployment, stream: bool) -> dict[str, Any]:
         body = dict(request.body)
         body["model"] = deployment.upstream_model
+        reasoning = deployment.options.get("reasoning")
+        if reasoning is None:
+            reasoning = openai_reasoning(deployment.upstream_model)
+        if reasoning:
+            for_openai_reasoning(body)
+        elif reasoning is False:
+            body.pop("reasoning_effort", None)
         foreign = _foreign_marks(deployment.upstream_model, deployment.base_url)
         if foreign:
             if "thinking" in foreign:

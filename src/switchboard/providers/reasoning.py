@@ -1,5 +1,5 @@
-"""Extended thinking for Claude (Anthropic's API and Bedrock): how a canonical request asks for it,
-and how its blocks travel.
+"""Reasoning across providers: extended thinking for Claude (Anthropic's API and Bedrock), how a
+canonical request asks for it and how its blocks travel, and what OpenAI's reasoning models take.
 
 OpenAI clients ask with `reasoning_effort`; Anthropic-format clients (and LiteLLM-style
 OpenAI clients) with `thinking: {"type": "enabled", "budget_tokens": N}`, which wins when
@@ -12,6 +12,8 @@ with thinking working: Claude refuses a tool result whose turn lost its signed t
 
 from __future__ import annotations
 
+import functools
+import re
 from typing import Any
 
 #: Thinking budget per `reasoning_effort` ("none" and "minimal" think not at all).
@@ -70,3 +72,47 @@ def canonical_block(block: dict[str, Any]) -> dict[str, Any] | None:
     if block.get("type") == "redacted_thinking":
         return {"type": "redacted_thinking", "data": block.get("data") or ""}
     return None
+
+
+# OpenAI's reasoning models: o1, o3, o4-mini..., gpt-5 and later (not the gpt-5*-chat models). They take
+# max_completion_tokens and reasoning_effort, and refuse max_tokens and the sampling parameters.
+_OPENAI_REASONING = re.compile(r"^(o[1-9][0-9]*(-[\w.-]+)?|gpt-([5-9]|[1-9][0-9])(\.[0-9]+)?(-(?!chat)[\w.-]+)?)$")
+# OpenAI chat models that refuse reasoning_effort.
+_OPENAI_PLAIN = re.compile(r"^(gpt-4|gpt-3\.5|chatgpt-|gpt-([5-9]|[1-9][0-9])(\.[0-9]+)?-chat)")
+#: What OpenAI's reasoning models refuse (chat completions), unless the effort is "none" (gpt-5.1 and later).
+SAMPLING = ("temperature", "top_p", "presence_penalty", "frequency_penalty", "logprobs", "top_logprobs", "logit_bias")
+
+
+@functools.lru_cache(maxsize=1024)
+def openai_reasoning(upstream_model: str) -> bool | None:
+    """True for an OpenAI reasoning model, False for an OpenAI chat model that refuses `reasoning_effort`,
+    None when the name says neither (another vendor's model, or a deployment name: set `reasoning:`)."""
+    if _OPENAI_REASONING.match(upstream_model):
+        return True
+    return False if _OPENAI_PLAIN.match(upstream_model) else None
+
+
+def effort_for(thinking: Any) -> str | None:
+    """Anthropic's `thinking` as the `reasoning_effort` whose Claude budget (EFFORT_BUDGETS) it fits; None when
+    disabled (the model's default then applies: o-series models cannot stop reasoning)."""
+    if not isinstance(thinking, dict) or thinking.get("type") != "enabled":
+        return None
+    budget = thinking.get("budget_tokens")
+    if not isinstance(budget, int):
+        return None
+    return next((e for e in ("low", "medium") if budget <= EFFORT_BUDGETS[e]), "high")
+
+
+def for_openai_reasoning(body: dict[str, Any]) -> None:
+    """Shape a chat-completions body for an OpenAI reasoning model, in place: max_tokens becomes
+    max_completion_tokens, Anthropic's `thinking` a `reasoning_effort`, and the sampling parameters these
+    models refuse are left out (the answer cannot honour them; OpenRouter drops them the same way)."""
+    limit = body.pop("max_tokens", None)
+    if limit is not None and body.get("max_completion_tokens") is None:
+        body["max_completion_tokens"] = limit
+    effort = effort_for(body.pop("thinking", None))
+    if effort is not None and body.get("reasoning_effort") is None:
+        body["reasoning_effort"] = effort
+    if body.get("reasoning_effort") != "none":
+        for key in SAMPLING:
+            body.pop(key, None)

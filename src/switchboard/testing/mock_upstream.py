@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import random
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -237,6 +238,9 @@ class MockUpstream:
         if error is not None:
             return error
         messages = body.get("messages") or []
+        refusal = _reasoning_refusal(body, model.lower())
+        if refusal is not None:
+            return _error(400, refusal[0], "invalid_request_error", code=refusal[1], param=refusal[2])
         unexpected = _unexpected_field(body, model.lower())
         if unexpected is not None:
             return _error(400, unexpected, "invalid_request_error")
@@ -253,18 +257,22 @@ class MockUpstream:
             text = orjson.dumps({"answer": text}).decode()
         finish = "tool_calls" if tool_call else "stop"
         limit = body.get("max_completion_tokens") or body.get("max_tokens")
+        reasoning = _reasoning_tokens(body, model.lower())
+        if isinstance(limit, int):  # reasoning counts inside max_completion_tokens, and may use it all
+            reasoning = min(reasoning, limit)
+            limit -= reasoning
         if tool_call is None and isinstance(limit, int) and count_tokens(text) > limit:
-            text, finish = truncate_to_tokens(text, limit), "length"
+            text, finish = truncate_to_tokens(text, max(0, limit)), "length"
         created = int(time.time())
         cid = "chatcmpl-" + uuid.uuid4().hex[:24]
         if body.get("stream"):
             include_usage = bool((body.get("stream_options") or {}).get("include_usage")) and behaviour.report_usage
             return StreamResponse(self._openai_stream(model, cid, created, text, tool_call, prompt_tokens,
-                                                      include_usage, behaviour, finish))
+                                                      include_usage, behaviour, finish, reasoning))
         await self.pace_first(behaviour)
         if behaviour.tokens_per_second:
             await asyncio.sleep(len(words_of(text)) / behaviour.tokens_per_second)
-        completion_tokens = count_tokens(text) if tool_call is None else 12
+        completion_tokens = (count_tokens(text) if tool_call is None else 12) + reasoning
         self.account(prompt_tokens, completion_tokens)
         message: dict[str, Any] = {"role": "assistant", "content": text if tool_call is None else None,
                                    "refusal": None}
@@ -277,13 +285,12 @@ class MockUpstream:
             "system_fingerprint": "fp_mock",
         }
         if behaviour.report_usage:
-            result["usage"] = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                               "total_tokens": prompt_tokens + completion_tokens}
+            result["usage"] = _usage(prompt_tokens, completion_tokens, reasoning)
         return Response(200, orjson.dumps(result))
 
     async def _openai_stream(self, model: str, cid: str, created: int, text: str, tool_call: dict | None,
                              prompt_tokens: int, include_usage: bool, behaviour: ModelBehaviour,
-                             finish: str) -> AsyncIterator[bytes]:
+                             finish: str, reasoning: int = 0) -> AsyncIterator[bytes]:
         cut = self.cut_after(model)
         base = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
                 "system_fingerprint": "fp_mock"}
@@ -310,12 +317,11 @@ class MockUpstream:
             yield chunk({"content": piece})
             sent += 1
         yield chunk({}, finish)
-        completion_tokens = count_tokens(text) if tool_call is None else 12
+        completion_tokens = (count_tokens(text) if tool_call is None else 12) + reasoning
         self.account(prompt_tokens, completion_tokens)
         if include_usage:
-            yield b"data: " + orjson.dumps({**base, "choices": [], "usage": {
-                "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                "total_tokens": prompt_tokens + completion_tokens}}) + b"\n\n"
+            yield b"data: " + orjson.dumps({**base, "choices": [],
+                                            "usage": _usage(prompt_tokens, completion_tokens, reasoning)}) + b"\n\n"
         yield b"data: [DONE]\n\n"
 
     async def openai_embeddings(self, request: Request, body: dict[str, Any]) -> Response:
@@ -360,6 +366,54 @@ def fake_embedding(text: str, dims: int) -> list[float]:
     return [round(v / norm, 6) for v in raw]
 
 
+def _usage(prompt_tokens: int, completion_tokens: int, reasoning_tokens: int) -> dict[str, Any]:
+    usage: dict[str, Any] = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                             "total_tokens": prompt_tokens + completion_tokens}
+    if reasoning_tokens:
+        usage["completion_tokens_details"] = {"reasoning_tokens": reasoning_tokens}
+    return usage
+
+
+# OpenAI's reasoning models as the mock knows them (o-series, gpt-5 but not its chat models), and the chat
+# models that refuse reasoning_effort; what each effort "thinks", in tokens.
+_REASONING_MODEL = re.compile(r"^(o[134]|gpt-5)(?!.*-chat)")
+_PLAIN_MODEL = re.compile(r"^(gpt-4|gpt-3\.5|gpt-5.*-chat)")
+_EFFORT_TOKENS = {"none": 0, "minimal": 0, "low": 64, "medium": 192, "high": 512, "xhigh": 1024}
+_REFUSED_SAMPLING = ("temperature", "top_p", "presence_penalty", "frequency_penalty", "logprobs", "top_logprobs",
+                     "logit_bias")
+
+
+def _reasoning_tokens(body: dict[str, Any], model: str) -> int:
+    if not _REASONING_MODEL.match(model):
+        return 0
+    return _EFFORT_TOKENS.get(str(body.get("reasoning_effort") or "medium"), 192)
+
+
+def _reasoning_refusal(body: dict[str, Any], model: str) -> tuple[str, str, str] | None:
+    """(message, code, param) of OpenAI's refusal of what a reasoning model does not take (max_tokens,
+    sampling), or of reasoning_effort on a chat model."""
+    if _PLAIN_MODEL.match(model):
+        if "reasoning_effort" in body:
+            return ("Unrecognized request argument supplied: reasoning_effort", "unsupported_parameter",
+                    "reasoning_effort")
+        return None
+    if not _REASONING_MODEL.match(model):
+        return None
+    if "max_tokens" in body:
+        return ("Unsupported parameter: 'max_tokens' is not supported with this model. "
+                "Use 'max_completion_tokens' instead.", "unsupported_parameter", "max_tokens")
+    if body.get("reasoning_effort") == "none":
+        return None
+    for key in _REFUSED_SAMPLING:
+        value = body.get(key)
+        if key == "temperature" and value is not None and value != 1:
+            return (f"Unsupported value: 'temperature' does not support {value} with this model. "
+                    "Only the default (1) value is supported.", "unsupported_value", "temperature")
+        if key != "temperature" and key in body:
+            return (f"Unsupported parameter: '{key}' is not supported with this model.", "unsupported_parameter", key)
+    return None
+
+
 def _unexpected_field(body: dict[str, Any], model: str) -> str | None:
     """OpenAI's refusal of a field it does not know: `thinking`, or on a message, in a tool call, in a
     content part, in a tool. Gemini and Claude models served by OpenAI-compatible endpoints take their own
@@ -393,8 +447,8 @@ def _not_allowed(field: str, path: str) -> str:
 
 
 def _error(status: int, message: str, kind: str, headers: dict[str, str] | None = None,
-           code: str | None = None) -> Response:
-    return Response(status, orjson.dumps({"error": {"message": message, "type": kind, "param": None, "code": code}}),
+           code: str | None = None, param: str | None = None) -> Response:
+    return Response(status, orjson.dumps({"error": {"message": message, "type": kind, "param": param, "code": code}}),
                     headers or {})
 
 
