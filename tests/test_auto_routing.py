@@ -12,6 +12,8 @@ import pytest
 
 from support import DATA, GatewayProc, MockProc, http, wait_for
 
+from switchboard.routing.intents import IntentRoute, lexical, match
+
 pytestmark = pytest.mark.skipif(not DATA.exists(), reason="needs ../shared/data/routellm")
 
 
@@ -74,7 +76,7 @@ def stack(tmp_path_factory, questions, gsm8k_halves):
         "math-weak": model("math-weak-up", 0.5, 1.0),
     }, "routers": {
         "auto": {"strong": "strong", "weak": "weak", "routes": [
-            {"name": "code", "model": "coder", "threshold": 0.5,
+            {"name": "code", "model": "coder",
              "examples": ["write a python function that", "fix this bug in my javascript code", "refactor this class"]}]},
         "auto-30": {"strong": "strong", "weak": "weak", "strong_share": 0.3, "calibration_prompts": str(calibration)},
         "auto-q80": {"strong": "strong", "weak": "weak", "router": str(half_router), "quality_target": 0.8},
@@ -139,6 +141,15 @@ def test_capability_rules_come_first(client):
 
 def test_semantic_intent_route(client):
     assert routed(client, "auto", "Please write a Python function that reverses a list")[0] == "coder"
+    # a paraphrase sharing no word with the examples reaches the route through the semantic half
+    paraphrase = "implement a binary search tree in golang"
+    assert routed(client, "auto", paraphrase)[0] == "coder"
+    route = IntentRoute("code", "coder", ["write a python function that", "fix this bug in my javascript code",
+                                          "refactor this class"])
+    route.prepare()
+    lexical_only = max(float(lexical(e) @ lexical(paraphrase)) for e in route.examples)
+    assert lexical_only < route.threshold <= match([route], paraphrase)[1]
+    assert routed(client, "auto", "What is the capital of Peru?")[0] != "coder"
 
 
 def test_calibrated_share_holds_on_held_out_prompts(client, questions):

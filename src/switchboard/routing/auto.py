@@ -110,7 +110,7 @@ def parse_routers(config: GatewayConfig) -> dict[str, RouterConfig]:
                 raise sec.error(key, f"{target!r} is not a configured model")
         routes = sec.raw("routes")
         if routes is not None:
-            from switchboard.routing.intents import IntentRoute
+            from switchboard.routing.intents import DEFAULT_THRESHOLD, IntentRoute
 
             if not isinstance(routes, list):
                 raise sec.error("routes", "must be a list of {name, model, examples, threshold}")
@@ -118,7 +118,7 @@ def parse_routers(config: GatewayConfig) -> dict[str, RouterConfig]:
                 rs = _Section(doc, ("routers", name, "routes", i), r, os.environ)
                 route = IntentRoute(name=rs.str("name", f"route{i}") or "", model=rs.str("model", required=True) or "",
                                     examples=rs.str_list("examples"),
-                                    threshold=rs.number("threshold", 0.55, minimum=0, maximum=1))
+                                    threshold=rs.number("threshold", DEFAULT_THRESHOLD, minimum=0, maximum=1))
                 if route.model not in config.models:
                     raise rs.error("model", f"{route.model!r} is not a configured model")
                 if not route.examples:
