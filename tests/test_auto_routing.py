@@ -43,7 +43,9 @@ def gsm8k_halves():
 def stack(tmp_path_factory, questions, gsm8k_halves):
     tmp = tmp_path_factory.mktemp("auto")
     mock = MockProc(tmp, {"weak-up": {"reply": "weak answer"}, "strong-up": {"reply": "strong answer"},
-                          "coder-up": {"reply": "code answer"}, "judge-up": {"reply": "NO"}})
+                          "coder-up": {"reply": "code answer"}, "judge-up": {"reply": "NO"},
+                          "sure-up": {"reply": "a confident weak answer", "logprob": -0.1},
+                          "unsure-up": {"reply": "a doubtful weak answer", "logprob": -1.5}})
     verifier = tmp / "verifier.npz"
     trained = subprocess.run([sys.executable, "-m", "switchboard", "router", "train", "--kind", "verifier", "--data",
                               str(DATA), "--benchmark", "gsm8k", "--out", str(verifier)],
@@ -74,6 +76,8 @@ def stack(tmp_path_factory, questions, gsm8k_halves):
         "coder": model("coder-up", 1.0, 2.0),
         "judge": model("judge-up", 0.1, 0.1),
         "math-weak": model("math-weak-up", 0.5, 1.0),
+        "sure-weak": model("sure-up", 0.5, 1.0),
+        "unsure-weak": model("unsure-up", 0.5, 1.0),
     }, "routers": {
         "auto": {"strong": "strong", "weak": "weak", "routes": [
             {"name": "code", "model": "coder",
@@ -83,6 +87,10 @@ def stack(tmp_path_factory, questions, gsm8k_halves):
         "auto-json": {"strong": "strong", "weak": "weak", "threshold": 1.0, "cascade": {"check": "json"}},
         "auto-judge": {"strong": "strong", "weak": "weak", "threshold": 1.0,
                        "cascade": {"check": "judge", "judge_model": "judge"}},
+        "auto-sure": {"strong": "strong", "weak": "sure-weak", "threshold": 1.0,
+                      "cascade": {"check": "logprob", "min_logprob": -0.5}},
+        "auto-unsure": {"strong": "strong", "weak": "unsure-weak", "threshold": 1.0,
+                        "cascade": {"check": "logprob", "min_logprob": -0.5}},
         "auto-verify": {"strong": "strong", "weak": "math-weak",
                         "cascade": {"check": "verifier", "verifier": str(verifier), "escalate_share": 0.3}},
     }}
@@ -202,6 +210,23 @@ def test_cascade_escalates_on_failed_json_check_and_accounts_both(client, stack)
     weak_cost = calls[0]["cost"]
     assert weak_cost > 0 and row["cost"] > weak_cost
     assert float(raw.headers["x-switchboard-cost"]) == pytest.approx(row["cost"], rel=1e-6)
+
+
+def test_cascade_logprob_check_accepts_a_confident_answer_and_escalates_a_doubtful_one(client, stack):
+    gw, mock, _, _ = stack
+    to, raw = routed(client, "auto-sure", "name a prime number")
+    assert to == "sure-weak" and raw.headers["x-switchboard-cascade"] == "accepted"
+    answer = raw.parse()
+    assert answer.choices[0].message.content == "a confident weak answer"
+    assert answer.choices[0].logprobs is None, "the client did not ask for logprobs; the check did"
+    to, raw = routed(client, "auto-unsure", "name a prime number")
+    assert to == "strong" and raw.headers["x-switchboard-cascade"] == "escalated"
+    assert raw.parse().choices[0].message.content == "strong answer"
+    rid = raw.headers["x-request-id"]
+    row = wait_for(lambda: next((r for r in gw.requests_logged() if r["request_id"] == rid), None))
+    cascade = json.loads(row["extra"])["cascade"]
+    assert [c["role"] for c in cascade["calls"]] == ["weak", "strong"]
+    assert cascade["escalated"] and cascade["check"] == "mean logprob -1.500 vs -0.5", cascade
 
 
 def test_cascade_with_judge_and_streaming(client):

@@ -212,3 +212,28 @@ def test_serve_refuses_a_bad_cascade_verifier_or_router_file(tmp_path, cascade, 
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2, result.stderr
     assert "config error" in result.stderr and expected in result.stderr
+
+
+@pytest.mark.parametrize("weak, refused", [
+    ("{provider: anthropic, model: claude-haiku-4-5}", "deployment b#0 (provider anthropic)"),
+    ("{provider: openai, model: o4-mini}", "deployment b#0 (an OpenAI reasoning model)"),
+    ("{provider: openai, model: my-proxy, reasoning: true}", "deployment b#0 (an OpenAI reasoning model)"),
+    ("{provider: openai, model: gpt-4o-mini}", None),
+])
+def test_a_logprob_cascade_needs_a_weak_model_that_returns_logprobs(tmp_path, weak, refused):
+    from switchboard.routing.auto import parse_routers
+
+    config = load_config(write(tmp_path, f"""
+        models:
+          a: {{deployments: [{{provider: openai, model: gpt-4o, api_key: "${{KEY}}"}}]}}
+          b: {{deployments: [{{api_key: "${{KEY}}", {weak[1:]}]}}
+        routers:
+          auto: {{strong: a, weak: b, cascade: {{check: logprob}}}}
+    """), {"KEY": "k"})
+    if refused is None:
+        assert parse_routers(config)["auto"].cascade.check == "logprob"
+        return
+    with pytest.raises(ConfigError) as info:
+        parse_routers(config)
+    assert "routers.auto.cascade.check: 'logprob' needs log-probabilities" in str(info.value)
+    assert refused in str(info.value)

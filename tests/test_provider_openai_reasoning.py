@@ -15,8 +15,7 @@ from support import http
 UPSTREAMS = {"o3": {}, "gpt-5-mini": {}, "gpt-4o": {}, "my-reasoner": {}, "o4-mini": {}}
 OVERRIDES = {"my-reasoner": {"reasoning": True}, "o4-mini": {"reasoning": False}}
 QUESTION = [{"role": "user", "content": "How many primes are there below 30?"}]
-SAMPLING = ("temperature", "top_p", "presence_penalty", "frequency_penalty", "logprobs", "top_logprobs",
-            "logit_bias")
+SAMPLING = ("temperature", "top_p", "presence_penalty", "frequency_penalty", "logprobs", "logit_bias")
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +33,7 @@ def sent(stack: Stack) -> dict:
 def test_chat_request_to_a_reasoning_model_sends_what_it_takes(stack):
     raw = stack.client.chat.completions.with_raw_response.create(
         model="o3", messages=QUESTION, max_tokens=1000, temperature=0.5, top_p=0.9, presence_penalty=0.1,
-        logprobs=True, top_logprobs=2, reasoning_effort="high")
+        logprobs=False, logit_bias={"1": 1}, reasoning_effort="high")
     body = sent(stack)
     assert body["max_completion_tokens"] == 1000 and "max_tokens" not in body
     assert body["reasoning_effort"] == "high"
@@ -45,6 +44,13 @@ def test_chat_request_to_a_reasoning_model_sends_what_it_takes(stack):
     # reasoning is billed as output: 1 $/Mtok in, 2 $/Mtok out (the Stack's pricing)
     cost = float(raw.headers["x-switchboard-cost"])
     assert cost == pytest.approx((usage.prompt_tokens * 1.0 + usage.completion_tokens * 2.0) / 1e6, rel=1e-6)
+
+
+def test_logprobs_from_a_reasoning_model_are_a_clear_400(stack):
+    before = stack.mock.stats()["requests"]
+    status, error = stack.error(model="o3", messages=QUESTION, logprobs=True, top_logprobs=2)
+    assert status == 400 and error["param"] == "logprobs" and "reasoning models" in error["message"], error
+    assert stack.mock.stats()["requests"] == before, "refused before anything was sent upstream"
 
 
 def test_a_client_max_completion_tokens_wins_and_effort_none_keeps_sampling(stack):

@@ -33,7 +33,7 @@ from switchboard.core.request import ChatRequest
 from switchboard.errors import UpstreamError
 from switchboard.http.sse import SSEDecoder
 from switchboard.providers.base import Provider, iter_body
-from switchboard.providers.reasoning import for_openai_reasoning, openai_reasoning
+from switchboard.providers.reasoning import for_openai_reasoning, openai_reasoning_deployment
 
 
 class OpenAIProvider(Provider):
@@ -45,9 +45,7 @@ class OpenAIProvider(Provider):
     def payload(self, request: ChatRequest, deployment: Deployment, stream: bool) -> dict[str, Any]:
         body = dict(request.body)
         body["model"] = deployment.upstream_model
-        reasoning = deployment.options.get("reasoning")
-        if reasoning is None:
-            reasoning = openai_reasoning(deployment.upstream_model)
+        reasoning = openai_reasoning_deployment(deployment)
         if reasoning:
             for_openai_reasoning(body)
         elif reasoning is False:

@@ -14,7 +14,12 @@ from __future__ import annotations
 
 import functools
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from switchboard.errors import InvalidRequest
+
+if TYPE_CHECKING:
+    from switchboard.config import Deployment
 
 #: Thinking budget per `reasoning_effort` ("none" and "minimal" think not at all).
 EFFORT_BUDGETS = {"low": 1024, "medium": 2048, "high": 4096, "xhigh": 8192}
@@ -79,8 +84,14 @@ def canonical_block(block: dict[str, Any]) -> dict[str, Any] | None:
 _OPENAI_REASONING = re.compile(r"^(o[1-9][0-9]*(-[\w.-]+)?|gpt-([5-9]|[1-9][0-9])(\.[0-9]+)?(-(?!chat)[\w.-]+)?)$")
 # OpenAI chat models that refuse reasoning_effort.
 _OPENAI_PLAIN = re.compile(r"^(gpt-4|gpt-3\.5|chatgpt-|gpt-([5-9]|[1-9][0-9])(\.[0-9]+)?-chat)")
-#: What OpenAI's reasoning models refuse (chat completions), unless the effort is "none" (gpt-5.1 and later).
-SAMPLING = ("temperature", "top_p", "presence_penalty", "frequency_penalty", "logprobs", "top_logprobs", "logit_bias")
+#: Sampling parameters OpenAI's reasoning models refuse, unless the effort is "none" (gpt-5.1 and later).
+SAMPLING = ("temperature", "top_p", "presence_penalty", "frequency_penalty", "logit_bias")
+
+
+def openai_reasoning_deployment(deployment: Deployment) -> bool | None:
+    """The deployment's `reasoning:` setting, else what its upstream model's name says (`openai_reasoning`)."""
+    setting = deployment.options.get("reasoning")
+    return openai_reasoning(deployment.upstream_model) if setting is None else setting
 
 
 @functools.lru_cache(maxsize=1024)
@@ -106,7 +117,13 @@ def effort_for(thinking: Any) -> str | None:
 def for_openai_reasoning(body: dict[str, Any]) -> None:
     """Shape a chat-completions body for an OpenAI reasoning model, in place: max_tokens becomes
     max_completion_tokens, Anthropic's `thinking` a `reasoning_effort`, and the sampling parameters these
-    models refuse are left out (the answer cannot honour them; OpenRouter drops them the same way)."""
+    models refuse are left out (the answer cannot honour them; OpenRouter drops them the same way).
+    Log-probabilities, which they never return, are a 400 as on Claude (a cascade's `logprob` check
+    could not work)."""
+    if body.get("logprobs") or body.get("top_logprobs"):
+        raise InvalidRequest("'logprobs' is not supported by OpenAI reasoning models", param="logprobs")
+    body.pop("logprobs", None)
+    body.pop("top_logprobs", None)
     limit = body.pop("max_tokens", None)
     if limit is not None and body.get("max_completion_tokens") is None:
         body["max_completion_tokens"] = limit

@@ -147,10 +147,26 @@ def parse_routers(config: GatewayConfig) -> dict[str, RouterConfig]:
             if rc.cascade.check == "judge":
                 if not rc.cascade.judge_model or rc.cascade.judge_model not in config.models:
                     raise cs.error("judge_model", "must name a configured model when check is 'judge'")
+            blind = _without_logprobs(config.models[rc.weak]) if rc.cascade.check == "logprob" else None
+            if blind is not None:
+                raise cs.error("check", f"'logprob' needs log-probabilities, which the weak model {rc.weak!r} cannot "
+                                        f"return from {blind}; choose json, regex, judge or verifier")
             cs.done()
         sec.done()
         out[name] = rc
     return out
+
+
+def _without_logprobs(model: ModelConfig) -> str | None:
+    """The first deployment of `model` that returns no log-probabilities, described; None if all do."""
+    from switchboard.providers.reasoning import openai_reasoning_deployment
+
+    for dep in model.deployments:
+        if dep.provider not in ("openai", "azure", "replay"):
+            return f"deployment {dep.id} (provider {dep.provider})"
+        if dep.provider != "replay" and openai_reasoning_deployment(dep):
+            return f"deployment {dep.id} (an OpenAI reasoning model)"
+    return None
 
 
 def _one_trade_off(sec: _Section, keys: tuple[str, ...]) -> None:

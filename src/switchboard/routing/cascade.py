@@ -122,6 +122,9 @@ async def run_cascade(gw: Gateway, router: AutoRouter, request: ChatRequest, ctx
         passed = answer_text(verdict).strip().upper().startswith("YES")
         detail = f"judge {judge_model.name} said {answer_text(verdict).strip()[:20]!r}"
     if passed:
+        if weak_request is not request:  # the check asked for log-probabilities; the client did not
+            for choice in response.get("choices") or ():
+                choice["logprobs"] = None
         return CascadeOutcome(response, weak_model, weak_dep, False, detail, extra_p, extra_c, extra_cost, calls,
                               verifier_score)
     p, c, cost = _cost(response, weak_model, weak_dep, weak_request)

@@ -53,6 +53,7 @@ class ModelBehaviour:
     context_window: int | None = None
     report_usage: bool = True
     safety_block: str | None = None  # "prompt" or "output": a provider-native safety block (Gemini, Bedrock, Azure)
+    logprob: float = -0.05  # each answer token's log-probability, when a request asks for logprobs (OpenAI format)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelBehaviour:
@@ -278,9 +279,13 @@ class MockUpstream:
                                    "refusal": None}
         if tool_call is not None:
             message["tool_calls"] = [tool_call]
+        logprobs = None
+        if body.get("logprobs") and tool_call is None:
+            logprobs = {"content": [{"token": piece, "logprob": behaviour.logprob, "bytes": list(piece.encode()),
+                                     "top_logprobs": []} for piece in words_of(text)], "refusal": None}
         result: dict[str, Any] = {
             "id": cid, "object": "chat.completion", "created": created, "model": model,
-            "choices": [{"index": 0, "message": message, "logprobs": None,
+            "choices": [{"index": 0, "message": message, "logprobs": logprobs,
                          "finish_reason": finish}],
             "system_fingerprint": "fp_mock",
         }
