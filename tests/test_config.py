@@ -218,7 +218,9 @@ def test_serve_refuses_a_bad_cascade_verifier_or_router_file(tmp_path, cascade, 
     ("{provider: anthropic, model: claude-haiku-4-5}", "deployment b#0 (provider anthropic)"),
     ("{provider: openai, model: o4-mini}", "deployment b#0 (an OpenAI reasoning model)"),
     ("{provider: openai, model: my-proxy, reasoning: true}", "deployment b#0 (an OpenAI reasoning model)"),
+    ("{provider: bedrock, model: anthropic.claude-3-haiku-20240307-v1:0}", "deployment b#0 (provider bedrock)"),
     ("{provider: openai, model: gpt-4o-mini}", None),
+    ("{provider: gemini, model: gemini-2.5-flash}", None),
 ])
 def test_a_logprob_cascade_needs_a_weak_model_that_returns_logprobs(tmp_path, weak, refused):
     from switchboard.routing.auto import parse_routers

@@ -195,6 +195,22 @@ def test_reasoning_effort_becomes_thinking_config_and_thoughts_come_back(stack):
     assert "thinkingConfig" not in stack.sent()["body"].get("generationConfig", {})
 
 
+def test_logprobs_map_both_ways(stack):
+    completion = stack.chat(model="gemini-flash", messages=[{"role": "user", "content": "Hi"}], logprobs=True,
+                            top_logprobs=3)
+    config = stack.sent()["body"]["generationConfig"]
+    assert config["responseLogprobs"] is True and config["logprobs"] == 3
+    content = completion.choices[0].logprobs.content
+    assert "".join(t.token for t in content) == REPLY
+    assert all(t.logprob == -0.05 and len(t.top_logprobs) == 3 and t.top_logprobs[0].token == t.token
+               and bytes(t.bytes).decode() == t.token for t in content)
+    chunks = stack.stream(model="gemini-flash", messages=[{"role": "user", "content": "Hi"}], logprobs=True)
+    streamed = [t for c in chunks if c.choices and c.choices[0].logprobs for t in c.choices[0].logprobs.content]
+    assert "".join(t.token for t in streamed) == REPLY and all(not t.top_logprobs for t in streamed)
+    plain = stack.chat(model="gemini-flash", messages=[{"role": "user", "content": "Hi"}])
+    assert plain.choices[0].logprobs is None and "generationConfig" not in stack.sent()["body"]
+
+
 @pytest.mark.parametrize("choice,mode", [("none", "NONE"), ("required", "ANY"), ("auto", "AUTO")])
 def test_tool_choice_modes(stack, choice, mode):
     completion = stack.chat(model="gemini-flash", messages=[{"role": "user", "content": "hi"}], tools=[WEATHER_TOOL],
@@ -301,6 +317,7 @@ def test_mock_refuses_what_gemini_refuses(stack):
                 {"contents": [{"role": "assistant", "parts": [{"text": "hi"}]}]},
                 {"contents": [{"role": "user", "parts": [{"functionCall": {"name": "f", "args": "{}"}}]}]},
                 {**ok, "generationConfig": {"max_tokens": 5}},
+                {**ok, "generationConfig": {"logprobs": 2}},
                 {**ok, "generationConfig": {"responseMimeType": "application/json",
                                             "responseSchema": {"type": "object", "additionalProperties": False}}}):
         status, _, raw = http("POST", url, bad, headers=key)

@@ -163,6 +163,10 @@ class GeminiProvider(Provider):
                              ("frequency_penalty", "frequencyPenalty"), ("seed", "seed"), ("n", "candidateCount")):
             if body.get(ours) is not None:
                 config[theirs] = body[ours]
+        if body.get("logprobs"):
+            config["responseLogprobs"] = True
+            if body.get("top_logprobs"):
+                config["logprobs"] = body["top_logprobs"]
         limit = c.max_tokens(body)
         if limit is not None:
             config["maxOutputTokens"] = limit
@@ -185,7 +189,8 @@ class GeminiProvider(Provider):
             raise UpstreamError(errors.SERVER, f"{deployment.id}: upstream answer is not a GenerateContentResponse")
         check_prompt_blocked(data, deployment)
         choices = []
-        for cand in sorted(data.get("candidates") or [], key=lambda x: x.get("index", 0)):
+        candidates = sorted(data.get("candidates") or [], key=lambda x: x.get("index", 0))
+        for cand in candidates:
             text, calls, thoughts = _candidate_output(cand)
             finish = FINISH_REASONS.get(cand.get("finishReason") or "STOP", "stop")
             if calls and finish == "stop":
@@ -197,7 +202,10 @@ class GeminiProvider(Provider):
         if not choices:
             raise UpstreamError(errors.SERVER, f"{deployment.id}: upstream answer has no candidates")
         cid = "chatcmpl-" + data["responseId"] if isinstance(data.get("responseId"), str) else c.completion_id()
-        return c.completion(cid, deployment.upstream_model, choices, gemini_usage(data.get("usageMetadata")))
+        result = c.completion(cid, deployment.upstream_model, choices, gemini_usage(data.get("usageMetadata")))
+        for choice, cand in zip(result["choices"], candidates):
+            choice["logprobs"] = openai_logprobs(cand.get("logprobsResult"))
+        return result
 
     async def chat_stream(self, request: ChatRequest, deployment: Deployment) -> AsyncIterator[dict[str, Any]]:
         payload = await self.payload(request, deployment)
@@ -229,8 +237,12 @@ class GeminiProvider(Provider):
                                                     orjson.dumps(call.get("args") or {}).decode(), index,
                                                     _extra_content(part))
                         elif isinstance(part.get("text"), str) and part["text"]:
-                            yield writer.delta({"reasoning_content": part["text"]}, index=index) if part.get(
-                                "thought") else writer.text(part["text"], index)
+                            if part.get("thought"):
+                                yield writer.delta({"reasoning_content": part["text"]}, index=index)
+                                continue
+                            chunk = writer.text(part["text"], index)
+                            chunk["choices"][0]["logprobs"] = openai_logprobs(cand.pop("logprobsResult", None))
+                            yield chunk
                     reason = cand.get("finishReason")
                     if reason:
                         finish = FINISH_REASONS.get(reason, "stop")
@@ -326,6 +338,24 @@ def _candidate_output(cand: dict[str, Any]) -> tuple[str, list[dict[str, Any]], 
         elif isinstance(part.get("text"), str):
             (thoughts if part.get("thought") else text).append(part["text"])
     return "".join(text), calls, "".join(thoughts)
+
+
+def openai_logprobs(result: Any) -> dict[str, Any] | None:
+    """A candidate's `logprobsResult` (chosen token and top candidates per step) as OpenAI's `logprobs`."""
+    if not isinstance(result, dict) or not isinstance(result.get("chosenCandidates"), list):
+        return None
+    tops = result.get("topCandidates") or []
+
+    def entry(candidate: Any) -> dict[str, Any]:
+        candidate = candidate if isinstance(candidate, dict) else {}
+        token = str(candidate.get("token") or "")
+        return {"token": token, "logprob": float(candidate.get("logProbability") or 0.0), "bytes": list(token.encode())}
+
+    content = []
+    for i, chosen in enumerate(result["chosenCandidates"]):
+        top = tops[i].get("candidates") if i < len(tops) and isinstance(tops[i], dict) else None
+        content.append({**entry(chosen), "top_logprobs": [entry(t) for t in top or ()]})
+    return {"content": content, "refusal": None}
 
 
 def _effort_of(thinking: Any) -> str | None:

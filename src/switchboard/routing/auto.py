@@ -162,9 +162,9 @@ def _without_logprobs(model: ModelConfig) -> str | None:
     from switchboard.providers.reasoning import openai_reasoning_deployment
 
     for dep in model.deployments:
-        if dep.provider not in ("openai", "azure", "replay"):
+        if dep.provider not in ("openai", "azure", "gemini", "replay"):
             return f"deployment {dep.id} (provider {dep.provider})"
-        if dep.provider != "replay" and openai_reasoning_deployment(dep):
+        if dep.provider in ("openai", "azure") and openai_reasoning_deployment(dep):
             return f"deployment {dep.id} (an OpenAI reasoning model)"
     return None
 

@@ -189,6 +189,9 @@ def validate(body: dict[str, Any], model: str = "") -> None:
     if len(config.get("stopSequences") or []) > 5:
         raise Invalid("* GenerateContentRequest.generation_config.stop_sequences: at most 5 stop sequences")
     _check_thinking(config.get("thinkingConfig"), model)
+    if "logprobs" in config and not config.get("responseLogprobs"):
+        raise Invalid("* GenerateContentRequest.generation_config.logprobs: logprobs is only allowed when "
+                      "response_logprobs is true")
     if "responseSchema" in config:
         if config.get("responseMimeType") != "application/json":
             raise Invalid("* GenerateContentRequest.generation_config.response_mime_type: must be application/json "
@@ -315,7 +318,7 @@ async def generate(mock: MockUpstream, request: Request, body: dict[str, Any], m
     response_id = uuid.uuid4().hex[:20]
     if stream:
         return StreamResponse(_stream(mock, model, response_id, text, call, finish, prompt_tokens,
-                                      _shows_thoughts(config)), headers={
+                                      _shows_thoughts(config), bool(config.get("responseLogprobs"))), headers={
             "content-type": "text/event-stream"})
     await mock.pace_first(behaviour)
     completion_tokens = _count(text) if call is None else 8
@@ -324,9 +327,23 @@ async def generate(mock: MockUpstream, request: Request, body: dict[str, Any], m
     if _shows_thoughts(config):
         parts.insert(0, {"text": THOUGHT_SUMMARY, "thought": True})
     candidate = {"content": {"parts": parts, "role": "model"}, "finishReason": finish, "index": 0}
+    if config.get("responseLogprobs") and call is None:
+        candidate["logprobsResult"] = _logprobs(text, behaviour.logprob, config.get("logprobs"))
     result = {"candidates": [candidate], "usageMetadata": _usage(prompt_tokens, completion_tokens),
               "modelVersion": model, "responseId": response_id}
     return Response(200, orjson.dumps(result))
+
+
+def _logprobs(text: str, logprob: float, top: int | None) -> dict[str, Any]:
+    """Gemini's `logprobsResult` for an answer: every word chosen at `logprob`, with `top` candidates per step."""
+    from switchboard.testing.mock_upstream import words_of
+
+    chosen = [{"token": w, "logProbability": logprob} for w in words_of(text)]
+    result: dict[str, Any] = {"chosenCandidates": chosen, "logProbabilitySum": logprob * len(chosen)}
+    if top:
+        result["topCandidates"] = [{"candidates": [c, *({"token": f"alt{k}", "logProbability": logprob - k - 1}
+                                                          for k in range(top - 1))]} for c in chosen]
+    return result
 
 
 def _count(text: str) -> int:
@@ -355,7 +372,8 @@ def _shows_thoughts(config: dict[str, Any]) -> bool:
 
 
 async def _stream(mock: MockUpstream, model: str, response_id: str, text: str, call: dict[str, Any] | None,
-                  finish: str, prompt_tokens: int, thoughts: bool = False) -> AsyncIterator[bytes]:
+                  finish: str, prompt_tokens: int, thoughts: bool = False,
+                  logprobs: bool = False) -> AsyncIterator[bytes]:
     from switchboard.testing.mock_upstream import words_of
 
     behaviour = mock.behaviour(model)
@@ -373,13 +391,17 @@ async def _stream(mock: MockUpstream, model: str, response_id: str, text: str, c
             raise AbortConnection()
         if behaviour.tokens_per_second:
             await asyncio.sleep(1.0 / behaviour.tokens_per_second)
-        yield _event({"candidates": [{"content": {"parts": [{"text": piece}], "role": "model"}, "index": 0}],
-                      "usageMetadata": running, **base})
+        candidate = {"content": {"parts": [{"text": piece}], "role": "model"}, "index": 0}
+        if logprobs:
+            candidate["logprobsResult"] = _logprobs(piece, behaviour.logprob, None)
+        yield _event({"candidates": [candidate], "usageMetadata": running, **base})
     last_parts = [_call_part(call, model)] if call is not None else [{"text": pieces[-1] if pieces else ""}]
     completion_tokens = _count(text) if call is None else 8
     mock.account(prompt_tokens, completion_tokens + THOUGHTS_TOKENS)
-    yield _event({"candidates": [{"content": {"parts": last_parts, "role": "model"}, "finishReason": finish,
-                                  "index": 0}], "usageMetadata": _usage(prompt_tokens, completion_tokens), **base})
+    last = {"content": {"parts": last_parts, "role": "model"}, "finishReason": finish, "index": 0}
+    if logprobs and call is None and pieces:
+        last["logprobsResult"] = _logprobs(pieces[-1], behaviour.logprob, None)
+    yield _event({"candidates": [last], "usageMetadata": _usage(prompt_tokens, completion_tokens), **base})
 
 
 async def embed(mock: MockUpstream, request: Request, body: dict[str, Any], model: str) -> Response:
