@@ -177,6 +177,9 @@ def test_temperature_above_one_is_refused_before_sending(stack):
     status, error = stack.error(model=MODEL_ID, messages=[{"role": "user", "content": "x"}], temperature=1.5)
     assert status == 400 and error["param"] == "temperature"
     assert stack.mock.stats()["requests"] == 0
+    status, error = stack.error(model=MODEL_ID, messages=[{"role": "user", "content": "x"}], logprobs=True)
+    assert (status, error["param"], error["code"]) == (400, "logprobs", "unsupported_parameter"), error
+    assert stack.mock.stats()["requests"] == 0
 
 
 def test_max_tokens_stop_reason(stack):

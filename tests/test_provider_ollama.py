@@ -70,6 +70,8 @@ def test_tool_choice(stack):
     status, error = stack.error(model="llama3.2", tools=[WEATHER_TOOL], tool_choice="required",
                                 messages=[{"role": "user", "content": "x"}])
     assert status == 400 and error["param"] == "tool_choice"
+    status, error = stack.error(model="llama3.2", messages=[{"role": "user", "content": "x"}], logprobs=True)
+    assert (status, error["param"], error["code"]) == (400, "logprobs", "unsupported_parameter"), error
 
 
 def test_images_are_bare_base64(stack):

@@ -121,6 +121,12 @@ def single_choice(provider: str, body: dict[str, Any]) -> None:
         raise unsupported(provider, "n", "'n' must be 1")
 
 
+def no_logprobs(provider: str, body: dict[str, Any]) -> None:
+    """A 400 for `logprobs` where the provider returns none: an answer without them would look like one with."""
+    if body.get("logprobs") or body.get("top_logprobs"):
+        raise unsupported(provider, "logprobs", "'logprobs'")
+
+
 # ------------------------------------------------------------------ images
 
 
