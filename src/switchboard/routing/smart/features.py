@@ -19,6 +19,8 @@ import numpy as np
 
 _TOKEN = re.compile(r"\w+|[^\w\s]")
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
+_NO_DIGITS = str.maketrans("", "", "0123456789")
+_NO_UPPER = str.maketrans("", "", "ABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
 #: Names of the dense shape statistics, in vector order (kept in the saved model).
 DENSE_NAMES = (
@@ -55,9 +57,12 @@ def dense_stats(text: str, tokens: Sequence[str]) -> list[float]:
         except ValueError:
             pass
     n = max(len(text), 1)
-    # map() over str methods: same counts as a generator, ~3x faster on long prompts.
-    digits = sum(map(str.isdigit, text)) if numbers else 0
-    upper = sum(map(str.isupper, text))
+    if text.isascii():  # what deleting A-Z / 0-9 removes is what isupper / isdigit count: ~10x faster
+        digits = len(text) - len(text.translate(_NO_DIGITS)) if numbers else 0
+        upper = len(text) - len(text.translate(_NO_UPPER))
+    else:
+        digits = sum(map(str.isdigit, text)) if numbers else 0
+        upper = sum(map(str.isupper, text))
     return [
         math.log1p(len(text)),
         math.log1p(len(tokens)),
