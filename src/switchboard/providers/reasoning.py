@@ -121,7 +121,8 @@ def for_openai_reasoning(body: dict[str, Any]) -> None:
     Log-probabilities, which they never return, are a 400 as on Claude (a cascade's `logprob` check
     could not work)."""
     if body.get("logprobs") or body.get("top_logprobs"):
-        raise InvalidRequest("'logprobs' is not supported by OpenAI reasoning models", param="logprobs")
+        raise InvalidRequest("'logprobs' is not supported by OpenAI reasoning models", param="logprobs",
+                             code="unsupported_parameter")
     body.pop("logprobs", None)
     body.pop("top_logprobs", None)
     limit = body.pop("max_tokens", None)

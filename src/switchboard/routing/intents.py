@@ -47,11 +47,12 @@ def _clip(text: str) -> str:
     return text if len(text) <= 2 * _CLIP else text[:_CLIP] + "\n" + text[-_CLIP:]
 
 
-@functools.lru_cache(maxsize=65536)
-def _word_features(word: str) -> tuple[list[int], list[float]]:
+@functools.lru_cache(maxsize=8192)
+def _word_features(word: str) -> tuple[tuple[int, ...], tuple[float, ...]]:
+    """The word's own hashed index and its character trigrams', with their weights (cached: words recur)."""
     padded = f" {word} "
     trigrams = [_index("c:" + padded[i:i + 3]) for i in range(len(padded) - 2)]
-    return [_index("w:" + word), *trigrams], [1.0] + [0.3] * len(trigrams)
+    return (_index("w:" + word), *trigrams), (1.0, *[0.3] * len(trigrams))
 
 
 def lexical(text: str) -> np.ndarray:
