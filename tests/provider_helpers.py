@@ -69,7 +69,11 @@ class Stack:
                                              "base_url": self.mock.url + base_path, **deployment, **override}],
                             "pricing": {"input_per_mtok": 1.0, "output_per_mtok": 2.0}}
         config = {"auth": {"master_key": "${SB_MASTER}"}, "models": models}
-        self.gateway = GatewayProc(tmp, config, env={"SB_MASTER": MASTER, **(env or {})}, name=f"gw-{provider}")
+        try:
+            self.gateway = GatewayProc(tmp, config, env={"SB_MASTER": MASTER, **(env or {})}, name=f"gw-{provider}")
+        except Exception:
+            self.mock.stop()  # a gateway that failed to start must not leave its mock running
+            raise
         self.client = openai.OpenAI(api_key=MASTER, base_url=self.gateway.url + "/v1", max_retries=0, timeout=15)
 
     def stop(self) -> None:
