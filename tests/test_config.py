@@ -124,6 +124,23 @@ def test_valid_config_uses_catalog_prices_and_env_secrets(tmp_path):
            - provider: openai
              guardrail: {id: gr-1, version: 1}
      """, "models.m.deployments[0].guardrail: is a Bedrock option"),
+    ("""
+     models:
+       gpt*:
+         deployments: [{provider: openai}]
+     """, "models.gpt*: a wildcard model is a prefix ending in /*, such as openai/*"),
+    ("""
+     models:
+       openai/*:
+         deployments:
+           - provider: openai
+             model: gpt-4o
+     """, ":6: models.openai/*.deployments[0].model: in a wildcard model must hold one *"),
+    ("""
+     models:
+       openai/*:
+         deployments: [{provider: openai, colour: blue}]
+     """, "models.openai/*.deployments[0].colour"),
 ])
 def test_bad_config_names_key_and_line(tmp_path, text, expected):
     assert expected in error_of(tmp_path, text)

@@ -251,6 +251,46 @@ def test_breaker_state_is_shared_between_replicas_through_redis(tmp_path):
         mock.stop()
 
 
+@pytest.mark.skipif(not redis_up(), reason="Redis is not running on 127.0.0.1:6379")
+def test_a_wildcard_models_breaker_opened_on_one_replica_is_taken_on_by_another_through_redis(tmp_path):
+    mock = MockProc(tmp_path, {"bad-up": {"faults": [{"kind": "status", "status": 500, "rate": 1.0}]},
+                               "bad-up-good": {"reply": "good"}})
+    up = {"provider": "openai", "base_url": mock.url + "/v1"}
+    config = {
+        "reliability": {"redis_namespace": f"sbtest-{uuid.uuid4().hex[:8]}"},
+        "models": {"w/*": {"strategy": "ordered", "breaker": {"failures": 2, "cooldown": 30},
+                           "pricing": {"input_per_mtok": 0, "output_per_mtok": 0},
+                           "deployments": [{**up, "model": "*"}, {**up, "model": "*-good"}]}},
+    }
+    env = {"SB_REDIS": "redis://127.0.0.1:6379/0"}
+    procs = [GatewayProc(tmp_path, {**config, "storage": {"redis_url": "${SB_REDIS}",
+                                                          "sqlite_path": str(tmp_path / f"{n}.db")}},
+                         env=env, name=n) for n in ("a", "b")]
+    try:
+        a, b = procs
+        hi = [{"role": "user", "content": "x"}]
+        ca = openai.OpenAI(api_key="x", base_url=a.url + "/v1", max_retries=0)
+        for _ in range(2):
+            ca.chat.completions.create(model="w/bad-up", messages=hi)
+        assert mock.stats()["by_model"]["bad-up"] == 2 and metric(a, "switchboard_breaker_state",
+                                                                  deployment="w/bad-up#0") == 2.0
+        # b makes the model later, on its first request for it, and loads the breaker a stored (one failure
+        # of its own would not open it: `failures: 2`)
+        cb = openai.OpenAI(api_key="x", base_url=b.url + "/v1", max_retries=0)
+        cb.chat.completions.create(model="w/bad-up", messages=hi)
+        assert wait_for(lambda: metric(b, "switchboard_breaker_state", deployment="w/bad-up#0") == 2.0, timeout=3)
+        before = mock.stats()["by_model"]["bad-up"]
+        assert before <= 3  # the request that made the model may have tried it once, before the load
+        for _ in range(5):
+            raw = cb.chat.completions.with_raw_response.create(model="w/bad-up", messages=hi)
+            assert raw.headers["x-switchboard-attempts"] == "1"
+        assert mock.stats()["by_model"]["bad-up"] == before
+    finally:
+        for p in procs:
+            p.stop()
+        mock.stop()
+
+
 # ---------------------------------------------------------------- config and the breaker in isolation
 
 

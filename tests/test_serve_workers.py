@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import openai
+import pytest
 import yaml
 
 from support import MockProc, free_port, http, wait_for, wait_http
@@ -226,18 +227,24 @@ def test_rate_limits_and_parallel_caps_hold_across_workers_without_redis(tmp_pat
         mock.stop()
 
 
-def test_a_breaker_opened_by_one_worker_is_open_in_every_worker_without_redis(tmp_path):
+@pytest.mark.parametrize("wildcard", [False, True], ids=["configured", "wildcard"])
+def test_a_breaker_opened_by_one_worker_is_open_in_every_worker_without_redis(tmp_path, wildcard):
     mock = MockProc(tmp_path, {"bad-up": {"faults": [{"kind": "status", "status": 500, "rate": 1.0}]},
-                               "good-up": {"reply": "good"}})
+                               "good-up": {"reply": "good"}, "bad-up-good": {"reply": "good"}})
     try:
         port = free_port()
         config = tmp_path / "breakers.yaml"
+        policy = {"strategy": "ordered", "breaker": {"failures": 1, "cooldown": 60}}
+        up = {"provider": "openai", "base_url": mock.url + "/v1"}
+        # a model made by a wildcard after start is shared like a configured one (each worker makes its own)
+        models = ({"w/*": {**policy, "pricing": {"input_per_mtok": 0, "output_per_mtok": 0},
+                           "deployments": [{**up, "model": "*"}, {**up, "model": "*-good"}]}} if wildcard else
+                  {"m": {**policy, "deployments": [{**up, "model": m, "id": m} for m in ("bad-up", "good-up")]}})
+        name = "w/bad-up" if wildcard else "m"
         config.write_text(yaml.safe_dump({
             "auth": {"master_key": "${SB_MASTER}"},
             "storage": {"sqlite_path": str(tmp_path / "breakers.db")},
-            "models": {"m": {"strategy": "ordered", "breaker": {"failures": 1, "cooldown": 60},
-                             "deployments": [{"provider": "openai", "model": m, "base_url": mock.url + "/v1", "id": m}
-                                             for m in ("bad-up", "good-up")]}},
+            "models": models,
         }))
         with _two_workers(config, port) as proc:
             attempts: list[str] = []
@@ -245,7 +252,7 @@ def test_a_breaker_opened_by_one_worker_is_open_in_every_worker_without_redis(tm
             def call() -> None:
                 with openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=MASTER, max_retries=0) as c:
                     raw = c.chat.completions.with_raw_response.create(
-                        model="m", messages=[{"role": "user", "content": "hi"}])
+                        model=name, messages=[{"role": "user", "content": "hi"}])
                     assert raw.parse().choices[0].message.content == "good"
                     attempts.append(raw.headers["x-switchboard-attempts"])
 

@@ -32,6 +32,7 @@ from switchboard.routing.shared_health import SharedBreakers
 from switchboard.storage.base import Storage
 from switchboard.storage.redis_state import open_redis
 from switchboard.storage.responses import ResponseStore
+from switchboard.wildcards import WildcardModels
 
 log = logging.getLogger("switchboard")
 
@@ -65,6 +66,7 @@ class Gateway:
         self.planner = AttemptPlanner(config)
         self.metrics = GatewayMetrics()
         self.executor = Executor(self)
+        self.wildcards = WildcardModels(config.wildcards, self.executor.health.register)
         self.admission = Admission(self)
         self.pipeline = Pipeline(self)
         self.routers = {name: AutoRouter(rc, config) for name, rc in parse_routers(config).items()}

@@ -16,11 +16,14 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from switchboard.http.client import Timeouts
 from switchboard.routing.policy import DEFAULT_RELIABILITY, Reliability, read_reliability
 from switchboard.yamlsource import Located, SourceError, load_located
+
+if TYPE_CHECKING:
+    from switchboard.wildcards import WildcardModel
 
 _ENV_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$|^os\.environ/([A-Za-z_][A-Za-z0-9_]*)$")
 _ENV_INTERP = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -141,6 +144,7 @@ class GatewayConfig:
     doc: Located | None = None
     reliability: Reliability = DEFAULT_RELIABILITY
     redis_namespace: str = "switchboard"
+    wildcards: dict[str, WildcardModel] = field(default_factory=dict)  # `openai/*` entries (wildcards.py)
 
     def model(self, name: str) -> ModelConfig | None:
         return self.models.get(name)
@@ -443,8 +447,15 @@ def parse_config(doc: Located, env: Mapping[str, str] | None = None) -> GatewayC
         raw_models = {}
     if not isinstance(raw_models, dict):
         raise doc.error(("models",), "must be a mapping from model name to its settings")
+    wildcards: dict[str, WildcardModel] = {}
     for name, value in raw_models.items():
-        models[name] = _model(_Section(doc, ("models", name), value, env), name, default_timeouts, reliability)
+        sec = _Section(doc, ("models", name), value, env)
+        if isinstance(name, str) and "*" in name:
+            from switchboard.wildcards import parse_wildcard
+
+            wildcards[name] = parse_wildcard(sec, name, default_timeouts, reliability)
+        else:
+            models[name] = _model(sec, name, default_timeouts, reliability)
     for key in EXTENSION_SECTIONS:
         top.raw(key)
     top.done()
@@ -455,7 +466,7 @@ def parse_config(doc: Located, env: Mapping[str, str] | None = None) -> GatewayC
                     raise doc.error(("models", model.name), f"fallback {target!r} is not a configured model")
     return GatewayConfig(models=models, server=server, storage=storage, master_key=master_key,
                          source=doc.source, raw=doc.data or {}, doc=doc, reliability=reliability,
-                         redis_namespace=redis_namespace)
+                         redis_namespace=redis_namespace, wildcards=wildcards)
 
 
 def load_config(path: str | os.PathLike, env: Mapping[str, str] | None = None) -> GatewayConfig:

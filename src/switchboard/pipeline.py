@@ -22,6 +22,7 @@ from switchboard.core.request import ChatRequest
 from switchboard.errors import GatewayError, ModelNotFound, PermissionDenied, UpstreamError
 from switchboard.observers import notify
 from switchboard.routing.cascade import completion_to_chunks
+from switchboard.wildcards import allowed
 
 if TYPE_CHECKING:
     from switchboard.app import Gateway
@@ -99,6 +100,8 @@ class Pipeline:
         ctx.entry.key_id = identity.key_id
         ctx.entry.model_requested = request.model
         ctx.entry.stream = request.stream
+        if identity.allowed_models is not None and not allowed(request.model, identity.allowed_models):
+            raise PermissionDenied(f"This key may not use model {request.model!r}.", param="model")
         router = self.gw.routers.get(request.model)
         if router is not None:
             decision = router.decide(request, headers)
@@ -110,15 +113,13 @@ class Pipeline:
             model = self.gw.config.models[decision.model]
         else:
             model = self.resolve(request.model, ctx)
-        if identity.allowed_models is not None and request.model not in identity.allowed_models:
-            raise PermissionDenied(f"This key may not use model {request.model!r}.", param="model")
         await self.gw.admission.admit(ctx, model, estimate_tokens(request.prompt_text()), request.max_output_tokens)
         return model
 
     def resolve(self, name: str, ctx: RequestContext) -> ModelConfig:
-        model = self.gw.config.models.get(name)
+        model = self.gw.config.models.get(name) or self.gw.wildcards.resolve(name)
         if model is None:
-            known = ", ".join(sorted(self.gw.config.models)) or "(none configured)"
+            known = ", ".join([*sorted(self.gw.config.models), *self.gw.wildcards.patterns()]) or "(none configured)"
             raise ModelNotFound(f"The model {name!r} does not exist or you do not have access to it. "
                                 f"Available models: {known}.", param="model")
         return model
@@ -129,9 +130,9 @@ class Pipeline:
             ctx.identity = identity
             ctx.entry.key_id = identity.key_id
             ctx.entry.model_requested = body["model"]
+            if identity.allowed_models is not None and not allowed(body["model"], identity.allowed_models):
+                raise PermissionDenied(f"This key may not use model {body['model']!r}.", param="model")
             model = self.resolve(body["model"], ctx)
-            if identity.allowed_models is not None and model.name not in identity.allowed_models:
-                raise PermissionDenied(f"This key may not use model {model.name!r}.", param="model")
             inp = body["input"]
             await self.gw.admission.admit(ctx, model, estimate_tokens(inp if isinstance(inp, str) else " ".join(map(str, inp))), 0)
             response, model, dep = await self.gw.executor.run(model, ctx, lambda p, d: p.embeddings(body, d))

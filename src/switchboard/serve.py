@@ -74,7 +74,7 @@ async def serve(config_path: str | None, host: str | None = None, port: int | No
     server = HttpServer(gateway.handle, max_body_bytes=config.server.max_body_bytes)
     bound = await server.start(config.server.host, config.server.port, sock=sock)
     log.info("switchboard listening on http://%s:%d with %d model(s) [%s] (ready in %.0f ms)",
-             config.server.host, bound, len(config.models), ", ".join(config.models),
+             config.server.host, bound, len(config.models), ", ".join([*config.models, *config.wildcards]),
              (time.perf_counter() - t0) * 1000)
     if ready_file:
         with open(ready_file, "w") as f:

@@ -150,8 +150,8 @@ def key_fields(gw: Gateway, data: dict[str, Any], *, creating: bool) -> dict[str
             if not isinstance(models, list) or not all(isinstance(x, str) for x in models):
                 raise InvalidRequest("'allowed_models' must be a list of model names or null (all models).",
                                      param="allowed_models")
-            known = set(gw.config.models) | set(gw.virtual_models())
-            bad = [x for x in models if x not in known]
+            known = set(gw.config.models) | set(gw.virtual_models()) | set(gw.wildcards.patterns())
+            bad = [x for x in models if x not in known and gw.wildcards.matches(x) is None]
             if bad:
                 raise InvalidRequest(f"Unknown model {bad[0]!r} in allowed_models; known: {', '.join(sorted(known))}.",
                                      param="allowed_models")

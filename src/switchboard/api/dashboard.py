@@ -283,7 +283,7 @@ async def deployments(gw: Gateway, request: Request) -> Response:
         health.sync()
     mono, now = time.monotonic(), time.time()
     models = []
-    for model in gw.config.models.values():
+    for model in (*gw.config.models.values(), *gw.wildcards.made.values()):  # wildcards' once used
         deps = []
         for dep in model.deployments:
             row: dict[str, Any] = {

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
 
 import orjson
 
+from switchboard.config import ModelConfig
 from switchboard.context import RequestContext
 from switchboard.core.request import ChatRequest, validate_embeddings_body
 from switchboard.errors import GatewayError, InvalidRequest, ModelNotFound
@@ -91,8 +93,8 @@ async def embeddings(gw: Gateway, request: Request) -> Response:
     return Response(200, orjson.dumps(result), ctx.headers)
 
 
-def _model_object(gw: Gateway, name: str) -> dict[str, Any]:
-    model = gw.config.models[name]
+def _model_object(gw: Gateway, model: ModelConfig) -> dict[str, Any]:
+    name = model.name
     return {"id": name, "object": "model", "created": gw.started_at, "owned_by": model.deployments[0].provider,
             # USD per million tokens, so clients (e.g. `switchboard compare`) can price streamed answers.
             "pricing": {"input_per_mtok": model.pricing.input_per_mtok, "output_per_mtok": model.pricing.output_per_mtok}}
@@ -100,7 +102,7 @@ def _model_object(gw: Gateway, name: str) -> dict[str, Any]:
 
 async def list_models(gw: Gateway, request: Request) -> Response:
     await gw.auth.authenticate(request.headers)
-    data = [_model_object(gw, name) for name in gw.config.models]
+    data = [_model_object(gw, model) for model in (*gw.config.models.values(), *gw.wildcards.made.values())]
     data += [{"id": name, "object": "model", "created": gw.started_at, "owned_by": "switchboard-router"}
              for name in gw.virtual_models()]
     return Response(200, orjson.dumps({"object": "list", "data": data}))
@@ -108,9 +110,10 @@ async def list_models(gw: Gateway, request: Request) -> Response:
 
 async def retrieve_model(gw: Gateway, request: Request) -> Response:
     await gw.auth.authenticate(request.headers)
-    name = request.path[len("/v1/models/"):]
-    if name in gw.config.models:
-        return Response(200, orjson.dumps(_model_object(gw, name)))
+    name = unquote(request.path[len("/v1/models/"):])  # SDKs send "openai/gpt-4o" as openai%2Fgpt-4o
+    model = gw.config.models.get(name) or gw.wildcards.resolve(name)
+    if model is not None:
+        return Response(200, orjson.dumps(_model_object(gw, model)))
     if name in gw.virtual_models():
         return Response(200, orjson.dumps({"id": name, "object": "model", "created": gw.started_at,
                                            "owned_by": "switchboard-router"}))

@@ -26,7 +26,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from switchboard.config import Deployment, GatewayConfig
+from switchboard.config import Deployment, GatewayConfig, ModelConfig
 from switchboard.routing.policy import BreakerPolicy
 
 log = logging.getLogger("switchboard.health")
@@ -185,13 +185,28 @@ class Health:
         self.breakers: dict[str, Breaker] = {}
         self.listeners: list[Transition] = []
         self.refresh: Callable[[], None] | None = None  # applies other workers' transitions before a read
+        self.registered: list[Callable[[str], None]] = []  # told of each deployment added after start
         self.shared_names: dict[str, str] = {}
+        self.by_shared_name: dict[str, str] = {}
         for model in config.models.values():
-            for dep in model.deployments:
-                if dep.id not in self.breakers:
-                    self.breakers[dep.id] = Breaker(dep.id, model.reliability.breaker, self._transition)
-                    self.shared_names[dep.id] = shared_name(dep)
-        self.by_shared_name = {v: k for k, v in self.shared_names.items()}
+            self._add(model)
+
+    def _add(self, model: ModelConfig) -> list[str]:
+        added = []
+        for dep in model.deployments:
+            if dep.id not in self.breakers:
+                self.breakers[dep.id] = Breaker(dep.id, model.reliability.breaker, self._transition)
+                name = self.shared_names[dep.id] = shared_name(dep)
+                self.by_shared_name[name] = dep.id
+                added.append(dep.id)
+        return added
+
+    def register(self, model: ModelConfig) -> None:
+        """A model made after start (a wildcard's, see wildcards.py): breakers with its own policy, shared
+        with other workers and replicas like the rest from now on."""
+        for dep_id in self._add(model):
+            for hook in self.registered:
+                hook(dep_id)
 
     def _transition(self, dep_id: str, state: int, wall_until: float, reason: str) -> None:
         for listener in self.listeners:
@@ -257,6 +272,7 @@ class RedisHealthSync:
         self._redis = aioredis.from_url(self.url, socket_connect_timeout=2, socket_timeout=5)
         health = self.health
         health.listeners.append(self._publish)
+        health.registered.append(self.adopt)
         self._listener = asyncio.get_running_loop().create_task(self._listen())
         try:
             await asyncio.wait_for(self.ready.wait(), 3.0)
@@ -278,6 +294,24 @@ class RedisHealthSync:
                 await self._redis.aclose()
             except Exception:
                 pass
+
+    def adopt(self, dep_id: str) -> None:
+        """A deployment added after start: take on the state another replica stored for it (in the
+        background: the request that made it may still try it once)."""
+        if self._closing or self._redis is None:
+            return
+        task = asyncio.get_running_loop().create_task(self._load(self.health.shared_names[dep_id]))
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
+
+    async def _load(self, name: str) -> None:
+        try:
+            raw = await self._redis.hget(self.key, name)
+        except Exception as exc:
+            log.warning("Redis breaker load for %s: %s", name, exc)
+            return
+        if raw is not None:
+            self._apply(raw)
 
     def _publish(self, dep_id: str, state: int, wall_until: float, reason: str) -> None:
         if self._closing or self._redis is None or state == HALF_OPEN:

@@ -77,8 +77,18 @@ class SharedHealthSync:
     def start(self) -> None:
         """Adopt the transitions written so far (a restarted worker finds its peers' open breakers)."""
         self.health.listeners.append(self._publish)
+        self.health.registered.append(self.adopt)
         self.health.refresh = self.refresh
         self.refresh()
+
+    def adopt(self, dep_id: str) -> None:
+        """A deployment added after start: share it, and take on what a peer wrote of it already."""
+        key = self._keys[dep_id] = key64(self.health.shared_names[dep_id])
+        self._dep_ids[key] = dep_id
+        _, entries = self.table.locked(self.table.since, 0)
+        for entry_key, state, until_us, pid in entries:
+            if entry_key == key and pid != self.pid:
+                self.health.apply_remote(dep_id, state, until_us / 1e6)
 
     def refresh(self) -> None:
         """Apply the other workers' transitions written since the last call."""
@@ -93,7 +103,7 @@ class SharedHealthSync:
     def _publish(self, dep_id: str, state: int, wall_until: float, reason: str) -> None:
         key = self._keys.get(dep_id)
         if state == HALF_OPEN or key is None:
-            return  # half-open is a local, time-derived state; a deployment added after start is not shared
+            return  # half-open is a local, time-derived state
         if not self.table.locked(self.table.write, key, state, int(wall_until * 1e6), self.pid) and not self._warned:
             self._warned = True
             log.warning("the shared breaker table is full: breaker %s stays per worker", dep_id)
