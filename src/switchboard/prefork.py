@@ -63,7 +63,10 @@ def serve_workers(config_path: str | None, workers: int, host: str | None = None
         from switchboard.routing.shared_health import SharedBreakers
 
         shared_limits = SharedLimits()
-        shared_breakers = SharedBreakers(sum(len(m.deployments) for m in config.models.values()) if config else 32)
+        # room for the deployments of models that wildcards make later (entries are taken on transitions only)
+        deployments = (sum(len(m.deployments) for m in config.models.values()) + 256 * len(config.wildcards)
+                       if config else 32)
+        shared_breakers = SharedBreakers(deployments)
     log.info("switchboard: %d workers on http://%s:%d (rate limits and breakers shared %s)", workers, host, bound,
              "in Redis" if shared_limits is None else "in memory by the workers")
 
