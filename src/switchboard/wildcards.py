@@ -50,8 +50,9 @@ class WildcardModel:
         """The model `name` (prefix + rest) as if written out: each deployment's `*` replaced by the rest."""
         rest = name[len(self.prefix):]
         value = dict(self.value)
-        value["deployments"] = [{**{k: v for k, v in d.items() if k != "id"},
-                                 "model": str(d.get("model", "*")).replace("*", rest)} for d in self.value["deployments"]]
+        value["deployments"] = [{**{k: v for k, v in d.items() if k != "id"},  # ids: <name>#<i>, one set per model
+                                 "model": str(d.get("model", "*")).replace("*", rest)}
+                                for d in self.value["deployments"]]
         return _model(_Section(self.doc, ("models", self.pattern), value, self.env), name, self.timeouts,
                       self.reliability)
 
