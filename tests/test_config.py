@@ -141,6 +141,14 @@ def test_valid_config_uses_catalog_prices_and_env_secrets(tmp_path):
        openai/*:
          deployments: [{provider: openai, colour: blue}]
      """, "models.openai/*.deployments[0].colour"),
+    ("""
+     models:
+       openai/*: {pricing: {input_per_mtok: 1}}
+     """, "models.openai/*.deployments: must be a non-empty list"),
+    ("""
+     models:
+       openai/*: {deployments: [gpt-4o]}
+     """, "models.openai/*.deployments[0]: must be a mapping"),
 ])
 def test_bad_config_names_key_and_line(tmp_path, text, expected):
     assert expected in error_of(tmp_path, text)

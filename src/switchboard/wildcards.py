@@ -50,9 +50,12 @@ class WildcardModel:
         """The model `name` (prefix + rest) as if written out: each deployment's `*` replaced by the rest."""
         rest = name[len(self.prefix):]
         value = dict(self.value)
-        value["deployments"] = [{**{k: v for k, v in d.items() if k != "id"},  # ids: <name>#<i>, one set per model
-                                 "model": str(d.get("model", "*")).replace("*", rest)}
-                                for d in self.value["deployments"]]
+        deployments = value.get("deployments")
+        if isinstance(deployments, list):  # anything else: the parser's own error
+            value["deployments"] = [
+                {**{k: v for k, v in d.items() if k != "id"},  # ids: <name>#<i>, one set per model
+                 "model": str(d.get("model", "*")).replace("*", rest)} if isinstance(d, dict) else d
+                for d in deployments]
         return _model(_Section(self.doc, ("models", self.pattern), value, self.env), name, self.timeouts,
                       self.reliability)
 
