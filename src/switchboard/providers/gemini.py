@@ -40,6 +40,7 @@ from switchboard.core.request import ChatRequest
 from switchboard.errors import UpstreamError
 from switchboard.providers import canonical as c
 from switchboard.providers.base import Provider, sse_json
+from switchboard.providers.reasoning import effort_for
 
 FINISH_REASONS = {
     "STOP": "stop", "MAX_TOKENS": "length", "SAFETY": "content_filter", "RECITATION": "content_filter",
@@ -61,6 +62,7 @@ _BUDGET_MODELS = re.compile(r"^(models/)?gemini-2\.")  # think by token budget; 
 _PRE_THINKING_MODELS = re.compile(r"^(models/)?gemini-1\.")
 # `reasoning_effort` as Google's own OpenAI endpoint maps it: a budget for 2.x, a level for 3 and later.
 _THINKING_BUDGETS = {"none": 0, "minimal": 512, "low": 1024, "medium": 8192, "high": 24576, "xhigh": 32768}
+_EFFORT_STEPS = {e: _THINKING_BUDGETS[e] for e in ("low", "medium", "high")}  # Anthropic's budget -> an effort
 _THINKING_LEVELS = {"none": "minimal", "minimal": "minimal", "low": "low", "medium": "medium", "high": "high",
                     "xhigh": "high"}
 
@@ -108,8 +110,8 @@ class GeminiProvider(Provider):
         if system:
             payload["systemInstruction"] = {"parts": system}
         config = self._generation_config(body)
-        thinking = _thinking_config(body.get("reasoning_effort") or _effort_of(body.get("thinking")),
-                                    deployment.upstream_model)
+        effort = body.get("reasoning_effort") or effort_for(body.get("thinking"), _EFFORT_STEPS, "xhigh", "none")
+        thinking = _thinking_config(effort, deployment.upstream_model)
         if thinking is not None:
             config["thinkingConfig"] = thinking
         if config:
@@ -356,18 +358,6 @@ def openai_logprobs(result: Any) -> dict[str, Any] | None:
         top = tops[i].get("candidates") if i < len(tops) and isinstance(tops[i], dict) else None
         content.append({**entry(chosen), "top_logprobs": [entry(t) for t in top or ()]})
     return {"content": content, "refusal": None}
-
-
-def _effort_of(thinking: Any) -> str | None:
-    """Anthropic's `thinking` (from the Messages ingress, or a LiteLLM-style client) as an effort."""
-    if not isinstance(thinking, dict):
-        return None
-    if thinking.get("type") == "disabled":
-        return "none"
-    budget = thinking.get("budget_tokens")
-    if not isinstance(budget, int):
-        return None
-    return next((e for e in ("low", "medium", "high") if budget <= _THINKING_BUDGETS[e]), "xhigh")
 
 
 def _thinking_config(effort: Any, model: str) -> dict[str, Any] | None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from switchboard.errors import InvalidRequest
@@ -103,15 +104,21 @@ def openai_reasoning(upstream_model: str) -> bool | None:
     return False if _OPENAI_PLAIN.match(upstream_model) else None
 
 
-def effort_for(thinking: Any) -> str | None:
-    """Anthropic's `thinking` as the `reasoning_effort` whose Claude budget (EFFORT_BUDGETS) it fits; None when
-    disabled (the model's default then applies: o-series models cannot stop reasoning)."""
-    if not isinstance(thinking, dict) or thinking.get("type") != "enabled":
+def effort_for(thinking: Any, steps: Mapping[str, int], above: str, disabled: str | None = None) -> str | None:
+    """Anthropic's `thinking` as a `reasoning_effort`: the first of `steps` (effort -> the largest budget it
+    covers) whose budget it fits, else `above`; `disabled` for {"type": "disabled"}; None when it says neither."""
+    if not isinstance(thinking, dict):
         return None
+    if thinking.get("type") == "disabled":
+        return disabled
     budget = thinking.get("budget_tokens")
     if not isinstance(budget, int):
         return None
-    return next((e for e in ("low", "medium") if budget <= EFFORT_BUDGETS[e]), "high")
+    return next((effort for effort, top in steps.items() if budget <= top), above)
+
+
+# Claude's budget per effort, inverted; o-series models cannot stop reasoning, so "disabled" leaves their default.
+_OPENAI_STEPS = {"low": EFFORT_BUDGETS["low"], "medium": EFFORT_BUDGETS["medium"]}
 
 
 def for_openai_reasoning(body: dict[str, Any]) -> None:
@@ -128,7 +135,7 @@ def for_openai_reasoning(body: dict[str, Any]) -> None:
     limit = body.pop("max_tokens", None)
     if limit is not None and body.get("max_completion_tokens") is None:
         body["max_completion_tokens"] = limit
-    effort = effort_for(body.pop("thinking", None))
+    effort = effort_for(body.pop("thinking", None), _OPENAI_STEPS, "high")
     if effort is not None and body.get("reasoning_effort") is None:
         body["reasoning_effort"] = effort
     if body.get("reasoning_effort") != "none":
