@@ -149,6 +149,20 @@ def test_valid_config_uses_catalog_prices_and_env_secrets(tmp_path):
      models:
        openai/*: {deployments: [gpt-4o]}
      """, "models.openai/*.deployments[0]: must be a mapping"),
+    ("""
+     models:
+       openai/*: {deployments: [{provider: openai}]}
+       m:
+         deployments: [{provider: openai}]
+         fallbacks: [openai/a-model-nobody-priced]
+     """, ":6: models.m.fallbacks: 'openai/a-model-nobody-priced' has no known price: give openai/* a pricing"),
+    ("""
+     models:
+       openai/*: {deployments: [{provider: openai}]}
+       m:
+         deployments: [{provider: openai}]
+         fallbacks: [openai/gpt-4o, mistral/small]
+     """, "models.m: fallback 'mistral/small' is not a configured model"),
 ])
 def test_bad_config_names_key_and_line(tmp_path, text, expected):
     assert expected in error_of(tmp_path, text)

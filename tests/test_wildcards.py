@@ -19,7 +19,8 @@ HI = [{"role": "user", "content": "Say hi"}]
 def stack(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("wildcards")
     mock = MockProc(tmp, {"gpt-4.1-mini": {"reply": "hi from gpt-4.1-mini"},
-                          "broken": {"faults": [{"kind": "status", "status": 500, "rate": 1.0}]}})
+                          "broken": {"faults": [{"kind": "status", "status": 500, "rate": 1.0}]},
+                          "down": {"faults": [{"kind": "status", "status": 500, "rate": 1.0}]}})
     up = {"base_url": mock.url + "/v1", "api_key": "${UP_KEY}"}
     config = {"auth": {"master_key": "${SB_MASTER}"}, "models": {
         "openai/*": {"deployments": [{"provider": "openai", **up}]},
@@ -30,7 +31,11 @@ def stack(tmp_path_factory):
                     "pricing": {"input_per_mtok": 0, "output_per_mtok": 0}},
         "claude/*": {"deployments": [{"provider": "anthropic", "base_url": mock.url, "api_key": "${UP_KEY}"}]},
         "gpt-4o": {"deployments": [{"provider": "openai", **up}]},
-    }}
+        # models named only through the wildcard: a fallback, a router's two models, a per-model limit
+        "primary": {"deployments": [{"provider": "openai", **up, "model": "down"}], "retries": {"max_per_model": 1},
+                    "fallbacks": ["openai/gpt-4.1-nano"]},
+    }, "routers": {"auto": {"strong": "openai/gpt-4.1", "weak": "openai/gpt-4.1-mini", "threshold": 1.0}},
+        "accounts": {"model_limits": {"openai/gpt-4o-mini": {"rpm": 1}}}}
     gw = GatewayProc(tmp, config, env={"SB_MASTER": MASTER, "UP_KEY": "sk-up"})
     yield gw, mock
     gw.stop()
@@ -122,3 +127,25 @@ def test_a_key_may_be_limited_to_a_wildcard(stack):
     status, _, raw = http("POST", gw.url + "/admin/keys", {"name": "bad", "allowed_models": ["mistral/*"]},
                           headers=headers)
     assert status == 400 and json.loads(raw)["error"]["param"] == "allowed_models"
+
+
+def test_fallbacks_routers_and_limits_may_name_models_through_a_wildcard(stack, client):
+    _, mock = stack
+    # `primary` fails upstream and falls back to openai/gpt-4.1-nano, which only the wildcard defines
+    raw = client.chat.completions.with_raw_response.create(model="primary", messages=HI)
+    assert raw.parse().choices[0].message.content
+    assert raw.headers["x-switchboard-model"] == "openai/gpt-4.1-nano"
+    assert mock.stats()["last_request"]["model"] == "gpt-4.1-nano"
+    # a router's strong and weak models may be wildcard names too
+    raw = client.chat.completions.with_raw_response.create(model="auto", messages=HI)
+    assert raw.headers["x-switchboard-routed-to"] == "openai/gpt-4.1-mini"
+    raw = client.chat.completions.with_raw_response.create(model="auto", messages=HI,
+                                                           extra_headers={"x-switchboard-threshold": "0"})
+    assert raw.headers["x-switchboard-routed-to"] == "openai/gpt-4.1"
+    assert mock.stats()["last_request"]["model"] == "gpt-4.1"
+    # and a per-model limit applies to the model made for it: one request a minute
+    assert client.chat.completions.create(model="openai/gpt-4o-mini", messages=HI).choices[0].message.content
+    with pytest.raises(openai.RateLimitError):
+        client.chat.completions.create(model="openai/gpt-4o-mini", messages=HI)
+    # they are configured models from the start: listed before any request made them
+    assert {"openai/gpt-4.1-nano", "openai/gpt-4.1", "openai/gpt-4o-mini"} <= {m.id for m in client.models.list()}

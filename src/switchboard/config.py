@@ -459,6 +459,8 @@ def parse_config(doc: Located, env: Mapping[str, str] | None = None) -> GatewayC
     for key in EXTENSION_SECTIONS:
         top.raw(key)
     top.done()
+    if wildcards:
+        _make_referenced(doc, models, wildcards)
     for model in models.values():
         for chain in (model.fallbacks, model.context_fallbacks, model.policy_fallbacks):
             for target in chain:
@@ -467,6 +469,22 @@ def parse_config(doc: Located, env: Mapping[str, str] | None = None) -> GatewayC
     return GatewayConfig(models=models, server=server, storage=storage, master_key=master_key,
                          source=doc.source, raw=doc.data or {}, doc=doc, reliability=reliability,
                          redis_namespace=redis_namespace, wildcards=wildcards)
+
+
+def _make_referenced(doc: Located, models: dict[str, ModelConfig], wildcards: dict[str, WildcardModel]) -> None:
+    """Add to `models` each model the config names elsewhere (a fallback, a router's strong model, a limit...)
+    that only a wildcard covers, made as if written out, so every check and table sees it from the start."""
+    from switchboard.wildcards import billable, matching, model_references
+
+    for path, name in model_references(doc.data if isinstance(doc.data, dict) else {}):
+        wildcard = None if name in models else matching(wildcards.values(), name)
+        if wildcard is None:
+            continue
+        model = wildcard.build(name)
+        if not billable(wildcard, model):
+            raise doc.error(path, f"{name!r} has no known price: give {wildcard.pattern} a pricing, "
+                                  f"or list the model with its own")
+        models[name] = model
 
 
 def load_config(path: str | os.PathLike, env: Mapping[str, str] | None = None) -> GatewayConfig:

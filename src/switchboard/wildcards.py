@@ -13,7 +13,7 @@ gateway's state without bound.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,8 +80,7 @@ class WildcardModels:
     """The config's wildcards and the models made from them for this process."""
 
     def __init__(self, wildcards: Mapping[str, WildcardModel], on_new: Callable[[ModelConfig], None]) -> None:
-        # longest prefix first, so `openai/ft:*` wins over `openai/*`
-        self.wildcards = sorted(wildcards.values(), key=lambda w: len(w.prefix), reverse=True)
+        self.wildcards = list(wildcards.values())
         self.made: dict[str, ModelConfig] = {}
         self.on_new = on_new
 
@@ -89,10 +88,7 @@ class WildcardModels:
         return [w.pattern for w in self.wildcards]
 
     def matches(self, name: str) -> WildcardModel | None:
-        for wildcard in self.wildcards:
-            if name.startswith(wildcard.prefix) and _REST.match(name[len(wildcard.prefix):]):
-                return wildcard
-        return None
+        return matching(self.wildcards, name)
 
     def resolve(self, name: str) -> ModelConfig | None:
         """The model a wildcard makes of `name`, or None when none matches; a 400 when it has no price."""
@@ -105,17 +101,65 @@ class WildcardModels:
         if len(self.made) >= MAX_MODELS:
             raise InvalidRequest(f"This gateway already serves {MAX_MODELS} models through wildcards; list "
                                  f"{name!r} under models: in the config.", param="model")
-        from switchboard.catalog import lookup
-
         model = wildcard.build(name)
-        upstream = model.deployments[0].upstream_model
-        if not wildcard.priced and lookup(upstream) is None and lookup(name) is None:
+        if not billable(wildcard, model):
             raise InvalidRequest(f"The model {name!r} has no known price: give {wildcard.pattern} a pricing in the "
                                  f"config, or list the model with its own.", param="model",
                                  code="model_not_priced")
         self.made[name] = model
         self.on_new(model)
         return model
+
+
+def matching(wildcards: Iterable[WildcardModel], name: str) -> WildcardModel | None:
+    """The wildcard with the longest prefix that covers `name`, or None."""
+    best: WildcardModel | None = None
+    for wildcard in wildcards:
+        if (name.startswith(wildcard.prefix) and _REST.match(name[len(wildcard.prefix):])
+                and (best is None or len(wildcard.prefix) > len(best.prefix))):
+            best = wildcard
+    return best
+
+
+def billable(wildcard: WildcardModel, model: ModelConfig) -> bool:
+    """Whether a made model has a price: the wildcard's own, or the catalog's for its upstream model or name."""
+    from switchboard.catalog import lookup
+
+    return wildcard.priced or lookup(model.deployments[0].upstream_model) is not None or lookup(model.name) is not None
+
+
+def model_references(raw: Mapping[str, Any]) -> list[tuple[tuple, str]]:
+    """Every place the config names a model outside `models:` itself, as (path, name): fallbacks, routers,
+    per-model limits, recording and shadow traffic. Values of the wrong type are skipped (their sections
+    report them)."""
+    out: list[tuple[tuple, str]] = []
+
+    def add(path: tuple, value: Any) -> None:
+        if isinstance(value, str):
+            out.append((path, value))
+        elif isinstance(value, list):
+            out.extend((path, v) for v in value if isinstance(v, str))
+
+    def sub(value: Any) -> dict:
+        return value if isinstance(value, dict) else {}
+
+    for name, model in sub(raw.get("models")).items():
+        for key in ("fallbacks", "context_window_fallbacks", "content_policy_fallbacks"):
+            add(("models", name, key), sub(model).get(key))
+    for name, router in sub(raw.get("routers")).items():
+        router = sub(router)
+        for key in ("strong", "weak", "vision_model", "tools_model", "long_context_model"):
+            add(("routers", name, key), router.get(key))
+        for i, route in enumerate(router.get("routes") if isinstance(router.get("routes"), list) else ()):
+            add(("routers", name, "routes", i, "model"), sub(route).get("model"))
+        add(("routers", name, "cascade", "judge_model"), sub(router.get("cascade")).get("judge_model"))
+    for name in sub(sub(raw.get("accounts")).get("model_limits")):
+        add(("accounts", "model_limits"), name)
+    add(("record", "models"), sub(raw.get("record")).get("models"))
+    for name, rule in sub(sub(raw.get("shadow")).get("models")).items():
+        add(("shadow", "models"), name)
+        add(("shadow", "models", name, "candidates"), sub(rule).get("candidates"))
+    return out
 
 
 def allowed(name: str, allowed_models: frozenset[str]) -> bool:
