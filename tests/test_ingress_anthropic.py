@@ -360,3 +360,34 @@ def test_openapi_lists_messages_paths(stack):
     status, _, body = http("GET", gw.url + "/openapi.json")
     paths = json.loads(body)["paths"]
     assert status == 200 and "post" in paths["/v1/messages"] and "post" in paths["/v1/messages/count_tokens"]
+
+
+def test_one_hour_cache_writes_are_reported_and_priced_apart(client, stack):
+    gw, mock = stack
+    hour, minutes = {"type": "ephemeral", "ttl": "1h"}, {"type": "ephemeral", "ttl": "5m"}
+    manual = "You review leases, clause by clause. " * 40
+    raw = client.messages.with_raw_response.create(
+        model="claude-priced", max_tokens=50, system=[{"type": "text", "text": manual, "cache_control": hour}],
+        messages=[{"role": "user", "content": [{"type": "text", "text": "Clause 4 says rent rises yearly. " * 10,
+                                                "cache_control": minutes}]}])
+    sent = upstream(mock)
+    assert sent["system"][0]["cache_control"] == hour and sent["messages"][0]["content"][0]["cache_control"] == minutes
+    usage = raw.parse().usage
+    by_ttl = usage.cache_creation
+    # the system prompt is written for an hour, the message after it for five minutes
+    assert by_ttl.ephemeral_1h_input_tokens > 100 and by_ttl.ephemeral_5m_input_tokens > 50
+    assert by_ttl.ephemeral_1h_input_tokens + by_ttl.ephemeral_5m_input_tokens == usage.cache_creation_input_tokens
+    # one-hour writes cost twice the input price ($6 here), five-minute ones 1.25x ($3.75)
+    expected = (usage.input_tokens * 3.0 + by_ttl.ephemeral_5m_input_tokens * 3.75
+                + by_ttl.ephemeral_1h_input_tokens * 6.0 + usage.output_tokens * 15.0) / 1e6
+    assert float(raw.headers["x-switchboard-cost"]) == pytest.approx(expected, rel=1e-6)
+    rid = raw.headers["x-request-id"]
+    row = wait_for(lambda: next((r for r in gw.requests_logged() if r["request_id"] == rid), None))
+    assert json.loads(row["extra"])["cache"] == {"read_tokens": 0, "write_tokens": usage.cache_creation_input_tokens,
+                                                 "write_1h_tokens": by_ttl.ephemeral_1h_input_tokens}
+    # one-hour entries must come first (tools, system, messages): Claude's own 400 reaches the client
+    with pytest.raises(anthropic.BadRequestError, match="ttl='1h' cache_control block must not come after"):
+        client.messages.create(model="claude-priced", max_tokens=50,
+                               system=[{"type": "text", "text": manual, "cache_control": minutes}],
+                               messages=[{"role": "user", "content": [{"type": "text", "text": "Go.",
+                                                                       "cache_control": hour}]}])

@@ -402,11 +402,14 @@ def test_refusal_and_usage_translation_units():
     completion = to_completion({"id": "msg_1", "type": "message", "model": "m", "stop_reason": "refusal",
                                 "content": [{"type": "text", "text": "I can't help with that."}],
                                 "usage": {"input_tokens": 5, "output_tokens": 3, "cache_creation_input_tokens": 7,
-                                          "cache_read_input_tokens": 11}}, json_mode=False)
+                                          "cache_read_input_tokens": 11,
+                                          "cache_creation": {"ephemeral_5m_input_tokens": 2,
+                                                             "ephemeral_1h_input_tokens": 5}}}, json_mode=False)
     ChatCompletion.model_validate(completion)
     assert completion["choices"][0]["finish_reason"] == "content_filter"
     assert completion["usage"] == {"prompt_tokens": 23, "completion_tokens": 3, "total_tokens": 26,
-                                   "prompt_tokens_details": {"cached_tokens": 11, "cache_write_tokens": 7}}
+                                   "prompt_tokens_details": {"cached_tokens": 11, "cache_write_tokens": 7,
+                                                             "cache_write_1h_tokens": 5}}
     translator = StreamTranslator(json_mode=False)
     translator.feed({"type": "message_start", "message": {"id": "msg_2", "model": "m", "usage": {"input_tokens": 9}}})
     finish = translator.feed({"type": "message_delta", "delta": {"stop_reason": "max_tokens"},

@@ -144,6 +144,34 @@ def test_cache_breakpoints_become_cache_points(stack):
     assert second.usage.prompt_tokens == first.usage.prompt_tokens
 
 
+
+def test_cache_point_ttls_are_passed_on_and_one_hour_writes_priced_apart(stack):
+    hour, minutes = {"type": "ephemeral", "ttl": "1h"}, {"type": "ephemeral", "ttl": "5m"}
+    manual = "Answer from the safety handbook, chapter by chapter. " * 30
+    ask = dict(model=MODEL_ID, messages=[
+        {"role": "system", "content": [{"type": "text", "text": manual, "cache_control": hour}]},
+        {"role": "user", "content": [{"type": "text", "text": "Which chapter covers ladders? " * 8,
+                                      "cache_control": minutes}]}])
+    raw = stack.client.chat.completions.with_raw_response.create(**ask)
+    body = stack.sent()["body"]
+    assert body["system"] == [{"text": manual}, {"cachePoint": {"type": "default", "ttl": "1h"}}]
+    assert body["messages"][0]["content"][1] == {"cachePoint": {"type": "default", "ttl": "5m"}}
+    usage = raw.parse().usage
+    details = usage.prompt_tokens_details
+    written, for_an_hour = details.cache_write_tokens, details.model_extra["cache_write_1h_tokens"]
+    # the handbook is written for an hour, the question for five minutes
+    assert for_an_hour > len(manual) // 5 and written - for_an_hour > 20
+    # $1 per million input tokens here and no cache prices set: writes at the input price, one-hour writes at twice it
+    expected = ((usage.prompt_tokens - written) * 1.0 + (written - for_an_hour) * 1.0 + for_an_hour * 2.0
+                + usage.completion_tokens * 2.0) / 1e6
+    assert float(raw.headers["x-switchboard-cost"]) == pytest.approx(expected, rel=1e-6)
+    streamed = stack.stream(**ask, stream_options={"include_usage": True})[-1].usage
+    assert streamed.prompt_tokens_details.cached_tokens == written  # the second call reads what the first wrote
+    # a one-hour point after a five-minute one is Bedrock's own 400
+    ask["messages"][0]["content"][0]["cache_control"], ask["messages"][1]["content"][0]["cache_control"] = minutes, hour
+    status, error = stack.error(**ask)
+    assert status == 400 and "1h cache point cannot follow a 5m one" in error["message"]
+
 def test_extended_thinking_through_converse(stack):
     from switchboard.testing.mock_anthropic import signature_of
 

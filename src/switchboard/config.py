@@ -68,16 +68,22 @@ class Pricing:
     output_per_mtok: float = 0.0
     cached_input_per_mtok: float | None = None  # prompt tokens read from the provider's cache
     cache_write_per_mtok: float | None = None  # prompt tokens written to it (Anthropic: 1.25 x input)
+    cache_write_1h_per_mtok: float | None = None  # written with a one-hour TTL (Anthropic: 2 x input)
 
     def cost(self, prompt_tokens: int, completion_tokens: int, cached_tokens: int = 0,
-             cache_write_tokens: int = 0) -> float:
+             cache_write_tokens: int = 0, cache_write_1h_tokens: int = 0) -> float:
         """Dollars; `cached_tokens` and `cache_write_tokens` are parts of `prompt_tokens`, each at its own
-        price (the input price when none is set)."""
+        price (the input price when none is set), and `cache_write_1h_tokens` the part of the writes made with
+        a one-hour TTL (twice the input price when none is set: the only provider with such a cache,
+        Anthropic, charges that)."""
         cached_price = self.cached_input_per_mtok if self.cached_input_per_mtok is not None else self.input_per_mtok
         write_price = self.cache_write_per_mtok if self.cache_write_per_mtok is not None else self.input_per_mtok
+        hour_price = self.cache_write_1h_per_mtok if self.cache_write_1h_per_mtok is not None \
+            else 2 * self.input_per_mtok
+        hour = min(cache_write_1h_tokens, cache_write_tokens)
         fresh = max(0, prompt_tokens - cached_tokens - cache_write_tokens)
-        return (fresh * self.input_per_mtok + cached_tokens * cached_price + cache_write_tokens * write_price
-                + completion_tokens * self.output_per_mtok) / 1e6
+        return (fresh * self.input_per_mtok + cached_tokens * cached_price + (cache_write_tokens - hour) * write_price
+                + hour * hour_price + completion_tokens * self.output_per_mtok) / 1e6
 
 
 @dataclass(slots=True)
@@ -278,6 +284,7 @@ def _pricing(sec: _Section | None) -> Pricing | None:
         output_per_mtok=sec.number("output_per_mtok", 0.0, minimum=0),
         cached_input_per_mtok=sec.number("cached_input_per_mtok", None, minimum=0),
         cache_write_per_mtok=sec.number("cache_write_per_mtok", None, minimum=0),
+        cache_write_1h_per_mtok=sec.number("cache_write_1h_per_mtok", None, minimum=0),
     )
     sec.done()
     return p

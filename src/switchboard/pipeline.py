@@ -245,7 +245,8 @@ class Pipeline:
         ctx.entry.completion_tokens = usage.completion
         ctx.entry.cost = pricing.cost(*usage)
         if usage.cached or usage.cache_write:
-            ctx.entry.extra["cache"] = {"read_tokens": usage.cached, "write_tokens": usage.cache_write}
+            ctx.entry.extra["cache"] = {"read_tokens": usage.cached, "write_tokens": usage.cache_write,
+                                        **({"write_1h_tokens": usage.cache_write_1h} if usage.cache_write_1h else {})}
         if ctx.route is not None:
             strong = self.gw.config.models[self.gw.routers[ctx.entry.router].settings.strong]
             ctx.entry.extra["cost_if_strong"] = strong.pricing.cost(*usage)

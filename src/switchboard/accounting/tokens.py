@@ -8,12 +8,14 @@ from typing import Any, NamedTuple
 
 class Usage(NamedTuple):
     """Tokens of one call. `cached` and `cache_write` are the parts of `prompt` read from and written to
-    the provider's prompt cache (priced apart: see `Pricing.cost`)."""
+    the provider's prompt cache, `cache_write_1h` the part of the writes kept for an hour (each priced apart:
+    see `Pricing.cost`, which takes them in this order)."""
 
     prompt: int
     completion: int
     cached: int = 0
     cache_write: int = 0
+    cache_write_1h: int = 0
 
 
 def estimate_tokens(text: str) -> int:
@@ -29,11 +31,13 @@ def usage_of(data: dict[str, Any] | None) -> Usage | None:
     prompt = usage.get("prompt_tokens") or 0
     completion = usage.get("completion_tokens") or 0
     details = usage.get("prompt_tokens_details")
-    cached = (details.get("cached_tokens") or 0) if isinstance(details, dict) else 0
-    cache_write = (details.get("cache_write_tokens") or 0) if isinstance(details, dict) else 0
-    if not all(isinstance(v, int) for v in (prompt, completion, cached, cache_write)):
+    details = details if isinstance(details, dict) else {}
+    cached = details.get("cached_tokens") or 0
+    cache_write = details.get("cache_write_tokens") or 0
+    hour = details.get("cache_write_1h_tokens") or 0
+    if not all(isinstance(v, int) for v in (prompt, completion, cached, cache_write, hour)):
         return None
-    return Usage(prompt, completion, cached, cache_write)
+    return Usage(prompt, completion, cached, cache_write, hour)
 
 
 # ---------------------------------------------------------------- local counting

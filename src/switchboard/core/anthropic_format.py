@@ -389,17 +389,20 @@ def _tool_input(arguments: Any) -> Any:
     return value if isinstance(value, dict) else {"value": value}
 
 
-def anthropic_usage(usage: Any) -> dict[str, int]:
-    """OpenAI usage -> Anthropic usage: `input_tokens` excludes what was read from or written to the cache."""
+def anthropic_usage(usage: Any) -> dict[str, Any]:
+    """OpenAI usage -> Anthropic usage: `input_tokens` excludes what was read from or written to the cache;
+    `cache_creation` splits the writes by TTL."""
     usage = usage if isinstance(usage, dict) else {}
     prompt = usage.get("prompt_tokens") if isinstance(usage.get("prompt_tokens"), int) else 0
     details = usage.get("prompt_tokens_details")
     details = details if isinstance(details, dict) else {}
-    cached, written = (v if isinstance(v, int) else 0
-                       for v in (details.get("cached_tokens"), details.get("cache_write_tokens")))
+    cached, written, hour = (v if isinstance(v, int) else 0 for v in (
+        details.get("cached_tokens"), details.get("cache_write_tokens"), details.get("cache_write_1h_tokens")))
+    hour = min(hour, written)
     completion = usage.get("completion_tokens") if isinstance(usage.get("completion_tokens"), int) else 0
     return {"input_tokens": max(0, prompt - cached - written), "output_tokens": completion,
-            "cache_creation_input_tokens": written, "cache_read_input_tokens": cached}
+            "cache_creation_input_tokens": written, "cache_read_input_tokens": cached,
+            "cache_creation": {"ephemeral_5m_input_tokens": written - hour, "ephemeral_1h_input_tokens": hour}}
 
 
 def _thinking_content(message: dict[str, Any]) -> list[dict[str, Any]]:
@@ -490,7 +493,8 @@ class EventWriter:
     def feed(self, chunk: dict[str, Any]) -> bytes:
         out = b"" if self.started else self.start(chunk.get("model"), chunk.get("id"))
         if isinstance(chunk.get("usage"), dict):
-            self.usage = anthropic_usage(chunk["usage"])
+            # a message_delta's usage has the totals only (no `cache_creation`), as Anthropic's does
+            self.usage = {k: v for k, v in anthropic_usage(chunk["usage"]).items() if k != "cache_creation"}
         for choice in chunk.get("choices") or ():
             if not isinstance(choice, dict) or choice.get("index", 0) != 0:
                 continue

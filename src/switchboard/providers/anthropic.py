@@ -41,6 +41,7 @@ from switchboard.config import Deployment
 from switchboard.core.anthropic_format import FINISH_FOR_STOP
 from switchboard.core.request import ChatRequest
 from switchboard.errors import InvalidRequest, UpstreamError
+from switchboard.providers import canonical as c
 from switchboard.providers.base import Provider, error_message, retry_after, sse_json
 from switchboard.providers.images import load_image
 from switchboard.providers.reasoning import anthropic_blocks, canonical_block, drop_sampling, thinking_for
@@ -289,10 +290,17 @@ def openai_usage(usage: Any) -> dict[str, Any]:
         return value if isinstance(value, int) else 0
 
     cached, written = n("cache_read_input_tokens"), n("cache_creation_input_tokens")
-    prompt = n("input_tokens") + cached + written
-    completion = n("output_tokens")
-    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
-            "prompt_tokens_details": {"cached_tokens": cached, "cache_write_tokens": written}}
+    by_ttl = usage.get("cache_creation")
+    hour = by_ttl.get("ephemeral_1h_input_tokens") if isinstance(by_ttl, dict) else 0
+    return c.usage(n("input_tokens") + cached + written, n("output_tokens"), cached=cached, cache_write=written,
+                   cache_write_1h=min(hour, written) if isinstance(hour, int) else 0)
+
+
+def _merge_usage(into: dict[str, Any], usage: Any) -> None:
+    """Fold a stream event's usage into the running one: its counts, and the cache writes by TTL."""
+    for key, value in (usage.items() if isinstance(usage, dict) else ()):
+        if isinstance(value, int) or key == "cache_creation" and isinstance(value, dict):
+            into[key] = value
 
 
 def to_completion(message: dict[str, Any], json_mode: bool) -> dict[str, Any]:
@@ -357,7 +365,7 @@ class StreamTranslator:
             message = event.get("message") or {}
             self.id = message.get("id") or ""
             self.model = message.get("model") or ""
-            self.usage.update({k: v for k, v in (message.get("usage") or {}).items() if isinstance(v, int)})
+            _merge_usage(self.usage, message.get("usage"))
             return [self.chunk({"role": "assistant", "content": ""})]
         if kind == "content_block_start":
             index, block = event.get("index", 0), event.get("content_block") or {}
@@ -396,7 +404,7 @@ class StreamTranslator:
                                                         "function": {"arguments": partial}}]})]
             return []  # citation deltas have no OpenAI counterpart
         if kind == "message_delta":
-            self.usage.update({k: v for k, v in (event.get("usage") or {}).items() if isinstance(v, int)})
+            _merge_usage(self.usage, event.get("usage"))
             self.stop_reason = (event.get("delta") or {}).get("stop_reason")
             finish = FINISH_FOR_STOP.get(self.stop_reason or "end_turn", "stop")
             if finish == "tool_calls" and not self.tool_index:

@@ -15,8 +15,9 @@ whose type Bedrock names in the `x-amzn-errortype` header.
 
 Prompt caching: a `cache_control` breakpoint on a content part, tool result or
 tool (as Anthropic-format and LiteLLM-style clients mark them) becomes a
-`cachePoint` block right after it; `cacheReadInputTokens` and
-`cacheWriteInputTokens` come back as `cached_tokens` and `cache_write_tokens`.
+`cachePoint` block right after it, with the mark's `ttl` ('5m' or '1h'); `cacheReadInputTokens`
+and `cacheWriteInputTokens` come back as `cached_tokens` and `cache_write_tokens`, and the
+one-hour writes of `cacheDetails` as `cache_write_1h_tokens`.
 
 Extended thinking (Claude models): as with Anthropic's API (providers/reasoning.py),
 sent as `additionalModelRequestFields.thinking`; `reasoningContent` blocks come back as
@@ -48,7 +49,6 @@ STOP_REASONS = {
     "model_context_window_exceeded": "length", "guardrail_intervened": "content_filter",
     "content_filtered": "content_filter", "malformed_model_output": "stop", "malformed_tool_use": "stop",
 }
-CACHE_POINT = {"cachePoint": {"type": "default"}}
 DEFAULT_MAX_TOKENS = 4096  # when a thinking Claude needs one and the client gave none
 IMAGE_FORMATS = {"image/png": "png", "image/jpeg": "jpeg", "image/jpg": "jpeg", "image/gif": "gif", "image/webp": "webp"}
 
@@ -161,7 +161,7 @@ class BedrockProvider(Provider):
                         if part.get("type") == "text" and part["text"].strip():
                             system.append({"text": part["text"]})
                         if _marked(part):
-                            system.append(CACHE_POINT)
+                            system.append(_cache_point(part))
                 elif c.content_text(content):
                     system.append({"text": c.content_text(content)})
                 continue
@@ -187,7 +187,7 @@ class BedrockProvider(Provider):
             # so tool_choice "none" can only be honoured by leaving the tools out when it does not.
             specs: list[dict[str, Any]] = []
             for t in tools:
-                specs += [_tool_spec(t["function"]), CACHE_POINT] if _marked(t) else [_tool_spec(t["function"])]
+                specs += [_tool_spec(t["function"]), _cache_point(t)] if _marked(t) else [_tool_spec(t["function"])]
             tool_config: dict[str, Any] = {"tools": specs}
             if mode == "required":
                 tool_config["toolChoice"] = {"any": {}}
@@ -231,9 +231,9 @@ class BedrockProvider(Provider):
         if msg["role"] == "tool":
             value = c.tool_result_value(content)
             result = [{"json": value}] if isinstance(value, dict) else [{"text": c.content_text(content) or " "}]
-            marked = isinstance(content, list) and any(_marked(p) for p in content)
+            marked = next((p for p in content if _marked(p)), None) if isinstance(content, list) else None
             block = {"toolResult": {"toolUseId": msg["tool_call_id"], "content": result}}
-            return [block, CACHE_POINT] if marked else [block]
+            return [block, _cache_point(marked)] if marked else [block]
         blocks: list[dict[str, Any]] = [_reasoning_block(b) for b in anthropic_blocks(msg)]
         if isinstance(content, str):
             if content.strip():
@@ -245,7 +245,7 @@ class BedrockProvider(Provider):
                     if part["text"].strip():
                         blocks.append({"text": part["text"]})
                     if _marked(part) and blocks:
-                        blocks.append(CACHE_POINT)
+                        blocks.append(_cache_point(part))
                 elif kind == "image_url":
                     image = images[part["image_url"]["url"]]
                     fmt = IMAGE_FORMATS.get(image.mime)
@@ -254,7 +254,7 @@ class BedrockProvider(Provider):
                                             f"image type {image.mime!r} (png, jpeg, gif and webp only)")
                     blocks.append({"image": {"format": fmt, "source": {"bytes": image.b64}}})
                     if _marked(part):
-                        blocks.append(CACHE_POINT)
+                        blocks.append(_cache_point(part))
                 elif kind != "refusal":
                     raise c.unsupported(self.kind, f"messages[{i}].content[{j}].type", f"content part {kind!r}")
         for k, call in enumerate(msg.get("tool_calls") or ()):
@@ -420,7 +420,10 @@ def bedrock_usage(usage: Any) -> dict[str, Any] | None:
         return None
     cached, written = int(usage.get("cacheReadInputTokens") or 0), int(usage.get("cacheWriteInputTokens") or 0)
     prompt = int(usage.get("inputTokens") or 0) + cached + written
-    return c.usage(prompt, int(usage.get("outputTokens") or 0), cached=cached, cache_write=written)
+    hour = sum(int(d.get("inputTokens") or 0) for d in usage.get("cacheDetails") or ()
+               if isinstance(d, dict) and d.get("ttl") == "1h")
+    return c.usage(prompt, int(usage.get("outputTokens") or 0), cached=cached, cache_write=written,
+                   cache_write_1h=min(hour, written))
 
 
 def _reasoning_block(block: dict[str, Any]) -> dict[str, Any]:
@@ -441,6 +444,12 @@ def _thinking_block(reasoning: dict[str, Any]) -> dict[str, Any]:
 def _marked(item: Any) -> bool:
     """A content part or tool with an Anthropic-style prompt-cache breakpoint (`cache_control`)."""
     return isinstance(item, dict) and isinstance(item.get("cache_control"), dict)
+
+
+def _cache_point(item: dict[str, Any]) -> dict[str, Any]:
+    """The `cachePoint` block for a marked part or tool, with the mark's `ttl` ('5m' or '1h') when it has one."""
+    ttl = item["cache_control"].get("ttl")
+    return {"cachePoint": {"type": "default", **({"ttl": ttl} if ttl is not None else {})}}
 
 
 def _tool_spec(fn: dict[str, Any]) -> dict[str, Any]:

@@ -195,12 +195,15 @@ def call_id() -> str:
 
 
 def usage(prompt: int, completion: int, *, cached: int | None = None, cache_write: int | None = None,
-          reasoning: int | None = None) -> dict[str, Any]:
+          cache_write_1h: int | None = None, reasoning: int | None = None) -> dict[str, Any]:
+    """OpenAI usage; prompt cache reads and writes (and the writes kept an hour) as parts of the prompt tokens."""
     out: dict[str, Any] = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
     if cached is not None:
         out["prompt_tokens_details"] = {"cached_tokens": cached}
         if cache_write is not None:
             out["prompt_tokens_details"]["cache_write_tokens"] = cache_write
+            if cache_write_1h is not None:
+                out["prompt_tokens_details"]["cache_write_1h_tokens"] = cache_write_1h
     if reasoning is not None:
         out["completion_tokens_details"] = {"reasoning_tokens": reasoning}
     return out

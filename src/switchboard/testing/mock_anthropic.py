@@ -10,7 +10,9 @@ OpenAI format. Prompt caching works as Anthropic's does, minus the minimum
 length: the prompt up to its last block marked with `cache_control` (tools,
 then system, then messages) is written to the cache the first time it is seen
 (`cache_creation_input_tokens`) and read from it after that
-(`cache_read_input_tokens`); at most 4 marked blocks. Extended thinking as
+(`cache_read_input_tokens`); at most 4 marked blocks. A breakpoint's `ttl` may be
+'5m' (the default) or '1h', one-hour ones first: the write up to the last
+one-hour breakpoint is reported apart (`cache_creation.ephemeral_1h_input_tokens`). Extended thinking as
 Claude does it: `thinking` is checked (a budget of at least 1,024 below
 max_tokens, no temperature other than 1, no top_k, no forced tool), the answer
 starts with a thinking block signed by the mock, and an assistant turn that
@@ -306,44 +308,53 @@ def _check_thinking(body: dict[str, Any]) -> None:
         raise Invalid(f"messages.{last_call}.content.0: Invalid `signature` in `thinking` block")
 
 
-def _segments(content: Any, out: list[tuple[str, bool]]) -> None:
-    """Append (text, marked with cache_control) for each block of a system prompt or message content."""
+def _ttl(block: dict[str, Any]) -> str | None:
+    """The TTL of a block's cache breakpoint ('5m' or '1h'), or None when it has none."""
+    cc = block.get("cache_control")
+    return cc.get("ttl", "5m") if isinstance(cc, dict) else None
+
+
+def _segments(content: Any, out: list[tuple[str, str | None]]) -> None:
+    """Append (text, TTL of its cache breakpoint or None) for each block of a system prompt or message content."""
     if isinstance(content, str):
-        out.append((content, False))
+        out.append((content, None))
         return
     for block in content or ():
         if not isinstance(block, dict):
             continue
-        marked = bool(block.get("cache_control"))
         if block.get("type") == "text":
-            out.append((block["text"], marked))
+            out.append((block["text"], _ttl(block)))
         elif block.get("type") == "tool_result":
             _segments(block.get("content") or [], out)
-            out.append(("", marked))
+            out.append(("", _ttl(block)))
         else:  # images, tool_use: no text counted here, but they may carry a breakpoint
-            out.append(("", marked))
+            out.append(("", _ttl(block)))
 
 
-def prompt_parts(body: dict[str, Any]) -> tuple[str, str]:
-    """(rest, cacheable prefix): the prefix is the prompt up to its last `cache_control` breakpoint, tools
-    (their JSON, counted only when something is marked) first, as Anthropic orders the cache."""
-    segments: list[tuple[str, bool]] = []
+def prompt_parts(body: dict[str, Any]) -> tuple[str, str, str]:
+    """(rest, cacheable prefix, its part up to the last one-hour breakpoint): the prefix is the prompt up to its
+    last `cache_control` breakpoint, tools (their JSON, counted only when something is marked) first, as
+    Anthropic orders the cache."""
+    segments: list[tuple[str, str | None]] = []
     _segments(body.get("system"), segments)
     for msg in body["messages"]:
         _segments(msg.get("content"), segments)
-    tools = [(orjson.dumps({k: v for k, v in t.items() if k != "cache_control"}).decode(), bool(t.get("cache_control")))
+    tools = [(orjson.dumps({k: v for k, v in t.items() if k != "cache_control"}).decode(), _ttl(t))
              for t in body.get("tools") or () if isinstance(t, dict)]
-    marks = [i for i, (_, marked) in enumerate(tools + segments) if marked]
+    marks = [(i, ttl) for i, (_, ttl) in enumerate(tools + segments) if ttl is not None]
     if not marks:
-        return "\n".join(text for text, _ in segments), ""
+        return "\n".join(text for text, _ in segments), "", ""
     ordered = [text for text, _ in tools + segments]
-    cut = marks[-1] + 1
-    return "\n".join(ordered[cut:]), "\n".join(ordered[:cut])
+    cut = marks[-1][0] + 1
+    hour = max((i + 1 for i, ttl in marks if ttl == "1h"), default=0)
+    return "\n".join(ordered[cut:]), "\n".join(ordered[:cut]), "\n".join(ordered[:hour])
 
 
 def _breakpoints(body: dict[str, Any]) -> int:
-    """Validate every `cache_control` of the request; returns how many there are."""
+    """Validate every `cache_control` of the request (one-hour entries before five-minute ones, in the order
+    tools, system, messages); returns how many there are."""
     found = []
+    found_ttls: list[str] = []
 
     def visit(node: Any, path: str) -> None:
         if isinstance(node, dict):
@@ -354,6 +365,11 @@ def _breakpoints(body: dict[str, Any]) -> int:
                         cc.get("ttl", "5m") not in ("5m", "1h"):
                     raise Invalid(f"{path}.cache_control: Input should be {{'type': 'ephemeral'}} "
                                   "with an optional ttl of '5m' or '1h'")
+                if cc.get("ttl") == "1h" and any(ttl == "5m" for ttl in found_ttls):
+                    raise Invalid(f"{path}.cache_control.ttl: a ttl='1h' cache_control block must not come after a "
+                                  "ttl='5m' cache_control block. Note that blocks are processed in the following "
+                                  "order: `tools`, `system`, `messages`.")
+                found_ttls.append(cc.get("ttl", "5m"))
             for key, value in node.items():
                 if key not in ("cache_control", "input_schema", "input"):
                     visit(value, f"{path}.{key}" if path else key)
@@ -408,7 +424,7 @@ async def messages(mock: MockUpstream, request: Request, body: Any) -> Response 
             message = "injected fault"
         headers = {k: v for k, v in fault.headers.items() if k == "retry-after"}
         return error(fault.status, message, headers)
-    plain, prefix = prompt_parts(body)
+    plain, prefix, hour_prefix = prompt_parts(body)
     prefix_tokens, input_tokens = count_tokens(prefix), count_tokens(plain)
     window = mock.behaviour(model).context_window
     if window is not None and input_tokens + prefix_tokens > window:
@@ -416,6 +432,7 @@ async def messages(mock: MockUpstream, request: Request, body: Any) -> Response 
     key = (model, hashlib.sha256(prefix.encode()).digest())
     cache_read = prefix_tokens if prefix and key in mock.prompt_cache else 0
     cache_write = prefix_tokens - cache_read
+    cache_write_1h = min(count_tokens(hour_prefix), cache_write)  # written up to the last one-hour breakpoint
     if prefix:
         mock.prompt_cache.add(key)
     tool = pick_tool(body)
@@ -427,7 +444,9 @@ async def messages(mock: MockUpstream, request: Request, body: Any) -> Response 
     thought = f"The user wants {len(plain.split())} words answered; think it through." if _thinking_on(body) else ""
     output_tokens = (count_tokens(text) if tool is None else 12) + count_tokens(thought)
     usage = {"input_tokens": input_tokens, "cache_creation_input_tokens": cache_write,
-             "cache_read_input_tokens": cache_read, "output_tokens": output_tokens}
+             "cache_read_input_tokens": cache_read, "output_tokens": output_tokens,
+             "cache_creation": {"ephemeral_5m_input_tokens": cache_write - cache_write_1h,
+                                "ephemeral_1h_input_tokens": cache_write_1h}}
     mid = "msg_" + uuid.uuid4().hex[:24]
     behaviour = mock.behaviour(model)
     if body.get("stream"):
@@ -451,7 +470,7 @@ def _event(name: str, payload: dict[str, Any]) -> bytes:
 
 
 async def _stream(mock: MockUpstream, model: str, mid: str, text: str, tool: dict[str, Any] | None,
-                  stop_reason: str, stop_sequence: str | None, usage: dict[str, int],
+                  stop_reason: str, stop_sequence: str | None, usage: dict[str, Any],
                   thought: str = "") -> AsyncIterator[bytes]:
     from switchboard.testing.mock_upstream import words_of
 

@@ -173,9 +173,15 @@ def _check_block(block: Any, where: str, tool_ids: set[str]) -> None:
 
 
 def _check_cache_point(block: Any, where: str) -> None:
-    if isinstance(block, dict) and "cachePoint" in block and block["cachePoint"] != {"type": "default"}:
+    point = block.get("cachePoint") if isinstance(block, dict) else None
+    if point is None:
+        return
+    if not isinstance(point, dict) or point.get("type") != "default" or set(point) - {"type", "ttl"}:
         raise Invalid(f"1 validation error detected: Value at '{where}.cachePoint.type' failed to satisfy "
                       "constraint: Member must satisfy enum value set: [default]")
+    if point.get("ttl", "5m") not in ("5m", "1h"):
+        raise Invalid(f"1 validation error detected: Value at '{where}.cachePoint.ttl' failed to satisfy "
+                      "constraint: Member must satisfy enum value set: [5m, 1h]")
 
 
 def thinking_of(body: dict[str, Any]) -> dict[str, Any] | None:
@@ -296,9 +302,13 @@ def validate(body: dict[str, Any], stream: bool = False) -> None:
                                    or next(iter(choice)) not in ("auto", "any", "tool")):
             raise Invalid("toolConfig.toolChoice must set exactly one of auto, any, tool.")
     _check_thinking(body)
-    points = len(_segments(body)[1])
-    if points > 4:
-        raise Invalid(f"The number of cache points ({points}) exceeds the maximum of 4.")
+    points = _segments(body)[1]
+    if len(points) > 4:
+        raise Invalid(f"The number of cache points ({len(points)}) exceeds the maximum of 4.")
+    ttls = [ttl for _, ttl in points]
+    if "5m" in ttls and "1h" in ttls[ttls.index("5m"):]:
+        raise Invalid("Cache point TTLs must not increase in processing order (toolConfig, system, messages): "
+                      "a 1h cache point cannot follow a 5m one.")
     output = body.get("outputConfig")
     if output is not None:
         fmt = output.get("textFormat") or {}
@@ -314,17 +324,18 @@ def validate(body: dict[str, Any], stream: bool = False) -> None:
 # ---------------------------------------------------------------- answers
 
 
-def _segments(body: dict[str, Any]) -> tuple[list[str], list[int]]:
-    """The prompt's texts in cache order (tools, system, messages) and the positions of its cache points."""
+def _segments(body: dict[str, Any]) -> tuple[list[str], list[tuple[int, str]]]:
+    """The prompt's texts in cache order (tools, system, messages) and its cache points: (position, TTL)."""
     texts: list[str] = []
-    points: list[int] = []
+    points: list[tuple[int, str]] = []
     tools = ((body.get("toolConfig") or {}).get("tools") or []) if isinstance(body.get("toolConfig"), dict) else []
     for block in [*tools, *(body.get("system") or ())] + [b for m in body.get("messages") or () if isinstance(m, dict)
                                                          for b in m.get("content") or ()]:
         if not isinstance(block, dict):
             continue
         if "cachePoint" in block:
-            points.append(len(texts))
+            point = block["cachePoint"]
+            points.append((len(texts), point.get("ttl", "5m") if isinstance(point, dict) else "5m"))
         elif "toolSpec" in block:
             texts.append(orjson.dumps(block["toolSpec"]).decode())
         elif "text" in block:
@@ -332,13 +343,15 @@ def _segments(body: dict[str, Any]) -> tuple[list[str], list[int]]:
     return texts, points
 
 
-def _prompt_parts(body: dict[str, Any]) -> tuple[str, str]:
-    """(rest, cacheable prefix): the prefix ends at the last cache point; tools count only when one exists."""
+def _prompt_parts(body: dict[str, Any]) -> tuple[str, str, str]:
+    """(rest, cacheable prefix, its part up to the last one-hour cache point): the prefix ends at the last
+    cache point; tools count only when one exists."""
     texts, points = _segments(body)
     tools = len([t for t in ((body.get("toolConfig") or {}).get("tools") or []) if "toolSpec" in t])
     if not points:
-        return "\n".join(texts[tools:]), ""
-    return "\n".join(texts[points[-1]:]), "\n".join(texts[:points[-1]])
+        return "\n".join(texts[tools:]), "", ""
+    hour = max((at for at, ttl in points if ttl == "1h"), default=0)
+    return "\n".join(texts[points[-1][0]:]), "\n".join(texts[:points[-1][0]]), "\n".join(texts[:hour])
 
 
 def _pick_tool(body: dict[str, Any]) -> dict[str, Any] | None:
@@ -369,7 +382,7 @@ async def converse(mock: MockUpstream, request: Request, body: dict[str, Any], m
     behaviour = mock.behaviour(model)
     from switchboard.testing.mock_upstream import count_tokens, truncate_to_tokens
 
-    rest, prefix = _prompt_parts(body)
+    rest, prefix, hour_prefix = _prompt_parts(body)
     prompt = prefix + rest
     prompt_tokens, prefix_tokens = count_tokens(rest), count_tokens(prefix)
     if mock.too_long(model, prompt_tokens + prefix_tokens):
@@ -394,7 +407,12 @@ async def converse(mock: MockUpstream, request: Request, body: dict[str, Any], m
     usage = {"inputTokens": prompt_tokens, "outputTokens": completion_tokens,
              "totalTokens": prompt_tokens + prefix_tokens + completion_tokens}
     if prefix:
-        usage.update(cacheReadInputTokens=cache_read, cacheWriteInputTokens=prefix_tokens - cache_read)
+        written = prefix_tokens - cache_read
+        usage.update(cacheReadInputTokens=cache_read, cacheWriteInputTokens=written)
+        hour = min(count_tokens(hour_prefix), written)
+        details = [{"ttl": "1h", "inputTokens": hour}, {"ttl": "5m", "inputTokens": written - hour}]
+        if written:  # 1h before 5m, empty when nothing was written
+            usage["cacheDetails"] = [d for d in details if d["inputTokens"]]
     if tool is not None:
         stop = "tool_use"
     thought = "Weighing what the user asked before answering." if thinking_of(body) else ""
