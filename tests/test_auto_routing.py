@@ -142,6 +142,9 @@ def test_capability_rules_come_first(client):
     image = [{"type": "text", "text": "hi"}, {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}]
     raw = client.chat.completions.with_raw_response.create(model="auto", messages=[{"role": "user", "content": image}])
     assert raw.headers["x-switchboard-routed-to"] == "strong"
+    with pytest.raises(openai.BadRequestError):  # a bad trade-off header is a 400 whichever rule decides
+        client.chat.completions.create(model="auto", messages=[{"role": "user", "content": image}],
+                                       extra_headers={"x-switchboard-strong-share": "most"})
     tools = [{"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}]
     assert routed(client, "auto", "hi", tools=tools)[0] == "strong"
     assert routed(client, "auto", "word " * 2000)[0] == "strong", "longer than the weak model's context"
@@ -166,6 +169,11 @@ def test_calibrated_share_holds_on_held_out_prompts(client, questions):
     share = strong / len(held_out)
     print(f"calibrated to 30% strong: {share:.1%} of {len(held_out)} held-out prompts went strong")
     assert abs(share - 0.30) <= 0.05
+    # a per-request share is calibrated on the same prompts
+    header = {"x-switchboard-strong-share": "0.5"}
+    share = sum(routed(client, "auto-30", q, extra_headers=header)[0] == "strong" for q in held_out) / len(held_out)
+    print(f"asked for 50% strong by header: {share:.1%} went strong")
+    assert abs(share - 0.50) <= 0.05
 
 
 def test_quality_target_recovers_that_share_of_the_gap_on_held_out_prompts(client, stack, gsm8k_halves):
@@ -273,3 +281,17 @@ def test_cascade_verifier_escalates_a_doubtful_weak_answer(client, stack):
     cascade = json.loads(row["extra"])["cascade"]
     assert [c["role"] for c in cascade["calls"]] == ["weak", "strong"]
     assert cascade["verifier_score"] == pytest.approx(verifier.score_answer(doubtful.prompt, doubtful.weak_answer), abs=1e-9)
+
+
+def test_a_router_name_works_wherever_a_model_name_is_looked_up(client, stack):
+    import anthropic
+
+    gw = stack[0]
+    count = anthropic.Anthropic(api_key="unused", base_url=gw.url, max_retries=0).messages.count_tokens(
+        model="auto", messages=[{"role": "user", "content": "How many tokens is this?"}])
+    assert count.input_tokens > 0
+    status, _, raw = http("GET", gw.url + "/v1/models/auto/")
+    assert status == 200 and json.loads(raw)["owned_by"] == "switchboard-router"
+    with pytest.raises(openai.BadRequestError) as info:  # a router picks chat models: no embeddings
+        client.embeddings.create(model="auto", input="hello")
+    assert "router" in info.value.body["message"] and info.value.body["param"] == "model"

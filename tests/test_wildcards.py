@@ -88,6 +88,8 @@ def test_unpriced_unknown_and_malformed_names_are_clear_errors(stack, client):
     assert "openai/*" in info.value.body["message"] and "gpt-4o" in info.value.body["message"]
     with pytest.raises(openai.NotFoundError):
         client.chat.completions.create(model="openai/../etc", messages=HI)
+    with pytest.raises(openai.NotFoundError):  # a trailing newline is not part of a model id (nor of a header)
+        client.chat.completions.create(model="openai/gpt-4o\n", messages=HI)
 
 
 def test_models_made_by_a_wildcard_are_listed_and_retrievable(stack, client):
@@ -96,6 +98,9 @@ def test_models_made_by_a_wildcard_are_listed_and_retrievable(stack, client):
     assert {"gpt-4o", "openai/gpt-4.1-mini"} <= listed
     model = client.models.retrieve("openai/gpt-4.1-nano")
     assert model.id == "openai/gpt-4.1-nano" and model.owned_by == "openai"
+    # looking a model up does not make it (nor use up the gateway's room for made models)
+    assert client.models.retrieve("openai/gpt-4-turbo").id == "openai/gpt-4-turbo"
+    assert "openai/gpt-4-turbo" not in {m.id for m in client.models.list()}
 
 
 def test_a_wildcard_model_has_the_wildcards_breaker(stack, client):
@@ -124,6 +129,11 @@ def test_a_key_may_be_limited_to_a_wildcard(stack):
     assert scoped.chat.completions.create(model="openai/gpt-4.1-mini", messages=HI).choices[0].message.content
     with pytest.raises(openai.PermissionDeniedError):
         scoped.chat.completions.create(model="local/llama-3.1-8b", messages=HI)
+    # the key sees only what it may use, in the list and by name
+    assert {m.id for m in scoped.models.list()} == {"openai/gpt-4.1-mini", "openai/gpt-4.1-nano", "openai/gpt-4.1",
+                                                    "openai/gpt-4o-mini"}
+    with pytest.raises(openai.NotFoundError):
+        scoped.models.retrieve("local/llama-3.1-8b")
     status, _, raw = http("POST", gw.url + "/admin/keys", {"name": "bad", "allowed_models": ["mistral/*"]},
                           headers=headers)
     assert status == 400 and json.loads(raw)["error"]["param"] == "allowed_models"

@@ -19,13 +19,14 @@ from switchboard.accounting.tokens import Usage, estimate_tokens, reported_or_co
 from switchboard.config import Deployment, ModelConfig
 from switchboard.context import RequestContext
 from switchboard.core.request import ChatRequest
-from switchboard.errors import GatewayError, ModelNotFound, PermissionDenied, UpstreamError
+from switchboard.errors import GatewayError, InvalidRequest, ModelNotFound, PermissionDenied, UpstreamError
 from switchboard.observers import notify
 from switchboard.routing.cascade import completion_to_chunks
 from switchboard.wildcards import allowed
 
 if TYPE_CHECKING:
     from switchboard.app import Gateway
+    from switchboard.routing.auto import AutoRouter
 
 
 class StreamFailed(GatewayError):
@@ -64,6 +65,9 @@ class Pipeline:
         except asyncio.CancelledError:
             self.fail(ctx, None, status=499, message="client disconnected")
             raise
+        except Exception as exc:  # a bug: logged as the 500 the client gets, holds released
+            self.fail(ctx, None, message=f"internal error: {exc!r}")
+            raise
         finally:
             self.settle(ctx)
 
@@ -86,6 +90,10 @@ class Pipeline:
             raise
         except asyncio.CancelledError:
             self.fail(ctx, None, status=499, message="client disconnected")
+            self.settle(ctx)
+            raise
+        except Exception as exc:
+            self.fail(ctx, None, message=f"internal error: {exc!r}")
             self.settle(ctx)
             raise
         ctx.entry.ttft_ms = ctx.elapsed_ms()
@@ -113,16 +121,22 @@ class Pipeline:
             model = self.gw.config.models[decision.model]
         else:
             model = self.resolve(request.model, ctx)
-        await self.gw.admission.admit(ctx, model, estimate_tokens(request.prompt_text()), request.max_output_tokens)
+        then = self.cascade_models(router) if router is not None and self.cascades(request, ctx) else ()
+        await self.gw.admission.admit(ctx, model, estimate_tokens(request.prompt_text()), request.max_output_tokens,
+                                      then)
         return model
 
     def resolve(self, name: str, ctx: RequestContext) -> ModelConfig:
+        """The model that serves `name` (a wildcard makes it on first use), or a 404."""
         model = self.gw.config.models.get(name) or self.gw.wildcards.resolve(name)
         if model is None:
-            known = ", ".join([*sorted(self.gw.config.models), *self.gw.wildcards.patterns()]) or "(none configured)"
-            raise ModelNotFound(f"The model {name!r} does not exist or you do not have access to it. "
-                                f"Available models: {known}.", param="model")
+            raise self.not_found(name)
         return model
+
+    def not_found(self, name: str) -> ModelNotFound:
+        known = ", ".join([*sorted(self.gw.config.models), *self.gw.wildcards.patterns()]) or "(none configured)"
+        return ModelNotFound(f"The model {name!r} does not exist or you do not have access to it. "
+                             f"Available models: {known}.", param="model")
 
     async def embeddings(self, body: dict[str, Any], ctx: RequestContext, headers: dict[str, str]) -> dict[str, Any]:
         try:
@@ -132,6 +146,9 @@ class Pipeline:
             ctx.entry.model_requested = body["model"]
             if identity.allowed_models is not None and not allowed(body["model"], identity.allowed_models):
                 raise PermissionDenied(f"This key may not use model {body['model']!r}.", param="model")
+            if body["model"] in self.gw.routers:
+                raise InvalidRequest(f"{body['model']!r} is a router, which picks a model for chat requests; "
+                                     "name an embedding model.", param="model")
             model = self.resolve(body["model"], ctx)
             inp = body["input"]
             await self.gw.admission.admit(ctx, model, estimate_tokens(inp if isinstance(inp, str) else " ".join(map(str, inp))), 0)
@@ -150,6 +167,9 @@ class Pipeline:
             raise
         except asyncio.CancelledError:
             self.fail(ctx, None, status=499, message="client disconnected")
+            raise
+        except Exception as exc:
+            self.fail(ctx, None, message=f"internal error: {exc!r}")
             raise
         finally:
             self.settle(ctx)
@@ -191,6 +211,9 @@ class Pipeline:
         except (asyncio.CancelledError, GeneratorExit):
             self.fail(ctx, None, status=499, message="client disconnected during the stream")
             raise
+        except Exception as exc:
+            self.fail(ctx, None, message=f"internal error: {exc!r}")
+            raise
         finally:
             await upstream.aclose()
             if not priced:
@@ -202,6 +225,13 @@ class Pipeline:
     def cascades(self, request: ChatRequest, ctx: RequestContext) -> bool:
         router = self.gw.routers.get(request.model)
         return router is not None and router.settings.cascade is not None and ctx.route.reason == "score"
+
+    @staticmethod
+    def cascade_models(router: AutoRouter) -> list[ModelConfig]:
+        """What a cascade may call after its weak model: the judge, if it has one, and the strong model."""
+        cascade = router.settings.cascade
+        judged = cascade is not None and cascade.check == "judge" and cascade.judge_model
+        return [*([router.model(cascade.judge_model)] if judged else []), router.model(router.settings.strong)]
 
     async def cascade(self, request: ChatRequest, ctx: RequestContext) -> dict[str, Any]:
         """Weak model first, checked; the strong one only if the check fails. Both calls are accounted."""

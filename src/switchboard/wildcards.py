@@ -23,7 +23,7 @@ from switchboard.yamlsource import Located
 
 MAX_MODELS = 1000
 # What may follow the prefix: a provider's model id (letters, digits, and . _ : @ / + -).
-_REST = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@/+-]{0,199}$")
+_REST = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@/+-]{0,199}")  # whole name: fullmatch, `$` would allow a "\n"
 _PROBE = "model"
 
 
@@ -90,6 +90,18 @@ class WildcardModels:
     def matches(self, name: str) -> WildcardModel | None:
         return matching(self.wildcards, name)
 
+    def peek(self, name: str) -> ModelConfig | None:
+        """The model `name` would be (None when no wildcard covers it or it has no price), without making it:
+        for look-ups that serve nothing (retrieve a model, count tokens), which must not use up `MAX_MODELS`."""
+        model = self.made.get(name)
+        if model is not None:
+            return model
+        wildcard = self.matches(name)
+        if wildcard is None:
+            return None
+        model = wildcard.build(name)
+        return model if billable(wildcard, model) else None
+
     def resolve(self, name: str) -> ModelConfig | None:
         """The model a wildcard makes of `name`, or None when none matches; a 400 when it has no price."""
         model = self.made.get(name)
@@ -115,7 +127,7 @@ def matching(wildcards: Iterable[WildcardModel], name: str) -> WildcardModel | N
     """The wildcard with the longest prefix that covers `name`, or None."""
     best: WildcardModel | None = None
     for wildcard in wildcards:
-        if (name.startswith(wildcard.prefix) and _REST.match(name[len(wildcard.prefix):])
+        if (name.startswith(wildcard.prefix) and _REST.fullmatch(name[len(wildcard.prefix):])
                 and (best is None or len(wildcard.prefix) > len(best.prefix))):
             best = wildcard
     return best

@@ -26,7 +26,7 @@ import logging
 import math
 import time
 import zlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -138,8 +138,9 @@ class Admission:
         return pend
 
     async def admit(self, ctx: RequestContext, model: ModelConfig, estimated_tokens: int,
-                    max_output_tokens: int | None) -> None:
-        """Refuse (by raising a `GatewayError`) or admit the request."""
+                    max_output_tokens: int | None, then: Sequence[ModelConfig] = ()) -> None:
+        """Refuse (by raising a `GatewayError`) or admit the request. `then`: models the request may call after
+        `model` (a cascade's judge and strong model), whose worst cases the credit hold covers too."""
         key = getattr(ctx.identity, "key", None)
         model_limit = self.settings.model_limits.get(model.name)
         if key is None and model_limit is None:
@@ -153,22 +154,10 @@ class Admission:
                 raise RateLimited(f"Too many parallel requests on this API key: the limit is {key.max_parallel} at a time.",
                                   headers={"retry-after": "1"})
             pend.parallel = scope
-        checks = self._checks(key, model, model_limit, requested)
+        checks = self._key_checks(key, requested) + self._model_checks(key, model, requested)
         if checks:
-            verdict = await self._limits(self.limits.hit(checks))
-            headers = _limit_headers(checks, verdict)
-            if not verdict.admitted:
-                failed = verdict.failed
-                assert failed is not None
-                what = "requests" if failed.scope.endswith("rpm") else "tokens"
-                unit = "rpm" if what == "requests" else "tpm"
-                retry = max(1, math.ceil(verdict.retry_after))
-                headers["retry-after"] = str(retry)
-                raise RateLimited(
-                    f"Rate limit reached for {what} per minute ({unit}) on {_scope_name(failed.scope)}: "
-                    f"Limit {failed.limit}, Used {verdict.used[checks.index(failed)]}, Requested {failed.amount}. "
-                    f"Please try again in {retry}s.", headers=headers)
-            ctx.headers.update(headers)
+            verdict = await self._hit(checks)
+            ctx.headers.update(_limit_headers(checks, verdict))
             pend.second = verdict.second
             pend.tokens_counted = requested
             pend.token_checks = [c.scope for c in checks if c.scope.endswith(":tpm")]
@@ -176,7 +165,7 @@ class Admission:
             max_out = max_output_tokens if max_output_tokens is not None else (
                 model.max_output_tokens or self.settings.default_max_output_tokens)
             prompt = math.ceil(estimated_tokens * self.settings.prompt_reserve_factor) + 8
-            amount = max(worst_case_nanos(p, prompt, max_out) for p in self._pricings(model))
+            amount = sum(max(worst_case_nanos(p, prompt, max_out) for p in self._pricings(m)) for m in (model, *then))
             holds, warnings = await self.ledger.reserve(ctx.request_id, key.prepaid_accounts, key.budgets, amount,
                                                         self.settings.reservation_ttl_seconds, time.time())
             pend.holds = holds
@@ -193,18 +182,50 @@ class Admission:
             raise ServiceUnavailable("The gateway cannot check rate limits right now (its Redis is unreachable); "
                                      "retry shortly.", code="limits_unavailable") from None
 
-    def _checks(self, key: KeyRecord | None, model: ModelConfig, model_limit: Any, tokens: int) -> list[Check]:
+    async def admit_next(self, ctx: RequestContext, model: ModelConfig, estimated_tokens: int,
+                         max_output_tokens: int | None) -> None:
+        """Count a further model call of an admitted request (a cascade's judge or strong model) against that
+        model's own limits, or refuse it with a 429; the key's limits counted the request once already."""
+        key = getattr(ctx.identity, "key", None)
+        checks = self._model_checks(key, model, estimated_tokens + (max_output_tokens or 0))
+        if checks:
+            await self._hit(checks)
+
+    async def _hit(self, checks: list[Check]) -> Any:
+        """Count `checks`, or raise the 429 for the first one over its limit."""
+        verdict = await self._limits(self.limits.hit(checks))
+        if not verdict.admitted:
+            failed = verdict.failed
+            assert failed is not None
+            what = "requests" if failed.scope.endswith("rpm") else "tokens"
+            unit = "rpm" if what == "requests" else "tpm"
+            retry = max(1, math.ceil(verdict.retry_after))
+            headers = {**_limit_headers(checks, verdict), "retry-after": str(retry)}
+            raise RateLimited(
+                f"Rate limit reached for {what} per minute ({unit}) on {_scope_name(failed.scope)}: "
+                f"Limit {failed.limit}, Used {verdict.used[checks.index(failed)]}, Requested {failed.amount}. "
+                f"Please try again in {retry}s.", headers=headers)
+        return verdict
+
+    @staticmethod
+    def _key_checks(key: KeyRecord | None, tokens: int) -> list[Check]:
         checks: list[Check] = []
         if key is not None:
             if key.rpm:
                 checks.append(Check(f"key:{key.key_id}:rpm", key.rpm, 1))
             if key.tpm:
                 checks.append(Check(f"key:{key.key_id}:tpm", key.tpm, tokens))
-            per_model = key.model_limits.get(model.name) or {}
-            if per_model.get("rpm"):
-                checks.append(Check(f"key:{key.key_id}:model:{model.name}:rpm", int(per_model["rpm"]), 1))
-            if per_model.get("tpm"):
-                checks.append(Check(f"key:{key.key_id}:model:{model.name}:tpm", int(per_model["tpm"]), tokens))
+        return checks
+
+    def _model_checks(self, key: KeyRecord | None, model: ModelConfig, tokens: int) -> list[Check]:
+        """The model's limits: the key's own for it, and the gateway-wide one (`accounts.model_limits`)."""
+        checks: list[Check] = []
+        per_model = (key.model_limits.get(model.name) or {}) if key is not None else {}
+        if per_model.get("rpm"):
+            checks.append(Check(f"key:{key.key_id}:model:{model.name}:rpm", int(per_model["rpm"]), 1))
+        if per_model.get("tpm"):
+            checks.append(Check(f"key:{key.key_id}:model:{model.name}:tpm", int(per_model["tpm"]), tokens))
+        model_limit = self.settings.model_limits.get(model.name)
         if model_limit is not None:
             if model_limit.rpm:
                 checks.append(Check(f"model:{model.name}:rpm", model_limit.rpm, 1))

@@ -9,6 +9,7 @@ in the middle of a stream, come back in Anthropic's error shape.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
@@ -21,9 +22,12 @@ from switchboard.core import anthropic_format as fmt
 from switchboard.core.request import ChatRequest
 from switchboard.errors import GatewayError
 from switchboard.http.server import Request, Response, StreamResponse
+from switchboard.wildcards import allowed
 
 if TYPE_CHECKING:
     from switchboard.app import Gateway
+
+log = logging.getLogger(__name__)
 
 
 def error_response(exc: GatewayError, ctx: RequestContext | None = None) -> Response:
@@ -63,6 +67,9 @@ async def messages(gw: Gateway, request: Request) -> Response | StreamResponse:
         completion = await gw.pipeline.chat(chat, ctx, request.headers)
     except GatewayError as exc:
         return error_response(exc, ctx)
+    except Exception:  # a bug (logged and settled by the pipeline): still a 500 in Anthropic's shape
+        log.exception("unhandled error serving %s %s", request.method, request.path)
+        return error_response(GatewayError("internal error"), ctx)
     ctx.headers["request-id"] = ctx.request_id
     return Response(200, orjson.dumps(fmt.to_message(completion, chat.model)), ctx.headers)
 
@@ -81,12 +88,14 @@ async def render_stream(chunks: AsyncIterator[dict[str, Any]], writer: fmt.Event
 async def count_tokens(gw: Gateway, request: Request) -> Response:
     """An estimate (about four characters a token) of the prompt's input tokens, in Anthropic's shape."""
     try:
-        await gw.auth.authenticate(request.headers)
+        identity = await gw.auth.authenticate(request.headers)
         body = parse_json(request)
         if isinstance(body, dict):
             body = {**body, "max_tokens": 1}  # count_tokens takes no max_tokens
         chat = ChatRequest(fmt.to_canonical(body))
-        gw.pipeline.resolve(chat.model, RequestContext("anthropic", "count_tokens"))
+        known = chat.model in gw.routers or gw.config.models.get(chat.model) or gw.wildcards.peek(chat.model)
+        if not known or identity.allowed_models is not None and not allowed(chat.model, identity.allowed_models):
+            raise gw.pipeline.not_found(chat.model)
     except GatewayError as exc:
         return error_response(exc)
     tools = chat.body.get("tools")

@@ -15,8 +15,10 @@ from switchboard.errors import GatewayError, InvalidRequest, ModelNotFound
 from switchboard.http.server import Request, Response, StreamResponse
 from switchboard.http.sse import DONE
 from switchboard.pipeline import StreamFailed
+from switchboard.wildcards import allowed
 
 if TYPE_CHECKING:
+    from switchboard.accounting.auth import Identity
     from switchboard.app import Gateway
 
 
@@ -101,23 +103,30 @@ def _model_object(gw: Gateway, model: ModelConfig) -> dict[str, Any]:
 
 
 async def list_models(gw: Gateway, request: Request) -> Response:
-    await gw.auth.authenticate(request.headers)
-    data = [_model_object(gw, model) for model in (*gw.config.models.values(), *gw.wildcards.made.values())]
+    identity = await gw.auth.authenticate(request.headers)
+    data = [_model_object(gw, model) for model in (*gw.config.models.values(), *gw.wildcards.made.values())
+            if _visible(identity, model.name)]
     data += [{"id": name, "object": "model", "created": gw.started_at, "owned_by": "switchboard-router"}
-             for name in gw.virtual_models()]
+             for name in gw.virtual_models() if _visible(identity, name)]
     return Response(200, orjson.dumps({"object": "list", "data": data}))
 
 
 async def retrieve_model(gw: Gateway, request: Request) -> Response:
-    await gw.auth.authenticate(request.headers)
-    name = unquote(request.path[len("/v1/models/"):])  # SDKs send "openai/gpt-4o" as openai%2Fgpt-4o
-    model = gw.config.models.get(name) or gw.wildcards.resolve(name)
-    if model is not None:
-        return Response(200, orjson.dumps(_model_object(gw, model)))
-    if name in gw.virtual_models():
-        return Response(200, orjson.dumps({"id": name, "object": "model", "created": gw.started_at,
-                                           "owned_by": "switchboard-router"}))
-    raise ModelNotFound(f"The model {name!r} does not exist.", param="model")
+    identity = await gw.auth.authenticate(request.headers)
+    name = unquote(request.path[len("/v1/models/"):].rstrip("/"))  # SDKs send "openai/gpt-4o" as openai%2Fgpt-4o
+    if _visible(identity, name):
+        model = gw.config.models.get(name) or gw.wildcards.peek(name)
+        if model is not None:
+            return Response(200, orjson.dumps(_model_object(gw, model)))
+        if name in gw.virtual_models():
+            return Response(200, orjson.dumps({"id": name, "object": "model", "created": gw.started_at,
+                                               "owned_by": "switchboard-router"}))
+    raise ModelNotFound(f"The model {name!r} does not exist or you do not have access to it.", param="model")
+
+
+def _visible(identity: Identity, name: str) -> bool:
+    """Whether a key may see a model: listing and retrieving follow its `allowed_models`, as serving does."""
+    return identity.allowed_models is None or allowed(name, identity.allowed_models)
 
 
 

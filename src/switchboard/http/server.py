@@ -99,9 +99,15 @@ def _date_header() -> bytes:
 
 def _head(status: int, headers: dict[str, str], extra: bytes) -> bytes:
     # One join and one encode for all headers: this runs for every response.
-    lines = "".join([f"{k}: {v}\r\n" for k, v in headers.items()]).encode("latin-1", "replace")
+    lines = "".join([f"{k}: {v}\r\n" for k, v in headers.items()])
+    if lines.count("\n") != len(headers) or lines.count("\r") != len(headers):  # a value with CR/LF: no splitting
+        lines = "".join([f"{k}: {_one_line(str(v))}\r\n" for k, v in headers.items()])
     return b"HTTP/1.1 %d %s\r\ndate: %s\r\nserver: switchboard\r\n%s%s" % (
-        status, _REASONS.get(status, b"Unknown"), _date_header(), lines, extra)
+        status, _REASONS.get(status, b"Unknown"), _date_header(), lines.encode("latin-1", "replace"), extra)
+
+
+def _one_line(value: str) -> str:
+    return value.replace("\r", " ").replace("\n", " ")
 
 
 class _Connection(asyncio.Protocol):

@@ -197,9 +197,10 @@ def share_for_quality(scorer: ScoringRouter, target: float) -> float:
         raise InvalidRequest(str(exc), param="x-switchboard-quality-target") from None
 
 
-def request_threshold(scorer: ScoringRouter, configured: float, headers: dict[str, str]) -> float:
-    """The threshold for one request: ``x-switchboard-threshold``, else the threshold for
-    ``x-switchboard-strong-share``, else for ``x-switchboard-quality-target``, else ``configured``."""
+def request_threshold(scorer: ScoringRouter, configured: float, headers: dict[str, str],
+                      for_share: Callable[[float], float]) -> float:
+    """The threshold for one request: ``x-switchboard-threshold``, else ``for_share`` of
+    ``x-switchboard-strong-share`` or of the share ``x-switchboard-quality-target`` needs, else ``configured``."""
     fixed = _header_fraction(headers, "x-switchboard-threshold")
     share = _header_fraction(headers, "x-switchboard-strong-share")
     quality = _header_fraction(headers, "x-switchboard-quality-target")
@@ -207,7 +208,7 @@ def request_threshold(scorer: ScoringRouter, configured: float, headers: dict[st
         return fixed
     if share is None and quality is not None:
         share = share_for_quality(scorer, quality)
-    return configured if share is None else scorer.threshold_for_share(share)
+    return configured if share is None else for_share(share)
 
 
 def _configured_threshold(scorer: ScoringRouter, threshold: float | None, share: float | None,
@@ -231,6 +232,7 @@ class AutoRouter:
         self.threshold = 0.5
         self.verifier: VerifierRouter | None = None
         self.verifier_threshold = 0.5
+        self.calibration_scores: list[float] | None = None  # of `calibration_prompts`, scored once at load
 
     def load(self) -> None:
         """Load the scoring model and fix the threshold (blocking: call off the event loop)."""
@@ -243,6 +245,9 @@ class AutoRouter:
                 None if s.router == "default" else s.router)
             if s.cascade is not None and s.cascade.check == "verifier":
                 self._load_verifier(s.cascade)
+            prompts = load_prompts(s.calibration_prompts) if s.calibration_prompts else None
+            if prompts:
+                self.calibration_scores = list(self.scorer.score_many([clip_for_scoring(p) for p in prompts]))
             self.threshold = _configured_threshold(self.scorer, s.threshold, s.strong_share, s.quality_target,
                                                    self.threshold_for_share)
         except ValueError as exc:  # RouterFormatError is one
@@ -263,19 +268,26 @@ class AutoRouter:
                                                         cascade.quality_target, verifier.threshold_for_share)
 
     def threshold_for_share(self, share: float) -> float:
+        """The threshold that sends `share` of the calibration prompts strong, else of the training prompts."""
         assert self.scorer is not None
-        prompts = load_prompts(self.settings.calibration_prompts) if self.settings.calibration_prompts else None
-        if prompts:
-            from switchboard.routing.smart import calibrate_threshold
+        if self.calibration_scores:
+            from switchboard.routing.smart.calibrate import threshold_for_scores
 
-            return calibrate_threshold(self.scorer, [clip_for_scoring(p) for p in prompts], share)
+            return threshold_for_scores(self.calibration_scores, share)
         return self.scorer.threshold_for_share(share)
 
     def model(self, name: str) -> ModelConfig:
         return self.config.models[name]
 
     def decide(self, request: ChatRequest, headers: dict[str, str]) -> Decision:
+        assert self.scorer is not None, "load() first"
         s = self.settings
+        # the trade-off headers first, so a bad value is a 400 whichever rule decides
+        threshold = request_threshold(self.scorer, self.threshold, headers, self.threshold_for_share)
+        escalate_at = None
+        if self.verifier is not None:
+            escalate_at = request_threshold(self.verifier, self.verifier_threshold, headers,
+                                            self.verifier.threshold_for_share)
         weak, strong = self.model(s.weak), self.model(s.strong)
         if request.has_images() and "vision" not in weak.capabilities:
             return Decision(s.vision_model or self._capable("vision", strong), "vision", strong=True)
@@ -293,12 +305,7 @@ class AutoRouter:
         if found is not None:
             route, sim = found
             return Decision(route.model, f"intent:{route.name}", score=sim, strong=route.model == s.strong)
-        assert self.scorer is not None, "load() first"
-        threshold = request_threshold(self.scorer, self.threshold, headers)
         score = self.scorer.score(clip_for_scoring(text))
-        escalate_at = None
-        if self.verifier is not None:
-            escalate_at = request_threshold(self.verifier, self.verifier_threshold, headers)
         if score >= threshold:
             return Decision(s.strong, "score", score=score, strong=True, escalate_at=escalate_at)
         return Decision(s.weak, "score", score=score, strong=False, escalate_at=escalate_at)

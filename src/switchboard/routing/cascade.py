@@ -63,8 +63,10 @@ def check_json(text: str, request: ChatRequest) -> tuple[bool, str]:
     fmt = request.body.get("response_format") or {}
     schema = (fmt.get("json_schema") or {}).get("schema") if fmt.get("type") == "json_schema" else None
     if isinstance(schema, dict):
-        required = schema.get("required") or []
-        if not isinstance(value, dict) or any(k not in value for k in required):
+        required = schema.get("required")
+        # a malformed `required` (not a list of names) asks for nothing checkable: only the JSON counts
+        keys = [k for k in required if isinstance(k, str)] if isinstance(required, list) else []
+        if not isinstance(value, dict) or any(k not in value for k in keys):
             return False, "answer lacks keys the schema requires"
     return True, "answer is valid JSON"
 
@@ -93,47 +95,54 @@ async def run_cascade(gw: Gateway, router: AutoRouter, request: ChatRequest, ctx
     if settings.check == "logprob" and not request.body.get("logprobs"):
         weak_request = ChatRequest({**request.body, "logprobs": True})
     response, weak_model, weak_dep = await gw.executor.run(weak, ctx, lambda p, d: p.chat(weak_request, d))
-    calls = [{"model": weak_model.name, "role": "weak"}]
-    text = answer_text(response)
-    extra_p = extra_c = 0
-    extra_cost = 0.0
-    verifier_score = None
-    if settings.check == "verifier":
-        # decide() set the request's threshold: a cascade runs only on a score decision.
-        assert router.verifier is not None and ctx.route is not None and ctx.route.escalate_at is not None
-        passed, detail, verifier_score = check_verifier(router.verifier, request, text, ctx.route.escalate_at)
-    elif settings.check == "json":
-        passed, detail = check_json(text, request)
-    elif settings.check == "regex":
-        passed = re.search(settings.pattern or "", text) is not None
-        detail = "answer matches the pattern" if passed else "answer does not match the pattern"
-    elif settings.check == "logprob":
-        passed, detail = check_logprob(response, settings.min_logprob)
-    else:
-        judge = router.model(settings.judge_model or "")
-        question = last_user_text(request)
-        verdict_request = ChatRequest({"model": judge.name, "max_tokens": 5, "temperature": 0, "messages": [
-            {"role": "system", "content": "You grade answers. Reply with exactly YES or NO."},
-            {"role": "user", "content": f"Question:\n{question}\n\nAnswer:\n{text}\n\n{settings.rubric}\nReply YES or NO."}]})
-        verdict, judge_model, judge_dep = await gw.executor.run(judge, ctx, lambda p, d: p.chat(verdict_request, d))
-        p, c, cost = _cost(verdict, judge_model, judge_dep, verdict_request)
-        extra_p, extra_c, extra_cost = p, c, cost
-        calls.append({"model": judge_model.name, "role": "judge", "cost": cost})
-        passed = answer_text(verdict).strip().upper().startswith("YES")
-        detail = f"judge {judge_model.name} said {answer_text(verdict).strip()[:20]!r}"
-    if passed:
-        if weak_request is not request:  # the check asked for log-probabilities; the client did not
-            for choice in response.get("choices") or ():
-                choice["logprobs"] = None
-        return CascadeOutcome(response, weak_model, weak_dep, False, detail, extra_p, extra_c, extra_cost, calls,
-                              verifier_score)
-    p, c, cost = _cost(response, weak_model, weak_dep, weak_request)
-    calls[0]["cost"] = cost
-    strong = router.model(router.settings.strong)
-    final, strong_model, strong_dep = await gw.executor.run(strong, ctx, lambda pr, d: pr.chat(request, d))
+    weak_p, weak_c, weak_cost = _cost(response, weak_model, weak_dep, weak_request)
+    calls: list[dict[str, Any]] = [{"model": weak_model.name, "role": "weak", "cost": weak_cost}]
+    judged = (0, 0, 0.0)
+    try:
+        text = answer_text(response)
+        verifier_score = None
+        if settings.check == "verifier":
+            # decide() set the request's threshold: a cascade runs only on a score decision.
+            assert router.verifier is not None and ctx.route is not None and ctx.route.escalate_at is not None
+            passed, detail, verifier_score = check_verifier(router.verifier, request, text, ctx.route.escalate_at)
+        elif settings.check == "json":
+            passed, detail = check_json(text, request)
+        elif settings.check == "regex":
+            passed = re.search(settings.pattern or "", text) is not None
+            detail = "answer matches the pattern" if passed else "answer does not match the pattern"
+        elif settings.check == "logprob":
+            passed, detail = check_logprob(response, settings.min_logprob)
+        else:
+            judge = router.model(settings.judge_model or "")
+            question = last_user_text(request)
+            verdict_request = ChatRequest({"model": judge.name, "max_tokens": 5, "temperature": 0, "messages": [
+                {"role": "system", "content": "You grade answers. Reply with exactly YES or NO."},
+                {"role": "user", "content": f"Question:\n{question}\n\nAnswer:\n{text}\n\n{settings.rubric}\n"
+                                            "Reply YES or NO."}]})
+            await gw.admission.admit_next(ctx, judge, estimate_tokens(verdict_request.prompt_text()), 5)
+            verdict, judge_model, judge_dep = await gw.executor.run(judge, ctx, lambda p, d: p.chat(verdict_request, d))
+            judged = _cost(verdict, judge_model, judge_dep, verdict_request)
+            calls.append({"model": judge_model.name, "role": "judge", "cost": judged[2]})
+            passed = answer_text(verdict).strip().upper().startswith("YES")
+            detail = f"judge {judge_model.name} said {answer_text(verdict).strip()[:20]!r}"
+        if passed:
+            if weak_request is not request:  # the check asked for log-probabilities; the client did not
+                for choice in response.get("choices") or ():
+                    choice["logprobs"] = None
+            return CascadeOutcome(response, weak_model, weak_dep, False, detail, *judged, calls, verifier_score)
+        strong = router.model(router.settings.strong)
+        await gw.admission.admit_next(ctx, strong, estimate_tokens(request.prompt_text()), request.max_output_tokens)
+        final, strong_model, strong_dep = await gw.executor.run(strong, ctx, lambda pr, d: pr.chat(request, d))
+    except BaseException:
+        # The calls made so far were served (and billed upstream): the log keeps them, and a client that hung
+        # up is charged for them. A failed request is not charged (docs/accounts.md).
+        ctx.entry.prompt_tokens, ctx.entry.completion_tokens = weak_p + judged[0], weak_c + judged[1]
+        ctx.entry.cost = weak_cost + judged[2]
+        ctx.entry.extra["cascade"] = {"escalated": False, "failed": True, "calls": calls}
+        raise
     calls.append({"model": strong_model.name, "role": "strong"})
-    return CascadeOutcome(final, strong_model, strong_dep, True, detail, extra_p + p, extra_c + c, extra_cost + cost,
-                          calls, verifier_score)
+    return CascadeOutcome(final, strong_model, strong_dep, True, detail, judged[0] + weak_p, judged[1] + weak_c,
+                          judged[2] + weak_cost, calls, verifier_score)
 
 
 def completion_to_chunks(response: dict[str, Any], include_usage: bool) -> list[dict[str, Any]]:

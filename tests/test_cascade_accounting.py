@@ -1,0 +1,120 @@
+"""A cascade's extra calls are admitted and accounted like the first: the strong model's own limits, a credit hold
+that covers every call it may make, and the calls a failed cascade made kept in the log. Real gateway, mock
+upstream, OpenAI SDK, SQLite."""
+
+from __future__ import annotations
+
+import json
+
+import openai
+import pytest
+from support import GatewayProc, MockProc, http, wait_for
+
+MASTER = "sk-cascade-accounts-master-0123"
+ADMIN = {"authorization": f"Bearer {MASTER}"}
+REPLY = "abcdefghij abcdefghij abcdefghij abcdefg"  # 10 tokens to the mock
+PRICING = {"input_per_mtok": 10_000.0, "output_per_mtok": 20_000.0}  # 1 cent per prompt token, 2 per completion
+HI = [{"role": "user", "content": "hi"}]
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("cascade-accounting")
+    mock = MockProc(tmp, {"plain-up": {"reply": REPLY},
+                          "down-up": {"faults": [{"kind": "status", "status": 500, "rate": 1.0}]}})
+
+    def model(upstream):
+        return {"deployments": [{"provider": "openai", "model": upstream, "base_url": mock.url + "/v1"}],
+                "pricing": PRICING, "retries": {"max_per_model": 1}}
+
+    always_weak = {"threshold": 1.0}  # every prompt scores below 1: the cascade runs on each request
+    config = {
+        "auth": {"master_key": "${SB_MASTER}"}, "storage": {"log_flush_seconds": 0.05},
+        "accounts": {"model_limits": {"strong-capped": {"rpm": 2}}},
+        "models": {"weak": model("plain-up"), "strong": model("plain-up"),
+                   "strong-capped": model("plain-up"), "judge-down": model("down-up")},
+        "routers": {
+            "escalating": {"strong": "strong-capped", "weak": "weak", **always_weak,
+                           "cascade": {"check": "regex", "pattern": "^never"}},
+            "escalating-2": {"strong": "strong", "weak": "weak", **always_weak,
+                             "cascade": {"check": "regex", "pattern": "^never"}},
+            "judged-by-a-broken-judge": {"strong": "strong", "weak": "weak", **always_weak,
+                                         "cascade": {"check": "judge", "judge_model": "judge-down"}},
+            "json-checked": {"strong": "strong", "weak": "weak", **always_weak, "cascade": {"check": "json"}},
+        }}
+    gw = GatewayProc(tmp, config, env={"SB_MASTER": MASTER})
+    yield gw, mock
+    gw.stop()
+    mock.stop()
+
+
+def new_key(gw, **fields) -> tuple[str, openai.OpenAI]:
+    status, _, raw = http("POST", gw.url + "/admin/keys", fields, ADMIN)
+    assert status == 201, raw
+    data = json.loads(raw)
+    return data["id"], openai.OpenAI(api_key=data["key"], base_url=gw.url + "/v1", max_retries=0, timeout=10)
+
+
+def logged(gw, request_id):
+    return wait_for(lambda: next((r for r in gw.requests_logged() if r["request_id"] == request_id), None))
+
+
+def test_an_escalation_counts_against_the_strong_models_own_limit(stack):
+    gw, mock = stack
+    _, client = new_key(gw)
+    for _ in range(2):
+        raw = client.chat.completions.with_raw_response.create(model="escalating", max_tokens=10, messages=HI)
+        assert raw.headers["x-switchboard-cascade"] == "escalated"
+        assert raw.headers["x-switchboard-routed-to"] == "strong-capped"
+    # `strong-capped` allows 2 requests a minute; the third escalation is refused, although the weak model is free
+    with pytest.raises(openai.RateLimitError) as err:
+        client.chat.completions.create(model="escalating", max_tokens=10, messages=HI)
+    assert "strong-capped" in err.value.message
+    assert client.chat.completions.create(model="weak", max_tokens=10, messages=HI).choices[0].message.content
+
+
+def test_the_credit_hold_covers_every_call_a_cascade_may_make(stack):
+    gw, _ = stack
+    _, client = new_key(gw, credits_usd=0.5)
+    # one call may cost up to $0.30 (10 output tokens at 2 cents, the prompt at 1 cent a token, padded)...
+    assert client.chat.completions.create(model="weak", max_tokens=10, messages=HI).choices[0].message.content
+    # ... a cascade may make two: the hold is for both, so $0.29 left is not enough
+    with pytest.raises(openai.APIStatusError) as err:
+        client.chat.completions.create(model="escalating-2", max_tokens=10, messages=HI)
+    assert err.value.status_code == 402 and "may cost up to $0.6000" in err.value.message
+
+
+def test_a_failed_cascade_logs_the_calls_it_made_and_charges_nothing(stack):
+    gw, mock = stack
+    key_id, client = new_key(gw, credits_usd=5.0)
+    weak_calls = mock.stats()["by_model"].get("plain-up", 0)
+    with pytest.raises(openai.APIStatusError) as err:
+        client.chat.completions.with_raw_response.create(model="judged-by-a-broken-judge", max_tokens=10, messages=HI)
+    assert err.value.status_code == 502
+    assert mock.stats()["by_model"]["plain-up"] == weak_calls + 1  # the weak model did answer
+    row = logged(gw, err.value.response.headers["x-request-id"])
+    cascade = json.loads(row["extra"])["cascade"]
+    assert row["status"] == 502 and cascade["failed"] is True
+    assert [c["role"] for c in cascade["calls"]] == ["weak"] and cascade["calls"][0]["cost"] == pytest.approx(0.21)
+    assert row["prompt_tokens"] + row["completion_tokens"] == 11 and row["cost"] == 0
+    _, _, raw = http("GET", gw.url + f"/admin/keys/{key_id}", None, ADMIN)
+    credit = json.loads(raw)["credit"]
+    assert credit["balance_usd"] == pytest.approx(5.0) and credit["reserved_usd"] == 0
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_the_json_check_reads_a_schemas_required_keys_and_survives_a_malformed_list(stack, stream):
+    gw, _ = stack
+    _, client = new_key(gw)
+
+    def cascade(required) -> str:
+        fmt = {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object", "required": required}}}
+        raw = client.chat.completions.with_raw_response.create(model="json-checked", messages=HI,
+                                                               response_format=fmt, stream=stream)
+        raw.parse()
+        return raw.headers["x-switchboard-cascade"]
+
+    # in JSON mode the mock answers {"answer": ...}
+    assert cascade(["answer"]) == "accepted" and cascade(["a"]) == "escalated"
+    # not a list of names: nothing to check beyond valid JSON (this was a 500)
+    assert cascade(5) == "accepted" and cascade([["a"]]) == "accepted"
