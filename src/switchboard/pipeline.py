@@ -52,7 +52,7 @@ class Pipeline:
                 await self.gw.admission.commit(ctx, response)
                 return response
             response, model, dep = await self.gw.executor.run(model, ctx, lambda p, d: p.chat(request, d),
-                                                               request=request)
+                                                               request=request, fallbacks=self.route_fallbacks(ctx))
             usage = await reported_or_counted(usage_of(response), dep.upstream_model, request.prompt_text(),
                                               response_text(response), ctx.entry.extra)
             self.settle_usage(ctx, model, dep, usage, request, response_text(response))
@@ -83,7 +83,8 @@ class Pipeline:
             if self.cascades(request, ctx):
                 response = await self.cascade(request, ctx)
                 return self._replay(ctx, completion_to_chunks(response, request.include_usage))
-            upstream, first, model, dep = await self.gw.executor.open_stream(request, model, ctx)
+            upstream, first, model, dep = await self.gw.executor.open_stream(request, model, ctx,
+                                                                             self.route_fallbacks(ctx))
         except GatewayError as exc:
             self.fail(ctx, exc)
             self.settle(ctx)
@@ -123,8 +124,13 @@ class Pipeline:
             model = self.resolve(request.model, ctx)
         then = self.cascade_models(router) if router is not None and self.cascades(request, ctx) else ()
         await self.gw.admission.admit(ctx, model, estimate_tokens(request.prompt_text()), request.max_output_tokens,
-                                      then)
+                                      then, self.route_fallbacks(ctx))
         return model
+
+    def route_fallbacks(self, ctx: RequestContext) -> list[ModelConfig]:
+        """A routed request's last resort: the router's strong model, when the decision was another model."""
+        fallback = ctx.route.fallback if ctx.route is not None else None
+        return [self.gw.config.models[fallback]] if fallback else []
 
     def resolve(self, name: str, ctx: RequestContext) -> ModelConfig:
         """The model that serves `name` (a wildcard makes it on first use), or a 404."""

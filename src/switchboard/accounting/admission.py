@@ -138,9 +138,11 @@ class Admission:
         return pend
 
     async def admit(self, ctx: RequestContext, model: ModelConfig, estimated_tokens: int,
-                    max_output_tokens: int | None, then: Sequence[ModelConfig] = ()) -> None:
-        """Refuse (by raising a `GatewayError`) or admit the request. `then`: models the request may call after
-        `model` (a cascade's judge and strong model), whose worst cases the credit hold covers too."""
+                    max_output_tokens: int | None, then: Sequence[ModelConfig] = (),
+                    fallbacks: Sequence[ModelConfig] = ()) -> None:
+        """Refuse (by raising a `GatewayError`) or admit the request. The credit hold covers the dearest model
+        that may serve it (`model`, its fallbacks, `fallbacks`) and, on top, every model it may call after
+        that one (`then`: a cascade's judge and strong model)."""
         key = getattr(ctx.identity, "key", None)
         model_limit = self.settings.model_limits.get(model.name)
         if key is None and model_limit is None:
@@ -165,7 +167,8 @@ class Admission:
             max_out = max_output_tokens if max_output_tokens is not None else (
                 model.max_output_tokens or self.settings.default_max_output_tokens)
             prompt = math.ceil(estimated_tokens * self.settings.prompt_reserve_factor) + 8
-            amount = sum(max(worst_case_nanos(p, prompt, max_out) for p in self._pricings(m)) for m in (model, *then))
+            first = max(worst_case_nanos(p, prompt, max_out) for m in (model, *fallbacks) for p in self._pricings(m))
+            amount = first + sum(max(worst_case_nanos(p, prompt, max_out) for p in self._pricings(m)) for m in then)
             holds, warnings = await self.ledger.reserve(ctx.request_id, key.prepaid_accounts, key.budgets, amount,
                                                         self.settings.reservation_ttl_seconds, time.time())
             pend.holds = holds

@@ -71,6 +71,7 @@ class Decision:
     score: float | None = None
     strong: bool = False
     escalate_at: float | None = None  # cascade verifier threshold for this request
+    fallback: str | None = None  # serves when every deployment of `model` (and its own fallbacks) failed
 
 
 def parse_routers(config: GatewayConfig) -> dict[str, RouterConfig]:
@@ -304,11 +305,12 @@ class AutoRouter:
             found = match(s.routes, last_user)
         if found is not None:
             route, sim = found
-            return Decision(route.model, f"intent:{route.name}", score=sim, strong=route.model == s.strong)
+            return Decision(route.model, f"intent:{route.name}", score=sim, strong=route.model == s.strong,
+                            fallback=None if route.model == s.strong else s.strong)
         score = self.scorer.score(clip_for_scoring(text))
         if score >= threshold:
             return Decision(s.strong, "score", score=score, strong=True, escalate_at=escalate_at)
-        return Decision(s.weak, "score", score=score, strong=False, escalate_at=escalate_at)
+        return Decision(s.weak, "score", score=score, strong=False, escalate_at=escalate_at, fallback=s.strong)
 
     def _capable(self, capability: str, preferred: ModelConfig) -> str:
         if capability in preferred.capabilities:

@@ -23,6 +23,7 @@ from switchboard.accounting.tokens import Usage, estimate_tokens, usage_of
 from switchboard.config import Deployment, ModelConfig
 from switchboard.context import RequestContext
 from switchboard.core.request import ChatRequest
+from switchboard.errors import GatewayError
 from switchboard.routing.auto import AutoRouter, CascadeSettings, clip_for_scoring, last_user_text
 
 if TYPE_CHECKING:
@@ -94,7 +95,14 @@ async def run_cascade(gw: Gateway, router: AutoRouter, request: ChatRequest, ctx
     weak_request = request
     if settings.check == "logprob" and not request.body.get("logprobs"):
         weak_request = ChatRequest({**request.body, "logprobs": True})
-    response, weak_model, weak_dep = await gw.executor.run(weak, ctx, lambda p, d: p.chat(weak_request, d))
+    try:
+        response, weak_model, weak_dep = await gw.executor.run(weak, ctx, lambda p, d: p.chat(weak_request, d))
+    except GatewayError as exc:
+        if exc.status < 500 and exc.status != 429:  # the request itself is at fault: the strong model would refuse it
+            raise
+        # the weak model is down: a failed check like any other, the strong model answers
+        return await _escalate(gw, router, request, ctx, f"weak model failed: {exc.message[:200]}",
+                               [{"model": weak.name, "role": "weak", "error": exc.code or exc.type}])
     weak_p, weak_c, weak_cost = _cost(response, weak_model, weak_dep, weak_request)
     calls: list[dict[str, Any]] = [{"model": weak_model.name, "role": "weak", "cost": weak_cost}]
     judged = (0, 0, 0.0)
@@ -130,19 +138,27 @@ async def run_cascade(gw: Gateway, router: AutoRouter, request: ChatRequest, ctx
                 for choice in response.get("choices") or ():
                     choice["logprobs"] = None
             return CascadeOutcome(response, weak_model, weak_dep, False, detail, *judged, calls, verifier_score)
-        strong = router.model(router.settings.strong)
-        await gw.admission.admit_next(ctx, strong, estimate_tokens(request.prompt_text()), request.max_output_tokens)
-        final, strong_model, strong_dep = await gw.executor.run(strong, ctx, lambda pr, d: pr.chat(request, d))
+        outcome = await _escalate(gw, router, request, ctx, detail, calls, verifier_score)
     except BaseException:
         # The calls made so far were served (and billed upstream): the log keeps them, and a client that hung
         # up is charged for them. A failed request is not charged (docs/accounts.md).
         ctx.entry.prompt_tokens, ctx.entry.completion_tokens = weak_p + judged[0], weak_c + judged[1]
         ctx.entry.cost = weak_cost + judged[2]
-        ctx.entry.extra["cascade"] = {"escalated": False, "failed": True, "calls": calls}
+        ctx.entry.extra["cascade"] = {"failed": True, "calls": calls}
         raise
+    outcome.extra_prompt_tokens, outcome.extra_completion_tokens = judged[0] + weak_p, judged[1] + weak_c
+    outcome.extra_cost = judged[2] + weak_cost
+    return outcome
+
+
+async def _escalate(gw: Gateway, router: AutoRouter, request: ChatRequest, ctx: RequestContext, detail: str,
+                    calls: list[dict[str, Any]], verifier_score: float | None = None) -> CascadeOutcome:
+    """The strong model's answer, admitted against its own limits first."""
+    strong = router.model(router.settings.strong)
+    await gw.admission.admit_next(ctx, strong, estimate_tokens(request.prompt_text()), request.max_output_tokens)
+    final, strong_model, strong_dep = await gw.executor.run(strong, ctx, lambda pr, d: pr.chat(request, d))
     calls.append({"model": strong_model.name, "role": "strong"})
-    return CascadeOutcome(final, strong_model, strong_dep, True, detail, judged[0] + weak_p, judged[1] + weak_c,
-                          judged[2] + weak_cost, calls, verifier_score)
+    return CascadeOutcome(final, strong_model, strong_dep, True, detail, calls=calls, verifier_score=verifier_score)
 
 
 def completion_to_chunks(response: dict[str, Any], include_usage: bool) -> list[dict[str, Any]]:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from switchboard import errors
@@ -150,21 +150,23 @@ class Executor:
 
     # ------------------------------------------------------------ entry points
 
-    async def run(self, model: ModelConfig, ctx: RequestContext, call: Call, *,
-                  request: ChatRequest | None = None) -> tuple[dict[str, Any], ModelConfig, Deployment]:
-        """Serve a non-streamed call; `request` (when given) lets an over-long prompt skip to the context chain."""
-        return await self._execute(model, ctx, _Unary(call), request)
+    async def run(self, model: ModelConfig, ctx: RequestContext, call: Call, *, request: ChatRequest | None = None,
+                  fallbacks: Sequence[ModelConfig] = ()) -> tuple[dict[str, Any], ModelConfig, Deployment]:
+        """Serve a non-streamed call; `request` (when given) lets an over-long prompt skip to the context chain;
+        `fallbacks` come after the model's own (a router's strong model after its weak one)."""
+        return await self._execute(model, ctx, _Unary(call), request, fallbacks)
 
     async def open_stream(self, request: ChatRequest, model: ModelConfig, ctx: RequestContext,
+                          fallbacks: Sequence[ModelConfig] = (),
                           ) -> tuple[AsyncIterator[dict[str, Any]], dict[str, Any] | None, ModelConfig, Deployment]:
         """Open a stream on the first deployment that delivers a first chunk."""
-        owned, target, dep = await self._execute(model, ctx, _Stream(request), request)
+        owned, target, dep = await self._execute(model, ctx, _Stream(request), request, fallbacks)
         return _WatchedStream(self, owned, dep), owned.first, target, dep
 
     # ------------------------------------------------------------ the walk
 
-    async def _execute(self, model: ModelConfig, ctx: RequestContext, kind: Any,
-                       request: ChatRequest | None) -> tuple[Any, ModelConfig, Deployment]:
+    async def _execute(self, model: ModelConfig, ctx: RequestContext, kind: Any, request: ChatRequest | None,
+                       fallbacks: Sequence[ModelConfig] = ()) -> tuple[Any, ModelConfig, Deployment]:
         self.metrics.in_flight += 1
         served = False
         policy = model.reliability.retries
@@ -172,6 +174,7 @@ class Executor:
         deadline = loop.time() + policy.deadline
         planner = self.gw.planner
         models = [model, *planner.chain(model, GENERAL)]
+        models += [m for m in fallbacks if all(m.name != n.name for n in models)]
         if request is not None and model.context_window and model.context_fallbacks:
             estimate = estimate_tokens(request.prompt_text())
             if estimate > model.context_window:

@@ -1,6 +1,7 @@
-"""A cascade's extra calls are admitted and accounted like the first: the strong model's own limits, a credit hold
-that covers every call it may make, and the calls a failed cascade made kept in the log. Real gateway, mock
-upstream, OpenAI SDK, SQLite."""
+"""A routed request's calls beyond the first: a cascade's judge and strong calls are admitted and accounted like
+the first (the strong model's own limits, a credit hold that covers every call, the calls of a failed cascade kept
+in the log), and a weak model that is down hands the request to the strong one. Real gateway, mock upstream,
+OpenAI SDK, SQLite."""
 
 from __future__ import annotations
 
@@ -32,14 +33,17 @@ def stack(tmp_path_factory):
         "auth": {"master_key": "${SB_MASTER}"}, "storage": {"log_flush_seconds": 0.05},
         "accounts": {"model_limits": {"strong-capped": {"rpm": 2}}},
         "models": {"weak": model("plain-up"), "strong": model("plain-up"),
-                   "strong-capped": model("plain-up"), "judge-down": model("down-up")},
+                   "strong-capped": model("plain-up"), "down": model("down-up")},
         "routers": {
             "escalating": {"strong": "strong-capped", "weak": "weak", **always_weak,
                            "cascade": {"check": "regex", "pattern": "^never"}},
             "escalating-2": {"strong": "strong", "weak": "weak", **always_weak,
                              "cascade": {"check": "regex", "pattern": "^never"}},
             "judged-by-a-broken-judge": {"strong": "strong", "weak": "weak", **always_weak,
-                                         "cascade": {"check": "judge", "judge_model": "judge-down"}},
+                                         "cascade": {"check": "judge", "judge_model": "down"}},
+            "routed-to-a-down-weak": {"strong": "strong", "weak": "down", **always_weak},
+            "cascading-from-a-down-weak": {"strong": "strong", "weak": "down", **always_weak,
+                                           "cascade": {"check": "json"}},
             "json-checked": {"strong": "strong", "weak": "weak", **always_weak, "cascade": {"check": "json"}},
         }}
     gw = GatewayProc(tmp, config, env={"SB_MASTER": MASTER})
@@ -118,3 +122,21 @@ def test_the_json_check_reads_a_schemas_required_keys_and_survives_a_malformed_l
     assert cascade(["answer"]) == "accepted" and cascade(["a"]) == "escalated"
     # not a list of names: nothing to check beyond valid JSON (this was a 500)
     assert cascade(5) == "accepted" and cascade([["a"]]) == "accepted"
+
+
+def test_a_weak_model_that_is_down_hands_its_requests_to_the_strong_one(stack):
+    gw, mock = stack
+    _, client = new_key(gw, credits_usd=5.0)
+    raw = client.chat.completions.with_raw_response.create(model="routed-to-a-down-weak", max_tokens=10, messages=HI)
+    assert raw.parse().choices[0].message.content == REPLY
+    assert raw.headers["x-switchboard-routed-to"] == "down" and raw.headers["x-switchboard-model"] == "strong"
+    row = logged(gw, raw.headers["x-request-id"])
+    assert [f["to"] for f in json.loads(row["extra"])["fallbacks"]] == ["strong"] and row["cost"] == pytest.approx(0.21)
+    stream = client.chat.completions.create(model="routed-to-a-down-weak", max_tokens=10, messages=HI, stream=True)
+    assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices) == REPLY
+    # in a cascade, a weak model that cannot answer fails the check
+    raw = client.chat.completions.with_raw_response.create(model="cascading-from-a-down-weak", max_tokens=10,
+                                                           messages=HI)
+    assert raw.parse().choices[0].message.content == REPLY and raw.headers["x-switchboard-cascade"] == "escalated"
+    cascade = json.loads(logged(gw, raw.headers["x-request-id"])["extra"])["cascade"]
+    assert cascade["check"].startswith("weak model failed") and [c["role"] for c in cascade["calls"]] == ["weak", "strong"]
