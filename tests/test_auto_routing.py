@@ -227,6 +227,11 @@ def test_cascade_logprob_check_accepts_a_confident_answer_and_escalates_a_doubtf
     answer = raw.parse()
     assert answer.choices[0].message.content == "a confident weak answer"
     assert answer.choices[0].logprobs is None, "the client did not ask for logprobs; the check did"
+    # a client that asks for them gets them, streamed too (the cascade replays the accepted answer)
+    chunks = list(client.chat.completions.create(model="auto-sure", logprobs=True, stream=True,
+                                                 messages=[{"role": "user", "content": "name a prime number"}]))
+    tokens = [t for c in chunks if c.choices and c.choices[0].logprobs for t in c.choices[0].logprobs.content]
+    assert tokens and all(t.logprob == pytest.approx(-0.1) for t in tokens)
     to, raw = routed(client, "auto-unsure", "name a prime number")
     assert to == "strong" and raw.headers["x-switchboard-cascade"] == "escalated"
     assert raw.parse().choices[0].message.content == "strong answer"

@@ -169,9 +169,13 @@ def completion_to_chunks(response: dict[str, Any], include_usage: bool) -> list[
     for choice in response.get("choices") or []:
         msg = choice.get("message") or {}
         delta: dict[str, Any] = {"role": "assistant", "content": msg.get("content")}
+        for key in ("refusal", "reasoning_content", "thinking_blocks"):  # as a stream's deltas carry them
+            if msg.get(key):
+                delta[key] = msg[key]
         if msg.get("tool_calls"):
             delta["tool_calls"] = [{**tc, "index": i} for i, tc in enumerate(msg["tool_calls"])]
-        chunks.append({**base, "choices": [{"index": choice.get("index", 0), "delta": delta, "finish_reason": None}]})
+        chunks.append({**base, "choices": [{"index": choice.get("index", 0), "delta": delta,
+                                            "logprobs": choice.get("logprobs"), "finish_reason": None}]})
         chunks.append({**base, "choices": [{"index": choice.get("index", 0), "delta": {},
                                             "finish_reason": choice.get("finish_reason", "stop")}]})
     if include_usage and response.get("usage"):
