@@ -96,31 +96,31 @@ class WildcardModels:
         model = self.made.get(name)
         if model is not None:
             return model
-        wildcard = self.matches(name)
-        if wildcard is None:
-            return None
-        model = wildcard.build(name)
-        return model if billable(wildcard, model) else None
+        built = self._build(name)
+        return built[1] if built is not None and billable(*built) else None
 
     def resolve(self, name: str) -> ModelConfig | None:
         """The model a wildcard makes of `name`, or None when none matches; a 400 when it has no price."""
         model = self.made.get(name)
         if model is not None:
             return model
-        wildcard = self.matches(name)
-        if wildcard is None:
+        built = self._build(name)
+        if built is None:
             return None
         if len(self.made) >= MAX_MODELS:
             raise InvalidRequest(f"This gateway already serves {MAX_MODELS} models through wildcards; list "
                                  f"{name!r} under models: in the config.", param="model")
-        model = wildcard.build(name)
-        if not billable(wildcard, model):
-            raise InvalidRequest(f"The model {name!r} has no known price: give {wildcard.pattern} a pricing in the "
+        if not billable(*built):
+            raise InvalidRequest(f"The model {name!r} has no known price: give {built[0].pattern} a pricing in the "
                                  f"config, or list the model with its own.", param="model",
                                  code="model_not_priced")
-        self.made[name] = model
+        model = self.made[name] = built[1]
         self.on_new(model)
         return model
+
+    def _build(self, name: str) -> tuple[WildcardModel, ModelConfig] | None:
+        wildcard = self.matches(name)
+        return None if wildcard is None else (wildcard, wildcard.build(name))
 
 
 def matching(wildcards: Iterable[WildcardModel], name: str) -> WildcardModel | None:
