@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import subprocess
 import sys
@@ -85,6 +86,32 @@ def test_key_lifecycle_and_secret_is_stored_only_hashed(stack):
     assert secret not in gw.log() and key not in gw.log()
 
 
+def test_a_credit_hold_bounds_what_the_request_can_cost(stack):
+    gw, mock = stack
+    # digits are a token each, four times the usual estimate: the hold counts the prompt's bytes, a true bound
+    digits = "1 2 3 4 5 6 7 8 9 0 " * 100  # 2,000 bytes; the mock counts 1,000 tokens = $10
+    key_id, key = new_key(gw, credits_usd=15.0)
+    with pytest.raises(openai.APIStatusError) as err:  # up to $20.08 + $0.20 of output: more than $15
+        client_for(gw, key).chat.completions.create(model="quiet", max_tokens=10,
+                                                    messages=[{"role": "user", "content": digits}])
+    assert err.value.status_code == 402 and "may cost up to $20.2800" in err.value.message
+    # with enough held, the charge stays within the balance
+    key_id, key = new_key(gw, credits_usd=25.0)
+    client_for(gw, key).chat.completions.create(model="quiet", max_tokens=10,
+                                                messages=[{"role": "user", "content": digits}])
+    _, view = admin(gw, "GET", f"/admin/keys/{key_id}")
+    assert 0 <= view["credit"]["balance_usd"] < 15 and view["credit"]["reserved_usd"] == 0
+    # without max_tokens the hold assumes default_max_output_tokens (4,096), and the upstream is held to it
+    key_id, key = new_key(gw, credits_usd=100.0)
+    client_for(gw, key).chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}])
+    assert mock.stats()["last_request"]["max_tokens"] == 4096
+    # an absurd max_tokens is a 402, not an overflow
+    with pytest.raises(openai.APIStatusError) as err:
+        client_for(gw, key).chat.completions.create(model="m", max_tokens=2**53, messages=[{"role": "user",
+                                                                                           "content": "hi"}])
+    assert err.value.status_code == 402
+
+
 def test_admin_api_is_master_only_and_validates(stack):
     gw, _ = stack
     _, key = new_key(gw, name="not-admin")
@@ -98,6 +125,35 @@ def test_admin_api_is_master_only_and_validates(stack):
     assert admin(gw, "GET", "/admin/keys/000000000000")[0] == 404
     status, _, body = http("POST", gw.url + "/admin/keys", raw=b"{not json", headers=ADMIN)
     assert status == 400 and "JSON" in json.loads(body)["error"]["message"]
+    # out-of-range amounts and limits are 400s, and nothing is created
+    before = len(admin(gw, "GET", "/admin/keys")[1]["data"])
+    for bad, param in (({"credits_usd": 1e10}, "credits_usd"), ({"credits_usd": 1e308}, "credits_usd"),
+                       ({"budgets": [{"period": "day", "limit_usd": 1e10}]}, "budgets"), ({"tpm": 3_000_000_000}, "tpm"),
+                       ({"max_parallel": 2**63}, "max_parallel")):
+        status, data = admin(gw, "POST", "/admin/keys", bad)
+        assert status == 400 and data["error"]["param"] in (param, "limit_usd"), data
+    assert len(admin(gw, "GET", "/admin/keys")[1]["data"]) == before
+    key_id, _ = new_key(gw, credits_usd=900_000_000.0)
+    status, data = admin(gw, "POST", f"/admin/keys/{key_id}/credits", {"amount_usd": 900_000_000.0})
+    assert status == 400 and data["error"]["param"] == "amount_usd"  # the balance would pass $1,000,000,000
+    assert admin(gw, "POST", f"/admin/keys/{key_id}/credits", {"amount_usd": -1e308, "kind": "adjustment"})[0] == 400
+    assert admin(gw, "GET", f"/admin/keys/{key_id}/ledger")[0] == 200
+    # a PATCH that fails changes nothing
+    status, _ = admin(gw, "PATCH", f"/admin/keys/{key_id}", {"rpm": 5, "budgets": [{"period": "year"}]})
+    assert status == 400 and admin(gw, "GET", f"/admin/keys/{key_id}")[1]["rpm"] is None
+    assert admin(gw, "PATCH", f"/admin/keys/{key_id}", {"name": None})[0] == 400
+    status, _ = admin(gw, "PATCH", "/admin/teams/careful", {"prepaid": True, "budgets": [{"period": "week"}]})
+    assert status == 400 and admin(gw, "GET", "/admin/teams/careful")[1]["prepaid"] is False
+    for query in ("/admin/ledger?before=99999999999999999999999", "/admin/usage?since=nan", "/admin/usage?until=inf"):
+        assert admin(gw, "GET", query)[0] == 400, query
+    # a team name with a space is one team, in the URL (percent-encoded) and in the CLI
+    new_key(gw, team="data science")
+    status, team = admin(gw, "PATCH", "/admin/teams/data%20science", {"prepaid": True})
+    assert status == 200 and team["account"] == "team:data science" and team["prepaid"] is True
+    cli = subprocess.run([sys.executable, "-m", "switchboard", "credits", "add", "team:data science", "5",
+                          "--url", gw.url], capture_output=True, text=True, timeout=30,
+                         env={**os.environ, "SWITCHBOARD_MASTER_KEY": MASTER})
+    assert cli.returncode == 0 and "team:data science: balance $5.0000" in cli.stdout, cli.stderr
 
 
 def test_model_allow_list_and_expiry(stack):

@@ -137,7 +137,7 @@ def test_credit_is_never_overdrawn_and_reconciles_to_the_cent(cluster):
     assert ok >= 60, f"only {ok} admitted"
     status, _, body = http("GET", gw1.url + f"/admin/keys/{key_id}", headers=ADMIN)
     account = json.loads(body)["credit"]
-    reservation = (10 + 0) * 0.01 + 10 * 0.02  # worst case held per request: ceil(1*1.5)+8 prompt, 10 out
+    reservation = (2 + 8) * 0.01 + 10 * 0.02  # worst case held per request: 2 bytes + 8 prompt, 10 out
     assert account["reserved_usd"] == 0
     assert account["balance_usd"] >= -reservation, "overdrawn by more than one request's reservation"
     assert account["available_usd"] < reservation + 1e-9, "the credit was not used up: the test proved nothing"
@@ -161,6 +161,47 @@ def test_credit_is_never_overdrawn_and_reconciles_to_the_cent(cluster):
     assert abs(account["balance_usd"] - (credit - ledger_total)) < 1e-9
     print(f"\n{len(results)} requests (a burst of 500, then waves of 8) over 2 replicas in {elapsed:.2f}s: {ok} admitted, ${ledger_total:.2f} charged of ${credit:.2f}, "
           f"final balance ${account['balance_usd']:.4f}")
+
+
+def test_one_idempotency_key_runs_once_across_replicas_and_a_failure_frees_it_at_once(cluster):
+    gw0, gw1 = cluster["gws"]
+    mock = cluster["mock"]
+    key_id, key = create_key(gw0, name="idem", credits_usd=5.0)
+    mock.reset()
+
+    async def same_request(n: int) -> list[tuple[int, dict[str, str]]]:
+        cs = clients(cluster, key)
+
+        async def one(c: openai.AsyncOpenAI) -> tuple[int, dict[str, str]]:
+            try:
+                raw = await c.chat.completions.with_raw_response.create(
+                    model="m", max_tokens=10, messages=[{"role": "user", "content": "hi"}],
+                    extra_headers={"Idempotency-Key": "once-only"})
+                return 200, dict(raw.headers)
+            except openai.APIStatusError as exc:
+                return exc.status_code, dict(exc.response.headers)
+        try:
+            return await asyncio.gather(*(one(cs[i % 2]) for i in range(n)))
+        finally:
+            for c in cs:
+                await c.close()
+
+    results = asyncio.run(same_request(20))  # the upstream takes 0.2 s: they all overlap
+    statuses = [s for s, _ in results]
+    assert set(statuses) <= {200, 409} and statuses.count(200) >= 1, statuses
+    assert sum(1 for s, h in results if s == 200 and h.get("idempotent-replayed") != "true") == 1
+    assert mock.stats()["completed"] == 1
+    charges = asyncio.run(pg_query(cluster["db"].split("?")[0],
+                                   f'SELECT 1 FROM "{cluster["schema"]}".ledger WHERE account = $1 AND kind = $2',
+                                   f"key:{key_id}", "charge"))
+    assert len(charges) == 1
+    # a request that failed (402 here) frees its key before its answer goes out: the retry runs, on either replica
+    _, poor = create_key(gw0, name="poor", credits_usd=0.01)
+    for i in range(10):
+        status, _, body = http("POST", cluster["gws"][i % 2].url + "/v1/chat/completions",
+                               {"model": "m", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]},
+                               {"authorization": f"Bearer {poor}", "idempotency-key": "retried"})
+        assert status == 402, body
 
 
 def test_rpm_limit_holds_in_total_across_replicas(cluster):

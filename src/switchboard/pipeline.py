@@ -15,6 +15,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
+from switchboard.accounting.demand import chat_demand, text_demand
 from switchboard.accounting.tokens import Usage, estimate_tokens, reported_or_counted, usage_of
 from switchboard.config import Deployment, ModelConfig
 from switchboard.context import RequestContext
@@ -61,6 +62,7 @@ class Pipeline:
             return response
         except GatewayError as exc:
             self.fail(ctx, exc)
+            await self.gw.admission.release_claim(ctx)  # before the error goes out: a retry may run at once
             raise
         except asyncio.CancelledError:
             self.fail(ctx, None, status=499, message="client disconnected")
@@ -87,6 +89,7 @@ class Pipeline:
                                                                              self.route_fallbacks(ctx))
         except GatewayError as exc:
             self.fail(ctx, exc)
+            await self.gw.admission.release_claim(ctx)
             self.settle(ctx)
             raise
         except asyncio.CancelledError:
@@ -123,8 +126,10 @@ class Pipeline:
         else:
             model = self.resolve(request.model, ctx)
         then = self.cascade_models(router) if router is not None and self.cascades(request, ctx) else ()
-        await self.gw.admission.admit(ctx, model, estimate_tokens(request.prompt_text()), request.max_output_tokens,
-                                      then, self.route_fallbacks(ctx))
+        demand = chat_demand(request.body, request.prompt_text(), self.gw.admission.settings.image_reserve_tokens)
+        cap = await self.gw.admission.admit(ctx, model, demand, then, self.route_fallbacks(ctx))
+        if cap is not None:  # the credit hold assumed this many output tokens: no answer may be longer
+            request.body["max_tokens"] = cap
         return model
 
     def route_fallbacks(self, ctx: RequestContext) -> list[ModelConfig]:
@@ -157,12 +162,13 @@ class Pipeline:
                                      "name an embedding model.", param="model")
             model = self.resolve(body["model"], ctx)
             inp = body["input"]
-            await self.gw.admission.admit(ctx, model, estimate_tokens(inp if isinstance(inp, str) else " ".join(map(str, inp))), 0)
+            text = inp if isinstance(inp, str) else " ".join(map(str, inp))
+            await self.gw.admission.admit(ctx, model, text_demand(text))
             response, model, dep = await self.gw.executor.run(model, ctx, lambda p, d: p.embeddings(body, d))
             usage = response.get("usage") if isinstance(response.get("usage"), dict) else {}
             prompt = usage.get("prompt_tokens") if isinstance(usage.get("prompt_tokens"), int) else None
             if prompt is None:
-                prompt = estimate_tokens(inp if isinstance(inp, str) else " ".join(map(str, inp)))
+                prompt = estimate_tokens(text)
             ctx.entry.prompt_tokens = prompt
             ctx.entry.cost = (dep.pricing or model.pricing).cost(prompt, 0)
             ctx.entry.status = 200
@@ -170,6 +176,7 @@ class Pipeline:
             return response
         except GatewayError as exc:
             self.fail(ctx, exc)
+            await self.gw.admission.release_claim(ctx)  # before the error goes out: a retry may run at once
             raise
         except asyncio.CancelledError:
             self.fail(ctx, None, status=499, message="client disconnected")

@@ -35,7 +35,8 @@ import orjson
 from switchboard.accounting.keys import KeyRecord
 from switchboard.accounting.ledger import Holds, Ledger
 from switchboard.accounting.limits import Check, MemoryLimits, RedisLimits, reset_text
-from switchboard.accounting.pricing import to_nanos, worst_case_nanos
+from switchboard.accounting.demand import Demand
+from switchboard.accounting.pricing import MAX_NANOS, to_nanos, worst_case_nanos
 from switchboard.accounting.settings import account_settings
 from switchboard.accounting.shared_limits import SharedLimits
 from switchboard.config import ModelConfig, Pricing
@@ -74,6 +75,7 @@ class _Pending:
     second: int = 0
     parallel: str | None = None
     idem: tuple[str, str] | None = None
+    claimed_at: float = 0.0  # when `idem` was claimed: the claim's identity in the table
     committed: bool = False
 
 
@@ -137,18 +139,18 @@ class Admission:
             pend = self._pending[ctx.request_id] = _Pending(key)
         return pend
 
-    async def admit(self, ctx: RequestContext, model: ModelConfig, estimated_tokens: int,
-                    max_output_tokens: int | None, then: Sequence[ModelConfig] = (),
-                    fallbacks: Sequence[ModelConfig] = ()) -> None:
+    async def admit(self, ctx: RequestContext, model: ModelConfig, demand: Demand, then: Sequence[ModelConfig] = (),
+                    fallbacks: Sequence[ModelConfig] = ()) -> int | None:
         """Refuse (by raising a `GatewayError`) or admit the request. The credit hold covers the dearest model
         that may serve it (`model`, its fallbacks, `fallbacks`) and, on top, every model it may call after
-        that one (`then`: a cascade's judge and strong model)."""
+        that one (`then`: a cascade's judge and strong model). Returns the output cap the hold assumed when the
+        client gave none: the caller must send it upstream, or the answer could cost more than was held."""
         key = getattr(ctx.identity, "key", None)
         model_limit = self.settings.model_limits.get(model.name)
         if key is None and model_limit is None:
-            return
+            return None
         pend = self._pend(ctx)
-        requested = estimated_tokens + (max_output_tokens or 0)
+        requested = demand.prompt_estimate + (demand.max_output or 0) * demand.choices
         if key is not None and key.max_parallel:
             scope = f"key:{key.key_id}"
             if not await self._limits(self.limits.acquire(scope, key.max_parallel, ctx.request_id,
@@ -163,18 +165,25 @@ class Admission:
             pend.second = verdict.second
             pend.tokens_counted = requested
             pend.token_checks = [c.scope for c in checks if c.scope.endswith(":tpm")]
-        if key is not None and (key.prepaid_accounts or key.budgets):
-            max_out = max_output_tokens if max_output_tokens is not None else (
-                model.max_output_tokens or self.settings.default_max_output_tokens)
-            prompt = math.ceil(estimated_tokens * self.settings.prompt_reserve_factor) + 8
-            first = max(worst_case_nanos(p, prompt, max_out) for m in (model, *fallbacks) for p in self._pricings(m))
-            amount = first + sum(max(worst_case_nanos(p, prompt, max_out) for p in self._pricings(m)) for m in then)
-            holds, warnings = await self.ledger.reserve(ctx.request_id, key.prepaid_accounts, key.budgets, amount,
-                                                        self.settings.reservation_ttl_seconds, time.time())
-            pend.holds = holds
-            if warnings:
-                ctx.headers["x-switchboard-budget-warning"] = "; ".join(warnings)
-                log.warning("soft budget exceeded: %s", "; ".join(warnings))
+        if key is None or not (key.prepaid_accounts or key.budgets):
+            return None
+        max_out = demand.max_output if demand.max_output is not None else (
+            model.max_output_tokens or self.settings.default_max_output_tokens)
+        prompt = math.ceil(demand.prompt_bound * self.settings.prompt_reserve_factor)
+        output = max_out * demand.choices
+
+        def worst(m: ModelConfig) -> int:
+            return max(worst_case_nanos(p, prompt, output) for p in self._pricings(m))
+
+        amount = max(worst(m) for m in (model, *fallbacks)) + sum(worst(m) for m in then)
+        holds, warnings = await self.ledger.reserve(ctx.request_id, key.prepaid_accounts, key.budgets,
+                                                    min(amount, MAX_NANOS), self.settings.reservation_ttl_seconds,
+                                                    time.time())
+        pend.holds = holds
+        if warnings:
+            ctx.headers["x-switchboard-budget-warning"] = "; ".join(warnings)
+            log.warning("soft budget exceeded: %s", "; ".join(warnings))
+        return max_out if demand.max_output is None else None
 
     @staticmethod
     async def _limits(call: Awaitable[Any]) -> Any:
@@ -268,20 +277,29 @@ class Admission:
         settings = self.settings
 
         def claim() -> Steps[dict[str, Any] | None]:
+            # An insert that does nothing on conflict, never a read then a write: two replicas claiming the same
+            # key at once cannot both win (Postgres runs READ COMMITTED), and neither gets a unique violation.
+            insert = ("INSERT INTO idempotency (key_id, idem_key, fingerprint, state, created_at) "
+                      "VALUES (?, ?, ?, 'pending', ?) ON CONFLICT (key_id, idem_key) DO NOTHING")
+            if (yield execute(insert, key_id, idem_key, fingerprint, now)):
+                return None
             row = yield fetchone("SELECT * FROM idempotency WHERE key_id = ? AND idem_key = ?", key_id, idem_key)
             stale = row is not None and (
                 (row["state"] == "done" and now - row["created_at"] > settings.idempotency_ttl_seconds)
                 or (row["state"] == "pending" and now - row["created_at"] > settings.reservation_ttl_seconds))
-            if row is None or stale:
-                yield execute("DELETE FROM idempotency WHERE key_id = ? AND idem_key = ?", key_id, idem_key)
-                yield execute("INSERT INTO idempotency (key_id, idem_key, fingerprint, state, created_at) "
-                              "VALUES (?, ?, ?, 'pending', ?)", key_id, idem_key, fingerprint, now)
-                return None
+            if row is None or stale:  # take over only the row seen stale (another request may have done so)
+                if row is not None:
+                    yield execute("DELETE FROM idempotency WHERE key_id = ? AND idem_key = ? AND created_at = ?",
+                                  key_id, idem_key, row["created_at"])
+                if (yield execute(insert, key_id, idem_key, fingerprint, now)):
+                    return None
+                row = yield fetchone("SELECT * FROM idempotency WHERE key_id = ? AND idem_key = ?", key_id, idem_key)
             return row
 
         row = await self.gw.storage.transact(claim())
         if row is None:
-            self._pend(ctx).idem = (key_id, idem_key)
+            pend = self._pend(ctx)
+            pend.idem, pend.claimed_at = (key_id, idem_key), now
             return None
         if row["fingerprint"] != fingerprint:
             raise InvalidRequest("This Idempotency-Key was already used with a different request body.",
@@ -354,7 +372,9 @@ class Admission:
                         self._background(lambda: self.ledger.release(rid, holds), "releasing credit holds")
                     if pend.idem is not None:
                         key_id, idem_key = pend.idem
-                        self._background(lambda: self._forget_idempotency(key_id, idem_key), "clearing an idempotency key")
+                        claimed = pend.claimed_at
+                        self._background(lambda: self._forget_idempotency(key_id, idem_key, claimed),
+                                         "clearing an idempotency key")
             if pend.parallel is not None:
                 scope, rid = pend.parallel, ctx.request_id
                 self._background(lambda: self.limits.release(scope, rid), "freeing a parallel slot")
@@ -380,12 +400,23 @@ class Admission:
                          "charging a disconnected request")
         if pend.idem is not None:
             key_id, idem_key = pend.idem
-            self._background(lambda: self._forget_idempotency(key_id, idem_key), "clearing an idempotency key")
+            claimed = pend.claimed_at
+            self._background(lambda: self._forget_idempotency(key_id, idem_key, claimed), "clearing an idempotency key")
 
-    async def _forget_idempotency(self, key_id: str, idem_key: str) -> None:
-        def forget() -> Steps[None]:
-            yield execute("DELETE FROM idempotency WHERE key_id = ? AND idem_key = ? AND state = 'pending'",
-                          key_id, idem_key)
+    async def release_claim(self, ctx: RequestContext) -> None:
+        """Free a failed request's Idempotency-Key before its error goes out, so that an immediate retry runs."""
+        pend = self._pending.get(ctx.request_id)
+        if pend is not None and pend.idem is not None and not pend.committed:
+            idem, pend.idem = pend.idem, None
+            try:
+                await self._forget_idempotency(*idem, pend.claimed_at)
+            except Exception as exc:  # the key stays taken until its reservation TTL: no worse than before
+                log.error("clearing an idempotency key failed: %s", exc)
+
+    async def _forget_idempotency(self, key_id: str, idem_key: str, claimed_at: float) -> None:
+        def forget() -> Steps[None]:  # this request's own claim only
+            yield execute("DELETE FROM idempotency WHERE key_id = ? AND idem_key = ? AND state = 'pending' "
+                          "AND created_at = ?", key_id, idem_key, claimed_at)
 
         await self.gw.storage.transact(forget())
 

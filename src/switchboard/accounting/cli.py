@@ -85,7 +85,10 @@ def _keys_table(keys: list[dict[str, Any]]) -> str:
 
 
 def _account_path(target: str) -> str:
-    return f"/admin/teams/{target[5:]}" if target.startswith("team:") else f"/admin/keys/{target}"
+    from urllib.parse import quote
+
+    return f"/admin/teams/{quote(target[5:], safe='')}" if target.startswith("team:") else \
+        f"/admin/keys/{quote(target, safe='')}"
 
 
 def _keys(args: argparse.Namespace) -> int:

@@ -30,6 +30,7 @@ from typing import Any
 import orjson
 
 from switchboard.accounting.keys import Budget
+from switchboard.accounting.pricing import MAX_NANOS
 from switchboard.errors import InsufficientCredit
 from switchboard.storage.base import Steps, Storage, execute, fetchone
 
@@ -97,6 +98,9 @@ class Ledger:
             yield from ensure_account(account, now)
             if prepaid is not None:
                 yield execute("UPDATE accounts SET prepaid = ? WHERE account = ?", 1 if prepaid else 0, account)
+            row = yield fetchone("SELECT balance FROM accounts WHERE account = ?", account)
+            if abs(int(row["balance"] if row else 0) + amount) > MAX_NANOS:
+                raise ValueError(f"the balance would leave the range of ${MAX_NANOS // 10**9:,} either way")
             yield execute("INSERT INTO ledger (ts, account, kind, amount, request_id, model, note) VALUES (?, ?, ?, ?, ?, ?, ?)",
                           now, account, kind, amount, request_id, None, note)
             yield execute("UPDATE accounts SET balance = balance + ?, updated_at = ? WHERE account = ?", amount, now, account)

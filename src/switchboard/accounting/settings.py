@@ -4,7 +4,8 @@
       key_cache_seconds: 0.5          # how stale a replica's view of a key may be (revocation delay)
       reservation_ttl_seconds: 900    # a crashed replica's credit holds are released after this
       default_max_output_tokens: 4096 # worst case reserved when neither request nor model caps output
-      prompt_reserve_factor: 1.5      # reserve this many times the estimated prompt tokens
+      prompt_reserve_factor: 1.0      # margin on the prompt's token bound (its UTF-8 bytes) when reserving
+      image_reserve_tokens: 3000      # prompt tokens reserved for each image
       idempotency_ttl_seconds: 86400  # how long a stored response answers a retried Idempotency-Key
       response_ttl_seconds: 2592000   # how long /v1/responses keeps a stored Response (30 days, as OpenAI)
       redis_prefix: "switchboard:"    # namespace of the shared counters in Redis
@@ -30,7 +31,8 @@ class AccountSettings:
     key_cache_seconds: float = 0.5
     reservation_ttl_seconds: float = 900.0
     default_max_output_tokens: int = 4096
-    prompt_reserve_factor: float = 1.5
+    prompt_reserve_factor: float = 1.0
+    image_reserve_tokens: int = 3000
     idempotency_ttl_seconds: float = 86400.0
     response_ttl_seconds: float = 30 * 86400.0
     redis_prefix: str = "switchboard:"
@@ -57,6 +59,7 @@ def account_settings(config: GatewayConfig) -> AccountSettings:
         default_max_output_tokens=sec.number("default_max_output_tokens", base.default_max_output_tokens,
                                              minimum=1, integer=True),
         prompt_reserve_factor=sec.number("prompt_reserve_factor", base.prompt_reserve_factor, minimum=1),
+        image_reserve_tokens=sec.number("image_reserve_tokens", base.image_reserve_tokens, minimum=0, integer=True),
         idempotency_ttl_seconds=sec.number("idempotency_ttl_seconds", base.idempotency_ttl_seconds, minimum=1),
         response_ttl_seconds=sec.number("response_ttl_seconds", base.response_ttl_seconds, minimum=1),
         redis_prefix=sec.str("redis_prefix", base.redis_prefix) or base.redis_prefix,

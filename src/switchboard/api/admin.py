@@ -21,14 +21,16 @@ error shape, like the rest of the gateway.
 
 from __future__ import annotations
 
+import math
 import time
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
 
 import orjson
 
 from switchboard.accounting.keys import EDITABLE, PERIODS, KeyRecord
 from switchboard.accounting.ledger import KINDS
-from switchboard.accounting.pricing import to_nanos
+from switchboard.accounting.pricing import MAX_NANOS, to_nanos
 from switchboard.errors import InvalidRequest, MethodNotAllowed, NotFound
 from switchboard.http.server import Request, Response
 
@@ -36,6 +38,7 @@ if TYPE_CHECKING:
     from switchboard.app import Gateway
 
 PREFIX = "/admin/"
+MAX_USD = MAX_NANOS / 1e9  # any amount of money in a request, and any balance
 
 
 def install(gw: Gateway) -> None:
@@ -62,7 +65,7 @@ def _body(request: Request) -> dict[str, Any]:
 
 async def handle(gw: Gateway, request: Request) -> Response:
     await gw.auth.require_admin(request.headers)
-    parts = [p for p in request.path[len(PREFIX):].split("/") if p]
+    parts = [unquote(p) for p in request.path[len(PREFIX):].split("/") if p]  # team names may hold spaces...
     m = request.method
     if parts == ["keys"]:
         if m == "GET":
@@ -110,20 +113,24 @@ async def handle(gw: Gateway, request: Request) -> Response:
 # ---------------------------------------------------------------- keys
 
 
+MAX_LIMIT = 2**31 - 1  # rpm, tpm, max_parallel: the storage's integer columns
+
+
 def _opt_int(data: dict[str, Any], name: str) -> int | None:
     value = data.get(name)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InvalidRequest(f"'{name}' must be a positive integer or null.", param=name)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_LIMIT:
+        raise InvalidRequest(f"'{name}' must be a positive integer (at most {MAX_LIMIT:,}) or null.", param=name)
     return value
 
 
 def _usd(data: dict[str, Any], name: str, *, allow_negative: bool = False) -> int:
     value = data.get(name)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or (value < 0 and not allow_negative):
-        raise InvalidRequest(f"'{name}' must be a{'' if allow_negative else ' non-negative'} number of US dollars.",
-                             param=name)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or (value < 0 and not allow_negative) or abs(value) > MAX_USD:
+        raise InvalidRequest(f"'{name}' must be a{'' if allow_negative else ' non-negative'} number of US dollars, "
+                             f"at most {MAX_USD:,.0f}.", param=name)
     return to_nanos(float(value))
 
 
@@ -136,7 +143,7 @@ def key_fields(gw: Gateway, data: dict[str, Any], *, creating: bool) -> dict[str
     out: dict[str, Any] = {}
     if "name" in data or creating:
         name = data.get("name")
-        if name is not None and (not isinstance(name, str) or not 0 < len(name) <= 200):
+        if (name is not None or not creating) and (not isinstance(name, str) or not 0 < len(name) <= 200):
             raise InvalidRequest("'name' must be a string of 1 to 200 characters.", param="name")
         out["name"] = name
     if "team" in data:
@@ -202,17 +209,22 @@ def _budgets(data: dict[str, Any]) -> list[tuple[str, int | None, bool]] | None:
     return out
 
 
-async def apply_account_settings(gw: Gateway, account: str, data: dict[str, Any]) -> None:
-    """`prepaid` and `budgets` of a key or team account."""
-    if account.startswith("team:"):
+def check_account_settings(data: dict[str, Any], *, team: bool) -> list[tuple[str, int | None, bool]] | None:
+    """Validate `prepaid` and `budgets` (before anything is written); returns the budgets, if given."""
+    if team:
         unknown = sorted(set(data) - {"prepaid", "budgets"})
         if unknown:
             raise InvalidRequest(f"Unknown field {unknown[0]!r}; a team has prepaid and budgets.", param=unknown[0])
+    if "prepaid" in data and not isinstance(data["prepaid"], bool):
+        raise InvalidRequest("'prepaid' must be true or false.", param="prepaid")
+    return _budgets(data)
+
+
+async def apply_account_settings(gw: Gateway, account: str, data: dict[str, Any]) -> None:
+    """`prepaid` and `budgets` of a key or team account: all checked, then written."""
+    budgets = check_account_settings(data, team=account.startswith("team:"))
     if "prepaid" in data:
-        if not isinstance(data["prepaid"], bool):
-            raise InvalidRequest("'prepaid' must be true or false.", param="prepaid")
         await gw.admission.ledger.set_prepaid(account, data["prepaid"])
-    budgets = _budgets(data)
     if budgets is not None:
         for period in PERIODS:
             for soft in (False, True):
@@ -240,11 +252,14 @@ async def create_key(gw: Gateway, request: Request) -> Response:
 
 
 async def update_key(gw: Gateway, record: KeyRecord, data: dict[str, Any]) -> Response:
-    fields = key_fields(gw, data, creating=False)
-    updated = await gw.auth.keys.update(record.key_id, fields) if fields else record
-    await apply_account_settings(gw, record.account, {k: data[k] for k in ("prepaid", "budgets") if k in data})
+    """Every field is checked before any is written: a 400 changes nothing."""
     if "credits_usd" in data:
         raise InvalidRequest("Add credit with POST /admin/keys/{id}/credits, not PATCH.", param="credits_usd")
+    fields = key_fields(gw, data, creating=False)
+    account = {k: data[k] for k in ("prepaid", "budgets") if k in data}
+    check_account_settings(account, team=False)
+    updated = await gw.auth.keys.update(record.key_id, fields) if fields else record
+    await apply_account_settings(gw, record.account, account)
     return _json(await key_view(gw, updated or record))
 
 
@@ -286,7 +301,10 @@ async def post_credit(gw: Gateway, account: str, data: dict[str, Any]) -> Respon
     note = data.get("note")
     if note is not None and not isinstance(note, str):
         raise InvalidRequest("'note' must be a string.", param="note")
-    await gw.admission.ledger.post(account, kind, amount, note=note)
+    try:
+        await gw.admission.ledger.post(account, kind, amount, note=note)
+    except ValueError as exc:  # the balance would overflow
+        raise InvalidRequest(f"Refused: {exc}.", param="amount_usd") from None
     gw.auth.keys._cache.clear()
     return _json(await account_view(gw, account), 201)
 
@@ -304,6 +322,8 @@ async def ledger(gw: Gateway, request: Request, account: str | None) -> Response
         before = int(q["before"]) if q.get("before") else None
     except ValueError:
         raise InvalidRequest("'limit' and 'before' must be integers.") from None
+    if before is not None and not 0 <= before < 2**63:
+        raise InvalidRequest("'before' must be a ledger entry id.", param="before")
     rows = await gw.admission.ledger.entries(account, limit=limit, before=before, request_id=q.get("request_id") or None)
     data = [_entry(r) for r in rows]
     body: dict[str, Any] = {"object": "list", "data": data, "has_more": len(data) == limit}
@@ -321,6 +341,8 @@ async def usage(gw: Gateway, request: Request) -> Response:
     try:
         since = float(q["since"]) if q.get("since") else None
         until = float(q["until"]) if q.get("until") else None
+        if not all(math.isfinite(t) for t in (since, until) if t is not None):
+            raise ValueError
     except ValueError:
         raise InvalidRequest("'since' and 'until' must be Unix timestamps.") from None
     await gw.request_log.flush()  # include this replica's entries not yet written

@@ -1,0 +1,60 @@
+"""What a request asks of a model: an estimate of its tokens for rate limits, and a bound for credit holds.
+
+A tpm limit counts the estimate and corrects it once the usage is known, so the estimate only has to be good.
+A credit hold must not be exceeded, so it rests on a bound: a tokenizer that works on bytes (every BPE of the
+major providers, and SentencePiece with byte fallback) makes at most one token of each byte of UTF-8 text, plus
+a few tokens that frame each message. Images are held at a configured number of tokens each (they have no
+text to bound them), and the output at the client's cap for each of its `n` choices.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from switchboard.accounting.tokens import estimate_tokens
+
+_PER_MESSAGE = 8  # role and framing tokens around each message
+
+
+@dataclass(frozen=True, slots=True)
+class Demand:
+    prompt_estimate: int  # counted against tpm limits, corrected when the usage is known
+    prompt_bound: int  # the prompt is at most this many tokens (credit holds)
+    max_output: int | None = None  # the client's cap on output tokens per choice, if it gave one
+    choices: int = 1
+
+
+def chat_demand(body: dict[str, Any], prompt_text: str, image_tokens: int) -> Demand:
+    """The demand of a canonical chat body whose messages' text is `prompt_text`."""
+    bound = 0
+    images = 0
+    for msg in body["messages"]:
+        bound += _PER_MESSAGE
+        content = msg.get("content")
+        if isinstance(content, str):
+            bound += len(content.encode())
+        elif isinstance(content, list):
+            for part in content:
+                if not isinstance(part, dict):
+                    continue
+                if part.get("type") == "text":
+                    bound += len(str(part.get("text", "")).encode())
+                elif part.get("type") == "image_url":
+                    images += 1
+                else:  # audio, files: their JSON is more bytes than the tokens they become
+                    bound += len(orjson.dumps(part))
+        for call in msg.get("tool_calls") or ():
+            bound += len(orjson.dumps(call))
+    for key in ("tools", "response_format"):
+        if body.get(key):
+            bound += len(orjson.dumps(body[key]))
+    max_output = body.get("max_completion_tokens") or body.get("max_tokens")
+    return Demand(estimate_tokens(prompt_text), bound + images * image_tokens, max_output, body.get("n") or 1)
+
+
+def text_demand(text: str) -> Demand:
+    """The demand of an input without output (embeddings)."""
+    return Demand(estimate_tokens(text), len(text.encode()) + _PER_MESSAGE, 0)
