@@ -150,6 +150,15 @@ def test_malformed_json_and_invalid_params_are_400_naming_the_param(stack, clien
         ({"messages": [{"role": "user", "content": "x"}]}, "model"),
         ({"model": "small", "messages": [{"role": "user", "content": "x"}], "max_tokens": "ten"}, "max_tokens"),
         ({"model": "small", "messages": [{"role": "user", "content": "x"}], "stream": "yes"}, "stream"),
+        ({"model": "small", "messages": [{"role": ["user"], "content": "x"}]}, "messages[0].role"),  # was a 500
+        ({"model": "small", "messages": [{"role": "user", "content": "x"}, {"role": "assistant", "content": None,
+                                          "tool_calls": [{"id": "c1", "type": "function"}]}]},
+         "messages[1].tool_calls[0].function"),
+        ({"model": "small", "messages": [{"role": "assistant", "content": None, "tool_calls": [
+            {"type": "function", "function": {"name": "f", "arguments": "{}"}}]}]}, "messages[0].tool_calls[0].id"),
+        ({"model": "small", "messages": [{"role": "user", "content": "x"}], "tool_choice": {
+            "type": "function", "function": "get_weather"}, "tools": [{"type": "function", "function": {
+                "name": "get_weather"}}]}, "tool_choice"),
     ]
     for body_, param in cases:
         status, _, body = http("POST", gw.url + "/v1/chat/completions", body_, headers=auth)

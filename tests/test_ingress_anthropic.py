@@ -247,6 +247,9 @@ def test_count_tokens(client):
     assert count.input_tokens == (len("Be brief.\nHello there, how are you?") + 3) // 4
     with pytest.raises(anthropic.NotFoundError):
         client.messages.count_tokens(model="nope", messages=[{"role": "user", "content": "x"}])
+    thinking = client.messages.count_tokens(model="claude-priced", messages=[{"role": "user", "content": "x"}],
+                                            thinking={"type": "enabled", "budget_tokens": 2048})
+    assert thinking.input_tokens > 0  # no max_tokens to compare the budget with: count_tokens takes none
 
 
 @pytest.mark.parametrize("model", ["claude-priced", "via-openai"])

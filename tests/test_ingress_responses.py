@@ -204,6 +204,10 @@ def test_stream_cut_mid_way_ends_with_error_and_failed_events(client):
     assert "response.output_text.delta" in kinds
     assert kinds[-2:] == ["error", "response.failed"], kinds
     assert events[-1].response.status == "failed" and events[-1].response.error.message
+    from openai.types.responses import ResponseFailedEvent
+
+    ResponseFailedEvent.model_validate(events[-1].model_dump())  # its error.code is one of OpenAI's values
+    assert events[-1].response.error.code == "server_error"
 
 
 @pytest.mark.parametrize("body,param,fragment", [

@@ -478,3 +478,23 @@ def test_reasoning_effort_becomes_extended_thinking_and_comes_back_signed(client
     assert "thinking" not in sent(mock)
     with pytest.raises(openai.BadRequestError, match="reasoning_effort"):
         client.chat.completions.create(model="claude", messages=[question], reasoning_effort="extreme")
+
+
+def test_an_explicit_thinking_budget_gets_room_from_the_default_max_tokens(client, stack):
+    _, mock = stack
+    client.chat.completions.create(model="claude", messages=[{"role": "user", "content": "think"}],
+                                   extra_body={"thinking": {"type": "enabled", "budget_tokens": 5000}})
+    body = sent(mock)
+    assert body["thinking"]["budget_tokens"] == 5000 and body["max_tokens"] > 5000  # the default is 4,096
+
+
+def test_a_max_tokens_refusal_that_links_the_context_window_docs_is_not_a_context_error():
+    from switchboard import errors
+
+    linked = ("max_tokens must be greater than thinking.budget_tokens. Please consult our documentation at "
+              "https://docs.claude.com/en/docs/build-with-claude/extended-thinking#max-tokens-and-context-window-size")
+    assert errors.kind_for_status(400, linked) == errors.BAD_REQUEST
+    for too_long in ("prompt is too long: 300000 tokens > 200000 maximum",
+                     "This model's maximum context length is 8192 tokens.",
+                     "The input token count (9) exceeds the maximum number of tokens allowed (8)."):
+        assert errors.kind_for_status(400, too_long) == errors.CONTEXT_LENGTH

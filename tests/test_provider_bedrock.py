@@ -315,3 +315,8 @@ def test_mock_refuses_what_bedrock_refuses(stack):
                 {"messages": [{"role": "user", "content": [{"text": "x"}]}], "max_tokens": 5}):
         status, headers, _ = http("POST", url, bad, headers=bearer)
         assert status == 400 and headers["x-amzn-errortype"].startswith("ValidationException"), bad
+
+
+def test_a_blank_system_message_is_left_out(stack):
+    stack.chat(model=MODEL_ID, messages=[{"role": "system", "content": "   "}, {"role": "user", "content": "hi"}])
+    assert "system" not in stack.sent()["body"]  # Bedrock refuses a blank system block

@@ -322,3 +322,17 @@ def test_mock_refuses_what_gemini_refuses(stack):
                                             "responseSchema": {"type": "object", "additionalProperties": False}}}):
         status, _, raw = http("POST", url, bad, headers=key)
         assert status == 400 and json.loads(raw)["error"]["status"] == "INVALID_ARGUMENT", bad
+
+
+def test_odd_schemas_and_non_object_arguments_are_handled_not_crashed(stack):
+    odd = {"type": "function", "function": {"name": "f", "parameters": {
+        "type": "object", "properties": {"a": {"type": [1, "string", "null"]}}}}}
+    stack.chat(model="gemini-flash", messages=[{"role": "user", "content": "hi"}], tools=[odd])
+    params = stack.sent()["body"]["tools"][0]["functionDeclarations"][0]["parameters"]
+    assert params["properties"]["a"] == {"type": "STRING", "nullable": True}  # a type list's non-names are skipped
+    # a function's arguments are an object: anything else is the client's 400, naming it, on every provider
+    call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "[1, 2]"}}
+    status, error = stack.error(model="gemini-flash", messages=[
+        {"role": "user", "content": "hi"}, {"role": "assistant", "content": None, "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "c1", "content": "ok"}], tools=[odd])
+    assert status == 400 and error["param"] == "messages[1].tool_calls[0].function.arguments"

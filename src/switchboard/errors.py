@@ -12,6 +12,8 @@ chain, the content-policy chain...), and map to the status the client sees.
 
 from __future__ import annotations
 
+import re
+
 from typing import Any
 
 import orjson
@@ -159,6 +161,12 @@ class UpstreamError(GatewayError):
         return self.kind in _RETRYABLE
 
 
+# Phrases, not words: Anthropic's max_tokens-vs-thinking refusal links "#max-tokens-and-context-window-size",
+# which is no reason to move to a longer-context model.
+_TOO_LONG = re.compile(r"context[ _]window|context[ _]length|maximum context|too many (input )?tokens|"
+                       r"(prompt|input) (is )?too long|exceeds the maximum number of tokens")
+
+
 def kind_for_status(status: int, message: str = "") -> str:
     """Classify an upstream HTTP status (and message) into an error kind."""
     text = message.lower()
@@ -169,7 +177,7 @@ def kind_for_status(status: int, message: str = "") -> str:
     if status == 404:
         return NOT_FOUND
     if status in (400, 413, 422):
-        if "context" in text and ("length" in text or "window" in text) or "too many tokens" in text or "maximum context" in text or "prompt is too long" in text:
+        if _TOO_LONG.search(text):
             return CONTEXT_LENGTH
         if "content" in text and ("policy" in text or "filter" in text or "management" in text) or "safety" in text:
             return CONTENT_POLICY

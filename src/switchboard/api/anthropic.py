@@ -90,8 +90,10 @@ async def count_tokens(gw: Gateway, request: Request) -> Response:
     try:
         identity = await gw.auth.authenticate(request.headers)
         body = parse_json(request)
-        if isinstance(body, dict):
-            body = {**body, "max_tokens": 1}  # count_tokens takes no max_tokens
+        if isinstance(body, dict):  # count_tokens takes no max_tokens; the Messages checks want one above the budget
+            thinking = body.get("thinking")
+            budget = thinking.get("budget_tokens") if isinstance(thinking, dict) else None
+            body = {**body, "max_tokens": budget + 1 if isinstance(budget, int) and budget > 0 else 1}
         chat = ChatRequest(fmt.to_canonical(body))
         known = chat.model in gw.routers or gw.config.models.get(chat.model) or gw.wildcards.peek(chat.model)
         if not known or identity.allowed_models is not None and not allowed(chat.model, identity.allowed_models):

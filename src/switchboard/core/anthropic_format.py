@@ -89,12 +89,13 @@ def _text_of_blocks(blocks: Any, param: str) -> str:
         return blocks
     if not isinstance(blocks, list):
         raise _bad(param, "must be a string or an array of text blocks")
-    out = []
-    for i, block in enumerate(blocks):
-        if not isinstance(block, dict) or block.get("type") != "text" or not isinstance(block.get("text"), str):
-            raise _bad(f"{param}.{i}", "must be a text block ({\"type\": \"text\", \"text\": ...})")
-        out.append(block["text"])
-    return "\n".join(out)
+    return "\n".join(_text_block(block, f"{param}.{i}") for i, block in enumerate(blocks))
+
+
+def _text_block(block: Any, param: str) -> str:
+    if not isinstance(block, dict) or block.get("type") != "text" or not isinstance(block.get("text"), str):
+        raise _bad(param, "must be a text block ({\"type\": \"text\", \"text\": ...})")
+    return block["text"]
 
 
 def _image_part(block: dict[str, Any], param: str) -> dict[str, Any]:
@@ -148,7 +149,7 @@ def _user_turn(content: Any, param: str) -> list[dict[str, Any]]:
                     if isinstance(item, dict) and item.get("type") == "image":
                         images.append(_image_part(item, f"{p}.content.{j}"))
                     else:
-                        texts.append(_text_of_blocks([item], f"{p}.content"))
+                        texts.append(_text_block(item, f"{p}.content.{j}"))
                 result = "\n".join(texts)
             elif not isinstance(result, str):
                 raise _bad(f"{p}.content", "must be a string or an array of content blocks")

@@ -89,16 +89,32 @@ def _check_messages(messages: Any) -> None:
         if not isinstance(msg, dict):
             raise _bad(p, f"'{p}' must be an object.")
         role = msg.get("role")
-        if role not in _ROLES:
+        if not isinstance(role, str) or role not in _ROLES:
             raise _bad(f"{p}.role", f"'{p}.role' must be one of {', '.join(sorted(_ROLES))}, got {role!r}.")
         if role == "assistant" and msg.get("tool_calls") is not None:
-            if not isinstance(msg["tool_calls"], list):
-                raise _bad(f"{p}.tool_calls", f"'{p}.tool_calls' must be an array.")
+            _check_tool_calls(msg["tool_calls"], f"{p}.tool_calls")
             if msg.get("content") is None:
                 continue
         if role == "tool" and not isinstance(msg.get("tool_call_id"), str):
             raise _bad(f"{p}.tool_call_id", f"'{p}.tool_call_id' is required for role 'tool'.")
         _check_content(msg.get("content"), f"{p}.content", role)
+
+
+def _check_tool_calls(calls: Any, param: str) -> None:
+    """An assistant turn's calls, as OpenAI takes them: an id, and a function's name and arguments string."""
+    if not isinstance(calls, list):
+        raise _bad(param, f"'{param}' must be an array.")
+    for k, call in enumerate(calls):
+        p = f"{param}[{k}]"
+        fn = call.get("function") if isinstance(call, dict) else None
+        if not isinstance(fn, dict):
+            raise _bad(f"{p}.function", f"'{p}.function' must be an object with a name and arguments.")
+        if not isinstance(call.get("id"), str) or not call["id"]:
+            raise _bad(f"{p}.id", f"'{p}.id' must be a non-empty string.")
+        if not isinstance(fn.get("name"), str) or not fn["name"]:
+            raise _bad(f"{p}.function.name", f"'{p}.function.name' must be a non-empty string.")
+        if not isinstance(fn.get("arguments", ""), str):
+            raise _bad(f"{p}.function.arguments", f"'{p}.function.arguments' must be a string of JSON.")
 
 
 def _check_tools(body: dict) -> None:
@@ -118,8 +134,11 @@ def _check_tools(body: dict) -> None:
         if params is not None and not isinstance(params, dict):
             raise _bad(f"{p}.function.parameters", f"'{p}.function.parameters' must be a JSON schema object.")
     choice = body.get("tool_choice")
-    if choice is not None and not (choice in ("none", "auto", "required") or isinstance(choice, dict)):
-        raise _bad("tool_choice", "'tool_choice' must be 'none', 'auto', 'required' or an object naming a function.")
+    named = isinstance(choice, dict) and isinstance(choice.get("function"), dict) \
+        and isinstance(choice["function"].get("name"), str) and choice["function"]["name"]
+    if choice is not None and not (choice in ("none", "auto", "required") or named):
+        raise _bad("tool_choice", "'tool_choice' must be 'none', 'auto', 'required' or "
+                                  "{\"type\": \"function\", \"function\": {\"name\": ...}}.")
 
 
 def _check_stop(body: dict) -> None:

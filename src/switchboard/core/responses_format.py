@@ -604,6 +604,8 @@ class EventWriter:
         """An `error` event and `response.failed`, for a failure after the stream began."""
         out = b"" if self.response_id else self.start()
         out += self._event("error", code=code, message=message, param=None)
+        # the Response's error.code is one of OpenAI's fixed values; the `error` event above keeps ours
+        failed_code = "rate_limit_exceeded" if code in ("rate_limit_exceeded", "rate_limited") else "server_error"
         failed = self.shell.response(self.response_id, self.created, "failed", self.items, self.usage,
-                                     error={"code": code, "message": message}, model=self.model)
+                                     error={"code": failed_code, "message": message}, model=self.model)
         return out + self._event("response.failed", response=failed)

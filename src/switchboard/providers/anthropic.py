@@ -126,13 +126,7 @@ def _tool_use(call: Any, param: str) -> dict[str, Any]:
     fn = call.get("function") if isinstance(call, dict) else None
     if not isinstance(fn, dict) or not isinstance(fn.get("name"), str) or not isinstance(call.get("id"), str):
         raise _bad(param, f"'{param}' must have an 'id' and a 'function' with a 'name'.")
-    try:
-        arguments = orjson.loads(fn.get("arguments") or "{}")
-    except orjson.JSONDecodeError:
-        raise _bad(f"{param}.function.arguments", f"'{param}.function.arguments' must be a JSON object.") from None
-    if not isinstance(arguments, dict):
-        raise _bad(f"{param}.function.arguments", f"'{param}.function.arguments' must be a JSON object.")
-    return {"type": "tool_use", "id": call["id"], "name": fn["name"], "input": arguments}
+    return {"type": "tool_use", "id": call["id"], "name": fn["name"], "input": c.tool_arguments(call, param)}
 
 
 class RequestBuilder:

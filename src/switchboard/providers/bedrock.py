@@ -162,7 +162,7 @@ class BedrockProvider(Provider):
                             system.append({"text": part["text"]})
                         if _marked(part):
                             system.append(_cache_point(part))
-                elif c.content_text(content):
+                elif c.content_text(content).strip():  # Bedrock refuses a blank system block
                     system.append({"text": c.content_text(content)})
                 continue
             blocks = self._blocks(msg, i, images)

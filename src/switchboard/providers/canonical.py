@@ -45,17 +45,20 @@ def content_text(content: Any) -> str:
     return ""
 
 
-def tool_arguments(call: dict[str, Any], param: str) -> Any:
-    """A tool call's `arguments` JSON string as a value (providers want an object, not a string)."""
+def tool_arguments(call: dict[str, Any], param: str) -> dict[str, Any]:
+    """A tool call's `arguments` JSON string as an object, as every provider but OpenAI's wants them; a 400 naming
+    the parameter for anything else (a function's arguments are always an object)."""
     raw = (call.get("function") or {}).get("arguments")
     if raw is None or raw == "":
         return {}
-    if not isinstance(raw, str):
-        return raw
     try:
-        return orjson.loads(raw)
+        value = orjson.loads(raw) if isinstance(raw, str) else raw
     except orjson.JSONDecodeError:
-        raise InvalidRequest(f"'{param}.function.arguments' is not valid JSON.", param=f"{param}.function.arguments") from None
+        value = None
+    if not isinstance(value, dict):
+        raise InvalidRequest(f"'{param}.function.arguments' must be a JSON object.",
+                             param=f"{param}.function.arguments")
+    return value
 
 
 def tool_result_value(content: Any) -> Any:

@@ -151,8 +151,7 @@ class GeminiProvider(Provider):
                     raise c.unsupported(self.kind, f"messages[{i}].content[{j}].type", f"content part {kind!r}")
         for k, call in enumerate(msg.get("tool_calls") or ()):
             args = c.tool_arguments(call, f"messages[{i}].tool_calls[{k}]")
-            part: dict[str, Any] = {"functionCall": {"name": call["function"]["name"],
-                                                     "args": args if isinstance(args, dict) else {"value": args}}}
+            part: dict[str, Any] = {"functionCall": {"name": call["function"]["name"], "args": args}}
             signature = _signature_of(call) or (SKIP_SIGNATURE if signed and k == 0 else None)
             if signature:
                 part["thoughtSignature"] = signature
@@ -424,7 +423,7 @@ def _reduce(node: Any, defs: dict[str, Any], depth: int) -> Any:
     out: dict[str, Any] = {}
     for key, value in node.items():
         if key == "type" and isinstance(value, list):
-            kinds = [k for k in value if k != "null"]
+            kinds = [k for k in value if isinstance(k, str) and k != "null"]  # a schema's own error: Gemini says so
             out["type"] = (kinds[0] if kinds else "string").upper()
             if "null" in value:
                 out["nullable"] = True

@@ -37,7 +37,12 @@ def thinking_for(body: dict[str, Any], max_tokens: int, max_given: bool) -> tupl
     """
     explicit = body.get("thinking")
     if isinstance(explicit, dict):
-        return (None if explicit.get("type") == "disabled" else explicit), max_tokens
+        if explicit.get("type") == "disabled":
+            return None, max_tokens
+        budget = explicit.get("budget_tokens")
+        if not max_given and isinstance(budget, int) and not isinstance(budget, bool):
+            max_tokens = max(max_tokens, 2 * budget)  # the gateway's default must leave the answer room too
+        return explicit, max_tokens
     budget = EFFORT_BUDGETS.get(body.get("reasoning_effort"))  # type: ignore[arg-type]
     if budget is None:
         return None, max_tokens

@@ -342,6 +342,9 @@ class Executor:
             self.metrics.attempts.inc((target.name, dep.id, "cancelled"))
             record_attempt(ctx, dep, started, "cancelled", None, hedge=hedge)
             raise
+        except Exception:  # the adapter refused the request (a 400) or failed: the deployment was not judged
+            breaker.abandon(probe)
+            raise
         finally:
             if not keep_in_flight:
                 stats.in_flight -= 1
