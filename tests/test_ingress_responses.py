@@ -12,6 +12,7 @@ import json
 import openai
 import pytest
 from openai.types.responses import Response
+from provider_helpers import PNG_DATA_URL
 from support import GatewayProc, MockProc, http
 
 MASTER = "sk-test-master-responses"
@@ -129,6 +130,18 @@ def test_function_call_round_trip(client, stack, model):
         assert sent["messages"][1]["content"][-1]["type"] == "tool_use"
         assert sent["messages"][2]["content"][0] == {"type": "tool_result", "tool_use_id": calls[0].call_id,
                                                      "content": [{"type": "text", "text": '{"temp_c": 21}'}]}
+    # a function's output may hold an image: it follows the tool message in a user turn, never dropped
+    png = PNG_DATA_URL
+    client.responses.create(model=model, tools=[WEATHER], tool_choice="none", input=[
+        question, *[item.model_dump(exclude_none=True) for item in first.output],
+        {"type": "function_call_output", "call_id": calls[0].call_id,
+         "output": [{"type": "input_text", "text": "the radar"}, {"type": "input_image", "image_url": png}]}])
+    sent = upstream(mock)
+    if model == "via-openai":
+        assert sent["messages"][2] == {"role": "tool", "tool_call_id": calls[0].call_id, "content": "the radar"}
+        assert sent["messages"][3] == {"role": "user", "content": [{"type": "image_url", "image_url": {"url": png}}]}
+    else:
+        assert [b["type"] for b in sent["messages"][2]["content"]] == ["tool_result", "image"]
 
 
 def test_claude_reasoning_round_trips_as_reasoning_items(client, stack):

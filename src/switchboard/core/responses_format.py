@@ -91,12 +91,14 @@ def _text_of(content: str | list[dict[str, Any]]) -> str:
     return "".join(p["text"] for p in content if p["type"] == "text")
 
 
-def _output_text(output: Any, param: str) -> str:
-    """A function_call_output's output: a string, or text parts."""
+def _output_parts(output: Any, param: str) -> tuple[str, list[dict[str, Any]]]:
+    """A function_call_output's output: its text, and its images (a chat tool message holds text only, so they
+    follow in a user turn, as the Anthropic ingress does with a tool_result's images)."""
     if isinstance(output, str):
-        return output
+        return output, []
     if isinstance(output, list):
-        return _text_of(_input_parts(output, param, "tool"))
+        parts = _input_parts(output, param, "tool")
+        return _text_of([q for q in parts if q["type"] == "text"]), [q for q in parts if q["type"] != "text"]
     raise _bad(param, "expected a string or an array of content parts")
 
 
@@ -108,6 +110,7 @@ def _messages(items: Any) -> list[dict[str, Any]]:
         raise _bad("input", "expected a string or a non-empty array of input items")
     out: list[dict[str, Any]] = []
     reasoning: list[tuple[int, list[dict[str, Any]]]] = []  # (messages before it, the thinking blocks it seals)
+    tool_images: list[dict[str, Any]] = []  # images of function outputs, for the user turn after them
     for i, item in enumerate(items):
         p = f"input[{i}]"
         if not isinstance(item, dict):
@@ -142,8 +145,13 @@ def _messages(items: Any) -> list[dict[str, Any]]:
             call_id = item.get("call_id")
             if not isinstance(call_id, str) or not call_id:
                 raise _bad(f"{p}.call_id", "expected a string")
-            output = _output_text(item.get("output"), f"{p}.output")
+            output, images = _output_parts(item.get("output"), f"{p}.output")
             out.append({"role": "tool", "tool_call_id": call_id, "content": output})
+            tool_images.extend(images)
+            following = items[i + 1] if i + 1 < len(items) else None
+            if tool_images and not (isinstance(following, dict) and following.get("type") == "function_call_output"):
+                out.append({"role": "user", "content": tool_images})  # after the turn's last tool message
+                tool_images = []
         elif kind == "reasoning":
             blocks = unsealed(item.get("encrypted_content"))
             if blocks:  # Claude's signed thinking, sealed by this gateway; other reasoning items stay behind
