@@ -23,6 +23,7 @@ def stack(tmp_path_factory):
         "slow-up": {"reply": "slow here", "latency": 1.0},
         "fast-up": {"reply": "fast here"},
         "storm-up": {"reply": "storm here", "faults": [{"kind": "status", "status": 429, "rate": 1.0, "retry_after": 2}]},
+        "downpour-up": {"faults": [{"kind": "status", "status": 429, "rate": 1.0, "retry_after": 3}]},
         "calm-up": {"reply": "calm here"},
         "lat-slow-up": {"reply": "lat-slow", "latency": 0.05},
         "lat-fast-up": {"reply": "lat-fast"},
@@ -50,6 +51,7 @@ def stack(tmp_path_factory):
             "hedged": {"deployments": [dep("slow-up"), dep("fast-up")], "strategy": "ordered",
                        "hedge": {"delay": 0.1}},
             "stormy": {"deployments": [dep("storm-up"), dep("calm-up")], "strategy": "ordered"},
+            "downpour": {"deployments": [dep("downpour-up")]},
             "lat": {"deployments": [dep("lat-slow-up"), dep("lat-fast-up")], "strategy": "latency"},
             "cost": {"deployments": [dep("pricey-up", pricing={"input_per_mtok": 5, "output_per_mtok": 15}),
                                      dep("cheap-up", pricing={"input_per_mtok": 0.1, "output_per_mtok": 0.4})],
@@ -133,6 +135,14 @@ def test_429_retry_after_cools_the_deployment_down(stack, client):
     time.sleep(2.1)
     ask(client, "stormy")
     assert hits() == 2, "after Retry-After the deployment is probed again"
+
+
+def test_a_503_while_every_deployment_waits_out_a_retry_after_says_how_long(stack, client):
+    with pytest.raises(openai.RateLimitError):
+        ask(client, "downpour")  # the upstream's 429 (Retry-After: 3) opens the only deployment's breaker
+    with pytest.raises(openai.APIStatusError) as info:
+        ask(client, "downpour")  # nothing to try: a 503 that tells the client when to come back
+    assert info.value.status_code == 503 and 1 <= int(info.value.response.headers["retry-after"]) <= 3
 
 
 def test_latency_strategy_prefers_the_faster_deployment(stack, client):

@@ -20,6 +20,7 @@ stream (pipeline.py renders the error event). See docs/reliability.md.
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -226,8 +227,12 @@ class Executor:
                 last = state.last or last
             if last is not None:
                 raise last
+            now = time.monotonic()
+            reopens = [b.until - now for m in models for d in m.deployments
+                       if (b := self.health.breaker(d)).until > now]
+            retry = {"retry-after": str(max(1, math.ceil(min(reopens))))} if reopens else {}
             raise ServiceUnavailable(f"No deployment of {model.name!r} is available right now (all are cooling down); "
-                                     "try again shortly.")
+                                     "try again shortly.", headers=retry)
         finally:
             if not (served and kind.stream):  # a served stream stays in flight until it ends
                 self.metrics.in_flight -= 1
