@@ -119,7 +119,10 @@ def test_admin_api_is_master_only_and_validates(stack):
     assert status == 403 and json.loads(body)["error"]["code"] == "admin_only"
     assert http("GET", gw.url + "/admin/keys")[0] == 401
     for bad, param in (({"rpm": -1}, "rpm"), ({"allowed_models": ["nope"]}, "allowed_models"), ({"colour": 1}, "colour"),
-                       ({"budgets": [{"period": "year", "limit_usd": 1}]}, "budgets")):
+                       ({"budgets": [{"period": "year", "limit_usd": 1}]}, "budgets"),
+                       ({"budgets": [{"period": "day", "limit_usd": 1, "soft": "yes"}]}, "budgets"),
+                       ({"budgets": [{"period": "day", "limit_usd": 1}, {"period": "day", "limit_usd": 2}]}, "budgets"),
+                       ({"model_limits": {"nope": {"rpm": 1}}}, "model_limits")):
         status, data = admin(gw, "POST", "/admin/keys", bad)
         assert status == 400 and data["error"]["param"] == param, data
     assert admin(gw, "GET", "/admin/keys/000000000000")[0] == 404
@@ -150,10 +153,15 @@ def test_admin_api_is_master_only_and_validates(stack):
     new_key(gw, team="data science")
     status, team = admin(gw, "PATCH", "/admin/teams/data%20science", {"prepaid": True})
     assert status == 200 and team["account"] == "team:data science" and team["prepaid"] is True
+    env = {**os.environ, "SWITCHBOARD_MASTER_KEY": MASTER}
     cli = subprocess.run([sys.executable, "-m", "switchboard", "credits", "add", "team:data science", "5",
-                          "--url", gw.url], capture_output=True, text=True, timeout=30,
-                         env={**os.environ, "SWITCHBOARD_MASTER_KEY": MASTER})
+                          "--url", gw.url], capture_output=True, text=True, timeout=30, env=env)
     assert cli.returncode == 0 and "team:data science: balance $5.0000" in cli.stdout, cli.stderr
+    for args in (["keys", "create", "--budget", "month=abc"], ["keys", "create", "--credits", "nan"]):
+        cli = subprocess.run([sys.executable, "-m", "switchboard", *args, "--url", gw.url], capture_output=True,
+                             text=True, timeout=30, env=env)
+        assert cli.returncode != 0 and "Traceback" not in cli.stderr and ("abc" in cli.stderr or "nan" in cli.stderr)
+    assert admin(gw, "GET", f"/admin/keys/{key_id}/nope")[0] == 404
 
 
 def test_model_allow_list_and_expiry(stack):

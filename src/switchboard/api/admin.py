@@ -88,6 +88,8 @@ async def handle(gw: Gateway, request: Request) -> Response:
             return await post_credit(gw, record.account, _body(request))
         if rest == ["ledger"] and m == "GET":
             return await ledger(gw, request, record.account)
+        if rest not in ([], ["credits"], ["ledger"]):
+            raise NotFound(f"Unknown admin path {request.method} {request.path}.")
     elif len(parts) >= 2 and parts[0] == "teams":
         account = f"team:{parts[1]}"
         rest = parts[2:]
@@ -100,6 +102,8 @@ async def handle(gw: Gateway, request: Request) -> Response:
             return await post_credit(gw, account, _body(request))
         if rest == ["ledger"] and m == "GET":
             return await ledger(gw, request, account)
+        if rest not in ([], ["credits"], ["ledger"]):
+            raise NotFound(f"Unknown admin path {request.method} {request.path}.")
     elif parts == ["ledger"] and m == "GET":
         q = request.query_params()
         return await ledger(gw, request, q.get("account") or None)
@@ -171,7 +175,10 @@ def key_fields(gw: Gateway, data: dict[str, Any], *, creating: bool) -> dict[str
         if not isinstance(limits, dict):
             raise InvalidRequest("'model_limits' must map model names to {rpm, tpm}.", param="model_limits")
         clean = {}
+        known = set(gw.config.models) | set(gw.virtual_models())
         for model, spec in limits.items():
+            if model not in known and gw.wildcards.matches(model) is None:
+                raise InvalidRequest(f"Unknown model {model!r} in model_limits.", param="model_limits")
             if not isinstance(spec, dict) or set(spec) - {"rpm", "tpm"}:
                 raise InvalidRequest(f"model_limits[{model!r}] must be an object with rpm and/or tpm.", param="model_limits")
             clean[model] = {k: v for k, v in ((k, _opt_int(spec, k)) for k in ("rpm", "tpm")) if v is not None}
@@ -204,8 +211,13 @@ def _budgets(data: dict[str, Any]) -> list[tuple[str, int | None, bool]] | None:
         if not isinstance(item, dict) or item.get("period") not in PERIODS or set(item) - {"period", "limit_usd", "soft"}:
             raise InvalidRequest(f"Each budget is {{period: {' | '.join(PERIODS)}, limit_usd: number | null, soft: bool}}.",
                                  param="budgets")
+        soft = item.get("soft", False)
+        if not isinstance(soft, bool):
+            raise InvalidRequest("A budget's 'soft' must be true or false.", param="budgets")
+        if any(p == item["period"] and s == soft for p, _, s in out):
+            raise InvalidRequest(f"Two {'soft' if soft else 'hard'} {item['period']} budgets; give one.", param="budgets")
         cap = None if item.get("limit_usd") is None else _usd(item, "limit_usd")
-        out.append((item["period"], cap, bool(item.get("soft", False))))
+        out.append((item["period"], cap, soft))
     return out
 
 
