@@ -169,7 +169,7 @@ class Admission:
             return None
         max_out = demand.max_output if demand.max_output is not None else (
             model.max_output_tokens or self.settings.default_max_output_tokens)
-        prompt = math.ceil(demand.prompt_bound * self.settings.prompt_reserve_factor)
+        prompt = math.ceil(demand.prompt_bound() * self.settings.prompt_reserve_factor)
         output = max_out * demand.choices
 
         def worst(m: ModelConfig) -> int:

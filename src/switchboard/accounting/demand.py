@@ -9,6 +9,7 @@ text to bound them), and the output at the client's cap for each of its `n` choi
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,13 +23,19 @@ _PER_MESSAGE = 8  # role and framing tokens around each message
 @dataclass(frozen=True, slots=True)
 class Demand:
     prompt_estimate: int  # counted against tpm limits, corrected when the usage is known
-    prompt_bound: int  # the prompt is at most this many tokens (credit holds)
+    prompt_bound: Callable[[], int]  # the prompt is at most this many tokens (credit holds; computed only for one)
     max_output: int | None = None  # the client's cap on output tokens per choice, if it gave one
     choices: int = 1
 
 
 def chat_demand(body: dict[str, Any], prompt_text: str, image_tokens: int) -> Demand:
     """The demand of a canonical chat body whose messages' text is `prompt_text`."""
+    max_output = body.get("max_completion_tokens") or body.get("max_tokens")
+    return Demand(estimate_tokens(prompt_text), lambda: _chat_bound(body, image_tokens), max_output,
+                  body.get("n") or 1)
+
+
+def _chat_bound(body: dict[str, Any], image_tokens: int) -> int:
     bound = 0
     images = 0
     for msg in body["messages"]:
@@ -51,10 +58,9 @@ def chat_demand(body: dict[str, Any], prompt_text: str, image_tokens: int) -> De
     for key in ("tools", "response_format"):
         if body.get(key):
             bound += len(orjson.dumps(body[key]))
-    max_output = body.get("max_completion_tokens") or body.get("max_tokens")
-    return Demand(estimate_tokens(prompt_text), bound + images * image_tokens, max_output, body.get("n") or 1)
+    return bound + images * image_tokens
 
 
 def text_demand(text: str) -> Demand:
     """The demand of an input without output (embeddings)."""
-    return Demand(estimate_tokens(text), len(text.encode()) + _PER_MESSAGE, 0)
+    return Demand(estimate_tokens(text), lambda: len(text.encode()) + _PER_MESSAGE, 0)
