@@ -114,7 +114,7 @@ def create_virtual_key(port: int) -> str | None:
     import urllib.error
     import urllib.request
 
-    body = json.dumps({"name": "bench", "rpm": 100_000_000, "tpm": 100_000_000_000, "credits_usd": 1_000_000}).encode()
+    body = json.dumps({"name": "bench", "rpm": 100_000_000, "tpm": 2_000_000_000, "credits_usd": 1_000_000}).encode()
     req = urllib.request.Request(f"http://127.0.0.1:{port}/admin/keys", data=body, method="POST",
                                  headers={"content-type": "application/json", "authorization": f"Bearer {MASTER_KEY}"})
     try:
