@@ -78,7 +78,7 @@ async def create(gw: Gateway, request: Request) -> Response | StreamResponse:
             ctx, request, render=lambda stored: orjson.dumps(fmt.to_response(orjson.loads(stored), shell)),
             render_stream=lambda chunks: render_stream(chunks, fmt.EventWriter(shell)))
     except GatewayError as exc:
-        return _reject(gw, ctx, exc)
+        return _reject(gw, ctx, _renamed(exc))
     if replayed is not None:
         return replayed
     store: Store | None = None
@@ -99,8 +99,12 @@ async def create(gw: Gateway, request: Request) -> Response | StreamResponse:
         if store is not None:
             await store(response)
     except GatewayError as exc:
-        return error_response(exc, ctx)
+        return error_response(_renamed(exc), ctx)
     return Response(200, orjson.dumps(response), ctx.headers)
+
+
+def _renamed(exc: GatewayError) -> GatewayError:
+    return fmt.in_responses_terms(exc) if isinstance(exc, InvalidRequest) else exc
 
 
 async def render_stream(chunks: AsyncIterator[dict[str, Any]], writer: fmt.EventWriter,

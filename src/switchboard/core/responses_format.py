@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 import time
 import uuid
 from typing import Any
@@ -218,6 +219,30 @@ def _text_format(text: Any) -> dict[str, Any] | None:
                 schema[key] = fmt[key]
         return {"type": "json_schema", "json_schema": schema}
     raise _bad("text.format.type", f"expected 'text', 'json_object' or 'json_schema', got {fmt.get('type')!r}")
+
+
+# A chat-completions parameter, as the Responses API names it: errors from the canonical checks and the provider
+# adapters name what the client sent.
+_RESPONSES_PARAMS = [(re.compile(r"^response_format"), "text.format"),
+                     (re.compile(r"^reasoning_effort"), "reasoning.effort"),
+                     (re.compile(r"^max_(completion_)?tokens"), "max_output_tokens"),
+                     (re.compile(r"^tools\[(\d+)\]\.function\."), r"tools[\1]."),
+                     (re.compile(r"^messages\[\d+\][.\w\[\]]*"), "input")]
+
+
+def in_responses_terms(exc: InvalidRequest) -> InvalidRequest:
+    """`exc` naming the Responses API's parameter where it named the chat-completions one."""
+    param = exc.param
+    if not isinstance(param, str):
+        return exc
+    for pattern, replacement in _RESPONSES_PARAMS:
+        renamed = pattern.sub(replacement, param, count=1)
+        if renamed != param:
+            exc.message = exc.message.replace(param, renamed)
+            exc.args = (exc.message,)
+            exc.param = renamed
+            break
+    return exc
 
 
 def to_canonical(body: Any, history: list[dict[str, Any]] | None = None
