@@ -138,7 +138,8 @@ def test_per_request_threshold_override(client, questions):
     assert "x-switchboard-threshold" in info.value.body["message"]
 
 
-def test_capability_rules_come_first(client):
+def test_capability_rules_come_first(client, stack):
+    gw = stack[0]
     image = [{"type": "text", "text": "hi"}, {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}]
     raw = client.chat.completions.with_raw_response.create(model="auto", messages=[{"role": "user", "content": image}])
     assert raw.headers["x-switchboard-routed-to"] == "strong"
@@ -148,6 +149,11 @@ def test_capability_rules_come_first(client):
     tools = [{"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}]
     assert routed(client, "auto", "hi", tools=tools)[0] == "strong"
     assert routed(client, "auto", "word " * 2000)[0] == "strong", "longer than the weak model's context"
+    # the answer needs room too: 50 prompt tokens and 280 to write do not fit the weak model's 300
+    to, raw = routed(client, "auto", "word " * 40, max_tokens=280)
+    rid = raw.headers["x-request-id"]
+    row = wait_for(lambda: next((r for r in gw.requests_logged() if r["request_id"] == rid), None))
+    assert to == "strong" and json.loads(row["extra"])["route"] == "long_context"
 
 
 def test_semantic_intent_route(client):

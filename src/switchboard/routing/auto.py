@@ -295,7 +295,7 @@ class AutoRouter:
         if request.body.get("tools") and "tools" not in weak.capabilities:
             return Decision(s.tools_model or self._capable("tools", strong), "tools", strong=True)
         text = request.prompt_text()
-        if weak.context_window and estimate_tokens(text) > weak.context_window:
+        if weak.context_window and estimate_tokens(text) + (request.max_output_tokens or 0) > weak.context_window:
             return Decision(s.long_context_model or self._longest(strong), "long_context", strong=True)
         last_user = last_user_text(request)
         found = None
