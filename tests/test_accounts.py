@@ -409,6 +409,12 @@ def test_usage_report_json_csv_and_cli(stack):
     status, csv_text = admin(gw, "GET", f"/admin/usage?group_by=key,model,day&key={key_id}&format=csv")
     lines = csv_text.decode().splitlines()
     assert lines[0].startswith("key,model,day,requests,errors") and len(lines) == 4
+    # a model name is the client's text: in a CSV it must not become a spreadsheet formula
+    _, sly = new_key(gw, name="sly")
+    with pytest.raises(openai.NotFoundError):
+        ask(client_for(gw, sly), model='=HYPERLINK("http://evil.example","click")')
+    status, csv_text = admin(gw, "GET", "/admin/usage?group_by=model&format=csv")
+    assert status == 200 and "'=HYPERLINK" in csv_text.decode() and "\n=HYPERLINK" not in csv_text.decode()
     env = {"SWITCHBOARD_URL": gw.url, "SWITCHBOARD_MASTER_KEY": MASTER}
     run = lambda *a: subprocess.run([sys.executable, "-m", "switchboard", *a], capture_output=True, text=True,
                                     env={**__import__("os").environ, **env}, timeout=30)

@@ -163,6 +163,21 @@ def test_valid_config_uses_catalog_prices_and_env_secrets(tmp_path):
          deployments: [{provider: openai}]
          fallbacks: [openai/gpt-4o, mistral/small]
      """, "models.m: fallback 'mistral/small' is not a configured model"),
+    ("""
+     models:
+       m:
+         deployments: [{provider: openai}]
+         pricing: {input_per_mtok: .nan}
+     """, ":5: models.m.pricing.input_per_mtok: must be a number (finite)"),
+    ("""
+     server: {port: "${NOPE_PORT}"}
+     """, "server.port: environment variable NOPE_PORT is not set"),
+    ("""
+     base: &base {provider: openai}
+     models:
+       m:
+         deployments: [{<<: *base, model: x}]
+     """, "merge keys are not supported"),
 ])
 def test_bad_config_names_key_and_line(tmp_path, text, expected):
     assert expected in error_of(tmp_path, text)
@@ -278,3 +293,10 @@ def test_a_logprob_cascade_needs_a_weak_model_that_returns_logprobs(tmp_path, we
         parse_routers(config)
     assert "routers.auto.cascade.check: 'logprob' needs log-probabilities" in str(info.value)
     assert refused in str(info.value)
+
+
+def test_a_config_that_is_not_utf8_is_a_config_error(tmp_path):
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("models: {caf\xe9: {deployments: [{provider: openai}]}}".encode("latin-1"))
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        load_config(path, {})

@@ -52,6 +52,11 @@ def test_feedback_round_trip_to_training(stack):
     assert status == 404
     status, _, body = http("POST", gw.url + "/v1/feedback", {"request_id": ids[0], "score": 1})
     assert status == 401
+    # a rating the export cannot use says so: this request was not routed
+    raw = client.chat.completions.with_raw_response.create(model="weak", messages=[{"role": "user", "content": "x"}])
+    status, _, body = http("POST", gw.url + "/v1/feedback", {"request_id": raw.headers["x-request-id"],
+                                                             "rating": "good"}, headers=auth)
+    assert status == 200 and json.loads(body)["usable_for_training"] is False
     status, _, body = http("GET", gw.url + "/admin/feedback/export", headers=auth)
     assert status == 200
     examples = [json.loads(line) for line in body.decode().splitlines()]

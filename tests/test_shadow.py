@@ -143,3 +143,29 @@ def test_bad_shadow_config_is_a_clear_error(tmp_path):
                           capture_output=True, text=True, timeout=30, cwd=tmp_path)
     assert proc.returncode == 2
     assert "shadow.models.a.candidates" in proc.stderr and "'nope'" in proc.stderr and ":8:" in proc.stderr
+
+
+def test_a_failing_candidate_is_stored_with_its_error_and_a_keys_requests_are_timed(tmp_path):
+    from support import http
+
+    mock = MockProc(tmp_path, {"primary-up": {"reply": PRIMARY_REPLY},
+                               "down-up": {"faults": [{"kind": "status", "status": 500, "rate": 1.0}]}})
+    db = str(tmp_path / "pairs" / "shadow.db")  # its directory is made, as storage.sqlite_path's is
+    models = {name: {"deployments": [{"provider": "openai", "model": up, "base_url": mock.url + "/v1"}],
+                     "pricing": {"input_per_mtok": 1.0, "output_per_mtok": 2.0}, "retries": {"max_attempts": 1}}
+              for name, up in (("primary", "primary-up"), ("down", "down-up"))}
+    config = {"auth": {"master_key": "${SB_MASTER}"}, "models": models,
+              "shadow": {"db": db, "models": {"primary": {"candidates": ["down"], "sample": 1.0}}}}
+    gw = GatewayProc(tmp_path, config, env={"SB_MASTER": "sk-shadow-master-0123456789"})
+    try:
+        status, _, raw = http("POST", gw.url + "/admin/keys", {"name": "app", "credits_usd": 5},
+                              {"authorization": "Bearer sk-shadow-master-0123456789"})
+        assert status == 201, raw
+        client = openai.OpenAI(api_key=json.loads(raw)["key"], base_url=gw.url + "/v1", max_retries=0, timeout=10)
+        assert client.chat.completions.create(model="primary", messages=[{"role": "user", "content": "hi"}])
+        stored = wait_for(lambda: pairs(db), timeout=10)
+        assert len(stored) == 1 and stored[0]["error"] and stored[0]["candidate_cost"] == 0
+        assert stored[0]["primary_ms"] is not None and stored[0]["primary_ms"] > 0
+    finally:
+        gw.stop()
+        mock.stop()

@@ -87,26 +87,31 @@ def _logs(args: argparse.Namespace) -> int:
     if not os.path.exists(path):
         print(f"no request log at {path}", file=sys.stderr)
         return 1
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    from urllib.parse import quote
+
+    conn = sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True)  # a "#" or "?" in the path stays in it
     conn.row_factory = sqlite3.Row
-    rows = query_recent(conn, args.limit, model=args.model, status=args.status)
+    try:
+        rows = query_recent(conn, args.limit, model=args.model, status=args.status)
+    except sqlite3.Error as exc:
+        print(f"switchboard: {path} is not a request log ({exc})", file=sys.stderr)
+        return 1
+    finally:
+        conn.close()
     if args.json:
         import orjson
 
         for row in rows:
             print(orjson.dumps(row).decode())
         return 0
-    header = ("time", "request id", "key", "model", "served by", "status", "in", "out", "cost $", "ms", "ttft ms")
-    table = [header]
-    for r in rows:
-        table.append((
-            datetime.fromtimestamp(r["ts"]).strftime("%H:%M:%S"), r["request_id"], r["key_id"] or "-",
-            r["model_requested"] or "-", r["deployment"] or "-", str(r["status"]),
-            str(r["prompt_tokens"]), str(r["completion_tokens"]), f"{r['cost']:.6f}",
-            f"{r['latency_ms']:.1f}", "-" if r["ttft_ms"] is None else f"{r['ttft_ms']:.1f}"))
-    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
-    for row in table:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+    from switchboard.accounting.usage import to_table
+
+    print(to_table([{
+        "time": datetime.fromtimestamp(r["ts"]).strftime("%H:%M:%S"), "request id": r["request_id"],
+        "key": r["key_id"], "model": r["model_requested"], "served by": r["deployment"], "status": str(r["status"]),
+        "in": str(r["prompt_tokens"]), "out": str(r["completion_tokens"]), "cost $": f"{r['cost']:.6f}",
+        "ms": f"{r['latency_ms']:.1f}", "ttft ms": None if r["ttft_ms"] is None else f"{r['ttft_ms']:.1f}",
+    } for r in rows], empty="(no requests logged)"))
     return 0
 
 
@@ -118,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="run the gateway")
     p.add_argument("--config", "-c", help="YAML config file (default: $SWITCHBOARD_CONFIG, else discover providers from the environment)")
     p.add_argument("--host", help="address to listen on (overrides the config)")
-    p.add_argument("--port", type=int, help="port to listen on (overrides the config; 0 picks a free one)")
+    p.add_argument("--port", type=port, help="port to listen on (overrides the config; 0 picks a free one)")
     p.add_argument("--workers", "-w", type=int, default=1,
                    help="worker processes sharing the port (one per core; rate limits are shared by the workers)")
     p.add_argument("--ready-file", help=argparse.SUPPRESS)
@@ -126,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("mock-upstream", help="run the mock upstream (simulated providers with fault injection)")
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=9000)
+    p.add_argument("--port", type=port, default=9000)
     p.add_argument("--latency", type=float, default=0.0, help="seconds before a non-streamed answer")
     p.add_argument("--ttft", type=float, default=None, help="seconds to the first token (streams)")
     p.add_argument("--tps", type=float, default=None, help="tokens per second (default: instant)")
@@ -168,7 +173,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    return int(args.func(args) or 0)
+    from switchboard.config import ConfigError
+
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+    except ConfigError as exc:
+        print(f"switchboard: config error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # a verb's own errors are one line; anything else too, unless -v asks for the trace
+        if args.verbose:
+            raise
+        print(f"switchboard: {_one_line(exc)}", file=sys.stderr)
+        return 1
+
+
+def port(text: str) -> int:
+    """A TCP port number, 0 to 65535 (an argparse type)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port (0 to 65535)")
+    return value
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if isinstance(exc, (OSError, ValueError)) else f"{type(exc).__name__}: {text}"
 
 
 if __name__ == "__main__":

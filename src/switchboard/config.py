@@ -11,6 +11,7 @@ is built from and passed down.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -220,13 +221,15 @@ class _Section:
         if value is None:
             return default
         if isinstance(value, str):
+            text = self._interp(key, value)  # an unset variable is its own error, not "must be a number"
             try:
-                value = float(self._interp(key, value)) if not integer else int(self._interp(key, value))
+                value = float(text) if not integer else int(text)
             except ValueError:
                 value = None
         kind = "an integer" if integer else "a number"
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and not float(value).is_integer()):
-            raise self.error(key, f"must be {kind}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                or (integer and not float(value).is_integer()):
+            raise self.error(key, f"must be {kind}{'' if integer else ' (finite)'}")
         if minimum is not None and value < minimum:
             raise self.error(key, f"must be at least {minimum:g}")
         if maximum is not None and value > maximum:
@@ -500,6 +503,8 @@ def load_config(path: str | os.PathLike, env: Mapping[str, str] | None = None) -
         text = p.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read config file: {exc.strerror or exc}", source=str(p)) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"not UTF-8 text (byte {exc.start})", source=str(p)) from None
     return parse_config(load_located(text, str(p)), env)
 
 

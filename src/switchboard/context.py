@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from random import getrandbits
+from typing import Any
 
 from switchboard.accounting.auth import Identity
 from switchboard.storage.base import RequestLogEntry
@@ -22,7 +23,7 @@ def new_request_id() -> str:
 
 
 class RequestContext:
-    __slots__ = ("request_id", "identity", "started", "entry", "headers", "attempt_log", "route")
+    __slots__ = ("request_id", "identity", "started", "entry", "headers", "attempt_log", "route", "served")
 
     def __init__(self, ingress: str, endpoint: str, request_id: str | None = None) -> None:
         self.request_id = request_id or new_request_id()
@@ -32,6 +33,7 @@ class RequestContext:
         self.headers: dict[str, str] = {"x-request-id": self.request_id}
         self.attempt_log: list[dict] = []
         self.route = None  # the smart router's Decision, when the model asked for is a router
+        self.served: tuple[Any, str] | None = None  # (request, answer text) for traffic observers, once settled
 
     def elapsed_ms(self) -> float:
         return (time.perf_counter() - self.started) * 1000.0

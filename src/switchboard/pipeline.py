@@ -298,8 +298,8 @@ class Pipeline:
         if self.gw.config.storage.store_prompts:
             ctx.entry.extra["messages"] = request.body["messages"]
             ctx.entry.extra["response"] = completion_text
-        if self.gw.observers:  # record mode, shadow traffic: one loop turn later, once the request is settled
-            asyncio.get_running_loop().call_soon(notify, self.gw.observers, request, ctx, completion_text)
+        if self.gw.observers:  # record mode, shadow traffic: told in settle(), once the charge is committed
+            ctx.served = (request, completion_text)
 
     def fail(self, ctx: RequestContext, exc: GatewayError | None, *, status: int | None = None,
              message: str | None = None) -> None:
@@ -315,6 +315,9 @@ class Pipeline:
             entry.extra["attempts"] = ctx.attempt_log
         self.gw.metrics.finished(ctx)
         self.gw.admission.settle(ctx)
+        if ctx.served is not None:
+            request, text = ctx.served
+            asyncio.get_running_loop().call_soon(notify, self.gw.observers, request, ctx, text)
 
 
 def response_text(response: dict[str, Any]) -> str:

@@ -84,4 +84,9 @@ def load_located(text: str, source: str = "<config>") -> Located:
             return [convert(item, path + (i,)) for i, item in enumerate(n.value)]
         return constructor.construct_object(n, deep=True)
 
-    return Located(convert(node, ()), lines, source)
+    try:
+        return Located(convert(node, ()), lines, source)
+    except yaml.YAMLError as exc:  # e.g. a merge key (<<), which this line-keeping reader does not expand
+        mark = getattr(exc, "problem_mark", None)
+        raise SourceError(f"unsupported YAML: {getattr(exc, 'problem', None) or exc} (write the keys out; merge "
+                          f"keys are not supported)", source=source, line=mark.line + 1 if mark else None) from None

@@ -158,7 +158,7 @@ def _credits(args: argparse.Namespace) -> int:
             from switchboard.accounting.usage import to_table
 
             print(to_table([{k: e[k] for k in ("id", "ts", "kind", "amount_usd", "request_id", "model", "note")}
-                            for e in result["data"]]))
+                            for e in result["data"]], empty="(no ledger entries)"))
             print(f"total ${result.get('total_usd', 0):.6f}")
     return 0
 

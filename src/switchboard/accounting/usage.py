@@ -72,13 +72,18 @@ def to_csv(rows: list[dict[str, Any]]) -> str:
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows({k: _inert(v) for k, v in row.items()} for row in rows)
     return buf.getvalue()
 
 
-def to_table(rows: list[dict[str, Any]]) -> str:
+def _inert(value: Any) -> Any:
+    """A text cell a spreadsheet will not run: model names come from clients, and "=HYPERLINK(...)" is one."""
+    return "'" + value if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
+
+
+def to_table(rows: list[dict[str, Any]], empty: str = "(no requests)") -> str:
     if not rows:
-        return "(no requests)"
+        return empty
     header = list(rows[0])
     cells = [header] + [[_cell(r[h]) for h in header] for r in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
@@ -90,4 +95,9 @@ def _cell(value: Any) -> str:
         return "-"
     if isinstance(value, float):
         return f"{value:.6f}".rstrip("0").rstrip(".") if value else "0"
-    return str(value)
+    return printable(str(value))
+
+
+def printable(text: str) -> str:
+    """`text` with control characters shown escaped: a model name may carry a terminal's escape sequences."""
+    return text if text.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)

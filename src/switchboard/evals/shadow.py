@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
 import sqlite3
 import time
@@ -103,6 +104,8 @@ def parse_shadow(gateway: Gateway) -> ShadowSettings:
         raise sec.error("models", "is required: the models whose traffic to mirror, each with its candidates")
     for name in models.value:
         rule = models.section(name)
+        if rule is None:
+            raise models.error(name, "must be a mapping with candidates (and sample)")
         if name not in known:
             raise models.error(name, f"{name!r} is not a configured model or router")
         candidates = rule.str_list("candidates")
@@ -130,6 +133,7 @@ class ShadowStore:
 
     def _open(self) -> sqlite3.Connection:
         if self._conn is None:
+            os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)  # as storage.sqlite_path does
             self._conn = sqlite3.connect(self.path, timeout=10, check_same_thread=False)
             self._conn.execute("PRAGMA busy_timeout=10000")
             self._conn.executescript(SCHEMA)
@@ -149,8 +153,10 @@ class ShadowStore:
     async def add(self, pair: dict[str, Any]) -> None:
         def insert() -> None:
             conn = self._open()
+            values = [pair.get(c) if pair.get(c) is not None or not c.endswith("_cost") else 0.0  # a failed call
+                      for c in PAIR_COLUMNS]                                                           # cost nothing
             conn.execute(f"INSERT INTO shadow_pairs ({', '.join(PAIR_COLUMNS)}) VALUES "
-                         f"({', '.join('?' * len(PAIR_COLUMNS))})", [pair.get(c) for c in PAIR_COLUMNS])
+                         f"({', '.join('?' * len(PAIR_COLUMNS))})", values)
             conn.commit()
 
         await self._run(insert)
@@ -167,7 +173,9 @@ class ShadowStore:
 
 def read_pairs(path: str, model: str | None = None, candidate: str | None = None) -> list[dict[str, Any]]:
     """All stored pairs (for the report), oldest first."""
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    from urllib.parse import quote
+
+    conn = sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True)  # a "#" or "?" in the path stays in it
     conn.row_factory = sqlite3.Row
     try:
         sql, args = "SELECT * FROM shadow_pairs WHERE 1=1", []
@@ -257,7 +265,7 @@ class ShadowMirror:
             "ts": time.time(), "request_id": entry.request_id, "model": entry.model_requested,
             "served_by": entry.model_used, "candidate": candidate, "prompt": shadow_request.prompt_text(),
             "messages": orjson.dumps(body["messages"]).decode(), "primary_response": text,
-            "primary_ms": entry.latency_ms or None, "primary_ttft_ms": entry.ttft_ms,
+            "primary_ms": entry.latency_ms or ctx.elapsed_ms(), "primary_ttft_ms": entry.ttft_ms,
             "primary_cost": entry.cost, "primary_tokens": entry.completion_tokens,
         }
         try:

@@ -59,19 +59,20 @@ async def post_feedback(gw: Gateway, request: Request) -> Response:
         raise InvalidRequest("'request_id' is required: the x-request-id of the request you rate.", param="request_id")
     score = _score(body)
     comment = body.get("comment")
-    if comment is not None and not isinstance(comment, str):
-        raise InvalidRequest("'comment' must be a string.", param="comment")
+    if comment is not None and (not isinstance(comment, str) or len(comment) > 10_000):
+        raise InvalidRequest("'comment' must be a string of at most 10,000 characters.", param="comment")
     prompt = body.get("prompt")
     if prompt is not None and not isinstance(prompt, str):
         raise InvalidRequest("'prompt' must be a string.", param="prompt")
     await gw.request_log.flush()
-    row = await gw.storage.fetchone("SELECT request_id, key_id, extra FROM request_log WHERE request_id = ?",
-                                    body["request_id"])
+    row = await gw.storage.fetchone("SELECT request_id, key_id, router, model_used, extra FROM request_log "
+                                    "WHERE request_id = ?", body["request_id"])
     if row is None:
         raise NotFound(f"No logged request {body['request_id']!r}.", param="request_id")
     if not identity.is_admin and row["key_id"] != identity.key_id:
-        raise PermissionDenied("Only the key that made a request may rate it.", param="request_id")
-    prompt = prompt or _prompt_of(row)
+        raise PermissionDenied("Only the key that made a request may rate it.", param="request_id",
+                               code="not_your_request")
+    prompt = _prompt_of(row) or prompt  # the prompt the gateway kept, when it kept one, over the client's word
 
     def replace() -> Steps[None]:
         yield execute("DELETE FROM feedback WHERE request_id = ?", body["request_id"])
@@ -79,8 +80,10 @@ async def post_feedback(gw: Gateway, request: Request) -> Response:
                       body["request_id"], time.time(), identity.key_id, score, comment, prompt)
 
     await gw.storage.transact(replace())
+    router = gw.routers.get(row["router"]) if row["router"] else None
+    usable = prompt is not None and router is not None and row["model_used"] == router.settings.weak
     return Response(200, orjson.dumps({"object": "feedback", "request_id": body["request_id"], "score": score,
-                                       "usable_for_training": prompt is not None}))
+                                       "usable_for_training": usable}))
 
 
 async def training_examples(gw: Gateway) -> list[dict[str, Any]]:

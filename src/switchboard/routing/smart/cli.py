@@ -120,13 +120,14 @@ def _cmd_eval(args: argparse.Namespace) -> int:
             leave_group_out=args.benchmark == "mmlu" and len(groups) >= args.folds,
             verifier=lambda ex: train_verifier(ex, config=TrainConfig(seed=args.seed, quality_folds=0)),
         )
+    written = None
     if args.plot:
         from .plot import plot_report
 
-        plot_report(report, args.plot)
+        written = plot_report(report, args.plot)
     print(report.to_text())
-    if args.plot:
-        print(f"plot written to {args.plot}")
+    if written:
+        print(f"plot written to {written}")
     if args.json:
         print(json.dumps(report.to_json(), separators=(",", ":")))
     return 0

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -172,7 +173,12 @@ def load_jsonl(path: str | os.PathLike, strong: str = "strong", weak: str = "wea
         for n, line in enumerate(fh, 1):
             if not line.strip():
                 continue
-            obj = json.loads(line)
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DatasetError(f"{path}:{n}: not JSON ({exc.msg})") from None
+            if not isinstance(obj, dict):
+                raise DatasetError(f"{path}:{n}: each line is a JSON object")
             prompt, group, answer = obj.get("prompt"), str(obj.get("group", "")), obj.get("weak_answer")
             if not isinstance(prompt, str):
                 raise DatasetError(f"{path}:{n}: 'prompt' must be a string")
@@ -180,9 +186,13 @@ def load_jsonl(path: str | os.PathLike, strong: str = "strong", weak: str = "wea
                 raise DatasetError(f"{path}:{n}: 'weak_answer' must be a string")
             if "scores" in obj:
                 scores = obj["scores"]
-                if strong not in scores or weak not in scores:
+                if not isinstance(scores, dict) or strong not in scores or weak not in scores:
                     raise DatasetError(f"{path}:{n}: 'scores' needs keys {strong!r} and {weak!r}")
-                out.append(Example(prompt, float(scores[strong]), float(scores[weak]), group, answer))
+                values = [scores[strong], scores[weak]]
+                if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                           for v in values):
+                    raise DatasetError(f"{path}:{n}: scores must be finite numbers")
+                out.append(Example(prompt, float(values[0]), float(values[1]), group, answer))
             elif "winner" in obj:
                 value = {"strong": (1.0, 0.0), "weak": (0.0, 1.0), "tie": (0.5, 0.5)}.get(obj["winner"])
                 if value is None:
@@ -190,6 +200,8 @@ def load_jsonl(path: str | os.PathLike, strong: str = "strong", weak: str = "wea
                 out.append(Example(prompt, value[0], value[1], group, answer))
             else:
                 raise DatasetError(f"{path}:{n}: need 'scores' or 'winner'")
+    if not out:
+        raise DatasetError(f"{path}: no examples")
     return out
 
 

@@ -7,9 +7,10 @@ import os
 from .evaluate import Report
 
 
-def plot_report(report: Report, path: str | os.PathLike) -> None:
+def plot_report(report: Report, path: str | os.PathLike) -> str:
     """Write a PNG with every router's quality curve, the weak/strong levels, and the
-    random (dashed) and oracle lines that bound what a router can do."""
+    random (dashed) and oracle lines that bound what a router can do; returns the file written
+    (`path`, with ``.png`` added when it has no extension)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -31,5 +32,7 @@ def plot_report(report: Report, path: str | os.PathLike) -> None:
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
-    fig.savefig(os.fspath(path), dpi=120)
+    out = os.fspath(path) if os.path.splitext(os.fspath(path))[1] else os.fspath(path) + ".png"
+    fig.savefig(out, dpi=120)
     plt.close(fig)
+    return out

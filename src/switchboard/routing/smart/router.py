@@ -14,6 +14,7 @@ import hashlib
 import json
 import math
 import os
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -339,9 +340,12 @@ def _write_npz(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("wb") as fh:
-        np.savez_compressed(fh, **arrays)
-    os.replace(tmp, path)
+    try:
+        with tmp.open("wb") as fh:
+            np.savez_compressed(fh, **arrays)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)  # after a failed write (say, `path` is a directory): no leftover
 
 
 def load_router(path: str | os.PathLike | None = None) -> ScoringRouter:
@@ -349,7 +353,13 @@ def load_router(path: str | os.PathLike | None = None) -> ScoringRouter:
     path = Path(path) if path is not None else DEFAULT_ROUTER_PATH
     if not path.exists():
         raise RouterFormatError(f"no router file at {path}")
-    with np.load(path, allow_pickle=False) as z:
+    try:
+        z = np.load(path, allow_pickle=False)
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile):  # empty, truncated, or not a .npz at all
+        raise RouterFormatError(f"{path} is not a router file (from `switchboard router train`)") from None
+    if not isinstance(z, np.lib.npyio.NpzFile) or "kind" not in z:
+        raise RouterFormatError(f"{path} is not a router file (from `switchboard router train`)")
+    with z:
         kind = str(z["kind"])
         version = int(z["format_version"])
         if version != FORMAT_VERSION:

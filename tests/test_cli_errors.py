@@ -1,0 +1,65 @@
+"""The command line answers bad input with one line and a non-zero exit code, never a Python traceback."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+
+import pytest
+
+
+def run(*args: str, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "switchboard", *args], capture_output=True, text=True, timeout=60,
+                          cwd=cwd)
+
+
+@pytest.fixture
+def files(tmp_path):
+    (tmp_path / "empty.npz").write_bytes(b"")
+    (tmp_path / "empty.jsonl").write_text("")
+    (tmp_path / "array.jsonl").write_text('[1, 2]\n')
+    (tmp_path / "nan.jsonl").write_text('{"prompt": "p", "scores": {"strong": NaN, "weak": 1}}\n')
+    (tmp_path / "bad.jsonl").write_text('{"prompt": "p", "winner": "weak"}\n{"prompt": \n')
+    (tmp_path / "not-a-db").write_text("hello")
+    return tmp_path
+
+
+@pytest.mark.parametrize("args, says", [
+    (["router", "info", "{t}/empty.npz"], "is not a router file"),
+    (["route-eval", "--data", "{t}/empty.npz", "--benchmark", "gsm8k", "--router", "{t}/empty.npz"], ""),
+    (["router", "train", "--data", "{t}/empty.jsonl", "--out", "{t}/r.npz"], "no examples"),
+    (["router", "train", "--data", "{t}/array.jsonl", "--out", "{t}/r.npz"], "array.jsonl:1: each line is a JSON"),
+    (["router", "train", "--data", "{t}/nan.jsonl", "--out", "{t}/r.npz"], "nan.jsonl:1: scores must be finite"),
+    (["router", "train", "--data", "{t}/bad.jsonl", "--out", "{t}/r.npz"], "bad.jsonl:2: not JSON"),
+    (["logs", "--db", "{t}/not-a-db"], "not-a-db"),
+    (["logs", "--config", "{t}/missing.yaml"], "config error"),
+    (["usage", "--url", "notaurl"], ""),
+    (["serve", "--port", "70000"], "is not a port"),
+    (["compare", "--data", "{t}/empty.jsonl", "--models", "a", "--limit", "0"], "at least 1"),
+])
+def test_bad_input_gets_one_line_and_a_non_zero_exit(files, args, says):
+    result = run(*[a.format(t=files) for a in args])
+    assert result.returncode != 0, result.stdout
+    assert "Traceback" not in result.stderr, result.stderr
+    assert says in result.stderr, result.stderr
+
+
+def test_logs_reads_a_database_whose_path_holds_a_hash(tmp_path):
+    folder = tmp_path / "we#ird"
+    folder.mkdir()
+    db = folder / "gw.db"
+    conn = sqlite3.connect(db)
+    conn.execute("CREATE TABLE request_log (ts REAL, request_id TEXT, key_id TEXT, model_requested TEXT, "
+                 "deployment TEXT, status INTEGER, prompt_tokens INTEGER, completion_tokens INTEGER, cost REAL, "
+                 "latency_ms REAL, ttft_ms REAL, model_used TEXT, error_type TEXT, extra TEXT, stream INTEGER)")
+    conn.execute("INSERT INTO request_log VALUES (1, 'req_1', NULL, '=1+1\x1b[2J', 'd', 200, 1, 2, 0.5, 3.0, NULL, "
+                 "'m', NULL, '{}', 0)")
+    conn.commit()
+    conn.close()
+    result = run("logs", "--db", str(db), "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.splitlines()[0])["request_id"] == "req_1"
+    table = run("logs", "--db", str(db))
+    assert "req_1" in table.stdout and "\x1b" not in table.stdout  # a terminal escape in a model name is shown inert
