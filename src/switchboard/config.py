@@ -128,6 +128,8 @@ class ServerConfig:
     port: int = 4000
     max_body_bytes: int = 10 * 1024 * 1024
     drain_seconds: float = 30.0
+    read_timeout: float = 30.0  # to finish sending a request once begun (a 408 after)
+    idle_timeout: float = 75.0  # an idle keep-alive connection is closed after this
 
 
 @dataclass(slots=True)
@@ -424,6 +426,8 @@ def parse_config(doc: Located, env: Mapping[str, str] | None = None) -> GatewayC
             port=s.number("port", server.port, minimum=0, maximum=65535, integer=True),
             max_body_bytes=s.number("max_body_bytes", server.max_body_bytes, minimum=1024, integer=True),
             drain_seconds=s.number("drain_seconds", server.drain_seconds, minimum=0),
+            read_timeout=s.number("read_timeout", server.read_timeout, minimum=0.1),
+            idle_timeout=s.number("idle_timeout", server.idle_timeout, minimum=0.1),
         )
         s.done()
     storage = StorageConfig()

@@ -25,11 +25,16 @@ import httptools
 
 log = logging.getLogger("switchboard.http")
 
+MAX_HEAD_BYTES = 64 * 1024  # request line and headers: a 431 beyond
+MAX_HEADERS = 200
+MAX_PIPELINED = 32  # requests read ahead of the one being answered before reading pauses
+
 _REASONS = {
     100: b"Continue", 200: b"OK", 201: b"Created", 204: b"No Content", 400: b"Bad Request",
     401: b"Unauthorized", 402: b"Payment Required", 403: b"Forbidden", 404: b"Not Found",
     405: b"Method Not Allowed", 408: b"Request Timeout", 409: b"Conflict", 413: b"Payload Too Large",
     415: b"Unsupported Media Type", 422: b"Unprocessable Entity", 429: b"Too Many Requests",
+    431: b"Request Header Fields Too Large",
     500: b"Internal Server Error", 502: b"Bad Gateway", 503: b"Service Unavailable",
     504: b"Gateway Timeout", 529: b"Site Overloaded",
 }
@@ -38,7 +43,7 @@ _REASONS = {
 class Request:
     """One parsed HTTP request. Header names are lower-case."""
 
-    __slots__ = ("method", "path", "query", "headers", "body", "client", "disconnected")
+    __slots__ = ("method", "path", "query", "headers", "body", "client", "disconnected", "http10")
 
     def __init__(self, method: str, path: str, query: str, headers: dict[str, str], body: bytes, client: str) -> None:
         self.method = method
@@ -48,6 +53,7 @@ class Request:
         self.body = body
         self.client = client
         self.disconnected = False
+        self.http10 = False  # an HTTP/1.0 client: no chunked responses
 
     def query_params(self) -> dict[str, str]:
         from urllib.parse import parse_qsl
@@ -110,20 +116,32 @@ def _one_line(value: str) -> str:
     return value.replace("\r", " ").replace("\n", " ")
 
 
+class _Refusal(Exception):
+    """An answer decided while reading a request (413, 431...): sent in turn, after the requests before it."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
 class _Connection(asyncio.Protocol):
     __slots__ = ("server", "transport", "parser", "client", "_url", "_headers", "_body", "_body_size",
                  "_too_large", "_pending", "_task", "_closed", "_can_write", "_keep_alive", "_current",
-                 "_header_name")
+                 "_header_name", "_head_size", "_reading_since", "_idle_since", "_refused", "_paused")
 
     def __init__(self, server: HttpServer) -> None:
         self.server = server
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpRequestParser(self)
-        self._pending: deque[tuple[Request, bool]] = deque()
+        self._pending: deque[tuple[Request | _Refusal, bool]] = deque()
         self._task: asyncio.Task | None = None
         self._closed = False
         self._can_write: asyncio.Event | None = None
         self._current: Request | None = None
+        self._reading_since: float | None = None  # a request has begun and is not complete (the sweeper's clock)
+        self._idle_since = time.monotonic()
+        self._refused = False  # a refusal is queued: nothing more is read
+        self._paused = False
         self._reset()
 
     def _reset(self) -> None:
@@ -132,6 +150,7 @@ class _Connection(asyncio.Protocol):
         self._body: list[bytes] = []
         self._body_size = 0
         self._too_large = False
+        self._head_size = 0
 
     # -- asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -151,12 +170,17 @@ class _Connection(asyncio.Protocol):
             self._can_write.set()
 
     def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
-            self._simple_error(400, "protocol upgrades are not supported")
+            self._refuse(_Refusal(400, "protocol upgrades are not supported"))
+        except httptools.HttpParserCallbackError as exc:
+            cause = exc.__context__
+            self._refuse(cause if isinstance(cause, _Refusal) else _Refusal(400, f"malformed HTTP request: {exc}"))
         except httptools.HttpParserError as exc:
-            self._simple_error(400, f"malformed HTTP request: {exc}")
+            self._refuse(_Refusal(400, f"malformed HTTP request: {exc}"))
 
     def pause_writing(self) -> None:
         if self._can_write is None:
@@ -168,17 +192,31 @@ class _Connection(asyncio.Protocol):
             self._can_write.set()
 
     # -- httptools callbacks
+    def on_message_begin(self) -> None:
+        self._reading_since = time.monotonic()
+
     def on_url(self, url: bytes) -> None:
         self._url += url
+        self._count_head(len(url))
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._headers[name.decode("latin-1").lower()] = value.decode("latin-1")
+        self._count_head(len(name) + len(value))
+        if len(self._headers) > MAX_HEADERS:
+            raise _Refusal(431, f"more than {MAX_HEADERS} request headers")
+
+    def _count_head(self, size: int) -> None:
+        self._head_size += size
+        if self._head_size > MAX_HEAD_BYTES:
+            raise _Refusal(431, f"the request line and headers exceed {MAX_HEAD_BYTES} bytes")
 
     def on_headers_complete(self) -> None:
         length = self._headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > self.server.max_body_bytes:
             self._too_large = True
-        if self._headers.get("expect", "").lower() == "100-continue" and not self._too_large:
+        if self._headers.get("expect", "").lower() == "100-continue":
+            if self._too_large:  # answer now: the client waits for a go-ahead before it sends the body
+                raise _Refusal(413, f"request body exceeds the limit of {self.server.max_body_bytes} bytes")
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")  # type: ignore[union-attr]
 
     def on_body(self, body: bytes) -> None:
@@ -199,31 +237,66 @@ class _Connection(asyncio.Protocol):
         body = b"".join(self._body) if len(self._body) != 1 else self._body[0]
         request = Request(method, path, query, self._headers, body, self.client)
         keep_alive = self.parser.should_keep_alive()
+        if self.parser.get_http_version() == "1.0":
+            request.http10 = True
         too_large = self._too_large
         self._reset()
+        self._reading_since = None
         if too_large:
-            self._simple_error(413, f"request body exceeds the limit of {self.server.max_body_bytes} bytes")
+            self._refuse(_Refusal(413, f"request body exceeds the limit of {self.server.max_body_bytes} bytes"))
             return
-        self._pending.append((request, keep_alive))
+        self._queue(request, keep_alive)
+
+    def _queue(self, item: Request | _Refusal, keep_alive: bool) -> None:
+        self._pending.append((item, keep_alive))
+        if len(self._pending) > MAX_PIPELINED and not self._paused and self.transport is not None:
+            self.transport.pause_reading()  # a client that pipelines without reading waits for its answers
+            self._paused = True
         if self._task is None:
             self._task = self.server.loop.create_task(self._serve_pending())
 
-    # -- serving
-    def _simple_error(self, status: int, message: str) -> None:
-        if self._closed or self.transport is None:
+    def _refuse(self, refusal: _Refusal) -> None:
+        """Answer `refusal` after the requests already read (in order), then close; read nothing more."""
+        if self._refused or self._closed:
             return
+        self._refused = True
+        self._queue(refusal, False)
+
+    # -- serving
+    def _write_refusal(self, refusal: _Refusal) -> None:
         import orjson
 
-        body = orjson.dumps({"error": {"message": message, "type": "invalid_request_error", "param": None, "code": None}})
-        self.transport.write(_head(status, {"content-type": "application/json"},
+        body = orjson.dumps({"error": {"message": str(refusal), "type": "invalid_request_error", "param": None,
+                                       "code": None}})
+        self.transport.write(_head(refusal.status, {"content-type": "application/json"},  # type: ignore[union-attr]
                                    b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body)) + body)
-        self.transport.close()
+        self.transport.close()  # type: ignore[union-attr]
         self._closed = True
+
+    def expired(self, now: float) -> bool:
+        """For the server's sweeper: close a connection whose request stalls (408) or that idles too long."""
+        if self._closed or self.transport is None or self._task is not None or self._pending:
+            return False
+        if self._reading_since is not None:
+            if now - self._reading_since > self.server.read_timeout:
+                self._refuse(_Refusal(408, f"the request was not completed within {self.server.read_timeout:g}s"))
+                return True
+            return False
+        if now - self._idle_since > self.server.idle_timeout:
+            self.transport.close()
+            return True
+        return False
 
     async def _serve_pending(self) -> None:
         try:
             while self._pending and not self._closed:
                 request, keep_alive = self._pending.popleft()
+                if self._paused and len(self._pending) <= MAX_PIPELINED // 2:
+                    self.transport.resume_reading()  # type: ignore[union-attr]
+                    self._paused = False
+                if isinstance(request, _Refusal):
+                    self._write_refusal(request)
+                    return
                 self._current = request
                 keep_alive = keep_alive and not self.server.draining
                 try:
@@ -243,7 +316,11 @@ class _Connection(asyncio.Protocol):
                     return
                 if isinstance(response, StreamResponse):
                     try:
-                        await self._write_stream(response, keep_alive, request.method == "HEAD")
+                        http10 = request.http10
+                        await self._write_stream(response, keep_alive and not http10, request.method == "HEAD",
+                                                 http10)
+                        if http10:
+                            keep_alive = False
                     except AbortConnection:
                         self.transport.abort()  # type: ignore[union-attr]
                         self._closed = True
@@ -256,6 +333,8 @@ class _Connection(asyncio.Protocol):
                         return
                 else:
                     self._write_response(response, keep_alive, request.method == "HEAD")
+                    if self._can_write is not None and not self._can_write.is_set():
+                        await self._can_write.wait()  # a client that does not read gets nothing more queued
                 self._current = None
                 if not keep_alive:
                     self.transport.close()  # type: ignore[union-attr]
@@ -264,6 +343,7 @@ class _Connection(asyncio.Protocol):
         finally:
             self._task = None
             self._current = None
+            self._idle_since = time.monotonic()
 
     def _write_response(self, response: Response, keep_alive: bool, head_only: bool) -> None:
         body = response.body
@@ -271,9 +351,15 @@ class _Connection(asyncio.Protocol):
         head = _head(response.status, response.headers, extra)
         self.transport.write(head if head_only else head + body)  # type: ignore[union-attr]
 
-    async def _write_stream(self, response: StreamResponse, keep_alive: bool, head_only: bool) -> None:
+    async def _write_stream(self, response: StreamResponse, keep_alive: bool, head_only: bool,
+                            http10: bool = False) -> None:
+        """Chunked for HTTP/1.1; for an HTTP/1.0 client (which knows no chunking) the body runs to the close."""
         transport = self.transport
-        extra = b"transfer-encoding: chunked\r\ncache-control: no-cache\r\n%s\r\n" % (b"" if keep_alive else b"connection: close\r\n")
+        if http10:
+            extra = b"cache-control: no-cache\r\nconnection: close\r\n\r\n"
+        else:
+            extra = b"transfer-encoding: chunked\r\ncache-control: no-cache\r\n%s\r\n" % (
+                b"" if keep_alive else b"connection: close\r\n")
         transport.write(_head(response.status, response.headers, extra))  # type: ignore[union-attr]
         chunks = response.chunks
         try:
@@ -282,10 +368,10 @@ class _Connection(asyncio.Protocol):
                     if self._closed:
                         return
                     if chunk:
-                        transport.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))  # type: ignore[union-attr]
+                        transport.write(chunk if http10 else b"%x\r\n%s\r\n" % (len(chunk), chunk))  # type: ignore[union-attr]
                         if self._can_write is not None and not self._can_write.is_set():
                             await self._can_write.wait()
-            if not self._closed:
+            if not self._closed and not head_only and not http10:
                 transport.write(b"0\r\n\r\n")  # type: ignore[union-attr]
         finally:
             await _aclose(chunks)
@@ -303,12 +389,16 @@ async def _aclose(chunks: AsyncIterator[bytes]) -> None:
 class HttpServer:
     """Serves one handler on a host and port."""
 
-    def __init__(self, handler: Handler, *, max_body_bytes: int = 10 * 1024 * 1024) -> None:
+    def __init__(self, handler: Handler, *, max_body_bytes: int = 10 * 1024 * 1024, read_timeout: float = 30.0,
+                 idle_timeout: float = 75.0) -> None:
         self.handler = handler
         self.max_body_bytes = max_body_bytes
+        self.read_timeout = read_timeout  # to finish sending a request once begun (slowloris): a 408 after
+        self.idle_timeout = idle_timeout  # an idle keep-alive connection is closed after this
         self.draining = False
         self._connections: set[_Connection] = set()
         self._server: asyncio.base_events.Server | None = None
+        self._sweeper: asyncio.Task | None = None
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
 
     async def start(self, host: str, port: int, *, sock: Any = None, reuse_port: bool = False) -> int:
@@ -319,7 +409,16 @@ class HttpServer:
         else:
             self._server = await self.loop.create_server(lambda: _Connection(self), host, port, backlog=4096,
                                                          reuse_port=reuse_port or None)
+        self._sweeper = self.loop.create_task(self._sweep())
         return self._server.sockets[0].getsockname()[1]
+
+    async def _sweep(self) -> None:
+        """Close connections that stall mid-request or idle too long: one pass a second, no timer per request."""
+        while True:
+            await asyncio.sleep(1.0)
+            now = time.monotonic()
+            for conn in list(self._connections):
+                conn.expired(now)
 
     @property
     def in_flight(self) -> int:
@@ -330,6 +429,8 @@ class HttpServer:
         self.draining = True
         if self._server is not None:
             self._server.close()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
         deadline = time.monotonic() + drain_seconds
         while time.monotonic() < deadline:
             for conn in list(self._connections):
