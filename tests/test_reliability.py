@@ -24,6 +24,8 @@ def stack(tmp_path_factory):
         "fast-up": {"reply": "fast here"},
         "storm-up": {"reply": "storm here", "faults": [{"kind": "status", "status": 429, "rate": 1.0, "retry_after": 2}]},
         "downpour-up": {"faults": [{"kind": "status", "status": 429, "rate": 1.0, "retry_after": 3}]},
+        "lr-a-up": {"faults": [{"kind": "status", "status": 500, "rate": 1.0}]},
+        "lr-b-up": {"faults": [{"kind": "status", "status": 500, "rate": 1.0}]},
         "calm-up": {"reply": "calm here"},
         "lat-slow-up": {"reply": "lat-slow", "latency": 0.05},
         "lat-fast-up": {"reply": "lat-fast"},
@@ -52,6 +54,8 @@ def stack(tmp_path_factory):
                        "hedge": {"delay": 0.1}},
             "stormy": {"deployments": [dep("storm-up"), dep("calm-up")], "strategy": "ordered"},
             "downpour": {"deployments": [dep("downpour-up")]},
+            "lr-a": {"deployments": [dep("lr-a-up")], "breaker": {"failures": 1, "cooldown": 60}, "fallbacks": ["lr-b"]},
+            "lr-b": {"deployments": [dep("lr-b-up")], "breaker": {"failures": 1, "cooldown": 60}},
             "lat": {"deployments": [dep("lat-slow-up"), dep("lat-fast-up")], "strategy": "latency"},
             "cost": {"deployments": [dep("pricey-up", pricing={"input_per_mtok": 5, "output_per_mtok": 15}),
                                      dep("cheap-up", pricing={"input_per_mtok": 0.1, "output_per_mtok": 0.4})],
@@ -145,6 +149,17 @@ def test_a_503_while_every_deployment_waits_out_a_retry_after_says_how_long(stac
     assert info.value.status_code == 503 and 1 <= int(info.value.response.headers["retry-after"]) <= 3
 
 
+def test_a_last_resort_answer_from_the_model_asked_for_is_not_reported_as_a_fallback(stack, client):
+    gw, mock = stack
+    with pytest.raises(openai.APIStatusError):
+        ask(client, "lr-a")  # lr-a fails, its fallback lr-b fails: both breakers open
+    mock.set_behaviour({"lr-a-up": {"reply": "a is back"}})
+    raw = ask(client, "lr-a")  # both skipped; the last resort is lr-a itself, which answers
+    assert raw.parse().choices[0].message.content == "a is back"
+    assert raw.headers["x-switchboard-model"] == "lr-a" and "x-switchboard-fallback" not in raw.headers
+    assert metric(gw, "switchboard_fallbacks_total", from_model="lr-a", to_model="lr-b") in (None, 1.0)
+
+
 def test_latency_strategy_prefers_the_faster_deployment(stack, client):
     served = collections.Counter(ask(client, "lat").headers["x-switchboard-deployment"] for _ in range(40))
     print(f"\nlatency strategy: {dict(served)}")
@@ -203,6 +218,11 @@ def test_metrics_endpoint_speaks_prometheus_text(stack, client):
     assert not bad, bad[:3]
     assert (metric(gw, "switchboard_requests_total", model="cost", status="200") or 0) >= 1
     assert metric(gw, "switchboard_request_duration_seconds_count", model="cost", stream="false") >= 1
+    # a model name a client made up is no label of its own: clients cannot grow the series without bound
+    with pytest.raises(openai.NotFoundError):
+        ask(client, "made-up-model-31337")
+    text = http("GET", gw.url + "/metrics")[2].decode()
+    assert "made-up-model-31337" not in text and metric(gw, "switchboard_requests_total", model="-", status="404")
 
 
 # ---------------------------------------------------------------- shared breakers (Redis)
@@ -346,4 +366,19 @@ def test_breaker_opens_on_failure_ratio_within_its_window():
     assert b.state == CLOSED  # 4 failures, under min_requests
     for i in range(6):
         b.success(now + 40 + i * 0.01)
+    assert b.state == CLOSED
+
+
+def test_a_success_begun_before_the_breaker_opened_does_not_close_it():
+    from switchboard.routing.health import CLOSED, OPEN, Breaker
+    from switchboard.routing.policy import BreakerPolicy
+
+    b = Breaker("d", BreakerPolicy(cooldown=5))
+    now = 1000.0
+    b.failure(now, retry_after=30)  # a 429 with Retry-After: 30
+    assert b.state == OPEN
+    b.success(now + 1, began_closed=True)  # a slower request sent before the 429 comes back fine...
+    assert b.state == OPEN and not b.available(now + 2), "...which says nothing about the deployment now"
+    assert b.available(now + 31) and b.begin()
+    b.success(now + 31.5)  # the probe, begun once the wait was over, does close it
     assert b.state == CLOSED

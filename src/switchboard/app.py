@@ -64,7 +64,8 @@ class Gateway:
         self.request_log = RequestLog(self.storage, flush_seconds=config.storage.log_flush_seconds)
         self.auth = Authenticator(config.master_key, KeyStore(self.storage, account_settings(config).key_cache_seconds))
         self.planner = AttemptPlanner(config)
-        self.metrics = GatewayMetrics()
+        self.metrics = GatewayMetrics(known=lambda name: name in self.config.models or name in self.routers
+                                      or name in self.wildcards.made)
         self.executor = Executor(self)
         self.wildcards = WildcardModels(config.wildcards, self.executor.health.register)
         self.admission = Admission(self)

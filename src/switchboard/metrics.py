@@ -122,7 +122,9 @@ class Registry:
 class GatewayMetrics:
     """The gateway's own metrics, with one method per event so call sites stay one line."""
 
-    def __init__(self) -> None:
+    def __init__(self, known: Callable[[str], bool] | None = None) -> None:
+        # A name a client made up (a 404) is labelled "-": label values are bounded by the config, not by clients.
+        self.known = known or (lambda name: True)
         r = self.registry = Registry()
         self.requests = r.add(Counter("switchboard_requests_total", "Client requests by model requested and status.",
                                       ("model", "status")))
@@ -151,7 +153,7 @@ class GatewayMetrics:
     def finished(self, ctx: RequestContext) -> None:
         """Called once per request from settlement."""
         e = ctx.entry
-        model = e.model_requested or "-"
+        model = e.model_requested if e.model_requested and self.known(e.model_requested) else "-"
         self.requests.inc((model, e.status))
         self.latency.observe((model, "true" if e.stream else "false"), e.latency_ms / 1000.0)
         if e.ttft_ms is not None:

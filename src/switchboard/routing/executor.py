@@ -36,7 +36,7 @@ from switchboard.metrics import GatewayMetrics, openapi_paths
 from switchboard.providers.base import Provider
 from switchboard.routing.attempts import CONTEXT, GENERAL, POLICY
 from switchboard.routing.balancing import Balancer
-from switchboard.routing.health import STATE_NAMES, Health, RedisHealthSync
+from switchboard.routing.health import CLOSED, STATE_NAMES, Health, RedisHealthSync
 from switchboard.routing.shared_health import SharedHealthSync
 from switchboard.routing.hedging import hedge_delay, race
 
@@ -195,12 +195,17 @@ class Executor:
                 if target.name in visited:
                     continue
                 visited.add(target.name)
-                if state.current is not None and state.current is not target:
-                    self._note_fallback(ctx, state.current, target, state.reason)
-                state.current = target
                 limit = policy.max_per_model if i < len(models) else policy.max_attempts
+                source, before = state.current, state.attempts
+                state.current = source or target  # the model asked for, then the last one tried
                 try:
-                    found = await self._on_model(target, ctx, kind, state, limit, policy, deadline)
+                    try:
+                        found = await self._on_model(target, ctx, kind, state, limit, policy, deadline)
+                    finally:  # a fallback is a model that was tried: one whose breakers were all open was not
+                        if state.attempts > before:
+                            if source is not None and source is not target:
+                                self._note_fallback(ctx, source, target, state.reason)
+                            state.current = target
                 except UpstreamError as exc:
                     last = exc
                     if exc.kind == errors.CONTEXT_LENGTH:
@@ -321,6 +326,7 @@ class Executor:
         provider = self.gw.providers.get(dep.provider)
         stats = self.balancer.of(dep)
         breaker = self.health.breaker(dep)
+        began_closed = breaker.state == CLOSED
         probe = breaker.begin()
         stats.in_flight += 1
         limited = dep.rpm is not None or dep.tpm is not None
@@ -336,7 +342,7 @@ class Executor:
             if exc.kind in HEALTH_FAILURES:
                 breaker.failure(now, exc.retry_after if exc.kind == errors.RATE_LIMIT else None)
             else:
-                breaker.success(now)  # it answered: the request was the problem, not the deployment
+                breaker.success(now, began_closed)  # it answered: the request was the problem
             failed[dep.id] = -1 if exc.kind in DEPLOYMENT_FAULTS else failed.get(dep.id, 0) + 1
             self.metrics.upstream_errors.inc((dep.id, exc.kind))
             self.metrics.attempts.inc((target.name, dep.id, "error"))
@@ -354,7 +360,7 @@ class Executor:
             if not keep_in_flight:
                 stats.in_flight -= 1
         elapsed = time.perf_counter() - started
-        breaker.success(time.monotonic())
+        breaker.success(time.monotonic(), began_closed)
         stats.observe(elapsed, kind.stream)
         if limited:
             tokens = kind.tokens(result)

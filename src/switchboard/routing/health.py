@@ -104,10 +104,12 @@ class Breaker:
         if probe and self.state == HALF_OPEN and self.probes > 0:
             self.probes -= 1
 
-    def success(self, now: float) -> None:
+    def success(self, now: float, began_closed: bool = False) -> None:
+        """An attempt succeeded. One that began while the breaker was closed, before whatever opened it, says
+        nothing about the deployment now: only a probe (or a last-resort attempt) closes an open breaker."""
         self.consecutive = 0
         self._count(now, False)
-        if self.state != CLOSED:
+        if self.state != CLOSED and not began_closed:
             self.close("probe succeeded")
 
     def failure(self, now: float, retry_after: float | None = None) -> None:
