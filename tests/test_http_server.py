@@ -86,3 +86,11 @@ def test_a_stalled_request_gets_a_408_and_an_idle_connection_is_closed(gw):
         started = time.monotonic()
         answer = read_all(sock)  # keep-alive, then nothing: closed after idle_timeout
     assert answer.startswith(b"HTTP/1.1 200 ") and 1.5 < time.monotonic() - started < 6
+
+
+def test_the_sse_decoder_joins_a_crlf_split_between_reads():
+    from switchboard.http.sse import SSEDecoder
+
+    decoder = SSEDecoder()
+    events = [*decoder.feed(b"event: delta\r\ndata: a\r"), *decoder.feed(b"\ndata: b\r\n\r"), *decoder.feed(b"\n")]
+    assert events == [("delta", "a\nb")]  # one event with two data lines, as if read in one piece

@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -100,6 +101,10 @@ def test_workers_share_the_port_log_every_request_and_drain_on_sigterm(tmp_path)
             t.start()
             time.sleep(0.4)
             proc.send_signal(signal.SIGTERM)
+            time.sleep(0.3)
+            # while the workers drain, a new connection is refused at once: it is not left to hang in the backlog
+            with pytest.raises(ConnectionRefusedError):
+                socket.create_connection(("127.0.0.1", port), timeout=2).close()
             t.join(10)
             assert result["answer"].choices[0].message.content
             assert proc.wait(15) == 0

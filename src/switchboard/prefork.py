@@ -91,6 +91,7 @@ def serve_workers(config_path: str | None, workers: int, host: str | None = None
     def stop(signum: int, _frame: object) -> None:
         nonlocal stopping
         stopping = True
+        sock.close()  # our copy: once the workers close theirs, new connections are refused, not left to hang
         for pid in list(children):
             try:
                 os.kill(pid, signal.SIGTERM)

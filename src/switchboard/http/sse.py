@@ -17,6 +17,9 @@ class SSEDecoder:
 
     def feed(self, chunk: bytes) -> Iterator[tuple[str | None, str]]:
         buf = self._buffer + chunk if self._buffer else chunk
+        tail = b""
+        if buf.endswith(b"\r"):  # maybe the first half of a \r\n split between reads: decide with the next one
+            buf, tail = buf[:-1], b"\r"
         if b"\r" in buf:
             buf = buf.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         start = 0
@@ -36,7 +39,7 @@ class SSEDecoder:
                     event = line[6:].strip().decode("utf-8", "replace")
             if data or event:
                 yield event, "\n".join(data)
-        self._buffer = buf[start:]
+        self._buffer = buf[start:] + tail
 
 
 def encode_data(payload: dict) -> bytes:

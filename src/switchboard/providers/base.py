@@ -61,7 +61,7 @@ class Provider:
         except ConnectError as exc:
             raise UpstreamError(errors.CONNECTION, f"{deployment.id}: {exc}") from None
         except ReadTimeout:
-            raise UpstreamError(errors.TIMEOUT, f"{deployment.id}: no response within {deployment.timeouts.read:g}s") from None
+            raise UpstreamError(errors.TIMEOUT, f"{deployment.id}: no response within {_limits(deployment)}") from None
         except HttpClientError as exc:
             raise UpstreamError(errors.CONNECTION, f"{deployment.id}: {exc}") from None
         except TimeoutError:
@@ -95,13 +95,18 @@ async def read_body(response: ClientResponse, deployment: Deployment) -> bytes:
         raise UpstreamError(errors.CONNECTION, f"{deployment.id}: {exc}") from None
 
 
+def _limits(deployment: Deployment) -> str:
+    """The timeouts a read may have hit: the gap between reads, or the whole exchange's."""
+    return f"{deployment.timeouts.read:g}s (read timeout) or the {deployment.timeouts.total:g}s total timeout"
+
+
 async def iter_body(response: ClientResponse, deployment: Deployment) -> AsyncIterator[bytes]:
     """The response body as it arrives, with transport failures as `UpstreamError`s."""
     try:
         async for chunk in response.iter_bytes():
             yield chunk
     except ReadTimeout:
-        raise UpstreamError(errors.TIMEOUT, f"{deployment.id}: stream stalled for over {deployment.timeouts.read:g}s") from None
+        raise UpstreamError(errors.TIMEOUT, f"{deployment.id}: stream stalled: no data within {_limits(deployment)}") from None
     except HttpClientError as exc:
         raise UpstreamError(errors.CONNECTION, f"{deployment.id}: stream broke off: {exc}") from None
 
