@@ -18,6 +18,8 @@ import os
 import sys
 from collections.abc import Sequence
 
+from switchboard import argtypes
+
 # Modules that add their own verbs with `register(subparsers)`.
 PLUGIN_COMMANDS = ("switchboard.routing.smart.cli", "switchboard.evals.cli", "switchboard.accounting.cli")
 
@@ -123,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="run the gateway")
     p.add_argument("--config", "-c", help="YAML config file (default: $SWITCHBOARD_CONFIG, else discover providers from the environment)")
     p.add_argument("--host", help="address to listen on (overrides the config)")
-    p.add_argument("--port", type=port, help="port to listen on (overrides the config; 0 picks a free one)")
+    p.add_argument("--port", type=argtypes.port, help="port to listen on (overrides the config; 0 picks a free one)")
     p.add_argument("--workers", "-w", type=int, default=1,
                    help="worker processes sharing the port (one per core; rate limits are shared by the workers)")
     p.add_argument("--ready-file", help=argparse.SUPPRESS)
@@ -131,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("mock-upstream", help="run the mock upstream (simulated providers with fault injection)")
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=port, default=9000)
+    p.add_argument("--port", type=argtypes.port, default=9000)
     p.add_argument("--latency", type=float, default=0.0, help="seconds before a non-streamed answer")
     p.add_argument("--ttft", type=float, default=None, help="seconds to the first token (streams)")
     p.add_argument("--tps", type=float, default=None, help="tokens per second (default: instant)")
@@ -187,17 +189,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"switchboard: {_one_line(exc)}", file=sys.stderr)
         return 1
-
-
-def port(text: str) -> int:
-    """A TCP port number, 0 to 65535 (an argparse type)."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port (0 to 65535)")
-    return value
 
 
 def _one_line(exc: BaseException) -> str:

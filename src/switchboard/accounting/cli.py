@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 from typing import Any
+
+from switchboard import argtypes
 
 
 def _call(args: argparse.Namespace, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
@@ -72,7 +73,7 @@ def _key_body(args: argparse.Namespace) -> dict[str, Any]:
         for item in spec:
             period, _, amount = item.partition("=")
             try:
-                budgets.append({"period": period, "limit_usd": usd(amount), "soft": soft})
+                budgets.append({"period": period, "limit_usd": argtypes.usd(amount), "soft": soft})
             except argparse.ArgumentTypeError:
                 raise SystemExit(f"switchboard: budget {item!r}: expected PERIOD=USD, e.g. month=100") from None
     if budgets:
@@ -89,25 +90,6 @@ def _keys_table(keys: list[dict[str, Any]]) -> str:
              "balance_usd": k["credit"]["balance_usd"], "prepaid": k["credit"]["prepaid"], "rpm": k["rpm"],
              "tpm": k["tpm"], "models": ",".join(k["allowed_models"]) if k["allowed_models"] else "*"} for k in keys]
     return to_table(rows)
-
-
-def signed_usd(text: str) -> float:
-    """A finite amount of dollars (an argparse type)."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"{text!r} is not an amount of US dollars")
-    return value
-
-
-def usd(text: str) -> float:
-    """A non-negative, finite amount of dollars (an argparse type)."""
-    value = signed_usd(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is negative")
-    return value
 
 
 def _account_path(target: str) -> str:
@@ -220,7 +202,7 @@ def register(subparsers: Any) -> None:
     p = ks.add_parser("create", help="issue a new key (its secret is shown once)")
     _connection(p)
     _key_options(p)
-    p.add_argument("--credits", type=usd, help="initial prepaid credit in USD (makes the key prepaid)")
+    p.add_argument("--credits", type=argtypes.usd, help="initial prepaid credit in USD (makes the key prepaid)")
     p = ks.add_parser("list", help="list keys")
     _connection(p)
     p.add_argument("--all", action="store_true", help="include revoked keys")
@@ -239,7 +221,7 @@ def register(subparsers: Any) -> None:
     p = cs.add_parser("add", help="top up (or refund, adjust) a key or team:NAME")
     _connection(p)
     p.add_argument("target", help="a key id, or team:NAME")
-    p.add_argument("amount", type=signed_usd, help="US dollars")
+    p.add_argument("amount", type=argtypes.signed_usd, help="US dollars")
     p.add_argument("--kind", default="topup", choices=("topup", "refund", "adjustment"))
     p.add_argument("--note")
     p = cs.add_parser("show", help="balance, reservations and budgets")

@@ -5,8 +5,11 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+
 from pathlib import Path
 from typing import Any
+
+from switchboard import argtypes
 
 
 def _quiet_http_logs() -> None:
@@ -135,32 +138,6 @@ def _cmd_shadow_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def positive_int(text: str) -> int:
-    """An integer of at least 1 (an argparse type)."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
-    return value
-
-
-def non_negative_int(text: str) -> int:
-    return 0 if text.strip() == "0" else positive_int(text)
-
-
-def share(text: str) -> float:
-    """A number from 0 to 1 (an argparse type)."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number from 0 to 1")
-    return value
-
-
 def env_url() -> str:
     return os.environ.get("SWITCHBOARD_URL", "http://127.0.0.1:4000")
 
@@ -172,17 +149,17 @@ def register(subparsers: Any) -> None:
     p.add_argument("--format", default="auto", choices=["auto", "jsonl", "gsm8k"], help="dataset layout (default: per line)")
     p.add_argument("--grader", help="default grader: exact, regex:pattern=..., numeric[:match=digits], choice, "
                                     "json[:schema=FILE], judge:model=M,rubric=TEXT (default: numeric for GSM8K, else exact)")
-    p.add_argument("--concurrency", type=positive_int, default=16, help="requests in flight (default 16)")
+    p.add_argument("--concurrency", type=argtypes.positive_int, default=16, help="requests in flight (default 16)")
     p.add_argument("--out", default="compare-out", help="output directory: cache, results.json, report.html")
-    p.add_argument("--limit", type=positive_int, help="only the first N items")
+    p.add_argument("--limit", type=argtypes.positive_int, help="only the first N items")
     p.add_argument("--url", default=env_url(), help="gateway URL (default: $SWITCHBOARD_URL or http://127.0.0.1:4000)")
     p.add_argument("--api-key", default=os.environ.get("SWITCHBOARD_API_KEY"), help="gateway key (default: $SWITCHBOARD_API_KEY)")
     p.add_argument("--temperature", type=float, default=0.0, help="sampling temperature sent (negative: send none)")
     p.add_argument("--max-tokens", type=int, help="max_tokens sent with every request")
     p.add_argument("--no-stream", action="store_true", help="non-streamed requests (TTFT then equals total latency)")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds per request")
-    p.add_argument("--retries", type=non_negative_int, default=2, help="SDK retries of a failed request")
-    p.add_argument("--keep", type=share, default=0.95, help="share of the best accuracy a cheaper model must keep to be recommended")
+    p.add_argument("--retries", type=argtypes.non_negative_int, default=2, help="SDK retries of a failed request")
+    p.add_argument("--keep", type=argtypes.share, default=0.95, help="share of the best accuracy a cheaper model must keep to be recommended")
     p.add_argument("--json", action="store_true", help="also print the summary as one JSON line")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_compare)
