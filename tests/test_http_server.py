@@ -1,14 +1,16 @@
 """The gateway's HTTP server against clients that misbehave, over raw sockets: oversized heads, pipelined garbage,
-`Expect: 100-continue` with a body too large, HTTP/1.0 streams, and connections that stall or idle."""
+`Expect: 100-continue` with a body too large, HTTP/1.0 streams, connections that stall, idle or stop reading; and
+the upstream client's flow control against a client that reads slowly."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import time
 
 import pytest
 
-from support import GatewayProc, MockProc
+from support import GatewayProc, MockProc, http, wait_for
 
 MASTER = "sk-http-master-0123456789"
 
@@ -16,10 +18,12 @@ MASTER = "sk-http-master-0123456789"
 @pytest.fixture(scope="module")
 def gw(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("http")
-    mock = MockProc(tmp, {"m-up": {"reply": "one two three"}})
+    mock = MockProc(tmp, {"m-up": {"reply": "one two three"}, "long-up": {"reply": "word " * 60_000}})
     config = {"auth": {"master_key": "${SB_MASTER}"},
-              "server": {"read_timeout": 1, "idle_timeout": 2, "max_body_bytes": 2048},
-              "models": {"m": {"deployments": [{"provider": "openai", "model": "m-up", "base_url": mock.url + "/v1"}]}}}
+              "server": {"read_timeout": 1, "idle_timeout": 2, "write_timeout": 1, "max_body_bytes": 2048},
+              "models": {"m": {"deployments": [{"provider": "openai", "model": "m-up", "base_url": mock.url + "/v1"}]},
+                         "long": {"deployments": [{"provider": "openai", "model": "long-up",
+                                                   "base_url": mock.url + "/v1"}]}}}
     gateway = GatewayProc(tmp, config, env={"SB_MASTER": MASTER})
     yield gateway
     gateway.stop()
@@ -86,6 +90,70 @@ def test_a_stalled_request_gets_a_408_and_an_idle_connection_is_closed(gw):
         started = time.monotonic()
         answer = read_all(sock)  # keep-alive, then nothing: closed after idle_timeout
     assert answer.startswith(b"HTTP/1.1 200 ") and 1.5 < time.monotonic() - started < 6
+
+
+def test_a_client_that_stops_reading_its_stream_is_dropped_after_write_timeout(gw):
+    body = b'{"model": "long", "stream": true, "messages": [{"role": "user", "content": "hi"}]}'
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # so the gateway's writes back up quickly
+    host, port = gw.url.removeprefix("http://").split(":")
+    sock.connect((host, int(port)))
+    with sock:
+        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+                     b"authorization: Bearer " + MASTER.encode() + b"\r\ncontent-length: %d\r\n\r\n" % len(body) + body)
+        time.sleep(4)  # reads nothing: write_timeout 1 s, swept once a second
+        sock.settimeout(10)
+        received = b""
+        try:
+            while chunk := sock.recv(65536):
+                received += chunk
+        except ConnectionResetError:
+            pass
+    assert received.startswith(b"HTTP/1.1 200 ") and b"data: [DONE]" not in received  # cut off, not finished
+    entry = wait_for(lambda: [e for e in gw.requests_logged() if e["model_requested"] == "long"], timeout=10)[0]
+    assert entry["status"] == 499 and entry["error_type"] == "client_disconnected"
+    assert entry["completion_tokens"] < 60_000  # billed for what was produced before the cut, not the whole reply
+    status, _, _ = http("GET", gw.url + "/health")
+    assert status == 200
+
+
+def test_a_streamed_upstream_body_is_read_no_faster_than_it_is_consumed():
+    from switchboard.http.client import STREAM_HIGH_WATER, HttpClient
+
+    total = 64 * 1024 * 1024
+    piece = b"x" * 65536
+
+    async def main() -> None:
+        sent = 0
+
+        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            nonlocal sent
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % total)
+            while sent < total:
+                writer.write(piece)
+                sent += len(piece)
+                await writer.drain()  # blocks while the gateway's side is not reading
+            writer.close()
+
+        server = await asyncio.start_server(serve, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        client = HttpClient()
+        response = await client.request("GET", f"http://127.0.0.1:{port}/")
+        chunks = response.iter_bytes()
+        received = len(await anext(chunks))
+        await asyncio.sleep(0.5)  # a slow consumer
+        stalled_at = sent
+        async for chunk in chunks:
+            received += len(chunk)
+        await client.close()
+        server.close()
+        # Without flow control the whole 64 MiB would be in our memory by now; with it, the upstream waits on
+        # socket buffers (a few MiB on loopback) plus our high water mark.
+        assert stalled_at < 16 * 1024 * 1024 and STREAM_HIGH_WATER < 16 * 1024 * 1024
+        assert received == total
+
+    asyncio.run(main())
 
 
 def test_the_sse_decoder_joins_a_crlf_split_between_reads():

@@ -130,6 +130,7 @@ class ServerConfig:
     drain_seconds: float = 30.0
     read_timeout: float = 30.0  # to finish sending a request once begun (a 408 after)
     idle_timeout: float = 75.0  # an idle keep-alive connection is closed after this
+    write_timeout: float = 60.0  # a client that reads nothing of its answer for this long is dropped
 
 
 @dataclass(slots=True)
@@ -428,6 +429,7 @@ def parse_config(doc: Located, env: Mapping[str, str] | None = None) -> GatewayC
             drain_seconds=s.number("drain_seconds", server.drain_seconds, minimum=0),
             read_timeout=s.number("read_timeout", server.read_timeout, minimum=0.1),
             idle_timeout=s.number("idle_timeout", server.idle_timeout, minimum=0.1),
+            write_timeout=s.number("write_timeout", server.write_timeout, minimum=0.1),
         )
         s.done()
     storage = StorageConfig()

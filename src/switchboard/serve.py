@@ -72,7 +72,8 @@ async def serve(config_path: str | None, host: str | None = None, port: int | No
     await gateway.start()
     tune_gc()
     server = HttpServer(gateway.handle, max_body_bytes=config.server.max_body_bytes,
-                        read_timeout=config.server.read_timeout, idle_timeout=config.server.idle_timeout)
+                        read_timeout=config.server.read_timeout, idle_timeout=config.server.idle_timeout,
+                        write_timeout=config.server.write_timeout)
     bound = await server.start(config.server.host, config.server.port, sock=sock)
     log.info("switchboard listening on http://%s:%d with %d model(s) [%s] (ready in %.0f ms)",
              config.server.host, bound, len(config.models), ", ".join([*config.models, *config.wildcards]),

@@ -21,6 +21,11 @@ from urllib.parse import urlsplit
 
 import httptools
 
+# A streamed body buffers at most this much unread before the socket stops being read, so a slow
+# client slows its upstream (TCP flow control) instead of piling the stream up in our memory.
+STREAM_HIGH_WATER = 256 * 1024
+STREAM_LOW_WATER = 64 * 1024
+
 
 class HttpClientError(Exception):
     """Transport-level failure: the upstream could not be reached or broke off."""
@@ -81,6 +86,9 @@ class _Conn(asyncio.Protocol):
         self.got_bytes = False
         self.error: Exception | None = None
         self._waiter: asyncio.Future | None = None
+        self.streaming = False  # the body is consumed piece by piece: reading pauses above the high water mark
+        self.buffered = 0
+        self.paused = False
 
     def reset(self) -> None:
         """Ready for the next response. The parser is kept: llhttp parses one message after another
@@ -91,6 +99,11 @@ class _Conn(asyncio.Protocol):
         self.headers_done = False
         self.complete = False
         self.got_bytes = False
+        self.streaming = False
+        self.buffered = 0
+        if self.paused:  # a stream left unread after it completed: the next response must be read
+            self.transport.resume_reading()  # type: ignore[union-attr]
+            self.paused = False
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -125,6 +138,20 @@ class _Conn(asyncio.Protocol):
 
     def on_body(self, body: bytes) -> None:
         self.chunks.append(body)
+        if self.streaming:
+            self.buffered += len(body)
+            if self.buffered > STREAM_HIGH_WATER and not self.paused and self.transport is not None:
+                self.transport.pause_reading()
+                self.paused = True
+
+    def take(self) -> bytes:
+        """The oldest unread piece of a streamed body; reading resumes once the buffer has drained."""
+        chunk = self.chunks.popleft()
+        self.buffered -= len(chunk)
+        if self.paused and self.buffered <= STREAM_LOW_WATER and not self.closed:
+            self.transport.resume_reading()  # type: ignore[union-attr]
+            self.paused = False
+        return chunk
 
     def on_message_complete(self) -> None:
         self.complete = True
@@ -182,10 +209,12 @@ class ClientResponse:
 
     async def iter_bytes(self) -> AsyncIterator[bytes]:
         conn = self._conn
+        conn.streaming = True
+        conn.buffered = sum(map(len, conn.chunks))
         try:
             while True:
                 while conn.chunks:
-                    yield conn.chunks.popleft()
+                    yield conn.take()
                 if conn.complete:
                     return
                 if conn.error is not None:

@@ -127,7 +127,8 @@ class _Refusal(Exception):
 class _Connection(asyncio.Protocol):
     __slots__ = ("server", "transport", "parser", "client", "_url", "_headers", "_body", "_body_size",
                  "_too_large", "_pending", "_task", "_closed", "_can_write", "_keep_alive", "_current",
-                 "_header_name", "_head_size", "_reading_since", "_idle_since", "_refused", "_paused")
+                 "_header_name", "_head_size", "_reading_since", "_idle_since", "_refused", "_paused",
+                 "_blocked_since")
 
     def __init__(self, server: HttpServer) -> None:
         self.server = server
@@ -142,6 +143,7 @@ class _Connection(asyncio.Protocol):
         self._idle_since = time.monotonic()
         self._refused = False  # a refusal is queued: nothing more is read
         self._paused = False
+        self._blocked_since: float | None = None  # the client stopped reading what we write (the sweeper's clock)
         self._reset()
 
     def _reset(self) -> None:
@@ -186,8 +188,10 @@ class _Connection(asyncio.Protocol):
         if self._can_write is None:
             self._can_write = asyncio.Event()
         self._can_write.clear()
+        self._blocked_since = time.monotonic()
 
     def resume_writing(self) -> None:
+        self._blocked_since = None
         if self._can_write is not None:
             self._can_write.set()
 
@@ -274,8 +278,15 @@ class _Connection(asyncio.Protocol):
         self._closed = True
 
     def expired(self, now: float) -> bool:
-        """For the server's sweeper: close a connection whose request stalls (408) or that idles too long."""
-        if self._closed or self.transport is None or self._task is not None or self._pending:
+        """For the server's sweeper: close a connection whose request stalls (408), that idles too long, or
+        whose client has read nothing of an answer for write_timeout (its handler is cancelled: a disconnect)."""
+        if self._closed or self.transport is None:
+            return False
+        if self._blocked_since is not None and now - self._blocked_since > self.server.write_timeout:
+            log.info("closing %s: it read nothing of its answer for %gs", self.client, self.server.write_timeout)
+            self.transport.abort()
+            return True
+        if self._task is not None or self._pending:
             return False
         if self._reading_since is not None:
             if now - self._reading_since > self.server.read_timeout:
@@ -390,11 +401,12 @@ class HttpServer:
     """Serves one handler on a host and port."""
 
     def __init__(self, handler: Handler, *, max_body_bytes: int = 10 * 1024 * 1024, read_timeout: float = 30.0,
-                 idle_timeout: float = 75.0) -> None:
+                 idle_timeout: float = 75.0, write_timeout: float = 60.0) -> None:
         self.handler = handler
         self.max_body_bytes = max_body_bytes
         self.read_timeout = read_timeout  # to finish sending a request once begun (slowloris): a 408 after
         self.idle_timeout = idle_timeout  # an idle keep-alive connection is closed after this
+        self.write_timeout = write_timeout  # a client that reads nothing of its answer for this long is dropped
         self.draining = False
         self._connections: set[_Connection] = set()
         self._server: asyncio.base_events.Server | None = None
@@ -413,7 +425,7 @@ class HttpServer:
         return self._server.sockets[0].getsockname()[1]
 
     async def _sweep(self) -> None:
-        """Close connections that stall mid-request or idle too long: one pass a second, no timer per request."""
+        """Close connections that stall, idle or stop reading too long: one pass a second, no timer per request."""
         while True:
             await asyncio.sleep(1.0)
             now = time.monotonic()
