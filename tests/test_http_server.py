@@ -156,6 +156,35 @@ def test_a_streamed_upstream_body_is_read_no_faster_than_it_is_consumed():
     asyncio.run(main())
 
 
+def test_a_stream_cut_off_by_shutdown_is_logged_as_such_with_what_it_cost(tmp_path):
+    mock = MockProc(tmp_path, {"slow-up": {"reply": "word " * 200, "tokens_per_second": 20}})
+    config = {"auth": {"master_key": "${SB_MASTER}"}, "server": {"drain_seconds": 0.5},
+              "models": {"slow": {"deployments": [{"provider": "openai", "model": "slow-up", "base_url": mock.url + "/v1"}],
+                                  "pricing": {"input_per_mtok": 1000.0, "output_per_mtok": 2000.0}}}}
+    gw = GatewayProc(tmp_path, config, env={"SB_MASTER": MASTER})
+    body = b'{"model": "slow", "stream": true, "messages": [{"role": "user", "content": "hi"}]}'
+    try:
+        with connect(gw) as sock:
+            sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+                         b"authorization: Bearer " + MASTER.encode() + b"\r\ncontent-length: %d\r\n\r\n" % len(body)
+                         + body)
+            received = sock.recv(65536)
+            while received.count(b"data: ") < 3:  # a few tokens in: ten seconds of stream are left
+                received += sock.recv(65536)
+            assert gw.stop() == 0  # SIGTERM: the drain (0.5 s) runs out before the stream ends
+            try:
+                received += read_all(sock)
+            except ConnectionResetError:
+                pass
+        assert b"data: [DONE]" not in received
+        [entry] = gw.requests_logged()  # written before the process exited
+        assert entry["status"] == 499 and entry["error_type"] == "gateway_shutdown", entry
+        assert 0 < entry["completion_tokens"] < 200 and entry["cost"] > 0  # what the upstream produced and bills
+    finally:
+        gw.stop()
+        mock.stop()
+
+
 def test_the_sse_decoder_joins_a_crlf_split_between_reads():
     from switchboard.http.sse import SSEDecoder
 

@@ -76,6 +76,7 @@ class Gateway:
         self.observers = build_observers(self)  # record mode, shadow traffic
         self.started_at = int(time.time())
         self.ready = False
+        self.shutting_down = False  # the drain ran out: requests still running are being cut off
         self.routes: dict[str, dict[str, Route]] = {}
         self.prefix_routes: list[tuple[str, dict[str, Route]]] = []
         self._install_routes()
@@ -140,6 +141,10 @@ class Gateway:
         for observer in self.observers:
             await observer.start()
         self.ready = True
+
+    def cut_off(self) -> None:
+        """The server's drain ran out: requests cancelled from now on are logged as cut off, not as hang-ups."""
+        self.shutting_down = True
 
     async def close(self) -> None:
         self.ready = False

@@ -307,6 +307,9 @@ class Pipeline:
         entry.status = status or (exc.status if exc else 500)
         entry.error_type = (exc.code or exc.type) if exc else ("client_disconnected" if entry.status == 499 else "error")
         entry.error_message = (message or (exc.message if exc else ""))[:500]
+        if entry.status == 499 and self.gw.shutting_down:  # charged the same way: the upstream billed what it sent
+            entry.error_type = "gateway_shutdown"
+            entry.error_message = "cut off: the gateway shut down and server.drain_seconds ran out first"
 
     def settle(self, ctx: RequestContext) -> None:
         entry = ctx.entry

@@ -89,7 +89,7 @@ async def serve(config_path: str | None, host: str | None = None, port: int | No
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     log.info("shutting down: draining in-flight requests (up to %gs)", config.server.drain_seconds)
-    await server.shutdown(config.server.drain_seconds)
+    await server.shutdown(config.server.drain_seconds, on_cut_off=gateway.cut_off)
     await gateway.close()
     if mock is not None:
         await mock.close()

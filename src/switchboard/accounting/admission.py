@@ -384,7 +384,8 @@ class Admission:
                     for scope in pend.token_checks:
                         self._background(lambda s=scope: self.limits.adjust(s, pend.second, delta), "correcting tpm")
         else:
-            entry.cost = to_nanos(entry.cost) / 1e9 if entry.status == 200 else 0.0
+            # No account pays, but the log shows what the upstream bills, a hang-up mid-answer included.
+            entry.cost = to_nanos(entry.cost) / 1e9 if entry.status in (200, 499) else 0.0
         self.gw.request_log.record(entry)
 
     def _background_commit(self, ctx: RequestContext, pend: _Pending) -> None:

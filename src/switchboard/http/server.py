@@ -436,8 +436,10 @@ class HttpServer:
     def in_flight(self) -> int:
         return sum(1 for c in self._connections if c._task is not None)
 
-    async def shutdown(self, drain_seconds: float = 30.0) -> None:
-        """Stop accepting, let in-flight requests (and streams) finish, then close."""
+    async def shutdown(self, drain_seconds: float = 30.0, on_cut_off: Callable[[], None] | None = None) -> None:
+        """Stop accepting, let in-flight requests (and streams) finish, then close. Requests still running after
+        `drain_seconds` are cut off: `on_cut_off()` is called first, and their handlers are cancelled and
+        awaited, so whatever they record on the way out (a log entry, a charge) is not lost."""
         self.draining = True
         if self._server is not None:
             self._server.close()
@@ -451,6 +453,12 @@ class HttpServer:
             if not self._connections:
                 break
             await asyncio.sleep(0.02)
-        for conn in list(self._connections):
+        remaining = list(self._connections)
+        handlers = [conn._task for conn in remaining if conn._task is not None]
+        if handlers and on_cut_off is not None:
+            on_cut_off()
+        for conn in remaining:
             if conn.transport is not None:
                 conn.transport.abort()
+        if handlers:
+            await asyncio.wait(handlers, timeout=5.0)
