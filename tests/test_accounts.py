@@ -33,7 +33,9 @@ def stack(tmp_path_factory):
     config = {"auth": {"master_key": "${SB_MASTER}"}, "storage": {"log_flush_seconds": 0.05},
               "accounts": {"model_limits": {"capped": {"rpm": 3}}},
               "models": {"m": model("m-up"), "other": model("m-up"), "quiet": model("quiet-up"),
-                         "broken": model("err-up"), "capped": model("m-up")}}
+                         "broken": model("err-up"), "capped": model("m-up"),
+                         "mini": model("gpt-4o-mini"),  # the catalog: one image may become 48,169 prompt tokens
+                         "mini-small-images": {**model("gpt-4o-mini"), "image_tokens": 500}}}
     gw = GatewayProc(tmp, config, env={"SB_MASTER": MASTER})
     yield gw, mock
     gw.stop()
@@ -110,6 +112,22 @@ def test_a_credit_hold_bounds_what_the_request_can_cost(stack):
         client_for(gw, key).chat.completions.create(model="m", max_tokens=2**53, messages=[{"role": "user",
                                                                                            "content": "hi"}])
     assert err.value.status_code == 402
+
+
+def test_an_image_is_held_at_the_most_tokens_the_model_can_make_of_it(stack):
+    gw, _ = stack
+    image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}
+    messages = [{"role": "user", "content": [{"type": "text", "text": "what is it?"}, image]}]
+    _, key = new_key(gw, credits_usd=100.0)
+    client = client_for(gw, key)
+    # a model of unknown image cost: image_reserve_tokens (3,000) = $30 and a bit; $100 covers it
+    assert client.chat.completions.create(model="m", max_tokens=10, messages=messages).choices[0].message.content
+    with pytest.raises(openai.APIStatusError) as err:  # gpt-4o-mini: 8 tiles of 5,667 + 2,833 = 48,169 tokens
+        client.chat.completions.create(model="mini", max_tokens=10, messages=messages)
+    # (48,169 + 8 framing + 11 bytes of text) prompt tokens at 1 cent, 10 output tokens at 2 cents
+    assert err.value.status_code == 402 and "may cost up to $482.0800" in err.value.message, err.value.message
+    # the model's own image_tokens in the config replaces the catalog's
+    assert client.chat.completions.create(model="mini-small-images", max_tokens=10, messages=messages).id
 
 
 def test_admin_api_is_master_only_and_validates(stack):

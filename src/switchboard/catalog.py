@@ -29,6 +29,7 @@ class CatalogEntry:
     context_window: int | None
     max_output_tokens: int | None
     capabilities: frozenset[str]
+    image_tokens: int | None = None  # the most prompt tokens one image can become, where it is known to exceed 3,000
 
 
 @lru_cache(maxsize=1)
@@ -42,6 +43,7 @@ def _entries() -> dict[str, CatalogEntry]:
             context_window=e.get("context"),
             max_output_tokens=e.get("max_out"),
             capabilities=frozenset(e.get("caps", ())),
+            image_tokens=e.get("img"),
         )
         for model_id, e in raw.items()
     }

@@ -113,6 +113,7 @@ class ModelConfig:
     pricing: Pricing = field(default_factory=Pricing)
     context_window: int | None = None
     max_output_tokens: int | None = None
+    image_tokens: int | None = None  # the most prompt tokens one image can become (credit holds); None: the default
     capabilities: frozenset[str] = frozenset()
     fallbacks: list[str] = field(default_factory=list)
     context_fallbacks: list[str] = field(default_factory=list)
@@ -400,6 +401,7 @@ def _model(sec: _Section, name: str, default_timeouts: Timeouts,
         pricing=pricing,
         context_window=sec.number("context_window", entry.context_window if entry else None, minimum=1, integer=True),
         max_output_tokens=sec.number("max_output_tokens", entry.max_output_tokens if entry else None, minimum=1, integer=True),
+        image_tokens=sec.number("image_tokens", entry.image_tokens if entry else None, minimum=0, integer=True),
         capabilities=capabilities,
         fallbacks=sec.str_list("fallbacks"),
         context_fallbacks=sec.str_list("context_window_fallbacks"),

@@ -126,7 +126,7 @@ class Pipeline:
         else:
             model = self.resolve(request.model, ctx)
         then = self.cascade_models(router) if router is not None and self.cascades(request, ctx) else ()
-        demand = chat_demand(request.body, request.prompt_text(), self.gw.admission.settings.image_reserve_tokens)
+        demand = chat_demand(request.body, request.prompt_text())
         cap = await self.gw.admission.admit(ctx, model, demand, then, self.route_fallbacks(ctx))
         if cap is not None:  # the credit hold assumed this many output tokens: no answer may be longer
             request.body["max_tokens"] = cap

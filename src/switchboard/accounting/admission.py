@@ -169,10 +169,12 @@ class Admission:
             return None
         max_out = demand.max_output if demand.max_output is not None else (
             model.max_output_tokens or self.settings.default_max_output_tokens)
-        prompt = math.ceil(demand.prompt_bound() * self.settings.prompt_reserve_factor)
+        bound = demand.prompt_bound()
         output = max_out * demand.choices
 
         def worst(m: ModelConfig) -> int:
+            per_image = m.image_tokens if m.image_tokens is not None else self.settings.image_reserve_tokens
+            prompt = math.ceil(bound.tokens(per_image) * self.settings.prompt_reserve_factor)
             return max(worst_case_nanos(p, prompt, output) for p in self._pricings(m))
 
         amount = max(worst(m) for m in (model, *fallbacks)) + sum(worst(m) for m in then)

@@ -3,8 +3,9 @@
 A tpm limit counts the estimate and corrects it once the usage is known, so the estimate only has to be good.
 A credit hold must not be exceeded, so it rests on a bound: a tokenizer that works on bytes (every BPE of the
 major providers, and SentencePiece with byte fallback) makes at most one token of each byte of UTF-8 text, plus
-a few tokens that frame each message. Images are held at a configured number of tokens each (they have no
-text to bound them), and the output at the client's cap for each of its `n` choices.
+a few tokens that frame each message. Images have no text to bound them: each is held at the most tokens the
+model can make of one (`ModelConfig.image_tokens`) or a configured reserve. The output is held at the client's cap
+for each of its `n` choices.
 """
 
 from __future__ import annotations
@@ -21,21 +22,30 @@ _PER_MESSAGE = 8  # role and framing tokens around each message
 
 
 @dataclass(frozen=True, slots=True)
+class PromptBound:
+    text: int
+    images: int = 0
+
+    def tokens(self, per_image: int) -> int:
+        return self.text + self.images * per_image
+
+
+@dataclass(frozen=True, slots=True)
 class Demand:
     prompt_estimate: int  # counted against tpm limits, corrected when the usage is known
-    prompt_bound: Callable[[], int]  # the prompt is at most this many tokens (credit holds; computed only for one)
+    # The prompt is at most `text + images * tokens per image` tokens (credit holds; computed only for one).
+    prompt_bound: Callable[[], PromptBound]
     max_output: int | None = None  # the client's cap on output tokens per choice, if it gave one
     choices: int = 1
 
 
-def chat_demand(body: dict[str, Any], prompt_text: str, image_tokens: int) -> Demand:
+def chat_demand(body: dict[str, Any], prompt_text: str) -> Demand:
     """The demand of a canonical chat body whose messages' text is `prompt_text`."""
     max_output = body.get("max_completion_tokens") or body.get("max_tokens")
-    return Demand(estimate_tokens(prompt_text), lambda: _chat_bound(body, image_tokens), max_output,
-                  body.get("n") or 1)
+    return Demand(estimate_tokens(prompt_text), lambda: _chat_bound(body), max_output, body.get("n") or 1)
 
 
-def _chat_bound(body: dict[str, Any], image_tokens: int) -> int:
+def _chat_bound(body: dict[str, Any]) -> PromptBound:
     bound = 0
     images = 0
     for msg in body["messages"]:
@@ -58,9 +68,9 @@ def _chat_bound(body: dict[str, Any], image_tokens: int) -> int:
     for key in ("tools", "response_format"):
         if body.get(key):
             bound += len(orjson.dumps(body[key]))
-    return bound + images * image_tokens
+    return PromptBound(bound, images)
 
 
 def text_demand(text: str) -> Demand:
     """The demand of an input without output (embeddings)."""
-    return Demand(estimate_tokens(text), lambda: len(text.encode()) + _PER_MESSAGE, 0)
+    return Demand(estimate_tokens(text), lambda: PromptBound(len(text.encode()) + _PER_MESSAGE), 0)
