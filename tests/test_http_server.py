@@ -92,15 +92,33 @@ def test_a_stalled_request_gets_a_408_and_an_idle_connection_is_closed(gw):
     assert answer.startswith(b"HTTP/1.1 200 ") and 1.5 < time.monotonic() - started < 6
 
 
-def test_a_client_that_stops_reading_its_stream_is_dropped_after_write_timeout(gw):
+def ask_long_stream(gw) -> socket.socket:
     body = b'{"model": "long", "stream": true, "messages": [{"role": "user", "content": "hi"}]}'
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # so the gateway's writes back up quickly
     host, port = gw.url.removeprefix("http://").split(":")
     sock.connect((host, int(port)))
-    with sock:
-        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
-                     b"authorization: Bearer " + MASTER.encode() + b"\r\ncontent-length: %d\r\n\r\n" % len(body) + body)
+    sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+                 b"authorization: Bearer " + MASTER.encode() + b"\r\ncontent-length: %d\r\n\r\n" % len(body) + body)
+    return sock
+
+
+DROPPED = "read nothing of its answer"  # the gateway's log line when it drops a client
+
+
+def test_a_slow_reader_keeps_its_stream_past_write_timeout(gw):
+    dropped = gw.log().count(DROPPED)
+    with ask_long_stream(gw) as sock:
+        received = b""
+        until = time.monotonic() + 4  # four times write_timeout, reading 4 KiB every 0.1 s
+        while time.monotonic() < until:
+            received += sock.recv(4096)
+            time.sleep(0.1)
+        assert received.startswith(b"HTTP/1.1 200 ") and gw.log().count(DROPPED) == dropped
+
+
+def test_a_client_that_stops_reading_its_stream_is_dropped_after_write_timeout(gw):
+    with ask_long_stream(gw) as sock:
         time.sleep(4)  # reads nothing: write_timeout 1 s, swept once a second
         sock.settimeout(10)
         received = b""
@@ -110,7 +128,8 @@ def test_a_client_that_stops_reading_its_stream_is_dropped_after_write_timeout(g
         except ConnectionResetError:
             pass
     assert received.startswith(b"HTTP/1.1 200 ") and b"data: [DONE]" not in received  # cut off, not finished
-    entry = wait_for(lambda: [e for e in gw.requests_logged() if e["model_requested"] == "long"], timeout=10)[0]
+    assert gw.log().count(DROPPED) == 1
+    entry = wait_for(lambda: [e for e in gw.requests_logged() if e["status"] == 499], timeout=10)[0]
     assert entry["status"] == 499 and entry["error_type"] == "client_disconnected"
     assert entry["completion_tokens"] < 60_000  # billed for what was produced before the cut, not the whole reply
     status, _, _ = http("GET", gw.url + "/health")

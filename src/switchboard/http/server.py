@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import struct
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -22,6 +23,13 @@ from email.utils import formatdate
 from typing import Any
 
 import httptools
+
+try:  # the kernel's count of unsent bytes on a socket (Linux: SIOCOUTQ, which is TIOCOUTQ)
+    import fcntl
+    import termios
+    _OUTQ: int | None = termios.TIOCOUTQ
+except (ImportError, AttributeError):  # pragma: no cover - not Linux
+    _OUTQ = None
 
 log = logging.getLogger("switchboard.http")
 
@@ -128,7 +136,7 @@ class _Connection(asyncio.Protocol):
     __slots__ = ("server", "transport", "parser", "client", "_url", "_headers", "_body", "_body_size",
                  "_too_large", "_pending", "_task", "_closed", "_can_write", "_keep_alive", "_current",
                  "_header_name", "_head_size", "_reading_since", "_idle_since", "_refused", "_paused",
-                 "_blocked_since")
+                 "_blocked_since", "_blocked_size")
 
     def __init__(self, server: HttpServer) -> None:
         self.server = server
@@ -143,7 +151,8 @@ class _Connection(asyncio.Protocol):
         self._idle_since = time.monotonic()
         self._refused = False  # a refusal is queued: nothing more is read
         self._paused = False
-        self._blocked_since: float | None = None  # the client stopped reading what we write (the sweeper's clock)
+        self._blocked_since: float | None = None  # writing is paused and the client has read nothing since then
+        self._blocked_size = 0  # how much was unsent then
         self._reset()
 
     def _reset(self) -> None:
@@ -189,6 +198,7 @@ class _Connection(asyncio.Protocol):
             self._can_write = asyncio.Event()
         self._can_write.clear()
         self._blocked_since = time.monotonic()
+        self._blocked_size = _unsent(self.transport)  # type: ignore[arg-type]
 
     def resume_writing(self) -> None:
         self._blocked_since = None
@@ -282,6 +292,10 @@ class _Connection(asyncio.Protocol):
         whose client has read nothing of an answer for write_timeout (its handler is cancelled: a disconnect)."""
         if self._closed or self.transport is None:
             return False
+        if self._blocked_since is not None:
+            size = _unsent(self.transport)
+            if size < self._blocked_size:  # a slow reader, but a reader: the clock starts again
+                self._blocked_since, self._blocked_size = now, size
         if self._blocked_since is not None and now - self._blocked_since > self.server.write_timeout:
             log.info("closing %s: it read nothing of its answer for %gs", self.client, self.server.write_timeout)
             self.transport.abort()
@@ -386,6 +400,19 @@ class _Connection(asyncio.Protocol):
                 transport.write(b"0\r\n\r\n")  # type: ignore[union-attr]
         finally:
             await _aclose(chunks)
+
+
+def _unsent(transport: asyncio.Transport) -> int:
+    """Bytes written and not yet taken by the client: our buffer plus the kernel's send queue. The kernel's part
+    matters: with an autotuned send buffer of megabytes, a client can read for a minute before ours shrinks."""
+    size = transport.get_write_buffer_size()
+    sock = transport.get_extra_info("socket")
+    if _OUTQ is not None and sock is not None:
+        try:
+            size += struct.unpack("i", fcntl.ioctl(sock.fileno(), _OUTQ, b"\0\0\0\0"))[0]
+        except OSError:
+            pass
+    return size
 
 
 async def _aclose(chunks: AsyncIterator[bytes]) -> None:
