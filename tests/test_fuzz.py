@@ -37,7 +37,7 @@ def test_no_server_errors_on_generated_requests(gateway):
     """schemathesis generates requests for every operation in /openapi.json (valid and invalid ones)."""
     schema = schemathesis.openapi.from_url(gateway.url + "/openapi.json")
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert {op.path for op in operations} >= {"/v1/chat/completions", "/v1/embeddings", "/v1/models"}
+    assert {op.path for op in operations} >= {"/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/models"}
     for operation in operations:
 
         @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck), database=None)
@@ -83,7 +83,7 @@ responses_like = st.fixed_dictionaries(
 
 @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
 @given(body=st.one_of(chat_like, responses_like, json_values),
-       path=st.sampled_from(["/v1/chat/completions", "/v1/embeddings", "/v1/responses"]))
+       path=st.sampled_from(["/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses"]))
 def test_no_server_errors_on_arbitrary_json(gateway, body, path):
     status, _, raw = http("POST", gateway.url + path, body, headers={"authorization": f"Bearer {MASTER}"})
     assert status < 500, (path, body, raw[:300])

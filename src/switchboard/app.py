@@ -86,6 +86,8 @@ class Gateway:
 
         self.add_route("POST", "/v1/chat/completions", openai.chat_completions)
         self.add_route("POST", "/chat/completions", openai.chat_completions)
+        self.add_route("POST", "/v1/completions", openai.completions)
+        self.add_route("POST", "/completions", openai.completions)
         self.add_route("POST", "/v1/embeddings", openai.embeddings)
         self.add_route("POST", "/embeddings", openai.embeddings)
         self.add_route("GET", "/v1/models", openai.list_models)

@@ -1,8 +1,8 @@
-"""The OpenAI ingress: `/v1/chat/completions`, `/v1/embeddings`, `/v1/models`."""
+"""The OpenAI ingress: `/v1/chat/completions`, `/v1/completions` (legacy), `/v1/embeddings`, `/v1/models`."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
@@ -45,24 +45,44 @@ def _reject(gw: Gateway, ctx: RequestContext, exc: GatewayError) -> Response:
 
 
 async def chat_completions(gw: Gateway, request: Request) -> Response | StreamResponse:
-    ctx = RequestContext("openai", "chat")
+    return await _serve_chat(gw, request, RequestContext("openai", "chat"), ChatRequest.from_body)
+
+
+async def completions(gw: Gateway, request: Request) -> Response | StreamResponse:
+    """The legacy Completions API, served as a one-message chat (core/completions_format.py)."""
+    from switchboard.core import completions_format as legacy
+
+    return await _serve_chat(gw, request, RequestContext("openai", "completions"),
+                             lambda body: ChatRequest.from_body(legacy.to_chat(body)),
+                             legacy.to_completion, legacy.to_chunks)
+
+
+async def _serve_chat(gw: Gateway, request: Request, ctx: RequestContext, parse: Callable[[Any], ChatRequest],
+                      shape: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+                      shape_stream: Callable[[AsyncIterator[dict[str, Any]]], AsyncIterator[dict[str, Any]]] | None
+                      = None) -> Response | StreamResponse:
+    """A chat served by the pipeline and answered in OpenAI's shapes: the chat completion's, or another
+    (`shape`, `shape_stream`) made from it."""
+    def sse(chunks: AsyncIterator[dict[str, Any]]) -> AsyncIterator[bytes]:
+        return render_stream(shape_stream(chunks) if shape_stream is not None else chunks)
+
     try:
         ctx.identity = await gw.auth.authenticate(request.headers)
-        chat = ChatRequest.from_body(parse_json(request))
+        chat = parse(parse_json(request))
         replayed = await gw.admission.begin_idempotent(  # Idempotency-Key: the first answer, once
-            ctx, request, render_stream=render_stream)
+            ctx, request, render=None if shape is None else lambda body: orjson.dumps(shape(orjson.loads(body))),
+            render_stream=sse)
     except GatewayError as exc:
         return _reject(gw, ctx, exc)
     if replayed is not None:
         return replayed
     try:
         if chat.stream:
-            chunks = await gw.pipeline.chat_stream(chat, ctx, request.headers)
-            return StreamResponse(render_stream(chunks), headers=ctx.headers)
+            return StreamResponse(sse(await gw.pipeline.chat_stream(chat, ctx, request.headers)), headers=ctx.headers)
         result = await gw.pipeline.chat(chat, ctx, request.headers)
     except GatewayError as exc:
         return error_response(exc, ctx)
-    return Response(200, orjson.dumps(result), ctx.headers)
+    return Response(200, orjson.dumps(shape(result) if shape is not None else result), ctx.headers)
 
 
 async def render_stream(chunks: AsyncIterator[dict[str, Any]]) -> AsyncIterator[bytes]:

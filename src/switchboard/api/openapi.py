@@ -79,6 +79,26 @@ _CHAT_RESPONSE = {
     },
 }
 
+_COMPLETION_REQUEST = {
+    "type": "object",
+    "required": ["model", "prompt"],
+    "properties": {
+        "model": {"type": "string"},
+        "prompt": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}, "minItems": 1,
+                                                  "maxItems": 1}]},
+        "max_tokens": {"type": "integer", "minimum": 1},
+        "temperature": {"type": "number", "minimum": 0, "maximum": 2},
+        "top_p": {"type": "number", "minimum": 0, "maximum": 1},
+        "n": {"type": "integer", "minimum": 1},
+        "stream": {"type": "boolean"},
+        "stop": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
+        "logprobs": {"type": "integer", "minimum": 0, "maximum": 5},
+        "seed": {"type": "integer"},
+        "user": {"type": "string"},
+    },
+    "additionalProperties": True,
+}
+
 _EMBEDDINGS_REQUEST = {
     "type": "object",
     "required": ["model", "input"],
@@ -113,6 +133,15 @@ def document(gw: Gateway | None = None) -> dict[str, Any]:
             "requestBody": {"required": True, **_json({"$ref": "#/components/schemas/ChatCompletionRequest"})},
             "responses": {"200": {"description": "A chat completion, or an SSE stream of chunks when stream=true",
                                   "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ChatCompletion"}},
+                                              "text/event-stream": {"schema": {"type": "string"}}}},
+                          **_errors(400, 401, 402, 403, 404, 413, 429, 502, 503, 504)}}},
+        "/v1/completions": {"post": {
+            "operationId": "createCompletion",
+            "summary": "Legacy text completion (JSON or SSE stream), OpenAI format, served as a one-message chat",
+            "security": security,
+            "requestBody": {"required": True, **_json({"$ref": "#/components/schemas/CompletionRequest"})},
+            "responses": {"200": {"description": "A text_completion, or an SSE stream of them when stream=true",
+                                  "content": {"application/json": {"schema": {"type": "object"}},
                                               "text/event-stream": {"schema": {"type": "string"}}}},
                           **_errors(400, 401, 402, 403, 404, 413, 429, 502, 503, 504)}}},
         "/v1/embeddings": {"post": {
@@ -150,6 +179,6 @@ def document(gw: Gateway | None = None) -> dict[str, Any]:
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
             "schemas": {"Error": _ERROR, "ChatCompletionRequest": _CHAT_REQUEST, "ChatCompletion": _CHAT_RESPONSE,
-                        "EmbeddingsRequest": _EMBEDDINGS_REQUEST},
+                        "CompletionRequest": _COMPLETION_REQUEST, "EmbeddingsRequest": _EMBEDDINGS_REQUEST},
         },
     }
