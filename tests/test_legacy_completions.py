@@ -26,7 +26,8 @@ def stack(tmp_path_factory):
               "models": {"gpt": {"deployments": [{"provider": "openai", "model": "gpt-up", "base_url": mock.url + "/v1"}],
                                  "pricing": pricing},
                          "claude": {"deployments": [{"provider": "anthropic", "model": "claude-up", "base_url": mock.url,
-                                                     "api_key": "${ANT_KEY}"}], "pricing": pricing}}}
+                                                     "api_key": "${ANT_KEY}"}], "pricing": pricing}},
+              "routers": {"auto": {"strong": "claude", "weak": "gpt"}}}
     gw = GatewayProc(tmp, config, env={"SB_MASTER": MASTER, "ANT_KEY": "sk-ant-test"})
     yield gw, mock
     gw.stop()
@@ -60,6 +61,15 @@ def test_any_model_serves_it_here_an_anthropic_one(client):
     completion = client.completions.create(model="claude", prompt="Say hello", max_tokens=50)
     assert completion.choices[0].text == "Claude says hello." and completion.choices[0].finish_reason == "stop"
     assert completion.model and completion.usage.prompt_tokens > 0
+
+
+def test_a_router_serves_it_too(stack, client):
+    gw, _ = stack
+    raw = client.completions.with_raw_response.create(model="auto", prompt="What is 2 + 2?", max_tokens=50)
+    routed_to = raw.headers["x-switchboard-routed-to"]
+    assert routed_to in ("gpt", "claude") and raw.parse().choices[0].text
+    entry = wait_for(lambda: [e for e in gw.requests_logged() if e["request_id"] == raw.headers["x-request-id"]])[0]
+    assert entry["router"] == "auto" and entry["model_used"] == routed_to and entry["router_score"] is not None
 
 
 def test_a_streamed_completion_with_usage(client):
