@@ -119,7 +119,11 @@ def test_a_slow_reader_keeps_its_stream_past_write_timeout(gw):
 
 def test_a_client_that_stops_reading_its_stream_is_dropped_after_write_timeout(gw):
     with ask_long_stream(gw) as sock:
-        time.sleep(4)  # reads nothing: write_timeout 1 s, swept once a second
+        dropped = gw.log().count(DROPPED)
+        started = time.monotonic()
+        # Reads nothing: once the gateway's buffers fill, it waits write_timeout (1 s), swept once a second.
+        assert wait_for(lambda: gw.log().count(DROPPED) > dropped, timeout=20, interval=0.2)
+        assert time.monotonic() - started > 1
         sock.settimeout(10)
         received = b""
         try:
@@ -128,8 +132,8 @@ def test_a_client_that_stops_reading_its_stream_is_dropped_after_write_timeout(g
         except ConnectionResetError:
             pass
     assert received.startswith(b"HTTP/1.1 200 ") and b"data: [DONE]" not in received  # cut off, not finished
-    assert gw.log().count(DROPPED) == 1
-    entry = wait_for(lambda: [e for e in gw.requests_logged() if e["status"] == 499], timeout=10)[0]
+    request_id = received.split(b"x-request-id: ", 1)[1].split(b"\r\n", 1)[0].decode()
+    entry = wait_for(lambda: [e for e in gw.requests_logged() if e["request_id"] == request_id], timeout=10)[0]
     assert entry["status"] == 499 and entry["error_type"] == "client_disconnected"
     assert entry["completion_tokens"] < 60_000  # billed for what was produced before the cut, not the whole reply
     status, _, _ = http("GET", gw.url + "/health")
