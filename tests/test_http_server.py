@@ -193,7 +193,9 @@ def test_a_stream_cut_off_by_shutdown_is_logged_as_such_with_what_it_cost(tmp_pa
                          + body)
             received = sock.recv(65536)
             while received.count(b"data: ") < 3:  # a few tokens in: ten seconds of stream are left
-                received += sock.recv(65536)
+                chunk = sock.recv(65536)
+                assert chunk, received
+                received += chunk
             assert gw.stop() == 0  # SIGTERM: the drain (0.5 s) runs out before the stream ends
             try:
                 received += read_all(sock)
