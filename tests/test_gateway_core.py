@@ -105,6 +105,20 @@ def test_stream_with_include_usage_via_sdk(client):
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices).startswith("A considered")
 
 
+def test_n_choices_come_back_each_with_its_index_and_are_billed_together(client):
+    one = client.chat.completions.create(model="big", messages=[{"role": "user", "content": "again"}])
+    two = client.chat.completions.create(model="big", n=2, messages=[{"role": "user", "content": "again"}])
+    assert [c.index for c in two.choices] == [0, 1]
+    assert all(c.message.content == one.choices[0].message.content for c in two.choices)
+    assert two.usage.completion_tokens == 2 * one.usage.completion_tokens
+    stream = client.chat.completions.create(model="big", n=2, stream=True, messages=[{"role": "user", "content": "x"}])
+    texts = {0: "", 1: ""}
+    for chunk in stream:
+        for choice in chunk.choices:
+            texts[choice.index] += choice.delta.content or ""
+    assert texts == {0: one.choices[0].message.content, 1: one.choices[0].message.content}
+
+
 def test_embeddings(client):
     raw = client.embeddings.with_raw_response.create(model="embedder", input=["one", "two"], dimensions=8)
     result = CreateEmbeddingResponse.model_validate(json.loads(raw.content))

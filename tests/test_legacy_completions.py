@@ -83,6 +83,16 @@ def test_a_streamed_completion_with_usage(client):
     assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens > 0
 
 
+def test_n_completions_each_with_its_index(client):
+    completion = client.completions.create(model="gpt", prompt="Twice", max_tokens=100, n=2, best_of=2)
+    assert [(c.index, c.text) for c in completion.choices] == [(0, REPLY), (1, REPLY)]
+    texts = {0: "", 1: ""}
+    for chunk in client.completions.create(model="gpt", prompt="Twice", max_tokens=100, n=2, stream=True):
+        for choice in chunk.choices:
+            texts[choice.index] += choice.text
+    assert texts == {0: REPLY, 1: REPLY}
+
+
 def test_logprobs_come_back_in_the_legacy_shape(stack, client):
     _, mock = stack
     completion = client.completions.create(model="gpt", prompt="Count", max_tokens=3, logprobs=2)

@@ -266,14 +266,15 @@ class MockUpstream:
             text, finish = truncate_to_tokens(text, max(0, limit)), "length"
         created = int(time.time())
         cid = "chatcmpl-" + uuid.uuid4().hex[:24]
+        n = body.get("n") if isinstance(body.get("n"), int) and body.get("n", 0) > 0 else 1  # choices, all alike
         if body.get("stream"):
             include_usage = bool((body.get("stream_options") or {}).get("include_usage")) and behaviour.report_usage
             return StreamResponse(self._openai_stream(model, cid, created, text, tool_call, prompt_tokens,
-                                                      include_usage, behaviour, finish, reasoning))
+                                                      include_usage, behaviour, finish, reasoning, n))
         await self.pace_first(behaviour)
         if behaviour.tokens_per_second:
             await asyncio.sleep(len(words_of(text)) / behaviour.tokens_per_second)
-        completion_tokens = (count_tokens(text) if tool_call is None else 12) + reasoning
+        completion_tokens = ((count_tokens(text) if tool_call is None else 12) + reasoning) * n
         self.account(prompt_tokens, completion_tokens)
         message: dict[str, Any] = {"role": "assistant", "content": text if tool_call is None else None,
                                    "refusal": None}
@@ -285,8 +286,8 @@ class MockUpstream:
                                      "top_logprobs": []} for piece in words_of(text)], "refusal": None}
         result: dict[str, Any] = {
             "id": cid, "object": "chat.completion", "created": created, "model": model,
-            "choices": [{"index": 0, "message": message, "logprobs": logprobs,
-                         "finish_reason": finish}],
+            "choices": [{"index": i, "message": message, "logprobs": logprobs, "finish_reason": finish}
+                        for i in range(n)],
             "system_fingerprint": "fp_mock",
         }
         if behaviour.report_usage:
@@ -295,7 +296,7 @@ class MockUpstream:
 
     async def _openai_stream(self, model: str, cid: str, created: int, text: str, tool_call: dict | None,
                              prompt_tokens: int, include_usage: bool, behaviour: ModelBehaviour,
-                             finish: str, reasoning: int = 0) -> AsyncIterator[bytes]:
+                             finish: str, reasoning: int = 0, n: int = 1) -> AsyncIterator[bytes]:
         cut = self.cut_after(model)
         base = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
                 "system_fingerprint": "fp_mock"}
@@ -304,8 +305,9 @@ class MockUpstream:
         sent = 0
 
         def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
-            return b"data: " + orjson.dumps({**base, "choices": [{"index": 0, "delta": delta, "logprobs": None,
-                                                                    "finish_reason": finish}]}) + b"\n\n"
+            return b"".join(b"data: " + orjson.dumps({**base, "choices": [{"index": i, "delta": delta, "logprobs": None,
+                                                                             "finish_reason": finish}]}) + b"\n\n"
+                            for i in range(n))
 
         yield chunk({"role": "assistant", "content": "", "refusal": None})
         sent += 1
@@ -322,7 +324,7 @@ class MockUpstream:
             yield chunk({"content": piece})
             sent += 1
         yield chunk({}, finish)
-        completion_tokens = (count_tokens(text) if tool_call is None else 12) + reasoning
+        completion_tokens = ((count_tokens(text) if tool_call is None else 12) + reasoning) * n
         self.account(prompt_tokens, completion_tokens)
         if include_usage:
             yield b"data: " + orjson.dumps({**base, "choices": [],
