@@ -181,6 +181,16 @@ def _check_reasoning(body: dict) -> None:
         raise _bad("thinking.budget_tokens", "'thinking.budget_tokens' must be an integer of at least 1024.")
 
 
+def _check_logit_bias(bias: Any) -> None:
+    if not isinstance(bias, dict):
+        raise _bad("logit_bias", "'logit_bias' must be an object mapping token ids to biases.")
+    for token, value in bias.items():
+        if not token.isdigit():
+            raise _bad("logit_bias", f"'logit_bias' keys must be token ids (integers as strings), got {token!r}.")
+        if isinstance(value, bool) or not isinstance(value, _NUMBER) or not -100 <= value <= 100:
+            raise _bad("logit_bias", f"'logit_bias' values must be between -100 and 100, got {value!r} for {token}.")
+
+
 def validate_chat_body(body: Any) -> None:
     """Raise `InvalidRequest` naming the first invalid parameter of a chat-completions body."""
     if not isinstance(body, dict):
@@ -212,8 +222,10 @@ def validate_chat_body(body: Any) -> None:
             raise _bad("stream_options", "'stream_options' is only allowed when 'stream' is true.")
         _check_bool(so, "include_usage")
     bias = body.get("logit_bias")
-    if bias is not None and not isinstance(bias, dict):
-        raise _bad("logit_bias", "'logit_bias' must be an object mapping token ids to biases.")
+    if bias is not None:
+        _check_logit_bias(bias)
+    if body.get("top_logprobs") is not None and body.get("logprobs") is not True:
+        raise _bad("top_logprobs", "'top_logprobs' needs 'logprobs' to be true.")
     user = body.get("user")
     if user is not None and not isinstance(user, str):
         raise _bad("user", "'user' must be a string.")
