@@ -177,6 +177,7 @@ def test_malformed_json_and_invalid_params_are_400_naming_the_param(stack, clien
         ({"model": "small", "messages": [{"role": "user", "content": "x"}], "logit_bias": {"50256": 500}},
          "logit_bias"),
         ({"model": "small", "messages": [{"role": "user", "content": "x"}], "top_logprobs": 3}, "top_logprobs"),
+        ({"model": "small", "messages": [{"role": "user", "content": "x"}], "tool_choice": "sometimes"}, "tool_choice"),
     ]
     for body_, param in cases:
         status, _, body = http("POST", gw.url + "/v1/chat/completions", body_, headers=auth)

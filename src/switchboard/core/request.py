@@ -119,11 +119,9 @@ def _check_tool_calls(calls: Any, param: str) -> None:
 
 def _check_tools(body: dict) -> None:
     tools = body.get("tools")
-    if tools is None:
-        return
-    if not isinstance(tools, list):
+    if tools is not None and not isinstance(tools, list):
         raise _bad("tools", "'tools' must be an array.")
-    for i, tool in enumerate(tools):
+    for i, tool in enumerate(tools or ()):
         p = f"tools[{i}]"
         if not isinstance(tool, dict) or tool.get("type", "function") != "function":
             raise _bad(f"{p}.type", f"'{p}.type' must be 'function'.")

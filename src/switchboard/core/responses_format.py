@@ -284,10 +284,11 @@ def to_canonical(body: Any, history: list[dict[str, Any]] | None = None
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= hi:
                 raise _bad(name, f"expected a number between 0 and {hi}")
             canonical[name] = value
+    choice = _tool_choice(body["tool_choice"]) if body.get("tool_choice") is not None else None  # checked always
     if body.get("tools"):
         canonical["tools"] = _tools(body["tools"])
-        if body.get("tool_choice") is not None:
-            canonical["tool_choice"] = _tool_choice(body["tool_choice"])
+        if choice is not None:
+            canonical["tool_choice"] = choice
         if isinstance(body.get("parallel_tool_calls"), bool):
             canonical["parallel_tool_calls"] = body["parallel_tool_calls"]
     response_format = _text_format(body.get("text"))
