@@ -230,6 +230,12 @@ def test_errors_come_back_in_anthropic_shape(client, stack):
     assert status == 400 and json.loads(body)["error"]["message"].startswith("max_tokens:")
     status, _, body = http("POST", gw.url + "/v1/messages", raw=b"{not json", headers={"x-api-key": MASTER})
     assert status == 400 and json.loads(body)["type"] == "error"
+    for bad, named in (({"tool_choice": {"type": "tool"}}, "tool_choice.name:"),  # checked without tools too
+                       ({"tool_choice": {"type": "sometimes"}}, "tool_choice.type:"),
+                       ({"top_k": -1}, "top_k:"), ({"metadata": {"user_id": 5}}, "metadata.user_id:")):
+        status, _, body = http("POST", gw.url + "/v1/messages", {"model": "via-openai", "max_tokens": 5, "messages": [
+            {"role": "user", "content": "x"}], **bad}, headers={"x-api-key": MASTER})
+        assert status == 400 and json.loads(body)["error"]["message"].startswith(named), body
 
 
 def test_mid_stream_failure_is_an_error_event(client):

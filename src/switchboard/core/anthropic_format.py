@@ -352,11 +352,20 @@ def to_canonical(body: Any) -> dict[str, Any]:
         tools = _tools(body["tools"])
         if tools:
             canonical["tools"] = tools
-    if body.get("tool_choice") is not None and canonical.get("tools"):
-        _tool_choice(body["tool_choice"], canonical)
+    if body.get("tool_choice") is not None:  # checked without tools too; it only means something with them
+        _tool_choice(body["tool_choice"], canonical if canonical.get("tools") else {})
+    top_k = body.get("top_k")  # no OpenAI equivalent: checked, then left out
+    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0):
+        raise _bad("top_k", "must be a non-negative integer")
     metadata = body.get("metadata")
-    if isinstance(metadata, dict) and isinstance(metadata.get("user_id"), str):
-        canonical["user"] = metadata["user_id"]
+    if metadata is not None:
+        if not isinstance(metadata, dict):
+            raise _bad("metadata", "must be an object")
+        user_id = metadata.get("user_id")
+        if user_id is not None and not isinstance(user_id, str):
+            raise _bad("metadata.user_id", "must be a string")
+        if user_id:
+            canonical["user"] = user_id
     _output_format(body.get("output_config"), canonical)
     _thinking(body.get("thinking"), max_tokens, canonical)
     stream = body.get("stream")
