@@ -119,12 +119,19 @@ def test_n_choices_come_back_each_with_its_index_and_are_billed_together(client)
     assert texts == {0: one.choices[0].message.content, 1: one.choices[0].message.content}
 
 
-def test_embeddings(client):
-    raw = client.embeddings.with_raw_response.create(model="embedder", input=["one", "two"], dimensions=8)
-    result = CreateEmbeddingResponse.model_validate(json.loads(raw.content))
+def test_embeddings(client, stack):
+    gw, _ = stack
+    floats = client.embeddings.create(model="embedder", input=["one", "two"], dimensions=8, encoding_format="float")
+    result = CreateEmbeddingResponse.model_validate(floats.model_dump())
     assert [d.index for d in result.data] == [0, 1]
     assert len(result.data[0].embedding) == 8
     assert result.usage.prompt_tokens > 0
+    # By default the SDK asks for base64 (little-endian float32) and decodes it: the same vectors
+    packed = client.embeddings.create(model="embedder", input=["one", "two"], dimensions=8)
+    assert [d.embedding for d in packed.data] == [pytest.approx(d.embedding, abs=1e-6) for d in floats.data]
+    status, _, body = http("POST", gw.url + "/v1/embeddings", {"model": "embedder", "input": ["one", ""]},
+                           headers={"authorization": f"Bearer {MASTER}"})
+    assert status == 400 and json.loads(body)["error"]["param"] == "input"
 
 
 def test_model_list(client):

@@ -296,8 +296,19 @@ def test_rate_limit_retry_delay_reaches_the_client(stack):
 
 
 def test_embeddings_use_batch_embed_contents(stack):
-    result = stack.client.embeddings.create(model="gemini-flash", input=["one", "two"], dimensions=8)
+    import base64
+    import struct
+
+    result = stack.client.embeddings.create(model="gemini-flash", input=["one", "two"], dimensions=8,
+                                            encoding_format="float")
     assert [len(d.embedding) for d in result.data] == [8, 8]
+    # Gemini answers floats only: asked for base64 (the SDK's default), the gateway encodes them as OpenAI does
+    raw = stack.client.embeddings.with_raw_response.create(model="gemini-flash", input=["one", "two"], dimensions=8,
+                                                           encoding_format="base64")
+    packed = [d["embedding"] for d in json.loads(raw.content)["data"]]
+    assert all(isinstance(p, str) for p in packed)
+    assert [list(struct.unpack("<8f", base64.b64decode(p))) for p in packed] == \
+        [pytest.approx(d.embedding, abs=1e-6) for d in result.data]
     body = stack.sent()["body"]
     assert body == {"requests": [
         {"model": "models/gemini-flash", "content": {"parts": [{"text": "one"}]}, "outputDimensionality": 8},

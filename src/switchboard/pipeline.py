@@ -22,6 +22,7 @@ from switchboard.context import RequestContext
 from switchboard.core.request import ChatRequest
 from switchboard.errors import GatewayError, InvalidRequest, ModelNotFound, PermissionDenied, UpstreamError
 from switchboard.observers import notify
+from switchboard.providers.canonical import embeddings_as_base64
 from switchboard.routing.cascade import completion_to_chunks
 from switchboard.wildcards import allowed
 
@@ -165,6 +166,8 @@ class Pipeline:
             text = inp if isinstance(inp, str) else " ".join(map(str, inp))
             await self.gw.admission.admit(ctx, model, text_demand(text))
             response, model, dep = await self.gw.executor.run(model, ctx, lambda p, d: p.embeddings(body, d))
+            if body.get("encoding_format") == "base64":  # an adapter that only gets floats back answers as asked
+                response = embeddings_as_base64(response)
             usage = response.get("usage") if isinstance(response.get("usage"), dict) else {}
             prompt = usage.get("prompt_tokens") if isinstance(usage.get("prompt_tokens"), int) else None
             if prompt is None:

@@ -292,6 +292,8 @@ def validate_embeddings_body(body: Any) -> None:
         raise _bad("input", "'input' must be a string, an array of strings, or an array of token arrays, and not empty.")
     if isinstance(inp, list) and len(inp) > 2048:
         raise _bad("input", "'input' may hold at most 2048 items.")
+    if inp == "" or (isinstance(inp, list) and any(x == "" or x == [] for x in inp)):
+        raise _bad("input", "'input' must not be an empty string (or hold one).")
     fmt = body.get("encoding_format")
     if fmt is not None and fmt not in ("float", "base64"):
         raise _bad("encoding_format", "'encoding_format' must be 'float' or 'base64'.")

@@ -45,6 +45,22 @@ def content_text(content: Any) -> str:
     return ""
 
 
+def embeddings_as_base64(response: dict[str, Any]) -> dict[str, Any]:
+    """An embeddings answer whose vectors are lists of floats, with each one as OpenAI encodes it for
+    `encoding_format: "base64"` (little-endian float32); vectors already encoded are left as they are."""
+    import base64
+
+    import numpy as np
+
+    data = response.get("data")
+    if not isinstance(data, list) or not any(isinstance(d, dict) and isinstance(d.get("embedding"), list)
+                                             for d in data):
+        return response
+    encoded = [{**d, "embedding": base64.b64encode(np.asarray(d["embedding"], dtype="<f4").tobytes()).decode()}
+               if isinstance(d, dict) and isinstance(d.get("embedding"), list) else d for d in data]
+    return {**response, "data": encoded}
+
+
 def tool_arguments(call: dict[str, Any], param: str) -> dict[str, Any]:
     """A tool call's `arguments` JSON string as an object, as every provider but OpenAI's wants them; a 400 naming
     the parameter for anything else (a function's arguments are always an object)."""

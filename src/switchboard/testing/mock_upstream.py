@@ -343,6 +343,10 @@ class MockUpstream:
         dims = int(body.get("dimensions") or self.behaviour(model).embedding_dims)
         data = [{"object": "embedding", "index": i, "embedding": fake_embedding(str(item), dims)}
                 for i, item in enumerate(items)]
+        if body.get("encoding_format") == "base64":  # as OpenAI answers it: little-endian float32, base64
+            from switchboard.providers.canonical import embeddings_as_base64
+
+            data = embeddings_as_base64({"data": data})["data"]
         tokens = sum(count_tokens(str(item)) for item in items)
         self.account(tokens, 0)
         return Response(200, orjson.dumps({"object": "list", "data": data, "model": model,
