@@ -2,7 +2,7 @@
 
 The prompt becomes the one user message of a chat request, so every configured model serves it (and routers,
 fallbacks and accounting apply as to chat); the answer's text comes back as a `text_completion`. What has no
-chat counterpart is refused with a 400 naming it: `echo`, `suffix`, `best_of` above `n`, several prompts in one
+chat counterpart is refused with a 400 naming it: `echo`, `suffix`, `best_of` other than `n`, several prompts in one
 request and prompts of token ids. As in OpenAI's API, `max_tokens` defaults to 16 and `logprobs` asks for that
 many most likely alternatives per token (0 to 5).
 """
@@ -80,6 +80,8 @@ class _Offsets:
         tokens, token_logprobs, top, offsets = [], [], [], []
         at = self.at.get(index, 0)
         for item in content:
+            if not isinstance(item, dict):
+                continue
             token = str(item.get("token", ""))
             tokens.append(token)
             token_logprobs.append(item.get("logprob"))
