@@ -234,6 +234,8 @@ def test_stream_cut_mid_way_ends_with_error_and_failed_events(client):
      "input[0].content[0].image_url", "file ids are not available"),
     ({"input": "hi", "text": {"format": {"type": "xml"}}}, "text.format.type", "expected 'text'"),
     ({"input": "hi", "tool_choice": "sometimes"}, "tool_choice", "expected 'auto'"),  # checked without tools too
+    ({"input": [{"type": "function_call_output", "call_id": "call_nope", "output": "x"}]}, "input[0].call_id",
+     "no function call found"),
     # the chat-completions checks behind the ingress name the Responses parameters too
     ({"input": "hi", "reasoning": {"effort": "ultra"}}, "reasoning.effort", "'reasoning.effort' must be one of"),
     ({"input": "hi", "tools": [{"type": "function", "name": "f", "parameters": "x"}]}, "tools[0].parameters",

@@ -103,7 +103,7 @@ def _output_parts(output: Any, param: str) -> tuple[str, list[dict[str, Any]]]:
     raise _bad(param, "expected a string or an array of content parts")
 
 
-def _messages(items: Any) -> list[dict[str, Any]]:
+def _messages(items: Any, calls: set[str]) -> list[dict[str, Any]]:
     """`input` as canonical messages; function calls join the assistant message before them."""
     if isinstance(items, str):
         return [{"role": "user", "content": items}]
@@ -135,6 +135,7 @@ def _messages(items: Any) -> list[dict[str, Any]]:
             if not isinstance(arguments, str):
                 raise _bad(f"{p}.arguments", "expected a string of JSON")
             call = {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
+            calls.add(call_id)
             last = out[-1] if out else None
             if last is not None and last["role"] == "assistant":
                 last.setdefault("tool_calls", []).append(call)
@@ -146,6 +147,8 @@ def _messages(items: Any) -> list[dict[str, Any]]:
             call_id = item.get("call_id")
             if not isinstance(call_id, str) or not call_id:
                 raise _bad(f"{p}.call_id", "expected a string")
+            if call_id not in calls:  # every provider refuses a tool result without its call; OpenAI's words
+                raise _bad(f"{p}.call_id", f"no function call found for function call output with call_id {call_id!r}")
             output, images = _output_parts(item.get("output"), f"{p}.output")
             out.append({"role": "tool", "tool_call_id": call_id, "content": output})
             tool_images.extend(images)
@@ -262,7 +265,8 @@ def to_canonical(body: Any, history: list[dict[str, Any]] | None = None
         raise InvalidRequest("Missing required parameter: 'model'.", param="model")
     if body.get("input") is None:
         raise InvalidRequest("Missing required parameter: 'input'.", param="input")
-    turn = _messages(body["input"])
+    calls = {c.get("id") for m in history or () if m.get("role") == "assistant" for c in m.get("tool_calls") or ()}
+    turn = _messages(body["input"], calls)
     messages = [*(history or ()), *turn]
     instructions = body.get("instructions")  # a previous response's instructions are not carried over (as OpenAI)
     if instructions is not None:
