@@ -29,15 +29,16 @@ def stack(tmp_path_factory):
                                                      "api_key": "${ANT_KEY}"}], "pricing": pricing}},
               "routers": {"auto": {"strong": "claude", "weak": "gpt"}}}
     gw = GatewayProc(tmp, config, env={"SB_MASTER": MASTER, "ANT_KEY": "sk-ant-test"})
-    yield gw, mock
-    gw.stop()
-    mock.stop()
+    try:
+        yield gw, mock
+    finally:
+        gw.stop()
+        mock.stop()
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def client(stack):
-    gw, _ = stack
-    return openai.OpenAI(api_key=MASTER, base_url=gw.url + "/v1", max_retries=0, timeout=10)
+    return openai.OpenAI(api_key=MASTER, base_url=stack[0].url + "/v1", max_retries=0, timeout=10)
 
 
 def test_a_completion_is_a_one_message_chat_cut_at_16_tokens_by_default(stack, client):

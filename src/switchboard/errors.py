@@ -13,7 +13,6 @@ chain, the content-policy chain...), and map to the status the client sees.
 from __future__ import annotations
 
 import re
-
 from typing import Any
 
 import orjson

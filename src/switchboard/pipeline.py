@@ -127,7 +127,7 @@ class Pipeline:
         else:
             model = self.resolve(request.model, ctx)
         then = self.cascade_models(router) if router is not None and self.cascades(request, ctx) else ()
-        demand = chat_demand(request.body, request.prompt_text())
+        demand = chat_demand(request)
         cap = await self.gw.admission.admit(ctx, model, demand, then, self.route_fallbacks(ctx))
         if cap is not None:  # the credit hold assumed this many output tokens: no answer may be longer
             request.body["max_tokens"] = cap
@@ -137,6 +137,10 @@ class Pipeline:
         """A routed request's last resort: the router's strong model, when the decision was another model."""
         fallback = ctx.route.fallback if ctx.route is not None else None
         return [self.gw.config.models[fallback]] if fallback else []
+
+    def peek(self, name: str) -> ModelConfig | None:
+        """The model `name` names, without making a wildcard's (for look-ups that serve nothing)."""
+        return self.gw.config.models.get(name) or self.gw.wildcards.peek(name)
 
     def resolve(self, name: str, ctx: RequestContext) -> ModelConfig:
         """The model that serves `name` (a wildcard makes it on first use), or a 404."""
@@ -308,11 +312,16 @@ class Pipeline:
              message: str | None = None) -> None:
         entry = ctx.entry
         entry.status = status or (exc.status if exc else 500)
-        entry.error_type = (exc.code or exc.type) if exc else ("client_disconnected" if entry.status == 499 else "error")
-        entry.error_message = (message or (exc.message if exc else ""))[:500]
-        if entry.status == 499 and self.gw.shutting_down:  # charged the same way: the upstream billed what it sent
+        if exc is not None:
+            entry.error_type = exc.code or exc.type
+        elif entry.status != 499:
+            entry.error_type = "error"
+        elif self.gw.shutting_down:  # charged as a hang-up is: the upstream billed what it sent
             entry.error_type = "gateway_shutdown"
-            entry.error_message = "cut off: the gateway shut down and server.drain_seconds ran out first"
+            message = "cut off: the gateway shut down and server.drain_seconds ran out first"
+        else:
+            entry.error_type = "client_disconnected"
+        entry.error_message = (message or (exc.message if exc else ""))[:500]
 
     def settle(self, ctx: RequestContext) -> None:
         entry = ctx.entry

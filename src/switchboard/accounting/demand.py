@@ -12,11 +12,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from switchboard.accounting.tokens import estimate_tokens
+
+if TYPE_CHECKING:
+    from switchboard.core.request import ChatRequest
 
 _PER_MESSAGE = 8  # role and framing tokens around each message
 
@@ -39,10 +42,10 @@ class Demand:
     choices: int = 1
 
 
-def chat_demand(body: dict[str, Any], prompt_text: str) -> Demand:
-    """The demand of a canonical chat body whose messages' text is `prompt_text`."""
-    max_output = body.get("max_completion_tokens") or body.get("max_tokens")
-    return Demand(estimate_tokens(prompt_text), lambda: _chat_bound(body), max_output, body.get("n") or 1)
+def chat_demand(request: ChatRequest) -> Demand:
+    """The demand of a canonical chat request."""
+    return Demand(estimate_tokens(request.prompt_text()), lambda: _chat_bound(request.body),
+                  request.max_output_tokens, request.body.get("n") or 1)
 
 
 def _chat_bound(body: dict[str, Any]) -> PromptBound:

@@ -95,7 +95,7 @@ async def count_tokens(gw: Gateway, request: Request) -> Response:
             budget = thinking.get("budget_tokens") if isinstance(thinking, dict) else None
             body = {**body, "max_tokens": budget + 1 if isinstance(budget, int) and budget > 0 else 1}
         chat = ChatRequest(fmt.to_canonical(body))
-        known = chat.model in gw.routers or gw.config.models.get(chat.model) or gw.wildcards.peek(chat.model)
+        known = chat.model in gw.routers or gw.pipeline.peek(chat.model)
         if not known or identity.allowed_models is not None and not allowed(chat.model, identity.allowed_models):
             raise gw.pipeline.not_found(chat.model)
     except GatewayError as exc:

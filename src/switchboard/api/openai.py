@@ -135,7 +135,7 @@ async def retrieve_model(gw: Gateway, request: Request) -> Response:
     identity = await gw.auth.authenticate(request.headers)
     name = unquote(request.path[len("/v1/models/"):].rstrip("/"))  # SDKs send "openai/gpt-4o" as openai%2Fgpt-4o
     if _visible(identity, name):
-        model = gw.config.models.get(name) or gw.wildcards.peek(name)
+        model = gw.pipeline.peek(name)
         if model is not None:
             return Response(200, orjson.dumps(_model_object(gw, model)))
         if name in gw.virtual_models():

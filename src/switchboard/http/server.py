@@ -340,12 +340,10 @@ class _Connection(asyncio.Protocol):
                         await _aclose(response.chunks)
                     return
                 if isinstance(response, StreamResponse):
+                    if request.http10:
+                        keep_alive = False  # an HTTP/1.0 client knows no chunking: the stream ends with the connection
                     try:
-                        http10 = request.http10
-                        await self._write_stream(response, keep_alive and not http10, request.method == "HEAD",
-                                                 http10)
-                        if http10:
-                            keep_alive = False
+                        await self._write_stream(response, keep_alive, request.method == "HEAD", request.http10)
                     except AbortConnection:
                         self.transport.abort()  # type: ignore[union-attr]
                         self._closed = True
