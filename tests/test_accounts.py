@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import sqlite3
@@ -13,6 +14,7 @@ import zlib
 import openai
 import pytest
 from support import GatewayProc, MockProc, http
+from switchboard.testing.pdf import PAGE_TOKENS, build_pdf
 
 MASTER = "sk-accounts-master-0123456789"
 ADMIN = {"authorization": f"Bearer {MASTER}"}
@@ -35,7 +37,8 @@ def stack(tmp_path_factory):
               "models": {"m": model("m-up"), "other": model("m-up"), "quiet": model("quiet-up"),
                          "broken": model("err-up"), "capped": model("m-up"),
                          "mini": model("gpt-4o-mini"),  # the catalog: one image may become 48,169 prompt tokens
-                         "mini-small-images": {**model("gpt-4o-mini"), "image_tokens": 500}}}
+                         "mini-small-images": {**model("gpt-4o-mini"), "image_tokens": 500},
+                         "small-window": {**model("m-up"), "context_window": 2000}}}
     gw = GatewayProc(tmp, config, env={"SB_MASTER": MASTER})
     yield gw, mock
     gw.stop()
@@ -128,6 +131,31 @@ def test_an_image_is_held_at_the_most_tokens_the_model_can_make_of_it(stack):
     assert err.value.status_code == 402 and "may cost up to $482.0800" in err.value.message, err.value.message
     # the model's own image_tokens in the config replaces the catalog's
     assert client.chat.completions.create(model="mini-small-images", max_tokens=10, messages=messages).id
+    # no prompt is longer than the model's context window (128,000 tokens here): three images are held at that
+    three = [{"role": "user", "content": [{"type": "text", "text": "compare"}, image, image, image]}]
+    with pytest.raises(openai.APIStatusError) as err:
+        client.chat.completions.create(model="mini", max_tokens=10, messages=three)
+    assert err.value.status_code == 402 and "may cost up to $1,280.2000" in err.value.message, err.value.message
+
+
+def test_a_document_is_held_at_the_context_window(stack):
+    gw, mock = stack
+    pdf = {"type": "file", "file": {"file_data": "data:application/pdf;base64," + base64.b64encode(
+        build_pdf(["one page"] * 3)).decode(), "filename": "a.pdf"}}
+    messages = [{"role": "user", "content": [{"type": "text", "text": "summarise"}, pdf]}]
+    key_id, key = new_key(gw, credits_usd=100.0)
+    client = client_for(gw, key)
+    # a PDF's pages have no bound short of the context window; unknown here: document_reserve_tokens (200,000)
+    with pytest.raises(openai.APIStatusError) as err:
+        client.chat.completions.create(model="m", max_tokens=10, messages=messages)
+    assert err.value.status_code == 402 and "may cost up to $2,000." in err.value.message, err.value.message
+    # a 2,000-token window bounds it at $20 (and 10 output tokens), and the charge is what the pages cost
+    answer = client.chat.completions.create(model="small-window", max_tokens=10, messages=messages)
+    assert answer.usage.prompt_tokens > 3 * PAGE_TOKENS
+    _, view = admin(gw, "GET", f"/admin/keys/{key_id}")
+    charged = 100.0 - view["credit"]["balance_usd"]
+    assert charged == pytest.approx(answer.usage.prompt_tokens * 0.01 + answer.usage.completion_tokens * 0.02)
+    assert view["credit"]["reserved_usd"] == 0
 
 
 def test_admin_api_is_master_only_and_validates(stack):

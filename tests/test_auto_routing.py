@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import random
 import subprocess
@@ -13,6 +14,7 @@ import pytest
 from support import DATA, GatewayProc, MockProc, http, wait_for
 
 from switchboard.routing.intents import IntentRoute, lexical, match
+from switchboard.testing.pdf import build_pdf
 
 pytestmark = pytest.mark.skipif(not DATA.exists(), reason="needs ../shared/data/routellm")
 
@@ -143,6 +145,10 @@ def test_capability_rules_come_first(client, stack):
     image = [{"type": "text", "text": "hi"}, {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}]
     raw = client.chat.completions.with_raw_response.create(model="auto", messages=[{"role": "user", "content": image}])
     assert raw.headers["x-switchboard-routed-to"] == "strong"
+    pdf = [{"type": "text", "text": "hi"}, {"type": "file", "file": {"filename": "a.pdf", "file_data": (
+        "data:application/pdf;base64," + base64.b64encode(build_pdf(["page"])).decode())}}]
+    raw = client.chat.completions.with_raw_response.create(model="auto", messages=[{"role": "user", "content": pdf}])
+    assert raw.headers["x-switchboard-routed-to"] == "strong", "a PDF's pages are read as images"
     with pytest.raises(openai.BadRequestError):  # a bad trade-off header is a 400 whichever rule decides
         client.chat.completions.create(model="auto", messages=[{"role": "user", "content": image}],
                                        extra_headers={"x-switchboard-strong-share": "most"})

@@ -174,7 +174,10 @@ class Admission:
 
         def worst(m: ModelConfig) -> int:
             per_image = m.image_tokens if m.image_tokens is not None else self.settings.image_reserve_tokens
-            prompt = math.ceil(bound.tokens(per_image) * self.settings.prompt_reserve_factor)
+            prompt = math.ceil(bound.tokens(per_image, m.context_window or self.settings.document_reserve_tokens)
+                               * self.settings.prompt_reserve_factor)
+            if m.context_window:
+                prompt = min(prompt, m.context_window)  # a longer prompt is refused, and not billed
             return max(worst_case_nanos(p, prompt, output) for p in self._pricings(m))
 
         amount = max(worst(m) for m in (model, *fallbacks)) + sum(worst(m) for m in then)

@@ -4,8 +4,9 @@ A tpm limit counts the estimate and corrects it once the usage is known, so the 
 A credit hold must not be exceeded, so it rests on a bound: a tokenizer that works on bytes (every BPE of the
 major providers, and SentencePiece with byte fallback) makes at most one token of each byte of UTF-8 text, plus
 a few tokens that frame each message. Images have no text to bound them: each is held at the most tokens the
-model can make of one (`ModelConfig.image_tokens`) or a configured reserve. The output is held at the client's cap
-for each of its `n` choices.
+model can make of one (`ModelConfig.image_tokens`) or a configured reserve. A document (a PDF's pages become text
+and images) has no bound short of the model's context window, which bounds every prompt: a longer one is refused
+and not billed. The output is held at the client's cap for each of its `n` choices.
 """
 
 from __future__ import annotations
@@ -28,15 +29,17 @@ _PER_MESSAGE = 8  # role and framing tokens around each message
 class PromptBound:
     text: int
     images: int = 0
+    documents: int = 0
 
-    def tokens(self, per_image: int) -> int:
-        return self.text + self.images * per_image
+    def tokens(self, per_image: int, per_document: int) -> int:
+        return self.text + self.images * per_image + self.documents * per_document
 
 
 @dataclass(frozen=True, slots=True)
 class Demand:
     prompt_estimate: int  # counted against tpm limits, corrected when the usage is known
-    # The prompt is at most `text + images * tokens per image` tokens (credit holds; computed only for one).
+    # The prompt is at most `text + images * tokens per image + documents * tokens per document` tokens, and at
+    # most the model's context window (credit holds; computed only for one).
     prompt_bound: Callable[[], PromptBound]
     max_output: int | None = None  # the client's cap on output tokens per choice, if it gave one
     choices: int = 1
@@ -51,6 +54,7 @@ def chat_demand(request: ChatRequest) -> Demand:
 def _chat_bound(body: dict[str, Any]) -> PromptBound:
     bound = 0
     images = 0
+    documents = 0
     for msg in body["messages"]:
         bound += _PER_MESSAGE
         content = msg.get("content")
@@ -64,14 +68,16 @@ def _chat_bound(body: dict[str, Any]) -> PromptBound:
                     bound += len(str(part.get("text", "")).encode())
                 elif part.get("type") == "image_url":
                     images += 1
-                else:  # audio, files: their JSON is more bytes than the tokens they become
+                elif part.get("type") == "file":
+                    documents += 1
+                else:  # audio: its JSON is more bytes than the tokens it becomes
                     bound += len(orjson.dumps(part))
         for call in msg.get("tool_calls") or ():
             bound += len(orjson.dumps(call))
     for key in ("tools", "response_format"):
         if body.get(key):
             bound += len(orjson.dumps(body[key]))
-    return PromptBound(bound, images)
+    return PromptBound(bound, images, documents)
 
 
 def text_demand(text: str) -> Demand:

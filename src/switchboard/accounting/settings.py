@@ -6,6 +6,7 @@
       default_max_output_tokens: 4096 # worst case reserved when neither request nor model caps output
       prompt_reserve_factor: 1.0      # margin on the prompt's token bound (its UTF-8 bytes) when reserving
       image_reserve_tokens: 3000      # prompt tokens reserved for each image
+      document_reserve_tokens: 200000 # ...for each file (PDF), when the model's context window is unknown
       idempotency_ttl_seconds: 86400  # how long a stored response answers a retried Idempotency-Key
       response_ttl_seconds: 2592000   # how long /v1/responses keeps a stored Response (30 days, as OpenAI)
       redis_prefix: "switchboard:"    # namespace of the shared counters in Redis
@@ -33,6 +34,7 @@ class AccountSettings:
     default_max_output_tokens: int = 4096
     prompt_reserve_factor: float = 1.0
     image_reserve_tokens: int = 3000
+    document_reserve_tokens: int = 200_000
     idempotency_ttl_seconds: float = 86400.0
     response_ttl_seconds: float = 30 * 86400.0
     redis_prefix: str = "switchboard:"
@@ -60,6 +62,8 @@ def account_settings(config: GatewayConfig) -> AccountSettings:
                                              minimum=1, integer=True),
         prompt_reserve_factor=sec.number("prompt_reserve_factor", base.prompt_reserve_factor, minimum=1),
         image_reserve_tokens=sec.number("image_reserve_tokens", base.image_reserve_tokens, minimum=0, integer=True),
+        document_reserve_tokens=sec.number("document_reserve_tokens", base.document_reserve_tokens, minimum=0,
+                                           integer=True),
         idempotency_ttl_seconds=sec.number("idempotency_ttl_seconds", base.idempotency_ttl_seconds, minimum=1),
         response_ttl_seconds=sec.number("response_ttl_seconds", base.response_ttl_seconds, minimum=1),
         redis_prefix=sec.str("redis_prefix", base.redis_prefix) or base.redis_prefix,

@@ -25,6 +25,10 @@ _CONTENT_PART = {
             "type": {"const": "image_url"},
             "image_url": {"type": "object", "required": ["url"], "properties": {
                 "url": {"type": "string"}, "detail": {"enum": ["auto", "low", "high"]}}}}},
+        {"type": "object", "required": ["type", "file"], "properties": {
+            "type": {"const": "file"},
+            "file": {"type": "object", "properties": {  # file_data: data:application/pdf;base64,...
+                "file_data": {"type": "string"}, "file_id": {"type": "string"}, "filename": {"type": "string"}}}}},
     ]
 }
 

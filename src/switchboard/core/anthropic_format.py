@@ -116,6 +116,54 @@ def _image_part(block: dict[str, Any], param: str) -> dict[str, Any]:
     raise _bad(f"{param}.source.type", f"must be 'base64' or 'url', got {kind!r}")
 
 
+def _document_parts(block: dict[str, Any], param: str) -> list[dict[str, Any]]:
+    """A document block as canonical parts: a PDF as a `file` part, a text or content document as its text
+    (and images), which every provider reads; the title and context lead the text."""
+    citations = block.get("citations")
+    if isinstance(citations, dict) and citations.get("enabled"):
+        raise _bad(f"{param}.citations", "citations are not supported by this gateway")
+    source = block.get("source")
+    if not isinstance(source, dict):
+        raise _bad(f"{param}.source", "Field required")
+    title, context = block.get("title"), block.get("context")
+    for name, value in (("title", title), ("context", context)):
+        if value is not None and not isinstance(value, str):
+            raise _bad(f"{param}.{name}", "must be a string")
+    kind = source.get("type")
+    if kind == "base64":
+        media, data = source.get("media_type"), source.get("data")
+        if media != "application/pdf":
+            raise _bad(f"{param}.source.media_type", f"must be 'application/pdf', got {media!r}")
+        if not isinstance(data, str) or not data:
+            raise _bad(f"{param}.source.data", "Field required")
+        spec = {"file_data": f"data:application/pdf;base64,{data}", **({"filename": title} if title else {})}
+        return [{"type": "file", "file": spec}]
+    lead = "\n\n".join(x for x in (title, context) if x)
+    if kind == "text":
+        if source.get("media_type", "text/plain") != "text/plain" or not isinstance(source.get("data"), str):
+            raise _bad(f"{param}.source", "a text document needs media_type 'text/plain' and 'data'")
+        text = f"{lead}\n\n{source['data']}" if lead else source["data"]
+        return [{"type": "text", "text": text}]
+    if kind == "content":
+        items = source.get("content")
+        if isinstance(items, str):
+            items = [{"type": "text", "text": items}]
+        if not isinstance(items, list) or not items:
+            raise _bad(f"{param}.source.content", "must be a string or a non-empty array of text and image blocks")
+        parts = [{"type": "text", "text": lead}] if lead else []
+        for j, item in enumerate(items):
+            where = f"{param}.source.content.{j}"
+            if isinstance(item, dict) and item.get("type") == "image":
+                parts.append(_image_part(item, where))
+            else:
+                parts.append({"type": "text", "text": _text_block(item, where)})
+        return parts
+    if kind in ("url", "file"):
+        raise _bad(f"{param}.source.type", f"{kind} documents are not supported by this gateway; send the PDF as "
+                                           "base64 ({\"type\": \"base64\", \"media_type\": \"application/pdf\"})")
+    raise _bad(f"{param}.source.type", f"must be 'base64', 'text' or 'content', got {kind!r}")
+
+
 def _tool_arguments(value: Any) -> str:
     return orjson.dumps(value if value is not None else {}).decode()
 
@@ -160,7 +208,9 @@ def _user_turn(content: Any, param: str) -> list[dict[str, Any]]:
                                   "content": [{"type": "text", "text": result, **cache}] if cache else result})
             parts.extend(images)  # OpenAI tool messages hold text only: images follow in the user turn
         elif kind == "document":
-            raise _bad(f"{p}.type", "document blocks are not supported by this gateway")
+            document = _document_parts(block, p)
+            document[-1] = {**document[-1], **_cache(block, p)}  # the breakpoint ends the document
+            parts.extend(document)
         else:
             raise _bad(f"{p}.type", f"unsupported content block type {kind!r} in a user message")
     out = tool_messages

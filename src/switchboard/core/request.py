@@ -18,6 +18,7 @@ from switchboard.errors import InvalidRequest
 
 _ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 _NUMBER = (int, float)
+_MEDIA_PARTS = frozenset({"image_url", "input_audio", "file"})
 
 
 def _bad(param: str, message: str) -> InvalidRequest:
@@ -65,6 +66,8 @@ def _check_content(content: Any, param: str, role: str) -> None:
         if not isinstance(part, dict):
             raise _bad(p, f"'{p}' must be an object.")
         kind = part.get("type")
+        if kind in _MEDIA_PARTS and role != "user":  # as OpenAI: a provider would otherwise drop them unseen
+            raise _bad(f"{p}.type", f"'{p}.type' {kind!r} is only allowed in user messages, not {role!r} ones.")
         if kind == "text":
             if not isinstance(part.get("text"), str):
                 raise _bad(f"{p}.text", f"'{p}.text' must be a string.")
@@ -73,10 +76,22 @@ def _check_content(content: Any, param: str, role: str) -> None:
             url = image.get("url") if isinstance(image, dict) else None
             if not isinstance(url, str) or not url:
                 raise _bad(f"{p}.image_url.url", f"'{p}.image_url.url' must be a non-empty string.")
-        elif kind in ("input_audio", "file", "refusal"):
+        elif kind == "file":
+            _check_file(part.get("file"), f"{p}.file")
+        elif kind in ("input_audio", "refusal"):
             continue
         else:
             raise _bad(f"{p}.type", f"'{p}.type' must be one of 'text', 'image_url', 'input_audio', 'file', got {kind!r}.")
+
+
+def _check_file(spec: Any, param: str) -> None:
+    if not isinstance(spec, dict):
+        raise _bad(param, f"'{param}' must be an object with 'file_data' or 'file_id'.")
+    for key in ("file_data", "file_id", "filename"):
+        if spec.get(key) is not None and not isinstance(spec[key], str):
+            raise _bad(f"{param}.{key}", f"'{param}.{key}' must be a string.")
+    if not spec.get("file_data") and not spec.get("file_id"):
+        raise _bad(param, f"'{param}' must have 'file_data' or 'file_id'.")
 
 
 def _check_messages(messages: Any) -> None:
@@ -250,12 +265,13 @@ class ChatRequest:
     def max_output_tokens(self) -> int | None:
         return self.body.get("max_completion_tokens") or self.body.get("max_tokens")
 
-    def has_images(self) -> bool:
+    def has_visual_input(self) -> bool:
+        """Whether the conversation holds images or files (PDF pages reach a model as images)."""
         for msg in self.body["messages"]:
             content = msg.get("content")
             if isinstance(content, list):
                 for part in content:
-                    if isinstance(part, dict) and part.get("type") == "image_url":
+                    if isinstance(part, dict) and part.get("type") in ("image_url", "file"):
                         return True
         return False
 

@@ -79,11 +79,30 @@ def _input_parts(content: Any, param: str, role: str) -> str | list[dict[str, An
             if part.get("detail") in ("low", "high", "auto"):
                 image["detail"] = part["detail"]
             parts.append({"type": "image_url", "image_url": image})
-        elif kind in ("input_file", "input_audio"):
+        elif kind == "input_file":
+            parts.append(_file_part(part, p))
+        elif kind == "input_audio":
             raise _bad(f"{p}.type", f"{kind} parts are not supported by this gateway")
         else:
             raise _bad(f"{p}.type", f"unsupported content part type {kind!r}")
     return parts
+
+
+def _file_part(part: dict[str, Any], param: str) -> dict[str, Any]:
+    """An input_file as the canonical `file` part: inline data (a data: URL) or an OpenAI file id."""
+    spec: dict[str, Any] = {}
+    for key in ("file_data", "file_id", "filename"):
+        value = part.get(key)
+        if value is not None and not isinstance(value, str):
+            raise _bad(f"{param}.{key}", "expected a string")
+        if value:
+            spec[key] = value
+    if part.get("file_url") is not None:
+        raise _bad(f"{param}.file_url", "file URLs are not supported by this gateway; send the file as "
+                                        "'file_data' (data:application/pdf;base64,...)")
+    if "file_data" not in spec and "file_id" not in spec:
+        raise _bad(param, "an input_file needs 'file_data' or 'file_id'")
+    return {"type": "file", "file": spec}
 
 
 def _text_of(content: str | list[dict[str, Any]]) -> str:

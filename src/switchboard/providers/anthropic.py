@@ -8,6 +8,8 @@ What needs translating, and the choices made:
 - Images are sent inline (base64 `source` blocks): http(s) URLs are fetched
   by the gateway (`providers.images`, size cap, timeout, no private addresses
   unless the deployment sets `allow_private_image_urls`).
+- Files (`file` parts) become `document` blocks: a PDF as base64, a text file
+  as a text source; the filename is the document's title.
 - `max_tokens` is required by Anthropic: when the client sets none, the
   catalog's max output for the model is used, else 4096.
 - `temperature` above Anthropic's maximum of 1 is clamped to 1.
@@ -43,6 +45,7 @@ from switchboard.core.request import ChatRequest
 from switchboard.errors import InvalidRequest, UpstreamError
 from switchboard.providers import canonical as c
 from switchboard.providers.base import Provider, error_message, retry_after, sse_json
+from switchboard.providers.documents import document_of
 from switchboard.providers.images import load_image
 from switchboard.providers.reasoning import anthropic_blocks, canonical_block, drop_sampling, thinking_for
 
@@ -129,6 +132,21 @@ def _tool_use(call: Any, param: str) -> dict[str, Any]:
     return {"type": "tool_use", "id": call["id"], "name": fn["name"], "input": c.tool_arguments(call, param)}
 
 
+def _document(part: dict[str, Any], param: str) -> dict[str, Any]:
+    """A canonical file part as a document block: a PDF as base64, a text file as its text."""
+    doc = document_of(part, param, "anthropic")
+    if doc.is_text:
+        source = {"type": "text", "media_type": "text/plain", "data": doc.text(f"{param}.file.file_data")}
+    else:
+        source = {"type": "base64", "media_type": doc.mime, "data": doc.b64}
+    block: dict[str, Any] = {"type": "document", "source": source}
+    if doc.filename:
+        block["title"] = doc.filename
+    if isinstance(part.get("cache_control"), dict):
+        block["cache_control"] = part["cache_control"]
+    return block
+
+
 class RequestBuilder:
     """One canonical request turned into a Messages API body."""
 
@@ -154,6 +172,8 @@ class RequestBuilder:
                 out.extend(_text_blocks([part]))
             elif kind == "image_url":
                 out.append(self._image(part, f"{param}[{j}]"))
+            elif kind == "file":
+                out.append(_document(part, f"{param}[{j}]"))
             else:
                 raise _bad(f"{param}[{j}].type", f"Content parts of type {kind!r} are not supported")
         return out

@@ -1,7 +1,7 @@
 """AWS Bedrock adapter: the Converse and ConverseStream APIs, signed with SigV4.
 
 Converse is one request shape for every Bedrock model: `messages` of content
-blocks (text, image bytes, toolUse, toolResult), `system`, `inferenceConfig`
+blocks (text, image bytes, document bytes, toolUse, toolResult), `system`, `inferenceConfig`
 and `toolConfig`. Requests are signed with botocore's SigV4 signer (never a
 home-made one); botocore is heavy, so it is imported on the first Bedrock
 request, and one signer per deployment is kept. A deployment with `api_key`
@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote
@@ -41,6 +42,7 @@ from switchboard.core.request import ChatRequest
 from switchboard.errors import UpstreamError
 from switchboard.http.client import host_header
 from switchboard.providers import canonical as c
+from switchboard.providers.documents import TEXT_FORMATS, document_of
 from switchboard.providers.base import Provider, iter_body, read_body, retry_after
 from switchboard.providers.reasoning import anthropic_blocks, drop_sampling, thinking_for
 
@@ -51,6 +53,21 @@ STOP_REASONS = {
 }
 DEFAULT_MAX_TOKENS = 4096  # when a thinking Claude needs one and the client gave none
 IMAGE_FORMATS = {"image/png": "png", "image/jpeg": "jpeg", "image/jpg": "jpeg", "image/gif": "gif", "image/webp": "webp"}
+
+_UNSAFE_IN_NAME = re.compile(r"[^A-Za-z0-9\s\-()\[\]]+")
+
+
+def _document_name(filename: str | None, taken: set[str]) -> str:
+    """A document's name as Bedrock allows it (letters, digits, single spaces, hyphens, brackets; at most 200
+    characters, unique in the request): the filename's stem, cleaned."""
+    stem = filename.rsplit(".", 1)[0] if filename and "." in filename else filename or ""
+    name = " ".join(_UNSAFE_IN_NAME.sub(" ", stem).split())[:190] or "document"
+    unique, n = name, 2
+    while unique in taken:
+        unique, n = f"{name} ({n})", n + 1
+    taken.add(unique)
+    return unique
+
 
 # Bedrock's error type (x-amzn-errortype header, or the stream's :exception-type) -> our kind.
 ERROR_KINDS = {
@@ -152,6 +169,7 @@ class BedrockProvider(Provider):
         system: list[dict[str, Any]] = []
         messages: list[dict[str, Any]] = []
         uses_tools = False
+        document_names: set[str] = set()
         for i, msg in enumerate(body["messages"]):
             role = msg["role"]
             if role in ("system", "developer"):
@@ -165,7 +183,7 @@ class BedrockProvider(Provider):
                 elif c.content_text(content).strip():  # Bedrock refuses a blank system block
                     system.append({"text": c.content_text(content)})
                 continue
-            blocks = self._blocks(msg, i, images)
+            blocks = self._blocks(msg, i, images, document_names)
             uses_tools = uses_tools or role == "tool" or bool(msg.get("tool_calls"))
             if not blocks:
                 continue
@@ -174,6 +192,12 @@ class BedrockProvider(Provider):
                 messages[-1]["content"].extend(blocks)
             else:
                 messages.append({"role": bedrock_role, "content": blocks})
+        if document_names:
+            for message in messages:
+                content = message["content"]
+                if any("document" in b for b in content) and not any("text" in b for b in content):
+                    raise c.unsupported(self.kind, "messages", "a file without text beside it in the same turn "
+                                                               "(Bedrock needs a text part with each document)")
         payload: dict[str, Any] = {"messages": messages}
         if system:
             payload["system"] = system
@@ -226,7 +250,8 @@ class BedrockProvider(Provider):
         config["maxTokens"] = max_tokens
         drop_sampling(config, "temperature", "topP")
 
-    def _blocks(self, msg: dict[str, Any], i: int, images: dict[str, c.Image]) -> list[dict[str, Any]]:
+    def _blocks(self, msg: dict[str, Any], i: int, images: dict[str, c.Image],
+                names: set[str]) -> list[dict[str, Any]]:
         content = msg.get("content")
         if msg["role"] == "tool":
             value = c.tool_result_value(content)
@@ -253,6 +278,13 @@ class BedrockProvider(Provider):
                         raise c.unsupported(self.kind, f"messages[{i}].content[{j}].image_url",
                                             f"image type {image.mime!r} (png, jpeg, gif and webp only)")
                     blocks.append({"image": {"format": fmt, "source": {"bytes": image.b64}}})
+                    if _marked(part):
+                        blocks.append(_cache_point(part))
+                elif kind == "file" and msg["role"] == "user":
+                    doc = document_of(part, f"messages[{i}].content[{j}]", self.kind)
+                    blocks.append({"document": {"format": TEXT_FORMATS.get(doc.mime, "pdf"),
+                                                "name": _document_name(doc.filename, names),
+                                                "source": {"bytes": doc.b64}}})
                     if _marked(part):
                         blocks.append(_cache_point(part))
                 elif kind != "refusal":

@@ -5,7 +5,7 @@ roles user/model, the system prompt in `systemInstruction`, sampling in
 `generationConfig`, tools as `functionDeclarations` whose calls carry
 arguments as objects and whose results come back as `functionResponse` parts
 naming the function (not the call id). Images must be inline, so URLs are
-fetched here. A blocked prompt is not an HTTP error but a 200 with
+fetched here; files (PDF, text) go inline too. A blocked prompt is not an HTTP error but a 200 with
 `promptFeedback.blockReason`; we raise it as a content-policy failure so the
 content-policy fallback chain can act. Streams are SSE (`alt=sse`) of whole
 `GenerateContentResponse` objects.
@@ -40,6 +40,7 @@ from switchboard.core.request import ChatRequest
 from switchboard.errors import UpstreamError
 from switchboard.providers import canonical as c
 from switchboard.providers.base import Provider, sse_json
+from switchboard.providers.documents import document_of
 from switchboard.providers.reasoning import effort_for
 
 FINISH_REASONS = {
@@ -147,6 +148,9 @@ class GeminiProvider(Provider):
                 elif kind == "image_url":
                     image = images[part["image_url"]["url"]]
                     parts.append({"inlineData": {"mimeType": image.mime, "data": image.b64}})
+                elif kind == "file":
+                    doc = document_of(part, f"messages[{i}].content[{j}]", self.kind)
+                    parts.append({"inlineData": {"mimeType": doc.mime, "data": doc.b64}})
                 elif kind not in ("text", "refusal"):
                     raise c.unsupported(self.kind, f"messages[{i}].content[{j}].type", f"content part {kind!r}")
         for k, call in enumerate(msg.get("tool_calls") or ()):

@@ -14,7 +14,8 @@ max_completion_tokens for max_tokens, `reasoning_effort` for Anthropic's `thinki
 and none of the sampling parameters they refuse; OpenAI's chat models (gpt-4o...,
 or `reasoning: false`) get no `reasoning_effort`, which they refuse. A history
 that one model wrote may reach another after a fallback, so they are removed
-for the others. For streams we always ask the upstream for usage
+for the others. An inline file with no filename (an Anthropic document without a title) gets one, which
+OpenAI requires. For streams we always ask the upstream for usage
 (``stream_options.include_usage``) so that every stream can be priced; the
 pipeline hides that last chunk from clients that did not ask for it.
 """
@@ -33,6 +34,7 @@ from switchboard.core.request import ChatRequest
 from switchboard.errors import UpstreamError
 from switchboard.http.sse import SSEDecoder
 from switchboard.providers.base import Provider, iter_body
+from switchboard.providers.documents import TEXT_FORMATS
 from switchboard.providers.reasoning import for_openai_reasoning, openai_reasoning_deployment
 
 
@@ -63,6 +65,9 @@ class OpenAIProvider(Provider):
             tools = body.get("tools")
             if tools and "cache_control" in foreign and isinstance(tools, list):
                 body["tools"] = [_without(t, foreign) for t in tools]
+        named = _with_filenames(body["messages"])
+        if named is not None:
+            body["messages"] = named
         if stream:
             body["stream"] = True
             options = dict(body.get("stream_options") or {})
@@ -155,6 +160,32 @@ def _unmarked(message: dict[str, Any], keys: frozenset[str]) -> dict[str, Any]:
         if isinstance(out.get(field), list):
             out[field] = [_without(item, keys) for item in out[field]]
     return out
+
+
+def _unnamed_file(part: Any) -> bool:
+    spec = part.get("file") if part.__class__ is dict and part.get("type") == "file" else None
+    return isinstance(spec, dict) and isinstance(spec.get("file_data"), str) and not spec.get("filename")
+
+
+def _with_filenames(messages: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
+    """The messages with a filename on every inline file, which OpenAI requires (Anthropic documents and other
+    clients' files may have none); None when every file has one."""
+    if not any(m.get("content").__class__ is list and any(_unnamed_file(p) for p in m["content"]) for m in messages):
+        return None
+    out = []
+    for message in messages:
+        content = message.get("content")
+        if content.__class__ is list and any(_unnamed_file(p) for p in content):
+            content = [{**p, "file": {**p["file"], "filename": _filename_for(p["file"]["file_data"])}}
+                       if _unnamed_file(p) else p for p in content]
+            message = {**message, "content": content}
+        out.append(message)
+    return out
+
+
+def _filename_for(data_url: str) -> str:
+    mime = data_url[5:].partition(";")[0].lower() if data_url[:5].lower() == "data:" else ""
+    return "document." + ({"application/pdf": "pdf"}.get(mime) or TEXT_FORMATS.get(mime) or "bin")
 
 
 def stream_error(err: Any, deployment: Deployment) -> UpstreamError:

@@ -290,7 +290,7 @@ class AutoRouter:
             escalate_at = request_threshold(self.verifier, self.verifier_threshold, headers,
                                             self.verifier.threshold_for_share)
         weak, strong = self.model(s.weak), self.model(s.strong)
-        if request.has_images() and "vision" not in weak.capabilities:
+        if request.has_visual_input() and "vision" not in weak.capabilities:
             return Decision(s.vision_model or self._capable("vision", strong), "vision", strong=True)
         if request.body.get("tools") and "tools" not in weak.capabilities:
             return Decision(s.tools_model or self._capable("tools", strong), "tools", strong=True)

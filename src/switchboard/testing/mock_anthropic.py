@@ -3,7 +3,8 @@
 It validates requests about as strictly as Anthropic does (so translation bugs
 fail tests loudly, with Anthropic-shaped 400s): required `max_tokens`, no
 system role inside `messages`, strictly alternating roles, well-formed
-content blocks (base64 images whose bytes match their media type), tool
+content blocks (base64 images whose bytes match their media type, documents:
+PDFs read with `testing.pdf`, each page costing tokens as its image would), tool
 results answering the previous turn's tool calls, no unknown fields. Faults,
 latency and pacing come from the same per-model `ModelBehaviour` as the
 OpenAI format. Prompt caching works as Anthropic's does, minus the minimum
@@ -124,6 +125,56 @@ def _check_image(block: dict[str, Any], p: str) -> None:
         raise Invalid(f"{p}: Image does not match the provided media type {media}")
 
 
+_DOCUMENT_FIELDS = frozenset({"type", "source", "title", "context", "citations", "cache_control"})
+
+
+def _check_document(block: dict[str, Any], p: str) -> None:
+    extra = sorted(set(block) - _DOCUMENT_FIELDS)
+    if extra:
+        raise Invalid(f"{p}.{extra[0]}: Extra inputs are not permitted")
+    for name in ("title", "context"):
+        if block.get(name) is not None and not isinstance(block[name], str):
+            raise Invalid(f"{p}.{name}: Input should be a valid string")
+    source = block.get("source")
+    kind = source.get("type") if isinstance(source, dict) else None
+    if kind == "base64":
+        if source.get("media_type") != "application/pdf":
+            raise Invalid(f"{p}.source.base64.media_type: Input should be 'application/pdf'")
+        try:
+            data = base64.b64decode(source.get("data") or "", validate=True)
+        except (binascii.Error, ValueError):
+            data = b""
+        if not data.startswith(b"%PDF-"):
+            raise Invalid(f"{p}.source.base64.data: The PDF specified was not valid.")
+    elif kind == "text":
+        if source.get("media_type") != "text/plain" or not isinstance(source.get("data"), str):
+            raise Invalid(f"{p}.source.text: media_type 'text/plain' and data are required")
+    elif kind == "content":
+        if not isinstance(source.get("content"), (str, list)):
+            raise Invalid(f"{p}.source.content.content: Field required")
+    elif kind == "url":
+        if not isinstance(source.get("url"), str):
+            raise Invalid(f"{p}.source.url.url: Field required")
+    else:
+        raise Invalid(f"{p}.source: Input tag {kind!r} found using 'type' does not match any of the expected tags: "
+                      "'base64', 'content', 'text', 'url'")
+
+
+def document_text(block: dict[str, Any]) -> tuple[str, int]:
+    """What the model reads of a document block, and the tokens its pages cost besides."""
+    from switchboard.testing.pdf import file_prompt
+
+    source = block["source"]
+    if source["type"] == "base64":
+        return file_prompt("application/pdf", base64.b64decode(source["data"]))
+    if source["type"] == "text":
+        return source["data"], 0
+    if source["type"] == "content":
+        content = source["content"]
+        return content if isinstance(content, str) else "\n".join(b.get("text", "") for b in content), 0
+    return source.get("url", ""), 0
+
+
 def _check_blocks(content: Any, role: str, p: str, pending_tools: set[str]) -> set[str]:
     """Validate one message's content; returns the tool_use ids it opens (assistant) for the next turn."""
     if isinstance(content, str):
@@ -142,6 +193,8 @@ def _check_blocks(content: Any, role: str, p: str, pending_tools: set[str]) -> s
             _check_text(block, bp)
         elif kind == "image" and role == "user":
             _check_image(block, bp)
+        elif kind == "document" and role == "user":
+            _check_document(block, bp)
         elif kind == "thinking" and role == "assistant":
             if not isinstance(block.get("thinking"), str) or not isinstance(block.get("signature"), str):
                 raise Invalid(f"{bp}: a thinking block needs 'thinking' and 'signature'")
@@ -327,6 +380,8 @@ def _segments(content: Any, out: list[tuple[str, str | None]]) -> None:
         elif block.get("type") == "tool_result":
             _segments(block.get("content") or [], out)
             out.append(("", _ttl(block)))
+        elif block.get("type") == "document":
+            out.append((document_text(block)[0], _ttl(block)))
         else:  # images, tool_use: no text counted here, but they may carry a breakpoint
             out.append(("", _ttl(block)))
 
@@ -425,7 +480,9 @@ async def messages(mock: MockUpstream, request: Request, body: Any) -> Response 
         headers = {k: v for k, v in fault.headers.items() if k == "retry-after"}
         return error(fault.status, message, headers)
     plain, prefix, hour_prefix = prompt_parts(body)
-    prefix_tokens, input_tokens = count_tokens(prefix), count_tokens(plain)
+    pages = sum(document_text(b)[1] for m in body["messages"] if isinstance(m["content"], list)
+                for b in m["content"] if b.get("type") == "document")
+    prefix_tokens, input_tokens = count_tokens(prefix), count_tokens(plain) + pages
     window = mock.behaviour(model).context_window
     if window is not None and input_tokens + prefix_tokens > window:
         return error(400, f"prompt is too long: {input_tokens + prefix_tokens} tokens > {window} maximum")

@@ -6,7 +6,8 @@ test credentials below the signature itself is recomputed with botocore and
 compared, so a request the gateway signed wrongly fails with AWS's
 InvalidSignatureException. Bodies are validated against the Converse schema
 (unknown keys, roles that do not alternate, blank text, tool blocks without a
-toolConfig, temperature above 1...) and refused with a ValidationException.
+toolConfig, temperature above 1, documents outside a user turn with text,
+more than five a turn, or badly named...) and refused with a ValidationException.
 Errors carry their type in `x-amzn-errortype` with ``{"message": ...}``
 bodies; streams are AWS event-stream frames (prelude, headers, JSON payload,
 CRC32s). An injected fault with status 424 in a stream arrives as an
@@ -20,6 +21,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import re
 import time
 import zlib
 from collections.abc import AsyncIterator
@@ -32,6 +34,7 @@ import orjson
 from switchboard.http.server import AbortConnection, Request, Response, StreamResponse
 from switchboard.testing.mock_anthropic import signature_of
 from switchboard.testing.mock_native import Invalid, count_model, injected_fault
+from switchboard.testing.pdf import file_prompt
 
 if TYPE_CHECKING:
     from switchboard.testing.mock_upstream import MockUpstream
@@ -154,6 +157,8 @@ def _check_block(block: Any, where: str, tool_ids: set[str]) -> None:
             data = b""
         if not data:
             raise Invalid(f"Invalid base64 or empty image bytes at {where}.image.source.bytes")
+    if kind == "document":
+        _check_document(value, where)
     if kind == "reasoningContent":
         text = value.get("reasoningText") if isinstance(value, dict) else None
         signed = isinstance(text, dict) and isinstance(text.get("text"), str) and isinstance(text.get("signature"), str)
@@ -170,6 +175,54 @@ def _check_block(block: Any, where: str, tool_ids: set[str]) -> None:
         for item in value["content"]:
             if not isinstance(item, dict) or len(item) != 1 or next(iter(item)) not in ("text", "json", "image", "document"):
                 raise Invalid(f"{where}.toolResult.content blocks must be one of text, json, image, document.")
+
+
+_DOCUMENT_NAME = re.compile(r"^(?!.*\s\s)[A-Za-z0-9\s\-()\[\]]{1,200}$")
+_DOCUMENT_FORMATS = ("pdf", "csv", "doc", "docx", "xls", "xlsx", "html", "txt", "md")
+
+
+def _check_document(value: Any, where: str) -> None:
+    if not isinstance(value, dict) or value.get("format") not in _DOCUMENT_FORMATS:
+        raise Invalid(f"1 validation error detected: Value at '{where}.document.format' failed to satisfy "
+                      f"constraint: Member must satisfy enum value set: [{', '.join(_DOCUMENT_FORMATS)}]")
+    if not isinstance(value.get("name"), str) or not _DOCUMENT_NAME.match(value["name"]):
+        raise Invalid(f"The document file name at {where}.document.name can only contain alphanumeric characters, "
+                      "whitespace characters, hyphens, parentheses, and square brackets. The name can't contain "
+                      "more than one consecutive whitespace character.")
+    raw = (value.get("source") or {}).get("bytes")
+    try:
+        data = base64.b64decode(raw, validate=True) if isinstance(raw, str) else b""
+    except (binascii.Error, ValueError):
+        data = b""
+    if not data or (value["format"] == "pdf" and not data.startswith(b"%PDF-")):
+        raise Invalid(f"Invalid or empty document bytes at {where}.document.source.bytes")
+
+
+def _check_documents(messages: list[dict[str, Any]]) -> None:
+    """Where documents may be: user turns, at most five a turn, each beside a text block, names unique."""
+    names: set[str] = set()
+    for i, msg in enumerate(messages):
+        documents = [b["document"] for b in msg["content"] if isinstance(b, dict) and "document" in b]
+        if not documents:
+            continue
+        if msg["role"] != "user":
+            raise Invalid(f"messages.{i}: You can only include images and documents if the role is user.")
+        if len(documents) > 5:
+            raise Invalid(f"messages.{i}: You can include up to five documents.")
+        if not any(isinstance(b, dict) and "text" in b for b in msg["content"]):
+            raise Invalid(f"messages.{i}: If you include a ContentBlock with a document field in the array, you must "
+                          "also include a ContentBlock with a text field.")
+        for doc in documents:
+            if doc["name"] in names:
+                raise Invalid(f"messages.{i}: Found duplicate document names: {doc['name']}. Each document must "
+                              "have a unique name.")
+            names.add(doc["name"])
+
+
+def document_prompt(value: dict[str, Any]) -> tuple[str, int]:
+    """What the model reads of a document block, and the tokens its pages cost besides."""
+    data = base64.b64decode(value["source"]["bytes"])
+    return file_prompt("application/pdf" if value["format"] == "pdf" else "text/plain", data)
 
 
 def _check_cache_point(block: Any, where: str) -> None:
@@ -266,6 +319,7 @@ def validate(body: dict[str, Any], stream: bool = False) -> None:
                 raise Invalid(f"messages.{i}.content.{j}.toolResult.toolUseId does not match a toolUse id of the "
                               "previous assistant turn.")
         previous_ids = ids
+    _check_documents(messages)
     for j, block in enumerate(body.get("system") or []):
         if not isinstance(block, dict) or set(block) - {"text", "guardContent", "cachePoint"} \
                 or ("text" in block and not str(block["text"]).strip()):
@@ -340,6 +394,8 @@ def _segments(body: dict[str, Any]) -> tuple[list[str], list[tuple[int, str]]]:
             texts.append(orjson.dumps(block["toolSpec"]).decode())
         elif "text" in block:
             texts.append(str(block["text"]))
+        elif "document" in block:
+            texts.append(document_prompt(block["document"])[0])
     return texts, points
 
 
@@ -384,7 +440,8 @@ async def converse(mock: MockUpstream, request: Request, body: dict[str, Any], m
 
     rest, prefix, hour_prefix = _prompt_parts(body)
     prompt = prefix + rest
-    prompt_tokens, prefix_tokens = count_tokens(rest), count_tokens(prefix)
+    pages = sum(document_prompt(b["document"])[1] for m in body["messages"] for b in m["content"] if "document" in b)
+    prompt_tokens, prefix_tokens = count_tokens(rest) + pages, count_tokens(prefix)
     if mock.too_long(model, prompt_tokens + prefix_tokens):
         return error(400, "ValidationException", "Input is too long for requested model.")
     key = (model, hashlib.sha256(prefix.encode()).digest())

@@ -13,6 +13,8 @@ Models past 2.x behave as Gemini 3 does with thought signatures: each function
 call they make carries a `thoughtSignature`, and a request whose current turn
 holds a step whose first function call lacks a signature the mock issued (or
 Google's `skip_thought_signature_validator`) is refused with Gemini's 400.
+Inline data may be an image (258 tokens) or a document of a type Gemini reads;
+a PDF is read with `testing.pdf`.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import orjson
 
 from switchboard.http.server import AbortConnection, Request, Response, StreamResponse
 from switchboard.testing.mock_native import Invalid, count_model, injected_fault
+from switchboard.testing.pdf import file_prompt
 
 if TYPE_CHECKING:
     from switchboard.testing.mock_upstream import MockUpstream
@@ -39,6 +42,7 @@ THOUGHTS_TOKENS = 4
 THOUGHT_SUMMARY = "**Weighing the question** I compare what is asked with what I know before answering."
 _REQUEST_FIELDS = {"contents", "systemInstruction", "generationConfig", "tools", "toolConfig", "safetySettings",
                    "cachedContent"}
+_DOCUMENT_TYPES = {"application/pdf", "text/plain", "text/html", "text/csv", "text/markdown", "text/xml"}
 _PART_DATA = {"text", "inlineData", "fileData", "functionCall", "functionResponse", "executableCode",
               "codeExecutionResult"}
 _PART_FIELDS = _PART_DATA | {"thought", "thoughtSignature", "videoMetadata"}
@@ -129,6 +133,8 @@ def _check_part(part: Any, where: str) -> None:
             base64.b64decode(blob["data"], validate=True)
         except (binascii.Error, ValueError):
             raise Invalid(f"Invalid value at '{where}.inline_data.data' (TYPE_BYTES), Base64 decoding failed") from None
+        if not blob["mimeType"].startswith("image/") and blob["mimeType"] not in _DOCUMENT_TYPES:
+            raise Invalid(f"Unsupported MIME type: {blob['mimeType']}")
     if "functionCall" in part:
         call = part["functionCall"]
         if not isinstance(call, dict) or not isinstance(call.get("name"), str):
@@ -288,8 +294,14 @@ async def generate(mock: MockUpstream, request: Request, body: dict[str, Any], m
     except Invalid as exc:
         return error(exc.status, exc.message)
     behaviour = mock.behaviour(model)
-    prompt = _prompt_text(body)
-    prompt_tokens = _count(prompt) + 258 * sum(1 for c in body["contents"] for p in c["parts"] if "inlineData" in p)
+    prompt, media_tokens = _prompt_text(body), 0
+    for blob in (p["inlineData"] for c in body["contents"] for p in c["parts"] if "inlineData" in p):
+        if blob["mimeType"].startswith("image/"):
+            media_tokens += 258
+        else:  # a document: Gemini reads a PDF's text and sees its pages
+            text, extra = file_prompt(blob["mimeType"], base64.b64decode(blob["data"]))
+            prompt, media_tokens = f"{prompt}\n{text}", media_tokens + extra
+    prompt_tokens = _count(prompt) + media_tokens
     if mock.too_long(model, prompt_tokens):
         return error(400, f"The input token count ({prompt_tokens}) exceeds the maximum number of tokens allowed "
                           f"({behaviour.context_window}).")

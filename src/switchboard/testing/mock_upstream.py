@@ -10,11 +10,14 @@ given rate, 429 with Retry-After, hanging, dropping the connection before the
 first byte, cutting a stream after N chunks). It can be changed while running
 with ``POST /_mock/behaviour`` and inspected with ``GET /_mock/stats``, which
 counts requests and the tokens the mock "billed", for reconciliation tests.
+Chat `file` parts are read as OpenAI reads them: inline PDFs with a filename.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import hashlib
 import random
 import re
@@ -245,8 +248,11 @@ class MockUpstream:
         unexpected = _unexpected_field(body, model.lower())
         if unexpected is not None:
             return _error(400, unexpected, "invalid_request_error")
-        prompt = messages_text(messages)
-        prompt_tokens = count_tokens(prompt)
+        files = _read_files(messages)
+        if isinstance(files, Response):
+            return files
+        prompt = messages_text(messages) + files[0]
+        prompt_tokens = count_tokens(prompt) + files[1]
         if self.too_long(model, prompt_tokens):
             return _error(400, f"This model's maximum context length is {self.behaviour(model).context_window} tokens. "
                                f"However, your messages resulted in {prompt_tokens} tokens.",
@@ -451,6 +457,40 @@ def _unexpected_field(body: dict[str, Any], model: str) -> str | None:
         if isinstance(tool, dict) and "cache_control" in tool and not allowed_extra:
             return _not_allowed("cache_control", f"tools.{i}")
     return None
+
+
+def _read_files(messages: list[Any]) -> tuple[str, int] | Response:
+    """The text the model reads of the request's `file` parts (PDFs, given inline with a filename, as OpenAI's
+    chat API wants them) and the tokens they cost besides, or OpenAI's 400."""
+    from switchboard.testing.pdf import file_prompt
+
+    text, tokens = "", 0
+    for i, message in enumerate(messages):
+        content = message.get("content") if isinstance(message, dict) else None
+        for j, part in enumerate(content if isinstance(content, list) else []):
+            if not isinstance(part, dict) or part.get("type") != "file":
+                continue
+            where = f"messages[{i}].content[{j}].file"
+            spec = part.get("file") if isinstance(part.get("file"), dict) else {}
+            if isinstance(spec.get("file_id"), str):
+                return _error(404, f"No such File object: {spec['file_id']}", "invalid_request_error",
+                              param=f"{where}.file_id")
+            if not isinstance(spec.get("file_data"), str) or not isinstance(spec.get("filename"), str):
+                # what OpenAI answers to file_data without a filename
+                return _error(400, f"Missing required parameter: '{where}.file_id'.", "invalid_request_error",
+                              code="missing_required_parameter", param=f"{where}.file_id")
+            header, _, payload = spec["file_data"].partition(",")
+            try:
+                data = base64.b64decode(payload, validate=True)
+            except (binascii.Error, ValueError):
+                data = b""
+            if header != "data:application/pdf;base64" or not data.startswith(b"%PDF-"):
+                return _error(400, f"Invalid file data: '{where}.file_data'. Expected a base64-encoded data URL "
+                                   "with an application/pdf MIME type.", "invalid_request_error",
+                              code="invalid_value", param=f"{where}.file_data")
+            read, extra = file_prompt("application/pdf", data)
+            text, tokens = f"{text}\n{read}", tokens + extra
+    return text, tokens
 
 
 def _not_allowed(field: str, path: str) -> str:

@@ -1,0 +1,202 @@
+"""Documents (PDFs, text files) end to end: each ingress's file shape -> the gateway -> each provider's document
+shape at the mock, which reads the PDF and bills its pages."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import anthropic
+import openai
+import pytest
+
+from support import GatewayProc, MockProc, http
+from switchboard.testing.mock_bedrock import MOCK_ACCESS_KEY_ID, MOCK_SECRET_ACCESS_KEY
+from switchboard.testing.pdf import PAGE_TOKENS, build_pdf, read_pdf
+
+MASTER = "sk-test-master-documents-0123"
+PDF = build_pdf(["Quarterly revenue rose 12 percent.", "Costs fell in every region."])
+PDF_B64 = base64.b64encode(PDF).decode()
+PDF_URL = "data:application/pdf;base64," + PDF_B64
+PDF_TEXT = read_pdf(PDF)[1]
+BEDROCK_MODEL = "anthropic.claude-3-5-sonnet-20241022-v2:0"
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("documents")
+    mock = MockProc(tmp, {})
+
+    def model(provider: str, upstream: str, **deployment):
+        return {"deployments": [{"provider": provider, "model": upstream, "base_url": mock.url + (
+            "/v1" if provider == "openai" else ""), **deployment}],
+                "pricing": {"input_per_mtok": 1.0, "output_per_mtok": 2.0}}
+
+    config = {"auth": {"master_key": "${SB_MASTER}"}, "models": {
+        "gpt": model("openai", "gpt-4o-mini"),
+        "claude": model("anthropic", "claude-sonnet-4-5", api_key="${UP_KEY}"),
+        "gemini": model("gemini", "gemini-2.5-flash", api_key="${UP_KEY}"),
+        "bedrock": model("bedrock", BEDROCK_MODEL, region="us-east-1", aws_access_key_id="${AWS_KEY_ID}",
+                         aws_secret_access_key="${AWS_SECRET}"),
+        "ollama": model("ollama", "llama3.2")}}
+    gw = GatewayProc(tmp, config, env={"SB_MASTER": MASTER, "UP_KEY": "up-key", "AWS_KEY_ID": MOCK_ACCESS_KEY_ID,
+                                       "AWS_SECRET": MOCK_SECRET_ACCESS_KEY})
+    yield gw, mock
+    gw.stop()
+    mock.stop()
+
+
+def oa(gw) -> openai.OpenAI:
+    return openai.OpenAI(api_key=MASTER, base_url=gw.url + "/v1", max_retries=0, timeout=15)
+
+
+def pdf_part(filename: str | None = "report.pdf") -> dict:
+    return {"type": "file", "file": {"file_data": PDF_URL, **({"filename": filename} if filename else {})}}
+
+
+def ask(text: str, *parts: dict) -> list[dict]:
+    return [{"role": "user", "content": [{"type": "text", "text": text}, *parts]}]
+
+
+def test_a_pdf_reaches_every_provider_in_its_own_shape_and_its_pages_are_billed(stack):
+    gw, mock = stack
+    client = oa(gw)
+    plain = {name: client.chat.completions.create(model=name, max_tokens=50, messages=ask("Summarise.")).usage
+             for name in ("gpt", "claude", "gemini", "bedrock")}
+    for name in plain:
+        answer = client.chat.completions.create(model=name, max_tokens=50, messages=ask("Summarise.", pdf_part()))
+        sent = mock.stats()["last_request"]
+        if name == "gpt":
+            assert sent["messages"][0]["content"][1] == pdf_part()
+        elif name == "claude":
+            assert sent["messages"][0]["content"][1] == {
+                "type": "document", "title": "report.pdf",
+                "source": {"type": "base64", "media_type": "application/pdf", "data": PDF_B64}}
+        elif name == "gemini":
+            assert sent["contents"][0]["parts"][1] == {"inlineData": {"mimeType": "application/pdf", "data": PDF_B64}}
+        else:
+            assert sent["messages"][0]["content"][1] == {
+                "document": {"format": "pdf", "name": "report", "source": {"bytes": PDF_B64}}}
+        # the model read both pages: their text and what each page costs besides it
+        grown = answer.usage.prompt_tokens - plain[name].prompt_tokens
+        assert 2 * PAGE_TOKENS + len(PDF_TEXT) // 4 - 2 <= grown <= 2 * PAGE_TOKENS + len(PDF_TEXT) // 4 + 2, name
+        assert answer.choices[0].message.content
+
+
+def test_a_pdf_streams_through_every_provider(stack):
+    gw, _ = stack
+    for name in ("gpt", "claude", "gemini", "bedrock"):
+        chunks = list(oa(gw).chat.completions.create(model=name, max_tokens=50, stream=True,
+                                                     stream_options={"include_usage": True},
+                                                     messages=ask("Summarise.", pdf_part())))
+        assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices), name
+        assert chunks[-1].usage.prompt_tokens > 2 * PAGE_TOKENS, name
+
+
+def test_openai_gets_the_filename_it_requires(stack):
+    gw, mock = stack
+    oa(gw).chat.completions.create(model="gpt", max_tokens=20, messages=ask("Read it.", pdf_part(None)))
+    assert mock.stats()["last_request"]["messages"][0]["content"][1]["file"] == {
+        "file_data": PDF_URL, "filename": "document.pdf"}
+
+
+def test_bedrock_names_are_cleaned_and_unique(stack):
+    gw, mock = stack
+    parts = [pdf_part("Q3 report (final).v2.pdf"), pdf_part("Q3 report (final).v2.pdf"), pdf_part("§§§.pdf")]
+    oa(gw).chat.completions.create(model="bedrock", max_tokens=20, messages=ask("Compare them.", *parts))
+    names = [b["document"]["name"] for b in mock.stats()["last_request"]["messages"][0]["content"][1:]]
+    assert names == ["Q3 report (final) v2", "Q3 report (final) v2 (2)", "document"]
+
+
+def test_a_text_file_reaches_each_provider(stack):
+    gw, mock = stack
+    notes = "Meeting notes: ship on Friday."
+    part = {"type": "file", "file": {"file_data": "data:text/plain;base64," + base64.b64encode(notes.encode()).decode(),
+                                     "filename": "notes.txt"}}
+    oa(gw).chat.completions.create(model="claude", max_tokens=20, messages=ask("When?", part))
+    assert mock.stats()["last_request"]["messages"][0]["content"][1]["source"] == {
+        "type": "text", "media_type": "text/plain", "data": notes}
+    oa(gw).chat.completions.create(model="bedrock", max_tokens=20, messages=ask("When?", part))
+    assert mock.stats()["last_request"]["messages"][0]["content"][1]["document"]["format"] == "txt"
+    oa(gw).chat.completions.create(model="gemini", max_tokens=20, messages=ask("When?", part))
+    assert mock.stats()["last_request"]["contents"][0]["parts"][1]["inlineData"]["mimeType"] == "text/plain"
+
+
+def test_the_anthropic_sdk_sends_documents_to_any_model(stack):
+    gw, mock = stack
+    client = anthropic.Anthropic(api_key=MASTER, base_url=gw.url, max_retries=0, timeout=15)
+    document = {"type": "document", "title": "Q3", "cache_control": {"type": "ephemeral"},
+                "source": {"type": "base64", "media_type": "application/pdf", "data": PDF_B64}}
+    content = [document, {"type": "text", "text": "Summarise it."}]
+    # to Claude: the same block comes out, breakpoint included
+    message = client.messages.create(model="claude", max_tokens=50, messages=[{"role": "user", "content": content}])
+    assert mock.stats()["last_request"]["messages"][0]["content"][0] == document
+    assert message.usage.cache_creation_input_tokens > 0
+    # to OpenAI: a file part, named from the title; to Gemini: inline data
+    client.messages.create(model="gpt", max_tokens=50, messages=[{"role": "user", "content": content}])
+    assert mock.stats()["last_request"]["messages"][0]["content"][0]["file"] == {"file_data": PDF_URL, "filename": "Q3"}
+    message = client.messages.create(model="gemini", max_tokens=50, messages=[{"role": "user", "content": content}])
+    assert message.usage.input_tokens > 2 * PAGE_TOKENS
+    # a text document is its text, led by its title and context, for every provider
+    text_doc = {"type": "document", "title": "Notes", "context": "From the standup",
+                "source": {"type": "text", "media_type": "text/plain", "data": "Ship on Friday."}}
+    client.messages.create(model="gpt", max_tokens=50,
+                           messages=[{"role": "user", "content": [text_doc, {"type": "text", "text": "When?"}]}])
+    assert mock.stats()["last_request"]["messages"][0]["content"][0] == {
+        "type": "text", "text": "Notes\n\nFrom the standup\n\nShip on Friday."}
+
+
+def test_the_responses_api_takes_input_file(stack):
+    gw, mock = stack
+    response = oa(gw).responses.create(model="claude", input=[{"role": "user", "content": [
+        {"type": "input_file", "filename": "report.pdf", "file_data": PDF_URL},
+        {"type": "input_text", "text": "Summarise."}]}])
+    assert response.output_text
+    assert mock.stats()["last_request"]["messages"][0]["content"][0]["source"]["data"] == PDF_B64
+
+
+def test_bad_files_are_400s_naming_the_parameter(stack):
+    gw, mock = stack
+    before = mock.stats()["requests"]
+
+    def chat_error(model: str, messages: list) -> tuple[int, dict]:
+        status, _, raw = http("POST", gw.url + "/v1/chat/completions",
+                              {"model": model, "max_tokens": 10, "messages": messages},
+                              headers={"authorization": f"Bearer {MASTER}"})
+        return status, json.loads(raw)["error"]
+
+    not_pdf = {"type": "file", "file": {"file_data": "data:application/pdf;base64,aGVsbG8=", "filename": "x.pdf"}}
+    cases = [
+        ("claude", ask("x", {"type": "file", "file": {"file_id": "file-abc"}}), "messages[0].content[1].file.file_id"),
+        ("gemini", ask("x", not_pdf), "messages[0].content[1].file.file_data"),
+        ("claude", ask("x", {"type": "file", "file": {"file_data": "https://example.com/x.pdf", "filename": "x"}}),
+         "messages[0].content[1].file.file_data"),
+        ("bedrock", ask("x", {"type": "file", "file": {"file_data": "data:image/png;base64,iVBORw0KGgo="}}),
+         "messages[0].content[1].file.file_data"),
+        ("gpt", ask("x", {"type": "file", "file": {}}), "messages[0].content[1].file"),
+        ("gpt", ask("x", {"type": "file", "file": {"file_data": 7}}), "messages[0].content[1].file.file_data"),
+        ("ollama", ask("x", pdf_part()), "messages[0].content[1].type"),
+        ("bedrock", [{"role": "user", "content": [pdf_part()]}], "messages"),
+        # as on OpenAI, files (and images) belong to user messages: a provider would drop them from a system prompt
+        ("claude", [{"role": "system", "content": [pdf_part()]}, *ask("x")], "messages[0].content[0].type"),
+    ]
+    for model, messages, param in cases:
+        status, error = chat_error(model, messages)
+        assert (status, error["type"], error["param"]) == (400, "invalid_request_error", param), (model, error)
+    assert mock.stats()["requests"] == before  # none reached an upstream
+    client = anthropic.Anthropic(api_key=MASTER, base_url=gw.url, max_retries=0, timeout=15)
+    for source, where in (({"type": "url", "url": "https://example.com/a.pdf"}, "source.type"),
+                          ({"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="}, "source.media_type")):
+        with pytest.raises(anthropic.BadRequestError) as err:
+            client.messages.create(model="claude", max_tokens=10, messages=[{"role": "user", "content": [
+                {"type": "document", "source": source}, {"type": "text", "text": "x"}]}])
+        assert f"messages.0.content.0.{where}" in err.value.message
+    with pytest.raises(anthropic.BadRequestError) as err:
+        client.messages.create(model="claude", max_tokens=10, messages=[{"role": "user", "content": [
+            {"type": "document", "citations": {"enabled": True},
+             "source": {"type": "text", "media_type": "text/plain", "data": "x"}}]}])
+    assert "citations" in err.value.message
+    with pytest.raises(openai.BadRequestError) as err:
+        oa(gw).responses.create(model="claude", input=[{"role": "user", "content": [
+            {"type": "input_file", "file_url": "https://example.com/a.pdf"}]}])
+    assert err.value.param == "input[0].content[0].file_url"
