@@ -11,6 +11,7 @@ from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from support import GatewayProc, MockProc, http
 from switchboard.testing.mock_anthropic import PNG
+from switchboard.testing.mock_bedrock import MOCK_ACCESS_KEY_ID, MOCK_SECRET_ACCESS_KEY
 
 MASTER = "sk-test-master-providers-0123"
 PNG_DATA_URL = "data:image/png;base64," + base64.b64encode(PNG).decode()
@@ -51,6 +52,32 @@ def check_error_kind(stack: Stack, prefix: str, kind: str) -> None:
     assert (got, error["type"], error["code"]) == (status, type_, code), error
     got, error = stack.error(model=f"{prefix}-{kind}-stream", messages=messages, stream=True)
     assert (got, error["type"], error["code"]) == (status, type_, code), error
+
+
+def every_provider(tmp, master: str) -> tuple[GatewayProc, MockProc]:
+    """One mock upstream and a gateway with a model on it through each provider kind: gpt (OpenAI format),
+    claude (Anthropic), gemini, bedrock (Converse, SigV4) and ollama (native)."""
+    mock = MockProc(tmp, {})
+
+    def model(provider: str, upstream: str, **deployment: Any) -> dict[str, Any]:
+        base_url = mock.url + ("/v1" if provider == "openai" else "")
+        return {"deployments": [{"provider": provider, "model": upstream, "base_url": base_url, **deployment}],
+                "pricing": {"input_per_mtok": 1.0, "output_per_mtok": 2.0}}
+
+    config = {"auth": {"master_key": "${SB_MASTER}"}, "models": {
+        "gpt": model("openai", "gpt-4o-mini"),
+        "claude": model("anthropic", "claude-sonnet-4-5", api_key="${UP_KEY}"),
+        "gemini": model("gemini", "gemini-2.5-flash", api_key="${UP_KEY}"),
+        "bedrock": model("bedrock", "anthropic.claude-3-5-sonnet-20241022-v2:0", region="us-east-1",
+                         aws_access_key_id="${AWS_KEY_ID}", aws_secret_access_key="${AWS_SECRET}"),
+        "ollama": model("ollama", "llama3.2")}}
+    try:
+        gw = GatewayProc(tmp, config, env={"SB_MASTER": master, "UP_KEY": "up-key",
+                                           "AWS_KEY_ID": MOCK_ACCESS_KEY_ID, "AWS_SECRET": MOCK_SECRET_ACCESS_KEY})
+    except Exception:
+        mock.stop()
+        raise
+    return gw, mock
 
 
 class Stack:

@@ -10,8 +10,8 @@ import anthropic
 import openai
 import pytest
 
-from support import GatewayProc, MockProc, http
-from switchboard.testing.mock_bedrock import MOCK_ACCESS_KEY_ID, MOCK_SECRET_ACCESS_KEY
+from provider_helpers import every_provider
+from support import http
 from switchboard.testing.pdf import PAGE_TOKENS, build_pdf, read_pdf
 
 MASTER = "sk-test-master-documents-0123"
@@ -19,28 +19,11 @@ PDF = build_pdf(["Quarterly revenue rose 12 percent.", "Costs fell in every regi
 PDF_B64 = base64.b64encode(PDF).decode()
 PDF_URL = "data:application/pdf;base64," + PDF_B64
 PDF_TEXT = read_pdf(PDF)[1]
-BEDROCK_MODEL = "anthropic.claude-3-5-sonnet-20241022-v2:0"
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("documents")
-    mock = MockProc(tmp, {})
-
-    def model(provider: str, upstream: str, **deployment):
-        return {"deployments": [{"provider": provider, "model": upstream, "base_url": mock.url + (
-            "/v1" if provider == "openai" else ""), **deployment}],
-                "pricing": {"input_per_mtok": 1.0, "output_per_mtok": 2.0}}
-
-    config = {"auth": {"master_key": "${SB_MASTER}"}, "models": {
-        "gpt": model("openai", "gpt-4o-mini"),
-        "claude": model("anthropic", "claude-sonnet-4-5", api_key="${UP_KEY}"),
-        "gemini": model("gemini", "gemini-2.5-flash", api_key="${UP_KEY}"),
-        "bedrock": model("bedrock", BEDROCK_MODEL, region="us-east-1", aws_access_key_id="${AWS_KEY_ID}",
-                         aws_secret_access_key="${AWS_SECRET}"),
-        "ollama": model("ollama", "llama3.2")}}
-    gw = GatewayProc(tmp, config, env={"SB_MASTER": MASTER, "UP_KEY": "up-key", "AWS_KEY_ID": MOCK_ACCESS_KEY_ID,
-                                       "AWS_SECRET": MOCK_SECRET_ACCESS_KEY})
+    gw, mock = every_provider(tmp_path_factory.mktemp("documents"), MASTER)
     yield gw, mock
     gw.stop()
     mock.stop()

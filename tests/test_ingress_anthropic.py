@@ -127,7 +127,7 @@ def test_tool_use_round_trip(client, stack, model):
     Message.model_validate(first.model_dump())
     assert first.stop_reason == "tool_use"
     tool_use = next(b for b in first.content if b.type == "tool_use")
-    assert tool_use.name == "get_weather" and tool_use.input == {"input": "mock"}
+    assert tool_use.name == "get_weather" and tool_use.input == {"city": "mock"}
     body = upstream(mock)
     if model == "via-openai":
         assert body["tools"] == [{"type": "function", "function": {
@@ -146,12 +146,12 @@ def test_tool_use_round_trip(client, stack, model):
     body = upstream(mock)
     if model == "via-openai":
         assert body["messages"][1]["tool_calls"][0]["id"] == tool_use.id
-        assert json.loads(body["messages"][1]["tool_calls"][0]["function"]["arguments"]) == {"input": "mock"}
+        assert json.loads(body["messages"][1]["tool_calls"][0]["function"]["arguments"]) == {"city": "mock"}
         assert body["messages"][2] == {"role": "tool", "tool_call_id": tool_use.id, "content": "Rain, 4C"}
         assert body["messages"][3] == {"role": "user", "content": [{"type": "text", "text": "Summarise."}]}
     else:
         assert body["messages"][1]["content"][-1] == {"type": "tool_use", "id": tool_use.id, "name": "get_weather",
-                                                      "input": {"input": "mock"}}
+                                                      "input": {"city": "mock"}}
         assert body["messages"][2]["content"] == [
             {"type": "tool_result", "tool_use_id": tool_use.id, "content": [{"type": "text", "text": "Rain, 4C"}]},
             {"type": "text", "text": "Summarise."}]
@@ -164,7 +164,7 @@ def test_streamed_tool_use_final_message(client, model):
         final = stream.get_final_message()
     assert final.stop_reason == "tool_use"
     block = next(b for b in final.content if b.type == "tool_use")
-    assert block.name == "get_weather" and block.input == {"input": "mock"}
+    assert block.name == "get_weather" and block.input == {"city": "mock"}
 
 
 @pytest.mark.parametrize("model", MODELS)
@@ -194,7 +194,7 @@ def test_structured_output_becomes_json_mode(client, stack, model):
     if model == "via-openai":
         assert body["response_format"] == {"type": "json_schema",
                                            "json_schema": {"name": "output", "schema": schema, "strict": True}}
-        assert json.loads(message.content[0].text) == {"answer": REPLY}
+        assert json.loads(message.content[0].text) == {"input": REPLY}
     else:
         assert body["tool_choice"] == {"type": "tool", "name": "json_response"}
         assert body["tools"][0]["input_schema"] == schema

@@ -86,7 +86,7 @@ def test_response_format_is_passed_on(stack):
     fmt = {"type": "json_schema", "json_schema": {"name": "A", "schema": {"type": "object"}}}
     completion = stack.chat(model="gpt4o-prod", messages=[{"role": "user", "content": "json"}], response_format=fmt)
     assert stack.sent()["body"]["response_format"] == fmt
-    assert json.loads(completion.choices[0].message.content) == {"answer": REPLY}
+    assert json.loads(completion.choices[0].message.content) == {}, "a value of the schema: any object"
 
 
 def test_content_filter_error_is_content_policy(stack):

@@ -112,13 +112,14 @@ def test_the_json_check_reads_a_schemas_required_keys_and_survives_a_malformed_l
     _, client = new_key(gw)
 
     def cascade(required) -> str:
-        fmt = {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object", "required": required}}}
+        schema = {"type": "object", "properties": {"answer": {"type": "string"}}, "required": required}
+        fmt = {"type": "json_schema", "json_schema": {"name": "x", "schema": schema}}
         raw = client.chat.completions.with_raw_response.create(model="json-checked", messages=HI,
                                                                response_format=fmt, stream=stream)
         raw.parse()
         return raw.headers["x-switchboard-cascade"]
 
-    # in JSON mode the mock answers {"answer": ...}
+    # the mock answers with the schema's properties, {"answer": ...}: a required key it lacks fails the check
     assert cascade(["answer"]) == "accepted" and cascade(["a"]) == "escalated"
     # not a list of names: nothing to check beyond valid JSON (this was a 500)
     assert cascade(5) == "accepted" and cascade([["a"]]) == "accepted"

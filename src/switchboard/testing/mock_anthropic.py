@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from switchboard.http.server import AbortConnection, Request, Response, StreamResponse
+from switchboard.testing.schema_example import example_of
 
 if TYPE_CHECKING:
     from switchboard.testing.mock_upstream import MockUpstream
@@ -442,7 +443,9 @@ def pick_tool(body: dict[str, Any]) -> dict[str, Any] | None:
     if not tools or choice.get("type") == "none":
         return None
     name = choice["name"] if choice.get("type") == "tool" else tools[0]["name"]
-    return {"type": "tool_use", "id": "toolu_" + uuid.uuid4().hex[:24], "name": name, "input": {"input": "mock"}}
+    schema = next((t.get("input_schema") for t in tools if t.get("name") == name), None)
+    return {"type": "tool_use", "id": "toolu_" + uuid.uuid4().hex[:24], "name": name,
+            "input": example_of(schema, "mock")}
 
 
 def _limit(mock: MockUpstream, text: str, body: dict[str, Any]) -> tuple[str, str, str | None]:

@@ -35,6 +35,7 @@ from switchboard.http.server import AbortConnection, Request, Response, StreamRe
 from switchboard.testing.mock_anthropic import signature_of
 from switchboard.testing.mock_native import Invalid, count_model, injected_fault
 from switchboard.testing.pdf import file_prompt
+from switchboard.testing.schema_example import example_of
 
 if TYPE_CHECKING:
     from switchboard.testing.mock_upstream import MockUpstream
@@ -416,7 +417,9 @@ def _pick_tool(body: dict[str, Any]) -> dict[str, Any] | None:
         return None
     choice = config.get("toolChoice") or {"auto": {}}
     name = (choice.get("tool") or {}).get("name") or config["tools"][0]["toolSpec"]["name"]
-    return {"toolUseId": "tooluse_" + str(time.time_ns())[-12:], "name": name, "input": {"input": "mock"}}
+    spec = next((t["toolSpec"] for t in config["tools"] if (t.get("toolSpec") or {}).get("name") == name), {})
+    return {"toolUseId": "tooluse_" + str(time.time_ns())[-12:], "name": name,
+            "input": example_of((spec.get("inputSchema") or {}).get("json"), "mock")}
 
 
 async def converse(mock: MockUpstream, request: Request, body: dict[str, Any], model: str,
@@ -451,7 +454,8 @@ async def converse(mock: MockUpstream, request: Request, body: dict[str, Any], m
     tool = _pick_tool(body)
     text = mock.reply_for(model, prompt)
     if body.get("outputConfig"):
-        text = orjson.dumps({"answer": text}).decode()
+        schema = orjson.loads(body["outputConfig"]["textFormat"]["structure"]["jsonSchema"]["schema"])
+        text = orjson.dumps(example_of(schema, text)).decode()
     stop = "end_turn"
     limit = (body.get("inferenceConfig") or {}).get("maxTokens")
     if tool is None and limit is not None and count_tokens(text) > limit:

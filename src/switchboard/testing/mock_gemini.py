@@ -34,6 +34,7 @@ import orjson
 from switchboard.http.server import AbortConnection, Request, Response, StreamResponse
 from switchboard.testing.mock_native import Invalid, count_model, injected_fault
 from switchboard.testing.pdf import file_prompt
+from switchboard.testing.schema_example import example_of
 
 if TYPE_CHECKING:
     from switchboard.testing.mock_upstream import MockUpstream
@@ -275,7 +276,8 @@ def _pick_call(body: dict[str, Any]) -> dict[str, Any] | None:
     if any("functionResponse" in p for p in body["contents"][-1]["parts"]):
         return None
     allowed = calling.get("allowedFunctionNames") or [declarations[0]["name"]]
-    return {"name": allowed[0], "args": {"input": "mock"}}
+    spec = next((d for d in declarations if d.get("name") == allowed[0]), {})
+    return {"name": allowed[0], "args": example_of(spec.get("parametersJsonSchema") or spec.get("parameters"), "mock")}
 
 
 async def generate(mock: MockUpstream, request: Request, body: dict[str, Any], model: str,
@@ -320,7 +322,8 @@ async def generate(mock: MockUpstream, request: Request, body: dict[str, Any], m
     call = _pick_call(body)
     text = mock.reply_for(model, prompt)
     if config.get("responseMimeType") == "application/json":
-        text = orjson.dumps({"answer": text}).decode()
+        schema = config.get("responseJsonSchema") or config.get("responseSchema")
+        text = orjson.dumps(example_of(schema, text) if schema else {"answer": text}).decode()
     finish = "STOP"
     limit = config.get("maxOutputTokens")
     if call is None and limit is not None and _count(text) > limit:

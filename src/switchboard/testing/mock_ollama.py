@@ -22,6 +22,7 @@ import orjson
 
 from switchboard.http.server import AbortConnection, Request, Response, StreamResponse
 from switchboard.testing.mock_native import Invalid, count_model, injected_fault
+from switchboard.testing.schema_example import example_of
 
 if TYPE_CHECKING:
     from switchboard.testing.mock_upstream import MockUpstream
@@ -114,10 +115,12 @@ async def chat(mock: MockUpstream, request: Request, body: dict[str, Any]) -> Re
     tools = body.get("tools") or []
     call = None
     if tools and (not messages or messages[-1].get("role") != "tool"):
-        call = {"function": {"name": tools[0]["function"]["name"], "arguments": {"input": "mock"}}}
+        call = {"function": {"name": tools[0]["function"]["name"],
+                             "arguments": example_of(tools[0]["function"].get("parameters"), "mock")}}
     text = mock.reply_for(model, prompt) if call is None else ""
-    if body.get("format") is not None and call is None:
-        text = orjson.dumps({"answer": text}).decode()
+    if body.get("format") is not None and call is None:  # "json", or a JSON schema
+        schema = body["format"] if isinstance(body["format"], dict) else None
+        text = orjson.dumps(example_of(schema, text) if schema else {"answer": text}).decode()
     reason = "stop"
     limit = (body.get("options") or {}).get("num_predict")
     if call is None and limit is not None and limit >= 0 and count_tokens(text) > limit:

@@ -11,6 +11,8 @@ first byte, cutting a stream after N chunks). It can be changed while running
 with ``POST /_mock/behaviour`` and inspected with ``GET /_mock/stats``, which
 counts requests and the tokens the mock "billed", for reconciliation tests.
 Chat `file` parts are read as OpenAI reads them: inline PDFs with a filename.
+Every format's mock answers a tool call, or a JSON schema response format, with
+a value of the schema it received (`testing.schema_example`).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import orjson
 
 from switchboard.core.request import messages_text
 from switchboard.http.server import AbortConnection, HttpServer, Request, Response, StreamResponse
+from switchboard.testing.schema_example import example_of
 
 
 @dataclass
@@ -260,8 +263,7 @@ class MockUpstream:
         behaviour = self.behaviour(model)
         tool_call = pick_tool(body)
         text = self.reply_for(model, prompt)
-        if (body.get("response_format") or {}).get("type") in ("json_object", "json_schema"):
-            text = orjson.dumps({"answer": text}).decode()
+        text = _structured(body.get("response_format"), text)
         finish = "tool_calls" if tool_call else "stop"
         limit = body.get("max_completion_tokens") or body.get("max_tokens")
         reasoning = _reasoning_tokens(body, model.lower())
@@ -372,8 +374,17 @@ def pick_tool(body: dict[str, Any]) -> dict[str, Any] | None:
     name = tools[0].get("function", {}).get("name", "tool")
     if isinstance(choice, dict):
         name = (choice.get("function") or {}).get("name", name)
+    spec = next((t.get("function") or {} for t in tools if (t.get("function") or {}).get("name") == name), {})
     return {"id": "call_" + uuid.uuid4().hex[:20], "type": "function",
-            "function": {"name": name, "arguments": orjson.dumps({"input": "mock"}).decode()}}
+            "function": {"name": name, "arguments": orjson.dumps(example_of(spec.get("parameters"), "mock")).decode()}}
+
+
+def _structured(response_format: Any, text: str) -> str:
+    """The reply as the response format asks: a value of its JSON schema, {"answer": text} for a JSON object."""
+    kind = response_format.get("type") if isinstance(response_format, dict) else None
+    if kind == "json_schema":
+        return orjson.dumps(example_of((response_format.get("json_schema") or {}).get("schema"), text)).decode()
+    return orjson.dumps({"answer": text}).decode() if kind == "json_object" else text
 
 
 def fake_embedding(text: str, dims: int) -> list[float]:
