@@ -127,6 +127,16 @@ def test_the_anthropic_sdk_sends_documents_to_any_model(stack):
                            messages=[{"role": "user", "content": [text_doc, {"type": "text", "text": "When?"}]}])
     assert mock.stats()["last_request"]["messages"][0]["content"][0] == {
         "type": "text", "text": "Notes\n\nFrom the standup\n\nShip on Friday."}
+    # a tool's result may be a document: it follows the tool message in the user turn, as images do
+    history = [{"role": "user", "content": "Fetch the report."},
+               {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1", "name": "fetch", "input": {}}]},
+               {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": [
+                   {"type": "text", "text": "here it is"}, document]}]}]
+    tools = [{"name": "fetch", "input_schema": {"type": "object"}}]
+    message = client.messages.create(model="gpt", max_tokens=50, tools=tools, messages=history)
+    sent = mock.stats()["last_request"]["messages"]
+    assert sent[2] == {"role": "tool", "tool_call_id": "toolu_1", "content": "here it is"}
+    assert sent[3]["content"][0]["file"]["file_data"] == PDF_URL and message.usage.input_tokens > 2 * PAGE_TOKENS
 
 
 def test_the_responses_api_takes_input_file(stack):

@@ -196,6 +196,8 @@ def _user_turn(content: Any, param: str) -> list[dict[str, Any]]:
                 for j, item in enumerate(result):
                     if isinstance(item, dict) and item.get("type") == "image":
                         images.append(_image_part(item, f"{p}.content.{j}"))
+                    elif isinstance(item, dict) and item.get("type") == "document":
+                        images.extend(_document_parts(item, f"{p}.content.{j}"))
                     else:
                         texts.append(_text_block(item, f"{p}.content.{j}"))
                 result = "\n".join(texts)
@@ -206,7 +208,7 @@ def _user_turn(content: Any, param: str) -> list[dict[str, Any]]:
             cache = _cache(block, p)
             tool_messages.append({"role": "tool", "tool_call_id": tool_use_id,
                                   "content": [{"type": "text", "text": result, **cache}] if cache else result})
-            parts.extend(images)  # OpenAI tool messages hold text only: images follow in the user turn
+            parts.extend(images)  # OpenAI tool messages hold text only: images and files follow in the user turn
         elif kind == "document":
             document = _document_parts(block, p)
             document[-1] = {**document[-1], **_cache(block, p)}  # the breakpoint ends the document
