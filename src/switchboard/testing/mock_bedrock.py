@@ -151,12 +151,7 @@ def _check_block(block: Any, where: str, tool_ids: set[str]) -> None:
         if not isinstance(value, dict) or value.get("format") not in ("png", "jpeg", "gif", "webp"):
             raise Invalid(f"1 validation error detected: Value at '{where}.image.format' failed to satisfy "
                           "constraint: Member must satisfy enum value set: [png, jpeg, gif, webp]")
-        raw = (value.get("source") or {}).get("bytes")
-        try:
-            data = base64.b64decode(raw, validate=True) if isinstance(raw, str) else b""
-        except (binascii.Error, ValueError):
-            data = b""
-        if not data:
+        if not _source_bytes(value):
             raise Invalid(f"Invalid base64 or empty image bytes at {where}.image.source.bytes")
     if kind == "document":
         _check_document(value, where)
@@ -178,6 +173,15 @@ def _check_block(block: Any, where: str, tool_ids: set[str]) -> None:
                 raise Invalid(f"{where}.toolResult.content blocks must be one of text, json, image, document.")
 
 
+def _source_bytes(value: dict[str, Any]) -> bytes:
+    """An image's or document's `source.bytes`, decoded; empty when missing or not base64."""
+    raw = (value.get("source") or {}).get("bytes")
+    try:
+        return base64.b64decode(raw, validate=True) if isinstance(raw, str) else b""
+    except (binascii.Error, ValueError):
+        return b""
+
+
 _DOCUMENT_NAME = re.compile(r"^(?!.*\s\s)[A-Za-z0-9\s\-()\[\]]{1,200}$")
 _DOCUMENT_FORMATS = ("pdf", "csv", "doc", "docx", "xls", "xlsx", "html", "txt", "md")
 
@@ -190,11 +194,7 @@ def _check_document(value: Any, where: str) -> None:
         raise Invalid(f"The document file name at {where}.document.name can only contain alphanumeric characters, "
                       "whitespace characters, hyphens, parentheses, and square brackets. The name can't contain "
                       "more than one consecutive whitespace character.")
-    raw = (value.get("source") or {}).get("bytes")
-    try:
-        data = base64.b64decode(raw, validate=True) if isinstance(raw, str) else b""
-    except (binascii.Error, ValueError):
-        data = b""
+    data = _source_bytes(value)
     if not data or (value["format"] == "pdf" and not data.startswith(b"%PDF-")):
         raise Invalid(f"Invalid or empty document bytes at {where}.document.source.bytes")
 
