@@ -42,8 +42,8 @@ from switchboard.core.request import ChatRequest
 from switchboard.errors import UpstreamError
 from switchboard.http.client import host_header
 from switchboard.providers import canonical as c
-from switchboard.providers.documents import TEXT_FORMATS, document_of
 from switchboard.providers.base import Provider, iter_body, read_body, retry_after
+from switchboard.providers.documents import TEXT_FORMATS, document_of
 from switchboard.providers.reasoning import anthropic_blocks, drop_sampling, thinking_for
 
 STOP_REASONS = {
@@ -280,7 +280,7 @@ class BedrockProvider(Provider):
                     blocks.append({"image": {"format": fmt, "source": {"bytes": image.b64}}})
                     if _marked(part):
                         blocks.append(_cache_point(part))
-                elif kind == "file" and msg["role"] == "user":
+                elif kind == "file":
                     doc = document_of(part, f"messages[{i}].content[{j}]", self.kind)
                     blocks.append({"document": {"format": TEXT_FORMATS.get(doc.mime, "pdf"),
                                                 "name": _document_name(doc.filename, names),
