@@ -177,7 +177,8 @@ def test_admin_api_is_master_only_and_validates(stack):
     # out-of-range amounts and limits are 400s, and nothing is created
     before = len(admin(gw, "GET", "/admin/keys")[1]["data"])
     for bad, param in (({"credits_usd": 1e10}, "credits_usd"), ({"credits_usd": 1e308}, "credits_usd"),
-                       ({"budgets": [{"period": "day", "limit_usd": 1e10}]}, "budgets"), ({"tpm": 3_000_000_000}, "tpm"),
+                       ({"budgets": [{"period": "day", "limit_usd": 1e10}]}, "budgets"),
+                       ({"tpm": 3_000_000_000}, "tpm"),
                        ({"max_parallel": 2**63}, "max_parallel")):
         status, data = admin(gw, "POST", "/admin/keys", bad)
         assert status == 400 and data["error"]["param"] in (param, "limit_usd"), data

@@ -182,7 +182,8 @@ def test_a_streamed_upstream_body_is_read_no_faster_than_it_is_consumed():
 def test_a_stream_cut_off_by_shutdown_is_logged_as_such_with_what_it_cost(tmp_path):
     mock = MockProc(tmp_path, {"slow-up": {"reply": "word " * 200, "tokens_per_second": 20}})
     config = {"auth": {"master_key": "${SB_MASTER}"}, "server": {"drain_seconds": 0.5},
-              "models": {"slow": {"deployments": [{"provider": "openai", "model": "slow-up", "base_url": mock.url + "/v1"}],
+              "models": {"slow": {"deployments": [{"provider": "openai", "model": "slow-up",
+                                                   "base_url": mock.url + "/v1"}],
                                   "pricing": {"input_per_mtok": 1000.0, "output_per_mtok": 2000.0}}}}
     gw = GatewayProc(tmp_path, config, env={"SB_MASTER": MASTER})
     body = b'{"model": "slow", "stream": true, "messages": [{"role": "user", "content": "hi"}]}'

@@ -23,10 +23,11 @@ def stack(tmp_path_factory):
     mock = MockProc(tmp, {"gpt-up": {"reply": REPLY}, "claude-up": {"reply": "Claude says hello."}})
     pricing = {"input_per_mtok": 1.0, "output_per_mtok": 2.0}
     config = {"auth": {"master_key": "${SB_MASTER}"},
-              "models": {"gpt": {"deployments": [{"provider": "openai", "model": "gpt-up", "base_url": mock.url + "/v1"}],
-                                 "pricing": pricing},
-                         "claude": {"deployments": [{"provider": "anthropic", "model": "claude-up", "base_url": mock.url,
-                                                     "api_key": "${ANT_KEY}"}], "pricing": pricing}},
+              "models": {"gpt": {"deployments": [{"provider": "openai", "model": "gpt-up",
+                                                  "base_url": mock.url + "/v1"}], "pricing": pricing},
+                         "claude": {"deployments": [{"provider": "anthropic", "model": "claude-up",
+                                                     "base_url": mock.url, "api_key": "${ANT_KEY}"}],
+                                    "pricing": pricing}},
               "routers": {"auto": {"strong": "claude", "weak": "gpt"}}}
     gw = GatewayProc(tmp, config, env={"SB_MASTER": MASTER, "ANT_KEY": "sk-ant-test"})
     try:

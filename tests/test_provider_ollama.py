@@ -49,7 +49,8 @@ def test_tool_calls_with_object_arguments(stack):
                             messages=[{"role": "user", "content": "weather?"}])
     assert stack.sent()["body"]["tools"] == [WEATHER_TOOL, TIME_TOOL]
     call = completion.choices[0].message.tool_calls[0]
-    assert call.id and call.function.name == "get_weather" and json.loads(call.function.arguments) == {"city": "mock", "unit": "c"}
+    assert call.id and call.function.name == "get_weather"
+    assert json.loads(call.function.arguments) == {"city": "mock", "unit": "c"}
     assert completion.choices[0].finish_reason == "tool_calls"
     follow = stack.chat(model="llama3.2", tools=[WEATHER_TOOL], messages=tool_round_trip(call.id))
     messages = stack.sent()["body"]["messages"]
@@ -60,7 +61,8 @@ def test_tool_calls_with_object_arguments(stack):
     assert follow.choices[0].message.content == REPLY
     chunks = stack.stream(model="llama3.2", tools=[WEATHER_TOOL], messages=[{"role": "user", "content": "w?"}])
     calls = streamed_tool_calls(chunks)
-    assert [c["name"] for c in calls] == ["get_weather"] and json.loads(calls[0]["arguments"]) == {"city": "mock", "unit": "c"}
+    assert [c["name"] for c in calls] == ["get_weather"]
+    assert json.loads(calls[0]["arguments"]) == {"city": "mock", "unit": "c"}
     assert finish_reasons(chunks) == ["tool_calls"]
 
 

@@ -215,7 +215,8 @@ def _budgets(data: dict[str, Any]) -> list[tuple[str, int | None, bool]] | None:
         if not isinstance(soft, bool):
             raise InvalidRequest("A budget's 'soft' must be true or false.", param="budgets")
         if any(p == item["period"] and s == soft for p, _, s in out):
-            raise InvalidRequest(f"Two {'soft' if soft else 'hard'} {item['period']} budgets; give one.", param="budgets")
+            raise InvalidRequest(f"Two {'soft' if soft else 'hard'} {item['period']} budgets; give one.",
+                                 param="budgets")
         cap = None if item.get("limit_usd") is None else _usd(item, "limit_usd")
         out.append((item["period"], cap, soft))
     return out

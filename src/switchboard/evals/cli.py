@@ -158,7 +158,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--no-stream", action="store_true", help="non-streamed requests (TTFT then equals total latency)")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds per request")
     p.add_argument("--retries", type=argtypes.non_negative_int, default=2, help="SDK retries of a failed request")
-    p.add_argument("--keep", type=argtypes.share, default=0.95, help="share of the best accuracy a cheaper model must keep to be recommended")
+    p.add_argument("--keep", type=argtypes.share, default=0.95,
+                   help="share of the best accuracy a cheaper model must keep to be recommended")
     p.add_argument("--json", action="store_true", help="also print the summary as one JSON line")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_compare)

@@ -391,7 +391,8 @@ class _Connection(asyncio.Protocol):
                     if self._closed:
                         return
                     if chunk:
-                        transport.write(chunk if http10 else b"%x\r\n%s\r\n" % (len(chunk), chunk))  # type: ignore[union-attr]
+                        frame = chunk if http10 else b"%x\r\n%s\r\n" % (len(chunk), chunk)
+                        transport.write(frame)  # type: ignore[union-attr]
                         if self._can_write is not None and not self._can_write.is_set():
                             await self._can_write.wait()
             if not self._closed and not head_only and not http10:

@@ -106,7 +106,8 @@ async def iter_body(response: ClientResponse, deployment: Deployment) -> AsyncIt
         async for chunk in response.iter_bytes():
             yield chunk
     except ReadTimeout:
-        raise UpstreamError(errors.TIMEOUT, f"{deployment.id}: stream stalled: no data within {_limits(deployment)}") from None
+        raise UpstreamError(errors.TIMEOUT,
+                            f"{deployment.id}: stream stalled: no data within {_limits(deployment)}") from None
     except HttpClientError as exc:
         raise UpstreamError(errors.CONNECTION, f"{deployment.id}: stream broke off: {exc}") from None
 

@@ -43,7 +43,7 @@ from switchboard.errors import UpstreamError
 from switchboard.http.client import host_header
 from switchboard.providers import canonical as c
 from switchboard.providers.base import Provider, iter_body, read_body, retry_after
-from switchboard.providers.documents import TEXT_FORMATS, document_of
+from switchboard.providers.documents import EXTENSIONS, document_of
 from switchboard.providers.reasoning import anthropic_blocks, drop_sampling, thinking_for
 
 STOP_REASONS = {
@@ -282,7 +282,7 @@ class BedrockProvider(Provider):
                         blocks.append(_cache_point(part))
                 elif kind == "file":
                     doc = document_of(part, f"messages[{i}].content[{j}]", self.kind)
-                    blocks.append({"document": {"format": TEXT_FORMATS.get(doc.mime, "pdf"),
+                    blocks.append({"document": {"format": EXTENSIONS[doc.mime],
                                                 "name": _document_name(doc.filename, names),
                                                 "source": {"bytes": doc.b64}}})
                     if _marked(part):

@@ -22,13 +22,15 @@ from typing import Any
 from switchboard.errors import InvalidRequest
 
 PDF = "application/pdf"
-# Text formats every adapter can pass on (Bedrock names them by extension).
+# Text formats every adapter can pass on.
 TEXT_FORMATS = {"text/plain": "txt", "text/markdown": "md", "text/csv": "csv", "text/html": "html"}
+# A document's file extension by media type (Bedrock names formats by it).
+EXTENSIONS = {PDF: "pdf", **TEXT_FORMATS}
 
 
 @dataclass(frozen=True, slots=True)
 class Document:
-    mime: str  # application/pdf or one of TEXT_FORMATS
+    mime: str  # one of EXTENSIONS
     b64: str
     filename: str | None
 
@@ -46,10 +48,6 @@ class Document:
 
 def _fail(param: str, message: str) -> InvalidRequest:
     return InvalidRequest(f"'{param}' {message}.", param=param, code="invalid_file")
-
-
-def is_file_part(part: Any) -> bool:
-    return isinstance(part, dict) and part.get("type") == "file"
 
 
 def document_of(part: dict[str, Any], param: str, provider: str) -> Document:
@@ -76,7 +74,7 @@ def _parse_data_url(url: str, param: str) -> tuple[str, str]:
     fields = [f.strip().lower() for f in header.split(";")]
     if not comma or "base64" not in fields[1:]:
         raise _fail(param, "must be a base64 data: URL (data:application/pdf;base64,...)")
-    b64 = "".join(payload.split()) if any(c.isspace() for c in payload[:4096]) else payload
+    b64 = "".join(payload.split()) if any(ws in payload for ws in ("\n", "\r", " ", "\t")) else payload
     if not b64:
         raise _fail(param, "holds an empty file")
     try:
@@ -92,7 +90,3 @@ def _parse_data_url(url: str, param: str) -> tuple[str, str]:
         return mime, b64
     raise _fail(param, f"has media type {mime or 'missing'!r}; documents may be PDF or text "
                        f"({', '.join(TEXT_FORMATS)})")
-
-
-def data_url(mime: str, b64: str) -> str:
-    return f"data:{mime};base64,{b64}"

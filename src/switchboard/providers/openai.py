@@ -34,7 +34,7 @@ from switchboard.core.request import ChatRequest
 from switchboard.errors import UpstreamError
 from switchboard.http.sse import SSEDecoder
 from switchboard.providers.base import Provider, iter_body
-from switchboard.providers.documents import TEXT_FORMATS
+from switchboard.providers.documents import EXTENSIONS
 from switchboard.providers.reasoning import for_openai_reasoning, openai_reasoning_deployment
 
 
@@ -185,7 +185,7 @@ def _with_filenames(messages: list[dict[str, Any]]) -> list[dict[str, Any]] | No
 
 def _filename_for(data_url: str) -> str:
     mime = data_url[5:].partition(";")[0].lower() if data_url[:5].lower() == "data:" else ""
-    return "document." + ({"application/pdf": "pdf"}.get(mime) or TEXT_FORMATS.get(mime) or "bin")
+    return "document." + EXTENSIONS.get(mime, "bin")
 
 
 def stream_error(err: Any, deployment: Deployment) -> UpstreamError:

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from switchboard.http.server import AbortConnection, Request, Response, StreamResponse
+from switchboard.testing.pdf import file_prompt
 from switchboard.testing.schema_example import example_of
 
 if TYPE_CHECKING:
@@ -163,8 +164,6 @@ def _check_document(block: dict[str, Any], p: str) -> None:
 
 def document_text(block: dict[str, Any]) -> tuple[str, int]:
     """What the model reads of a document block, and the tokens its pages cost besides."""
-    from switchboard.testing.pdf import file_prompt
-
     source = block["source"]
     if source["type"] == "base64":
         return file_prompt("application/pdf", base64.b64decode(source["data"]))

@@ -33,6 +33,7 @@ import orjson
 
 from switchboard.core.request import messages_text
 from switchboard.http.server import AbortConnection, HttpServer, Request, Response, StreamResponse
+from switchboard.testing.pdf import file_prompt
 from switchboard.testing.schema_example import example_of
 
 
@@ -473,8 +474,6 @@ def _unexpected_field(body: dict[str, Any], model: str) -> str | None:
 def _read_files(messages: list[Any]) -> tuple[str, int] | Response:
     """The text the model reads of the request's `file` parts (PDFs, given inline with a filename, as OpenAI's
     chat API wants them) and the tokens they cost besides, or OpenAI's 400."""
-    from switchboard.testing.pdf import file_prompt
-
     text, tokens = "", 0
     for i, message in enumerate(messages):
         content = message.get("content") if isinstance(message, dict) else None
