@@ -250,7 +250,7 @@ def test_count_tokens(client):
     count = client.messages.count_tokens(model="via-openai", system="Be brief.",
                                          messages=[{"role": "user", "content": "Hello there, how are you?"}])
     MessageTokensCount.model_validate(count.model_dump())
-    assert count.input_tokens == (len("Be brief.\nHello there, how are you?") + 3) // 4
+    assert count.input_tokens == (3 + 3) + (7 + 3) + 3  # o200k: 3 and 7 tokens; 3 frame each message and the reply
     with pytest.raises(anthropic.NotFoundError):
         client.messages.count_tokens(model="nope", messages=[{"role": "user", "content": "x"}])
     thinking = client.messages.count_tokens(model="claude-priced", messages=[{"role": "user", "content": "x"}],

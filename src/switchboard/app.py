@@ -110,6 +110,7 @@ class Gateway:
 
         self.add_route("POST", "/v1/responses", responses.create)
         self.add_route("POST", "/responses", responses.create)
+        self.add_route("POST", "/v1/responses/input_tokens", responses.count_input_tokens)
         for method in ("GET", "DELETE", "POST"):  # retrieve, delete, input_items; cancel is refused
             self.add_route(method, "/v1/responses/", responses.stored, prefix=True)
         from switchboard.routing import feedback

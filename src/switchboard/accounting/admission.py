@@ -36,6 +36,7 @@ from switchboard.accounting.keys import KeyRecord
 from switchboard.accounting.ledger import Holds, Ledger
 from switchboard.accounting.limits import Check, MemoryLimits, RedisLimits, reset_text
 from switchboard.accounting.demand import Demand
+from switchboard.accounting.media_tokens import estimate_media
 from switchboard.accounting.pricing import MAX_NANOS, to_nanos, worst_case_nanos
 from switchboard.accounting.settings import account_settings
 from switchboard.accounting.shared_limits import SharedLimits
@@ -159,6 +160,11 @@ class Admission:
                                   headers={"retry-after": "1"})
             pend.parallel = scope
         checks = self._key_checks(key, requested) + self._model_checks(key, model, requested)
+        if demand.media and any(c.scope.endswith(":tpm") for c in checks):
+            media = await estimate_media(demand.media, model)
+            requested += media
+            for check in checks:
+                check.amount += media if check.scope.endswith(":tpm") else 0
         if checks:
             verdict = await self._hit(checks)
             ctx.headers.update(_limit_headers(checks, verdict))

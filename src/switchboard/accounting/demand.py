@@ -1,6 +1,7 @@
 """What a request asks of a model: an estimate of its tokens for rate limits, and a bound for credit holds.
 
-A tpm limit counts the estimate and corrects it once the usage is known, so the estimate only has to be good.
+A tpm limit counts the estimate and corrects it once the usage is known, so the estimate only has to be good
+(images and documents are estimated by the serving provider's rules: media_tokens.py).
 A credit hold must not be exceeded, so it rests on a bound: a tokenizer that works on bytes (every BPE of the
 major providers, and SentencePiece with byte fallback) makes at most one token of each byte of UTF-8 text, plus
 a few tokens that frame each message. Images have no text to bound them: each is held at the most tokens the
@@ -37,18 +38,19 @@ class PromptBound:
 
 @dataclass(frozen=True, slots=True)
 class Demand:
-    prompt_estimate: int  # counted against tpm limits, corrected when the usage is known
+    prompt_estimate: int  # of the text: counted against tpm limits, corrected when the usage is known
     # The prompt is at most `text + images * tokens per image + documents * tokens per document` tokens, and at
     # most the model's context window (credit holds; computed only for one).
     prompt_bound: Callable[[], PromptBound]
     max_output: int | None = None  # the client's cap on output tokens per choice, if it gave one
     choices: int = 1
+    media: tuple[dict[str, Any], ...] = ()  # image and file parts, estimated by the serving model's rules
 
 
 def chat_demand(request: ChatRequest) -> Demand:
     """The demand of a canonical chat request."""
     return Demand(estimate_tokens(request.prompt_text()), lambda: _chat_bound(request.body),
-                  request.max_output_tokens, request.body.get("n") or 1)
+                  request.max_output_tokens, request.body.get("n") or 1, request.media_parts())
 
 
 def _chat_bound(body: dict[str, Any]) -> PromptBound:

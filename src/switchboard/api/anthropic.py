@@ -16,13 +16,13 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from switchboard.accounting.tokens import estimate_tokens
+from switchboard.api.input_tokens import counted_model, input_tokens
 from switchboard.api.openai import parse_json
 from switchboard.context import RequestContext
 from switchboard.core import anthropic_format as fmt
 from switchboard.core.request import ChatRequest
 from switchboard.errors import GatewayError
 from switchboard.http.server import Request, Response, StreamResponse
-from switchboard.wildcards import allowed
 
 if TYPE_CHECKING:
     from switchboard.app import Gateway
@@ -86,7 +86,7 @@ async def render_stream(chunks: AsyncIterator[dict[str, Any]], writer: fmt.Event
 
 
 async def count_tokens(gw: Gateway, request: Request) -> Response:
-    """An estimate (about four characters a token) of the prompt's input tokens, in Anthropic's shape."""
+    """The prompt's input tokens (api/input_tokens.py), in Anthropic's shape."""
     try:
         identity = await gw.auth.authenticate(request.headers)
         body = parse_json(request)
@@ -95,14 +95,10 @@ async def count_tokens(gw: Gateway, request: Request) -> Response:
             budget = thinking.get("budget_tokens") if isinstance(thinking, dict) else None
             body = {**body, "max_tokens": budget + 1 if isinstance(budget, int) and budget > 0 else 1}
         chat = ChatRequest(fmt.to_canonical(body))
-        known = chat.model in gw.routers or gw.pipeline.peek(chat.model)
-        if not known or identity.allowed_models is not None and not allowed(chat.model, identity.allowed_models):
-            raise gw.pipeline.not_found(chat.model)
+        model = counted_model(gw, chat, identity)
     except GatewayError as exc:
         return error_response(exc)
-    tools = chat.body.get("tools")
-    text = chat.prompt_text() + (orjson.dumps(tools).decode() if tools else "")
-    return Response(200, orjson.dumps({"input_tokens": estimate_tokens(text)}))
+    return Response(200, orjson.dumps({"input_tokens": await input_tokens(chat, model)}))
 
 
 _ERROR = {"type": "object", "required": ["type", "error"], "properties": {

@@ -6,7 +6,8 @@ the answer is translated back into a Response or the Responses stream events.
 Unless the request says `"store": false`, the Response is stored for its API
 key (storage/responses.py): `previous_response_id` continues it,
 `GET`/`DELETE /v1/responses/{id}` read and remove it, and
-`GET /v1/responses/{id}/input_items` lists what it was given. Errors are OpenAI's
+`GET /v1/responses/{id}/input_items` lists what it was given, and `POST /v1/responses/input_tokens` counts
+a request's input tokens before it is sent. Errors are OpenAI's
 `{"error": {...}}`; a failure in the middle of a stream becomes an `error`
 event followed by `response.failed` (and nothing is stored).
 """
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import orjson
 
 from switchboard.accounting.auth import Identity
+from switchboard.api.input_tokens import counted_model, input_tokens
 from switchboard.api.openai import _reject, error_response, parse_json
 from switchboard.context import RequestContext
 from switchboard.core import responses_format as fmt
@@ -101,6 +103,36 @@ async def create(gw: Gateway, request: Request) -> Response | StreamResponse:
     except GatewayError as exc:
         return error_response(_renamed(exc), ctx)
     return Response(200, orjson.dumps(response), ctx.headers)
+
+
+# What OpenAI's input-token count takes: a Responses request without its output and storage settings.
+_COUNT_FIELDS = frozenset({"model", "input", "instructions", "conversation", "previous_response_id", "tools",
+                           "tool_choice", "parallel_tool_calls", "reasoning", "text", "truncation", "personality"})
+
+
+async def count_input_tokens(gw: Gateway, request: Request) -> Response:
+    """`POST /v1/responses/input_tokens`: the input tokens of a Responses request, as `create` would send it
+    (`previous_response_id` included); counted as api/input_tokens.py says."""
+    identity = await gw.auth.authenticate(request.headers)
+    body = parse_json(request)
+    if not isinstance(body, dict):
+        raise InvalidRequest("The request body must be a JSON object.")
+    unknown = sorted(set(body) - _COUNT_FIELDS)
+    if unknown:
+        raise InvalidRequest(f"Unknown parameter: '{unknown[0]}'.", param=unknown[0])
+    history = await _history(gw, body, _owner(identity))
+    body = {k: v for k, v in body.items() if k != "personality"}  # a style preset: no tokens of its own
+    try:
+        if body.get("input") is None and history:  # the stored conversation alone
+            canonical, turn = fmt.to_canonical({**body, "input": ""}, history)
+            del canonical["messages"][-len(turn):]
+        else:
+            canonical, _ = fmt.to_canonical(body, history)
+        chat = ChatRequest.from_body(canonical)
+    except InvalidRequest as exc:
+        raise _renamed(exc) from None
+    count = await input_tokens(chat, counted_model(gw, chat, identity))
+    return Response(200, orjson.dumps({"object": "response.input_tokens", "input_tokens": count}))
 
 
 def _renamed(exc: GatewayError) -> GatewayError:
@@ -196,4 +228,22 @@ def openapi_paths() -> dict[str, Any]:
                 "store": {"type": "boolean"}, "previous_response_id": {"type": "string"}}})},
         "responses": {"200": {"description": "A Response, or an SSE stream of Responses events when stream=true",
                               **_json({"type": "object", "required": ["id", "object", "status", "output"]})},
-                      **_errors(400, 401, 402, 403, 404, 413, 429, 502, 503, 504)}}}}
+                      **_errors(400, 401, 402, 403, 404, 413, 429, 502, 503, 504)}}},
+        "/v1/responses/input_tokens": {"post": {
+            "operationId": "countResponseInputTokens",
+            "summary": "Input tokens of a Responses request, counted without sending it",
+            "security": [{"bearer": []}],
+            "requestBody": {"required": True, **_json({
+                "type": "object", "required": ["model"], "properties": {
+                    "model": {"type": "string"},
+                    "input": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "object"}}]},
+                    "instructions": {"type": "string"}, "previous_response_id": {"type": "string"},
+                    "tools": {"type": "array", "items": {"type": "object"}},
+                    "tool_choice": {"oneOf": [{"type": "string"}, {"type": "object"}]},
+                    "parallel_tool_calls": {"type": "boolean"}, "text": {"type": "object"},
+                    "reasoning": {"type": "object"}, "truncation": {"enum": ["auto", "disabled"]},
+                    "personality": {"type": "string"}}})},
+            "responses": {"200": {"description": "The count", **_json({
+                "type": "object", "required": ["object", "input_tokens"], "properties": {
+                    "object": {"const": "response.input_tokens"}, "input_tokens": {"type": "integer"}}})},
+                **_errors(400, 401, 404, 413)}}}}

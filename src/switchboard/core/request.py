@@ -267,13 +267,12 @@ class ChatRequest:
 
     def has_visual_input(self) -> bool:
         """Whether the conversation holds images or files (PDF pages reach a model as images)."""
-        for msg in self.body["messages"]:
-            content = msg.get("content")
-            if isinstance(content, list):
-                for part in content:
-                    if isinstance(part, dict) and part.get("type") in ("image_url", "file"):
-                        return True
-        return False
+        return bool(self.media_parts())
+
+    def media_parts(self) -> tuple[dict[str, Any], ...]:
+        """The image and file parts of the conversation."""
+        return tuple(part for msg in self.body["messages"] if isinstance(content := msg.get("content"), list)
+                     for part in content if isinstance(part, dict) and part.get("type") in ("image_url", "file"))
 
     def prompt_text(self) -> str:
         """All text of the conversation, for routing and local token counting."""
