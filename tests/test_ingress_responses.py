@@ -7,6 +7,7 @@ own types, and the SDK's stream helper works end to end.
 
 from __future__ import annotations
 
+import base64
 import json
 
 import openai
@@ -14,6 +15,8 @@ import pytest
 from openai.types.responses import Response
 from provider_helpers import PNG_DATA_URL
 from support import GatewayProc, MockProc, http
+
+from switchboard.testing.pdf import build_pdf
 
 MASTER = "sk-test-master-responses"
 REPLY = "Greetings from the mock upstream, nice to see you."
@@ -142,6 +145,20 @@ def test_function_call_round_trip(client, stack, model):
         assert sent["messages"][3] == {"role": "user", "content": [{"type": "image_url", "image_url": {"url": png}}]}
     else:
         assert [b["type"] for b in sent["messages"][2]["content"]] == ["tool_result", "image"]
+    # and so may a file
+    pdf = "data:application/pdf;base64," + base64.b64encode(build_pdf(["the forecast"])).decode()
+    client.responses.create(model=model, tools=[WEATHER], tool_choice="none", input=[
+        question, *[item.model_dump(exclude_none=True) for item in first.output],
+        {"type": "function_call_output", "call_id": calls[0].call_id,
+         "output": [{"type": "input_text", "text": "the forecast"},
+                    {"type": "input_file", "filename": "forecast.pdf", "file_data": pdf}]}])
+    sent = upstream(mock)
+    if model == "via-openai":
+        assert sent["messages"][3] == {"role": "user", "content": [
+            {"type": "file", "file": {"file_data": pdf, "filename": "forecast.pdf"}}]}
+    else:
+        assert [b["type"] for b in sent["messages"][2]["content"]] == ["tool_result", "document"]
+        assert sent["messages"][2]["content"][1]["source"]["data"] == pdf.split(",", 1)[1]
 
 
 def test_claude_reasoning_round_trips_as_reasoning_items(client, stack):
