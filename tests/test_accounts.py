@@ -440,6 +440,31 @@ def test_stream_without_upstream_usage_is_counted_locally(stack):
     assert json.loads(extra)["usage_counted"] is True
 
 
+def test_images_and_pdfs_count_when_the_upstream_reports_no_usage(stack):
+    import io
+
+    from PIL import Image
+
+    gw, _ = stack
+    key_id, key = new_key(gw, credits_usd=2500.0)  # a PDF is held at 200,000 tokens where the window is unknown
+    picture = io.BytesIO()
+    Image.new("RGB", (1024, 1024)).save(picture, "PNG")
+    pdf = build_pdf(["one", "two"])
+    list(client_for(gw, key).chat.completions.create(model="quiet", stream=True, max_tokens=20, messages=[
+        {"role": "user", "content": [
+            {"type": "image_url", "image_url": {"url": "data:image/png;base64," + base64.b64encode(picture.getvalue()).decode()}},
+            {"type": "file", "file": {"file_data": "data:application/pdf;base64," + base64.b64encode(pdf).decode(),
+                                      "filename": "two.pdf"}},
+            {"type": "text", "text": "hi"}]}]))
+    _, ledger = admin(gw, "GET", f"/admin/ledger?account=key:{key_id}")
+    charge = next(e for e in ledger["data"] if e["kind"] == "charge")
+    from switchboard.accounting.media_tokens import page_tokens
+    from switchboard.accounting.tokens import count_tokens
+
+    prompt = 1 + 765 + 2 * page_tokens("openai")  # "hi", a 1024-pixel square and two pages by OpenAI's rule
+    assert charge["amount_nanousd"] == -(prompt * 10_000_000 + count_tokens(REPLY, "quiet-up")[0] * 20_000_000)
+
+
 def test_usage_report_json_csv_and_cli(stack):
     gw, _ = stack
     key_id, key = new_key(gw, name="reported")

@@ -12,10 +12,11 @@ request, in `settle`, whether it succeeded, failed, or the client went away.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
 from switchboard.accounting.demand import chat_demand, text_demand
+from switchboard.accounting.media_tokens import media_tokens, scheme_of
 from switchboard.accounting.tokens import Usage, estimate_tokens, reported_or_counted, usage_of
 from switchboard.config import Deployment, ModelConfig
 from switchboard.context import RequestContext
@@ -56,7 +57,7 @@ class Pipeline:
             response, model, dep = await self.gw.executor.run(model, ctx, lambda p, d: p.chat(request, d),
                                                                request=request, fallbacks=self.route_fallbacks(ctx))
             usage = await reported_or_counted(usage_of(response), dep.upstream_model, request.prompt_text(),
-                                              response_text(response), ctx.entry.extra)
+                                              response_text(response), ctx.entry.extra, media_of(request, dep))
             self.settle_usage(ctx, model, dep, usage, request, response_text(response))
             ctx.entry.status = 200
             await self.gw.admission.commit(ctx, response)  # durable charge before the response leaves
@@ -219,7 +220,7 @@ class Pipeline:
                 except StopAsyncIteration:
                     chunk = None
             usage = await reported_or_counted(usage, dep.upstream_model, request.prompt_text(), "".join(text),
-                                              ctx.entry.extra)
+                                              ctx.entry.extra, media_of(request, dep))
             self.settle_usage(ctx, model, dep, usage, request, "".join(text))
             priced = True
             ctx.entry.status = 200
@@ -333,6 +334,13 @@ class Pipeline:
         if ctx.served is not None:
             request, text = ctx.served
             asyncio.get_running_loop().call_soon(notify, self.gw.observers, request, ctx, text)
+
+
+def media_of(request: ChatRequest, dep: Deployment) -> Callable[[], int] | None:
+    """The request's images and documents counted by the rule of the deployment's provider (deferred: a local
+    count runs on a worker thread), or None when it has none."""
+    parts = request.media_parts()
+    return (lambda: media_tokens(parts, scheme_of(dep.provider))) if parts else None
 
 
 def response_text(response: dict[str, Any]) -> str:

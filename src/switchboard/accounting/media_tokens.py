@@ -45,16 +45,21 @@ _PAGE = re.compile(rb"/Type\s*/Page(?![a-zA-Z])")
 _OBJECT_STREAM = re.compile(rb"/Type\s*/ObjStm\b.*?stream\r?\n", re.DOTALL)
 
 
-def scheme_of(model: ModelConfig) -> Scheme:
-    """The rule the model's (first) provider counts images by."""
-    return _SCHEMES.get(model.deployments[0].provider, "claude") if model.deployments else "claude"
+def scheme_of(provider: str) -> Scheme:
+    """The rule a provider kind counts images by."""
+    return _SCHEMES.get(provider, "claude")
+
+
+def model_scheme(model: ModelConfig) -> Scheme:
+    """The rule of the model's (first) provider."""
+    return scheme_of(model.deployments[0].provider if model.deployments else "")
 
 
 async def estimate_media(parts: tuple[dict[str, Any], ...], model: ModelConfig) -> int:
     """`media_tokens` by the model's rules, on a worker thread when the parts hold much inline data."""
     if _inline_chars(parts) <= _INLINE_CHARS:
-        return media_tokens(parts, scheme_of(model))
-    return await asyncio.get_running_loop().run_in_executor(None, media_tokens, parts, scheme_of(model))
+        return media_tokens(parts, model_scheme(model))
+    return await asyncio.get_running_loop().run_in_executor(None, media_tokens, parts, model_scheme(model))
 
 
 def image_size(data: bytes) -> tuple[int, int] | None:

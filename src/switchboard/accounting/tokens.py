@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import lru_cache
 from typing import Any, NamedTuple
 
@@ -81,20 +82,23 @@ def count_tokens(text: str, model: str) -> tuple[int, bool]:
     return len(enc.encode_ordinary(text)), True
 
 
-async def count_usage(model: str, prompt_text: str, completion_text: str) -> Usage:
-    """Prompt and completion counted locally, on a worker thread: BPE is too slow for the event loop."""
+async def count_usage(model: str, prompt_text: str, completion_text: str,
+                      prompt_media: Callable[[], int] | None = None) -> Usage:
+    """Prompt and completion counted locally, on a worker thread: BPE is too slow for the event loop.
+    `prompt_media` adds the prompt's images and documents (it may read them whole)."""
     import asyncio
 
     def work() -> Usage:
-        return Usage(count_tokens(prompt_text, model)[0], count_tokens(completion_text, model)[0])
+        media = prompt_media() if prompt_media is not None else 0
+        return Usage(count_tokens(prompt_text, model)[0] + media, count_tokens(completion_text, model)[0])
 
     return await asyncio.get_running_loop().run_in_executor(None, work)
 
 
-async def reported_or_counted(reported: Usage | None, model: str, prompt_text: str,
-                              completion_text: str, extra: dict[str, Any]) -> Usage:
+async def reported_or_counted(reported: Usage | None, model: str, prompt_text: str, completion_text: str,
+                              extra: dict[str, Any], prompt_media: Callable[[], int] | None = None) -> Usage:
     """The upstream's usage when it reported one; else a local count (noted in the log entry's extra)."""
     if reported is not None:
         return reported
     extra["usage_counted"] = True
-    return await count_usage(model, prompt_text, completion_text)
+    return await count_usage(model, prompt_text, completion_text, prompt_media)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from switchboard.accounting.auth import Identity
-from switchboard.accounting.media_tokens import media_tokens, scheme_of
+from switchboard.accounting.media_tokens import media_tokens, model_scheme
 from switchboard.accounting.tokens import count_tokens
 from switchboard.core.request import ChatRequest, messages_text
 from switchboard.wildcards import allowed
@@ -49,7 +49,7 @@ async def input_tokens(chat: ChatRequest, model: ModelConfig) -> int:
     def work() -> int:
         text = sum(count_tokens(_text(msg), encoding)[0] + _PER_MESSAGE for msg in messages)
         schema = count_tokens(orjson.dumps(tools).decode(), encoding)[0] if tools else 0
-        return text + schema + _REPLY + media_tokens(chat.media_parts(), scheme_of(model))
+        return text + schema + _REPLY + media_tokens(chat.media_parts(), model_scheme(model))
 
     return await asyncio.get_running_loop().run_in_executor(None, work)
 
