@@ -450,9 +450,10 @@ def test_images_and_pdfs_count_when_the_upstream_reports_no_usage(stack):
     picture = io.BytesIO()
     Image.new("RGB", (1024, 1024)).save(picture, "PNG")
     pdf = build_pdf(["one", "two"])
+    image = "data:image/png;base64," + base64.b64encode(picture.getvalue()).decode()
     list(client_for(gw, key).chat.completions.create(model="quiet", stream=True, max_tokens=20, messages=[
         {"role": "user", "content": [
-            {"type": "image_url", "image_url": {"url": "data:image/png;base64," + base64.b64encode(picture.getvalue()).decode()}},
+            {"type": "image_url", "image_url": {"url": image}},
             {"type": "file", "file": {"file_data": "data:application/pdf;base64," + base64.b64encode(pdf).decode(),
                                       "filename": "two.pdf"}},
             {"type": "text", "text": "hi"}]}]))
