@@ -1,7 +1,7 @@
 """Estimated prompt tokens of the images and documents in a chat request, by the rules each provider bills by.
 
-An image is counted from its pixels, read from the header of an
-inline (data: URL) image, and a PDF from its pages. The rules, from the providers' documentation:
+An image is counted from its pixels, read from the header of an inline (data: URL) image, and a PDF from
+its pages. The rules, from the providers' documentation:
 
 * OpenAI (``openai``): ``detail: low`` is 85 tokens; otherwise the image is fitted into 2048 x 2048, its
   short side scaled down to 768, and each 512-pixel tile costs 170 tokens on top of 85. (GPT-4o's rule;
@@ -11,8 +11,9 @@ inline (data: URL) image, and a PDF from its pages. The rules, from the provider
 * Gemini (``gemini``): 258 tokens for an image within 384 x 384, else 258 per 768 x 768 tile.
 
 A PDF page becomes an image of the page (a US-letter page at 150 dpi) plus its text, taken as a typical
-page's 500 tokens; Gemini bills 258 tokens a page. A text file counts as text. An image given by URL, or
-one whose header cannot be read, counts as a 1024 x 1024 picture.
+page's 500 tokens; Gemini bills 258 tokens a page. A text file counts as text; an uploaded file (an OpenAI
+file id) as one page. An image given by URL, or one whose header cannot be read, counts as a 1024 x 1024
+picture.
 
 These are estimates for rate limits and token counting; credit holds use bounds instead (demand.py).
 """

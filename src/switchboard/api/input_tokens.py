@@ -3,9 +3,9 @@ OpenAI's `POST /v1/responses/input_tokens` answer with this count.
 
 Text is counted with the model's BPE (exact for OpenAI models; o200k_base, within a few percent, for the
 others) plus the 3 tokens that frame each message and the 3 that start the reply, as OpenAI's chat format
-has them. Tools and tool calls count as their JSON. Images and documents are estimated by the rules of the provider that
-serves the model (accounting/media_tokens.py). A router counts as the model it escalates to: its vision
-model for a prompt with images or files, else its strong model.
+has them. Tools and tool calls count as their JSON. Images and documents are estimated by the rules of the
+provider that serves the model (accounting/media_tokens.py). A router counts as the model it escalates
+to: its vision model for a prompt with images or files, else its strong model.
 """
 
 from __future__ import annotations
