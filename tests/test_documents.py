@@ -137,6 +137,13 @@ def test_the_anthropic_sdk_sends_documents_to_any_model(stack):
     sent = mock.stats()["last_request"]["messages"]
     assert sent[2] == {"role": "tool", "tool_call_id": "toolu_1", "content": "here it is"}
     assert sent[3]["content"][0]["file"]["file_data"] == PDF_URL and message.usage.input_tokens > 2 * PAGE_TOKENS
+    # Bedrock wants text beside a turn's documents: a tool's documents go into its toolResult instead
+    message = client.messages.create(model="bedrock", max_tokens=50, tools=tools, messages=history)
+    turn = mock.stats()["last_request"]["messages"][2]["content"]
+    assert [next(iter(b)) for b in turn] == ["toolResult"]
+    assert [next(iter(item)) for item in turn[0]["toolResult"]["content"]] == ["text", "document"]
+    assert turn[0]["toolResult"]["content"][1]["document"]["source"]["bytes"] == PDF_B64
+    assert message.usage.input_tokens > 2 * PAGE_TOKENS
 
 
 def test_the_responses_api_takes_input_file(stack):

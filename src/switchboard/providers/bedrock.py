@@ -57,6 +57,20 @@ IMAGE_FORMATS = {"image/png": "png", "image/jpeg": "jpeg", "image/jpg": "jpeg", 
 _UNSAFE_IN_NAME = re.compile(r"[^A-Za-z0-9\s\-()\[\]]+")
 
 
+def _place_documents(kind: str, content: list[dict[str, Any]]) -> None:
+    """Bedrock wants a text block beside a turn's documents. A turn of tool results has none: its documents (a
+    tool's files, which follow its result in the canonical form) go into the last tool result, as Converse's
+    tool results may hold documents; any other turn of documents without text is a 400."""
+    if not any("document" in b for b in content) or any("text" in b for b in content):
+        return
+    results = [b["toolResult"] for b in content if "toolResult" in b]
+    if not results:
+        raise c.unsupported(kind, "messages", "a file without text beside it in the same turn "
+                                              "(Bedrock needs a text part with each document)")
+    results[-1]["content"].extend(b for b in content if "document" in b)
+    content[:] = [b for b in content if "document" not in b]
+
+
 def _document_name(filename: str | None, taken: set[str]) -> str:
     """A document's name as Bedrock allows it (letters, digits, single spaces, hyphens, brackets; at most 200
     characters, unique in the request): the filename's stem, cleaned."""
@@ -194,10 +208,7 @@ class BedrockProvider(Provider):
                 messages.append({"role": bedrock_role, "content": blocks})
         if document_names:
             for message in messages:
-                content = message["content"]
-                if any("document" in b for b in content) and not any("text" in b for b in content):
-                    raise c.unsupported(self.kind, "messages", "a file without text beside it in the same turn "
-                                                               "(Bedrock needs a text part with each document)")
+                _place_documents(self.kind, message["content"])
         payload: dict[str, Any] = {"messages": messages}
         if system:
             payload["system"] = system

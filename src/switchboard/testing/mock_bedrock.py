@@ -171,6 +171,8 @@ def _check_block(block: Any, where: str, tool_ids: set[str]) -> None:
         for item in value["content"]:
             if not isinstance(item, dict) or len(item) != 1 or next(iter(item)) not in ("text", "json", "image", "document"):
                 raise Invalid(f"{where}.toolResult.content blocks must be one of text, json, image, document.")
+            if "document" in item:
+                _check_document(item["document"], f"{where}.toolResult.content")
 
 
 def _source_bytes(value: dict[str, Any]) -> bytes:
@@ -199,18 +201,28 @@ def _check_document(value: Any, where: str) -> None:
         raise Invalid(f"Invalid or empty document bytes at {where}.document.source.bytes")
 
 
+def documents_of(message: dict[str, Any]) -> list[dict[str, Any]]:
+    """A turn's documents: its own blocks', then those inside its tool results."""
+    blocks = [b for b in message["content"] if isinstance(b, dict)]
+    return [b["document"] for b in blocks if "document" in b] + [
+        item["document"] for b in blocks if isinstance(b.get("toolResult"), dict)
+        for item in b["toolResult"]["content"] if "document" in item]
+
+
 def _check_documents(messages: list[dict[str, Any]]) -> None:
-    """Where documents may be: user turns, at most five a turn, each beside a text block, names unique."""
+    """Where documents may be: user turns, at most five a turn, a turn's own beside a text block (a tool
+    result's hold the tool's output), names unique."""
     names: set[str] = set()
     for i, msg in enumerate(messages):
-        documents = [b["document"] for b in msg["content"] if isinstance(b, dict) and "document" in b]
+        documents = documents_of(msg)
         if not documents:
             continue
         if msg["role"] != "user":
             raise Invalid(f"messages.{i}: You can only include images and documents if the role is user.")
         if len(documents) > 5:
             raise Invalid(f"messages.{i}: You can include up to five documents.")
-        if not any(isinstance(b, dict) and "text" in b for b in msg["content"]):
+        own = any(isinstance(b, dict) and "document" in b for b in msg["content"])
+        if own and not any(isinstance(b, dict) and "text" in b for b in msg["content"]):
             raise Invalid(f"messages.{i}: If you include a ContentBlock with a document field in the array, you must "
                           "also include a ContentBlock with a text field.")
         for doc in documents:
@@ -443,7 +455,7 @@ async def converse(mock: MockUpstream, request: Request, body: dict[str, Any], m
 
     rest, prefix, hour_prefix = _prompt_parts(body)
     prompt = prefix + rest
-    pages = sum(document_prompt(b["document"])[1] for m in body["messages"] for b in m["content"] if "document" in b)
+    pages = sum(document_prompt(doc)[1] for m in body["messages"] for doc in documents_of(m))
     prompt_tokens, prefix_tokens = count_tokens(rest) + pages, count_tokens(prefix)
     if mock.too_long(model, prompt_tokens + prefix_tokens):
         return error(400, "ValidationException", "Input is too long for requested model.")
