@@ -153,7 +153,7 @@ def page_tokens(scheme: Scheme) -> int:
 
 def _inline_chars(parts: Iterable[dict[str, Any]]) -> int:
     """How much inline data the parts hold (to decide whether counting them belongs off the event loop)."""
-    return sum(len(_payload(part)[1] or "") for part in parts)
+    return sum(len(url) - start for _, url, start in map(_payload, parts) if start)
 
 
 def media_tokens(parts: Iterable[dict[str, Any]], scheme: Scheme) -> int:
@@ -161,27 +161,30 @@ def media_tokens(parts: Iterable[dict[str, Any]], scheme: Scheme) -> int:
     off the event loop when they are large)."""
     total = 0
     for part in parts:
-        mime, b64 = _payload(part)
+        mime, url, start = _payload(part)
         if part.get("type") == "image_url":
             spec = part.get("image_url")
             detail = spec.get("detail") if isinstance(spec, dict) else None
-            total += image_tokens(scheme, _image_size_of(b64) if b64 else None, detail)
+            total += image_tokens(scheme, _image_size_of(url, start) if start else None, detail)
         elif mime.startswith("text/"):
-            total += len(b64 or "") * 3 // 16  # four bytes of text a token
+            total += (len(url) - start) * 3 // 16  # four bytes of text a token
         else:
-            total += page_tokens(scheme) * (pdf_pages(_decode(b64)) if b64 else 1)
+            total += page_tokens(scheme) * (pdf_pages(_decode(url[start:])) if start else 1)
     return total
 
 
-def _payload(part: dict[str, Any]) -> tuple[str, str | None]:
-    """(media type, base64) of an inline image or file part; base64 None when it is not inline."""
+def _payload(part: dict[str, Any]) -> tuple[str, str, int]:
+    """(media type, data URL, where its base64 starts) of an inline image or file part; start 0 when the part
+    is not inline (the URL's base64 is not copied: it can be megabytes)."""
     image = part.get("type") == "image_url"
     spec = part.get("image_url" if image else "file")
     url = spec.get("url" if image else "file_data") if isinstance(spec, dict) else None
     if not isinstance(url, str) or url[:5].lower() != "data:":
-        return "", None
-    header, _, payload = url[5:].partition(",")
-    return header.split(";", 1)[0].strip().lower(), payload
+        return "", "", 0
+    comma = url.find(",")
+    if comma < 0:
+        return "", "", 0
+    return url[5:comma].split(";", 1)[0].strip().lower(), url, comma + 1
 
 
 def _decode(b64: str) -> bytes:
@@ -194,8 +197,10 @@ def _decode(b64: str) -> bytes:
         return b""
 
 
-def _image_size_of(b64: str) -> tuple[int, int] | None:
-    size = image_size(_decode(b64[:_HEADER_CHARS]))
-    if size is None and len(b64) > _HEADER_CHARS:
-        size = image_size(_decode(b64))
-    return size
+def _image_size_of(url: str, start: int) -> tuple[int, int] | None:
+    """The size of a data URL's image, reading more of it only where the header is not found sooner."""
+    for chars in (4096, _HEADER_CHARS, len(url)):
+        size = image_size(_decode(url[start:start + chars]))
+        if size is not None or start + chars >= len(url):
+            return size
+    return None
