@@ -336,11 +336,10 @@ class Pipeline:
             asyncio.get_running_loop().call_soon(notify, self.gw.observers, request, ctx, text)
 
 
-def media_of(request: ChatRequest, dep: Deployment) -> Callable[[], int] | None:
-    """The request's images and documents counted by the rule of the deployment's provider (deferred: a local
-    count runs on a worker thread), or None when it has none."""
-    parts = request.media_parts()
-    return (lambda: media_tokens(parts, scheme_of(dep.provider))) if parts else None
+def media_of(request: ChatRequest, dep: Deployment) -> Callable[[], int]:
+    """The request's images and documents counted by the rule of the deployment's provider, deferred: only a
+    local count (an upstream that reported no usage) runs it, on its worker thread."""
+    return lambda: media_tokens(request.media_parts(), scheme_of(dep.provider))
 
 
 def response_text(response: dict[str, Any]) -> str:

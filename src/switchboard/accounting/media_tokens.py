@@ -29,6 +29,8 @@ import zlib
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Literal
 
+from switchboard.providers.documents import without_whitespace
+
 if TYPE_CHECKING:
     from switchboard.config import ModelConfig
 
@@ -189,8 +191,7 @@ def _payload(part: dict[str, Any]) -> tuple[str, str, int]:
 
 def _decode(b64: str) -> bytes:
     """The bytes of (a prefix of) base64 text; empty when it is not base64."""
-    if any(ws in b64 for ws in ("\n", "\r", " ", "\t")):
-        b64 = "".join(b64.split())
+    b64 = without_whitespace(b64)
     try:
         return binascii.a2b_base64(b64[:len(b64) - len(b64) % 4])
     except (binascii.Error, ValueError):

@@ -46,6 +46,11 @@ class Document:
             raise _fail(param, "is not valid base64 of UTF-8 text") from None
 
 
+def without_whitespace(b64: str) -> str:
+    """Base64 as data URLs may wrap it (line breaks, spaces), joined up; copied only when it has any."""
+    return "".join(b64.split()) if any(ws in b64 for ws in ("\n", "\r", " ", "\t")) else b64
+
+
 def _fail(param: str, message: str) -> InvalidRequest:
     return InvalidRequest(f"'{param}' {message}.", param=param, code="invalid_file")
 
@@ -74,7 +79,7 @@ def _parse_data_url(url: str, param: str) -> tuple[str, str]:
     fields = [f.strip().lower() for f in header.split(";")]
     if not comma or "base64" not in fields[1:]:
         raise _fail(param, "must be a base64 data: URL (data:application/pdf;base64,...)")
-    b64 = "".join(payload.split()) if any(ws in payload for ws in ("\n", "\r", " ", "\t")) else payload
+    b64 = without_whitespace(payload)
     if not b64:
         raise _fail(param, "holds an empty file")
     try:

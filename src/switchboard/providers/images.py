@@ -23,6 +23,7 @@ import socket
 from urllib.parse import urljoin, urlsplit
 
 from switchboard.errors import InvalidRequest
+from switchboard.providers.documents import without_whitespace
 from switchboard.http.client import HttpClient, HttpClientError, Timeouts
 
 DEFAULT_MAX_BYTES = 20 * 1024 * 1024
@@ -72,7 +73,7 @@ def parse_data_url(url: str, *, param: str | None = None,
     if len(payload) * 3 // 4 > max_bytes:
         raise _fail(f"image is larger than {max_bytes} bytes", param)
     try:
-        data = base64.b64decode("".join(payload.split()), validate=True)
+        data = base64.b64decode(without_whitespace(payload), validate=True)
     except (binascii.Error, ValueError):
         raise _fail("data URL holds invalid base64", param) from None
     if not mime.startswith("image/"):
