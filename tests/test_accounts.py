@@ -459,10 +459,10 @@ def test_images_and_pdfs_count_when_the_upstream_reports_no_usage(stack):
             {"type": "text", "text": "hi"}]}]))
     _, ledger = admin(gw, "GET", f"/admin/ledger?account=key:{key_id}")
     charge = next(e for e in ledger["data"] if e["kind"] == "charge")
-    from switchboard.accounting.media_tokens import page_tokens
+    from switchboard.accounting.media_tokens import OPENAI, page_tokens
     from switchboard.accounting.tokens import count_tokens
 
-    prompt = 1 + 765 + 2 * page_tokens("openai")  # "hi", a 1024-pixel square and two pages by OpenAI's rule
+    prompt = 1 + 765 + 2 * page_tokens(OPENAI)  # "hi", a 1024-pixel square and two pages by OpenAI's rule
     assert charge["amount_nanousd"] == -(prompt * 10_000_000 + count_tokens(REPLY, "quiet-up")[0] * 20_000_000)
 
 

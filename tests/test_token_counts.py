@@ -19,7 +19,8 @@ from PIL import Image
 from provider_helpers import every_provider
 from support import http
 
-from switchboard.accounting.media_tokens import image_size, image_tokens, page_tokens, pdf_pages
+from switchboard.accounting.media_tokens import (CLAUDE, GEMINI, OPENAI, image_size, image_tokens, page_tokens,
+                                                 pdf_pages, scheme_of)
 from switchboard.testing.pdf import build_pdf
 
 MASTER = "sk-test-master-token-counts"
@@ -78,13 +79,28 @@ def test_pdf_pages_counts_page_objects_also_inside_object_streams():
 
 
 def test_rules_give_the_providers_documented_examples():
-    assert image_tokens("openai", (1024, 1024)) == 765 and image_tokens("openai", (2048, 4096)) == 1105
-    assert image_tokens("openai", (4096, 8192), "low") == 85
-    assert image_tokens("claude", (1092, 1092)) == 1590 and image_tokens("claude", (200, 200)) == 54
-    assert image_tokens("claude", (3000, 2000)) == 1600  # fitted into 1,568 pixels, at most 1,600 tokens
-    assert image_tokens("gemini", (384, 384)) == 258 and image_tokens("gemini", (1000, 700)) == 2 * 258
-    assert image_tokens("claude", None) == image_tokens("claude", (1024, 1024))  # a URL: a 1024-pixel square
-    assert page_tokens("gemini") == 258 and page_tokens("openai") == 765 + 500
+    assert image_tokens(OPENAI, (1024, 1024)) == 765 and image_tokens(OPENAI, (2048, 4096)) == 1105
+    assert image_tokens(OPENAI, (4096, 8192), "low") == 85
+    assert image_tokens(CLAUDE, (1092, 1092)) == 1590 and image_tokens(CLAUDE, (200, 200)) == 54
+    assert image_tokens(CLAUDE, (3000, 2000)) == 1600  # fitted into 1,568 pixels, at most 1,600 tokens
+    assert image_tokens(GEMINI, (384, 384)) == 258 and image_tokens(GEMINI, (1000, 700)) == 2 * 258
+    assert image_tokens(CLAUDE, None) == image_tokens(CLAUDE, (1024, 1024))  # a URL: a 1024-pixel square
+    assert page_tokens(GEMINI) == 258 and page_tokens(OPENAI) == 765 + 500
+
+
+def test_openai_rules_follow_the_upstream_model():
+    assert scheme_of("openai", "gpt-4o-2024-08-06") == scheme_of("azure", "my-deployment") == OPENAI
+    assert scheme_of("gemini", "gpt-4o-mini") == GEMINI and scheme_of("bedrock", "gpt-4o-mini") == CLAUDE
+    mini = scheme_of("openai", "gpt-4o-mini-2024-07-18")  # the same price per image as GPT-4o, in more tokens
+    assert image_tokens(mini, (1024, 1024)) == 2833 + 4 * 5667 and image_tokens(mini, (1024, 1024), "low") == 2833
+    assert image_tokens(scheme_of("openai", "o3"), (1024, 1024)) == 75 + 4 * 150
+    assert image_tokens(scheme_of("openai", "gpt-5"), (1024, 1024)) == 70 + 4 * 140
+    patches = scheme_of("openai", "openai/gpt-4.1-mini")  # 32-pixel patches, at most 1,536, times 1.62
+    assert image_tokens(patches, (1024, 1024)) == round(1024 * 1.62)
+    assert image_tokens(patches, (1800, 2400)) == round(1452 * 1.62)  # scaled down to 33 x 44 patches
+    assert image_tokens(patches, (1024, 1024), "low") == image_tokens(patches, (1024, 1024))  # no low detail
+    assert image_tokens(scheme_of("openai", "gpt-4.1-nano"), (1024, 1024)) == round(1024 * 2.46)
+    assert image_tokens(scheme_of("openai", "o4-mini"), (64, 64)) == round(4 * 1.72)
 
 
 # ---------------------------------------------------------------- Anthropic count_tokens
@@ -103,7 +119,8 @@ def test_anthropic_count_tokens_counts_images_and_pdfs_by_the_serving_providers_
                                          "data": base64.b64encode(SQUARE).decode()}}
     document = {"type": "document", "source": {"type": "base64", "media_type": "application/pdf",
                                                "data": base64.b64encode(PDF).decode()}}
-    for model, scheme in (("claude", "claude"), ("bedrock", "claude"), ("gpt", "openai"), ("gemini", "gemini")):
+    gpt = scheme_of("openai", "gpt-4o-mini")  # the upstream model of "gpt"
+    for model, scheme in (("claude", CLAUDE), ("bedrock", CLAUDE), ("gpt", gpt), ("gemini", GEMINI)):
         text = count(client, model)
         assert text == 7 + 3 + 3  # the question, its message's framing, the reply's start
         assert count(client, model, image) - text == image_tokens(scheme, (1092, 1092))
@@ -131,9 +148,9 @@ def test_responses_input_tokens_counts_text_images_files_and_a_stored_conversati
             *parts, {"type": "input_text", "text": QUESTION}]}]).input_tokens
 
     text = with_parts("gpt")
-    assert with_parts("gpt", image) - text == 765 and with_parts("gpt", low) - text == 85
-    assert with_parts("gpt", file) - text == 3 * page_tokens("openai")
-    assert with_parts("claude", image) - text == image_tokens("claude", (1024, 1024))
+    assert with_parts("gpt", image) - text == 2833 + 4 * 5667 and with_parts("gpt", low) - text == 2833  # 4o-mini
+    assert with_parts("gpt", file) - text == 3 * page_tokens(scheme_of("openai", "gpt-4o-mini"))
+    assert with_parts("claude", image) - text == image_tokens(CLAUDE, (1024, 1024))
 
     first = client.responses.create(model="gpt", input=QUESTION)
     follow_up = client.responses.input_tokens.count(model="gpt", previous_response_id=first.id, input="And now?")
@@ -193,12 +210,14 @@ def test_tpm_limits_count_an_images_tokens_at_admission(stack):
     requested = int(refused.value.message.split("Requested ")[1].split(".")[0])
     assert 1590 < requested < 1590 + 20  # the image, the text and the 5 output tokens
     assert mock.stats()["requests"] == before  # refused before anything went upstream
-    ask("gpt", "low")  # 85 tokens for OpenAI at low detail
+    with pytest.raises(openai.RateLimitError):
+        ask("gpt", "low")  # gpt-4o-mini bills 2,833 tokens for an image even at low detail
+    ask("gemini", "auto")  # 4 tiles of 258 for Gemini
     assert mock.stats()["requests"] == before + 1
     long_pdf = build_pdf([f"page {i}" for i in range(1500)])  # 0.5 MB of base64: its pages are counted off the loop
     with pytest.raises(openai.RateLimitError) as refused:
         client.chat.completions.create(model="claude", max_tokens=5, messages=[{"role": "user", "content": [
             {"type": "file", "file": {"file_data": data_url(long_pdf, "application/pdf"), "filename": "long.pdf"}},
             {"type": "text", "text": "Summarise."}]}])
-    assert f"Requested {1500 * page_tokens('claude') + 3 + 5}." in refused.value.message
+    assert f"Requested {1500 * page_tokens(CLAUDE) + 3 + 5}." in refused.value.message
     assert mock.stats()["requests"] == before + 1

@@ -339,7 +339,7 @@ class Pipeline:
 def media_of(request: ChatRequest, dep: Deployment) -> Callable[[], int]:
     """The request's images and documents counted by the rule of the deployment's provider, deferred: only a
     local count (an upstream that reported no usage) runs it, on its worker thread."""
-    return lambda: media_tokens(request.media_parts(), scheme_of(dep.provider))
+    return lambda: media_tokens(request.media_parts(), scheme_of(dep.provider, dep.upstream_model))
 
 
 def response_text(response: dict[str, Any]) -> str:

@@ -3,9 +3,11 @@
 An image is counted from its pixels, read from the header of an inline (data: URL) image, and a PDF from
 its pages. The rules, from the providers' documentation:
 
-* OpenAI (``openai``): ``detail: low`` is 85 tokens; otherwise the image is fitted into 2048 x 2048, its
-  short side scaled down to 768, and each 512-pixel tile costs 170 tokens on top of 85. (GPT-4o's rule;
-  the mini models multiply it, which the usage reported afterwards corrects.)
+* OpenAI, by the upstream model. *Tiles* (GPT-4o, 4.1, o1, o3, gpt-5): the image is fitted into
+  2048 x 2048, its short side scaled down to 768, and each 512-pixel tile costs `tile` tokens on top of
+  `base` (GPT-4o: 85 + 170 a tile; ``detail: low`` is the base alone; gpt-4o-mini bills 33 times as many
+  tokens at its lower price). *Patches* (gpt-4.1-mini and -nano, gpt-5-mini and -nano, o4-mini): one
+  token a 32-pixel square, the image scaled down to at most 1,536 of them, times the model's multiplier.
 * Anthropic (``claude``, also used for Bedrock, Ollama and others): width x height / 750, after fitting the
   long side into 1,568 pixels, at most 1,600 tokens.
 * Gemini (``gemini``): 258 tokens for an image within 384 x 384, else 258 per 768 x 768 tile.
@@ -27,6 +29,7 @@ import re
 import struct
 import zlib
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from switchboard.providers.documents import without_whitespace
@@ -34,9 +37,37 @@ from switchboard.providers.documents import without_whitespace
 if TYPE_CHECKING:
     from switchboard.config import ModelConfig
 
-Scheme = Literal["openai", "claude", "gemini"]
 
-_SCHEMES: dict[str, Scheme] = {"openai": "openai", "azure": "openai", "gemini": "gemini"}
+
+@dataclass(frozen=True, slots=True)
+class Scheme:
+    """How a model bills an image: OpenAI's 512-pixel tiles (`base` + `tile` a tile) or 32-pixel patches
+    (times `multiplier`), Anthropic's pixel area (``claude``), or Gemini's 768-pixel tiles."""
+
+    kind: Literal["tiles", "patches", "claude", "gemini"]
+    base: int = 0
+    tile: int = 0
+    multiplier: float = 1.0
+
+
+OPENAI = Scheme("tiles", 85, 170)
+CLAUDE = Scheme("claude")
+GEMINI = Scheme("gemini")
+
+# OpenAI's models whose images cost other than GPT-4o's; the first name the upstream model starts with wins
+_OPENAI_MODELS = (
+    ("gpt-4o-mini", Scheme("tiles", 2833, 5667)),
+    ("gpt-4.1-mini", Scheme("patches", multiplier=1.62)),
+    ("gpt-4.1-nano", Scheme("patches", multiplier=2.46)),
+    ("gpt-5-mini", Scheme("patches", multiplier=1.62)),
+    ("gpt-5-nano", Scheme("patches", multiplier=2.46)),
+    ("o4-mini", Scheme("patches", multiplier=1.72)),
+    ("computer-use-preview", Scheme("tiles", 65, 129)),
+    ("gpt-5", Scheme("tiles", 70, 140)),
+    ("o1", Scheme("tiles", 75, 150)),
+    ("o3", Scheme("tiles", 75, 150)),
+)
+_MAX_PATCHES = 1536
 _UNKNOWN_SIZE = (1024, 1024)
 _PAGE_SIZE = (1275, 1650)  # a US-letter page rendered at 150 dpi
 _PAGE_TEXT = 500  # tokens of a typical page of prose
@@ -48,14 +79,19 @@ _PAGE = re.compile(rb"/Type\s*/Page(?![a-zA-Z])")
 _OBJECT_STREAM = re.compile(rb"/Type\s*/ObjStm\b.*?stream\r?\n", re.DOTALL)
 
 
-def scheme_of(provider: str) -> Scheme:
-    """The rule a provider kind counts images by."""
-    return _SCHEMES.get(provider, "claude")
+def scheme_of(provider: str, upstream_model: str = "") -> Scheme:
+    """The rule a provider kind counts images by, for the upstream model it serves."""
+    if provider in ("openai", "azure"):
+        name = upstream_model.lower().rsplit("/", 1)[-1]
+        return next((scheme for prefix, scheme in _OPENAI_MODELS if name.startswith(prefix)), OPENAI)
+    return GEMINI if provider == "gemini" else CLAUDE
 
 
 def model_scheme(model: ModelConfig) -> Scheme:
-    """The rule of the model's (first) provider."""
-    return scheme_of(model.deployments[0].provider if model.deployments else "")
+    """The rule of the model's (first) deployment."""
+    if not model.deployments:
+        return CLAUDE
+    return scheme_of(model.deployments[0].provider, model.deployments[0].upstream_model)
 
 
 async def estimate_media(parts: tuple[dict[str, Any], ...], model: ModelConfig) -> int:
@@ -134,13 +170,15 @@ def pdf_pages(data: bytes) -> int:
 def image_tokens(scheme: Scheme, size: tuple[int, int] | None, detail: str | None = None) -> int:
     """The prompt tokens of one image of `size` pixels (unknown: a 1024-pixel square)."""
     width, height = size if size and size[0] > 0 and size[1] > 0 else _UNKNOWN_SIZE
-    if scheme == "openai":
+    if scheme.kind == "tiles":
         if detail == "low":
-            return 85
+            return scheme.base
         scale = min(1.0, 2048 / max(width, height))
         scale *= min(1.0, 768 / (min(width, height) * scale))
-        return 85 + 170 * math.ceil(width * scale / 512) * math.ceil(height * scale / 512)
-    if scheme == "gemini":
+        return scheme.base + scheme.tile * math.ceil(width * scale / 512) * math.ceil(height * scale / 512)
+    if scheme.kind == "patches":
+        return round(_patches(width, height) * scheme.multiplier)
+    if scheme.kind == "gemini":
         if width <= 384 and height <= 384:
             return 258
         return 258 * math.ceil(width / 768) * math.ceil(height / 768)
@@ -148,9 +186,19 @@ def image_tokens(scheme: Scheme, size: tuple[int, int] | None, detail: str | Non
     return min(1600, math.ceil(width * scale * height * scale / 750))
 
 
+def _patches(width: int, height: int) -> int:
+    """OpenAI's 32-pixel patches covering an image, after scaling it down to at most 1,536 of them."""
+    if math.ceil(width / 32) * math.ceil(height / 32) > _MAX_PATCHES:
+        scale = math.sqrt(32 * 32 * _MAX_PATCHES / (width * height))
+        scale *= min(math.floor(width * scale / 32) / (width * scale / 32),
+                     math.floor(height * scale / 32) / (height * scale / 32))
+        width, height = int(width * scale), int(height * scale)
+    return min(_MAX_PATCHES, math.ceil(width / 32) * math.ceil(height / 32))
+
+
 def page_tokens(scheme: Scheme) -> int:
     """The prompt tokens of one PDF page."""
-    return 258 if scheme == "gemini" else image_tokens(scheme, _PAGE_SIZE) + _PAGE_TEXT
+    return 258 if scheme.kind == "gemini" else image_tokens(scheme, _PAGE_SIZE) + _PAGE_TEXT
 
 
 def _inline_chars(parts: Iterable[dict[str, Any]]) -> int:
