@@ -13,7 +13,7 @@ import zlib
 
 import openai
 import pytest
-from support import GatewayProc, MockProc, http
+from support import GatewayProc, MockProc, http, wait_for
 from switchboard.testing.pdf import PAGE_TOKENS, build_pdf
 
 MASTER = "sk-accounts-master-0123456789"
@@ -26,6 +26,7 @@ PRICING = {"input_per_mtok": 10_000.0, "output_per_mtok": 20_000.0}  # 1 cent pe
 def stack(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("accounts")
     mock = MockProc(tmp, {"m-up": {"reply": REPLY}, "quiet-up": {"reply": REPLY, "report_usage": False},
+                          "slow-quiet-up": {"reply": "word " * 400, "report_usage": False, "tokens_per_second": 40},
                           "err-up": {"faults": [{"kind": "status", "status": 500, "rate": 1.0}]}})
     base = mock.url + "/v1"
 
@@ -34,7 +35,7 @@ def stack(tmp_path_factory):
 
     config = {"auth": {"master_key": "${SB_MASTER}"}, "storage": {"log_flush_seconds": 0.05},
               "accounts": {"model_limits": {"capped": {"rpm": 3}}},
-              "models": {"m": model("m-up"), "other": model("m-up"), "quiet": model("quiet-up"),
+              "models": {"m": model("m-up"), "other": model("m-up"), "quiet": model("quiet-up"), "slow-quiet": model("slow-quiet-up"),
                          "broken": model("err-up"), "capped": model("m-up"),
                          "mini": model("gpt-4o-mini"),  # the catalog: one image may become 48,169 prompt tokens
                          "mini-small-images": {**model("gpt-4o-mini"), "image_tokens": 500},
@@ -464,6 +465,34 @@ def test_images_and_pdfs_count_when_the_upstream_reports_no_usage(stack):
 
     prompt = 1 + 765 + 2 * page_tokens(OPENAI)  # "hi", a 1024-pixel square and two pages by OpenAI's rule
     assert charge["amount_nanousd"] == -(prompt * 10_000_000 + count_tokens(REPLY, "quiet-up")[0] * 20_000_000)
+
+
+def test_a_client_that_hangs_up_mid_stream_is_charged_for_its_image_too(stack):
+    import io
+
+    from PIL import Image
+
+    gw, _ = stack
+    key_id, key = new_key(gw, credits_usd=1000.0)  # the hold covers the longest answer the window allows
+    picture = io.BytesIO()
+    Image.new("RGB", (1024, 1024)).save(picture, "PNG")
+    image = "data:image/png;base64," + base64.b64encode(picture.getvalue()).decode()
+    stream = client_for(gw, key).chat.completions.create(model="slow-quiet", stream=True, messages=[
+        {"role": "user", "content": [{"type": "image_url", "image_url": {"url": image}}, {"type": "text", "text": "hi"}]}])
+    request_id = stream.response.headers["x-request-id"]
+    received = ""
+    for chunk in stream:
+        received += chunk.choices[0].delta.content or "" if chunk.choices else ""
+        if len(received) > 20:
+            break
+    stream.close()  # hangs up after the first words of a 400-word answer that reports no usage
+    entry = wait_for(lambda: [e for e in gw.requests_logged() if e["request_id"] == request_id], timeout=10)[0]
+    assert entry["status"] == 499 and 0 < entry["completion_tokens"] < 400
+    assert entry["prompt_tokens"] == 1 + 765  # "hi" and the image by OpenAI's rule, counted
+    assert json.loads(entry["extra"])["usage_counted"] is True
+    charge = wait_for(lambda: [e for e in admin(gw, "GET", f"/admin/ledger?account=key:{key_id}")[1]["data"]
+                               if e["kind"] == "charge"], timeout=10)[0]
+    assert charge["amount_nanousd"] == -(766 * 10_000_000 + entry["completion_tokens"] * 20_000_000)
 
 
 def test_usage_report_json_csv_and_cli(stack):

@@ -21,7 +21,7 @@ HI = [{"role": "user", "content": "hi"}]
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("cascade-accounting")
-    mock = MockProc(tmp, {"plain-up": {"reply": REPLY},
+    mock = MockProc(tmp, {"plain-up": {"reply": REPLY}, "quiet-up": {"reply": REPLY, "report_usage": False},
                           "down-up": {"faults": [{"kind": "status", "status": 500, "rate": 1.0}]}})
 
     def model(upstream):
@@ -33,7 +33,8 @@ def stack(tmp_path_factory):
         "auth": {"master_key": "${SB_MASTER}"}, "storage": {"log_flush_seconds": 0.05},
         "accounts": {"model_limits": {"strong-capped": {"rpm": 2}}},
         "models": {"weak": model("plain-up"), "strong": model("plain-up"),
-                   "strong-capped": model("plain-up"), "down": model("down-up")},
+                   "strong-capped": model("plain-up"), "down": model("down-up"),
+                   "quiet": model("quiet-up")},
         "routers": {
             "escalating": {"strong": "strong-capped", "weak": "weak", **always_weak,
                            "cascade": {"check": "regex", "pattern": "^never"}},
@@ -45,6 +46,8 @@ def stack(tmp_path_factory):
             "cascading-from-a-down-weak": {"strong": "strong", "weak": "down", **always_weak,
                                            "cascade": {"check": "json"}},
             "json-checked": {"strong": "strong", "weak": "weak", **always_weak, "cascade": {"check": "json"}},
+            "escalating-quietly": {"strong": "quiet", "weak": "quiet", **always_weak,
+                                   "cascade": {"check": "regex", "pattern": "^never"}},
         }}
     gw = GatewayProc(tmp, config, env={"SB_MASTER": MASTER})
     yield gw, mock
@@ -104,6 +107,22 @@ def test_a_failed_cascade_logs_the_calls_it_made_and_charges_nothing(stack):
     _, _, raw = http("GET", gw.url + f"/admin/keys/{key_id}", None, ADMIN)
     credit = json.loads(raw)["credit"]
     assert credit["balance_usd"] == pytest.approx(5.0) and credit["reserved_usd"] == 0
+
+
+def test_a_cascades_calls_are_counted_locally_when_the_upstream_reports_no_usage(stack):
+    from switchboard.accounting.tokens import count_tokens, estimate_tokens
+
+    gw, _ = stack
+    _, client = new_key(gw)
+    prompt = "hello " * 12  # 12 tokens; the four-characters-a-token estimate would say 18
+    assert count_tokens(prompt, "quiet-up")[0] != estimate_tokens(prompt)
+    raw = client.chat.completions.with_raw_response.create(model="escalating-quietly", max_tokens=10,
+                                                           messages=[{"role": "user", "content": prompt}])
+    assert raw.headers["x-switchboard-cascade"] == "escalated"
+    row = logged(gw, raw.headers["x-request-id"])
+    assert json.loads(row["extra"])["usage_counted"] is True
+    assert row["prompt_tokens"] == 2 * count_tokens(prompt, "quiet-up")[0]  # the weak call and the strong one
+    assert row["completion_tokens"] == 2 * count_tokens(REPLY, "quiet-up")[0]
 
 
 @pytest.mark.parametrize("stream", [False, True])

@@ -12,11 +12,11 @@ request, in `settle`, whether it succeeded, failed, or the client went away.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from switchboard.accounting.demand import chat_demand, text_demand
-from switchboard.accounting.media_tokens import media_tokens, scheme_of
+from switchboard.accounting.media_tokens import media_of
 from switchboard.accounting.tokens import Usage, estimate_tokens, reported_or_counted, usage_of
 from switchboard.config import Deployment, ModelConfig
 from switchboard.context import RequestContext
@@ -238,6 +238,8 @@ class Pipeline:
         finally:
             await upstream.aclose()
             if not priced:
+                if usage is None and ctx.entry.status == 499:  # a hang-up is charged: count what was sent
+                    usage = await _counted_or_none(dep, request, "".join(text), ctx.entry.extra)
                 self.settle_usage(ctx, model, dep, usage, request, "".join(text))
             self.settle(ctx)
 
@@ -259,8 +261,10 @@ class Pipeline:
         from switchboard.routing.cascade import run_cascade
 
         outcome = await run_cascade(self.gw, self.gw.routers[request.model], request, ctx)
-        response = outcome.response
-        self.settle_usage(ctx, outcome.model, outcome.deployment, usage_of(response), request, response_text(response))
+        response, dep = outcome.response, outcome.deployment
+        usage = await reported_or_counted(usage_of(response), dep.upstream_model, request.prompt_text(),
+                                          response_text(response), ctx.entry.extra, media_of(request, dep))
+        self.settle_usage(ctx, outcome.model, dep, usage, request, response_text(response))
         ctx.entry.prompt_tokens += outcome.extra_prompt_tokens
         ctx.entry.completion_tokens += outcome.extra_completion_tokens
         ctx.entry.cost += outcome.extra_cost
@@ -336,10 +340,14 @@ class Pipeline:
             asyncio.get_running_loop().call_soon(notify, self.gw.observers, request, ctx, text)
 
 
-def media_of(request: ChatRequest, dep: Deployment) -> Callable[[], int]:
-    """The request's images and documents counted by the rule of the deployment's provider, deferred: only a
-    local count (an upstream that reported no usage) runs it, on its worker thread."""
-    return lambda: media_tokens(request.media_parts(), scheme_of(dep.provider, dep.upstream_model))
+async def _counted_or_none(dep: Deployment, request: ChatRequest, completion: str, extra: dict[str, Any]) -> Usage | None:
+    """A local count for a request cut short; None (the caller estimates) if counting is cancelled or fails."""
+    try:
+        return await reported_or_counted(None, dep.upstream_model, request.prompt_text(), completion, extra,
+                                         media_of(request, dep))
+    except BaseException:  # noqa: BLE001 - settling must still happen
+        extra.pop("usage_counted", None)
+        return None
 
 
 def response_text(response: dict[str, Any]) -> str:

@@ -28,14 +28,15 @@ import math
 import re
 import struct
 import zlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from switchboard.providers.documents import without_whitespace
 
 if TYPE_CHECKING:
-    from switchboard.config import ModelConfig
+    from switchboard.config import Deployment, ModelConfig
+    from switchboard.core.request import ChatRequest
 
 
 
@@ -92,6 +93,12 @@ def model_scheme(model: ModelConfig) -> Scheme:
     if not model.deployments:
         return CLAUDE
     return scheme_of(model.deployments[0].provider, model.deployments[0].upstream_model)
+
+
+def media_of(request: ChatRequest, dep: Deployment) -> Callable[[], int]:
+    """The request's images and documents counted by the rule of the deployment, deferred: only a local count
+    (an upstream that reported no usage) runs it, on its worker thread."""
+    return lambda: media_tokens(request.media_parts(), scheme_of(dep.provider, dep.upstream_model))
 
 
 async def estimate_media(parts: tuple[dict[str, Any], ...], model: ModelConfig) -> int:

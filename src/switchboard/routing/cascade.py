@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from switchboard.accounting.tokens import Usage, estimate_tokens, usage_of
+from switchboard.accounting.media_tokens import media_of
+from switchboard.accounting.tokens import estimate_tokens, reported_or_counted, usage_of
 from switchboard.config import Deployment, ModelConfig
 from switchboard.context import RequestContext
 from switchboard.core.request import ChatRequest
@@ -51,8 +52,11 @@ def answer_text(response: dict[str, Any]) -> str:
     return (msg or {}).get("content") or ""
 
 
-def _cost(response: dict[str, Any], model: ModelConfig, dep: Deployment, request: ChatRequest) -> tuple[int, int, float]:
-    usage = usage_of(response) or Usage(estimate_tokens(request.prompt_text()), estimate_tokens(answer_text(response)))
+async def _cost(response: dict[str, Any], model: ModelConfig, dep: Deployment, request: ChatRequest,
+                extra: dict[str, Any]) -> tuple[int, int, float]:
+    """A call's (prompt tokens, completion tokens, cost): the upstream's usage, else a local count."""
+    usage = await reported_or_counted(usage_of(response), dep.upstream_model, request.prompt_text(),
+                                      answer_text(response), extra, media_of(request, dep))
     return usage.prompt, usage.completion, (dep.pricing or model.pricing).cost(*usage)
 
 
@@ -103,7 +107,7 @@ async def run_cascade(gw: Gateway, router: AutoRouter, request: ChatRequest, ctx
         # the weak model is down: a failed check like any other, the strong model answers
         return await _escalate(gw, router, request, ctx, f"weak model failed: {exc.message[:200]}",
                                [{"model": weak.name, "role": "weak", "error": exc.code or exc.type}])
-    weak_p, weak_c, weak_cost = _cost(response, weak_model, weak_dep, weak_request)
+    weak_p, weak_c, weak_cost = await _cost(response, weak_model, weak_dep, weak_request, ctx.entry.extra)
     calls: list[dict[str, Any]] = [{"model": weak_model.name, "role": "weak", "cost": weak_cost}]
     judged = (0, 0, 0.0)
     try:
@@ -129,7 +133,7 @@ async def run_cascade(gw: Gateway, router: AutoRouter, request: ChatRequest, ctx
                                             "Reply YES or NO."}]})
             await gw.admission.admit_next(ctx, judge, estimate_tokens(verdict_request.prompt_text()), 5)
             verdict, judge_model, judge_dep = await gw.executor.run(judge, ctx, lambda p, d: p.chat(verdict_request, d))
-            judged = _cost(verdict, judge_model, judge_dep, verdict_request)
+            judged = await _cost(verdict, judge_model, judge_dep, verdict_request, ctx.entry.extra)
             calls.append({"model": judge_model.name, "role": "judge", "cost": judged[2]})
             passed = answer_text(verdict).strip().upper().startswith("YES")
             detail = f"judge {judge_model.name} said {answer_text(verdict).strip()[:20]!r}"
