@@ -103,6 +103,12 @@ def test_a_text_file_reaches_each_provider(stack):
     assert mock.stats()["last_request"]["messages"][0]["content"][1]["document"]["format"] == "txt"
     oa(gw).chat.completions.create(model="gemini", max_tokens=20, messages=ask("When?", part))
     assert mock.stats()["last_request"]["contents"][0]["parts"][1]["inlineData"]["mimeType"] == "text/plain"
+    # OpenAI's chat API reads PDFs only (a text file is its 400), and Ollama reads no files: both get the text
+    inline = f'<document name="notes.txt">\n{notes}\n</document>'
+    oa(gw).chat.completions.create(model="gpt", max_tokens=20, messages=ask("When?", part))
+    assert mock.stats()["last_request"]["messages"][0]["content"][1] == {"type": "text", "text": inline}
+    oa(gw).chat.completions.create(model="ollama", max_tokens=20, messages=ask("When?", part))
+    assert mock.stats()["last_request"]["messages"][0]["content"] == "When?\n\n" + inline  # a paragraph of its own
 
 
 def test_the_anthropic_sdk_sends_documents_to_any_model(stack):
@@ -175,7 +181,7 @@ def test_bad_files_are_400s_naming_the_parameter(stack):
          "messages[0].content[1].file.file_data"),
         ("gpt", ask("x", {"type": "file", "file": {}}), "messages[0].content[1].file"),
         ("gpt", ask("x", {"type": "file", "file": {"file_data": 7}}), "messages[0].content[1].file.file_data"),
-        ("ollama", ask("x", pdf_part()), "messages[0].content[1].type"),
+        ("ollama", ask("x", pdf_part()), "messages[0].content[1].file.file_data"),
         ("bedrock", [{"role": "user", "content": [pdf_part()]}], "messages"),
         # as on OpenAI, files (and images) belong to user messages: a provider would drop them from a system prompt
         ("claude", [{"role": "system", "content": [pdf_part()]}, *ask("x")], "messages[0].content[0].type"),

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import html
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,6 +45,18 @@ class Document:
             return base64.b64decode(self.b64, validate=True).decode("utf-8")
         except (binascii.Error, ValueError):
             raise _fail(param, "is not valid base64 of UTF-8 text") from None
+
+
+def inlined(doc: Document, param: str) -> str:
+    """A text file as the model reads it where the provider takes no text files: its contents in a `document`
+    tag that names the file."""
+    name = f' name="{html.escape(doc.filename)}"' if doc.filename else ""
+    return f"<document{name}>\n{doc.text(param)}\n</document>"
+
+
+def data_url_mime(url: str) -> str:
+    """The media type a data: URL declares ('' for anything else)."""
+    return url[5:].partition(",")[0].partition(";")[0].strip().lower() if url[:5].lower() == "data:" else ""
 
 
 def without_whitespace(b64: str) -> str:

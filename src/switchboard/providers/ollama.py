@@ -24,6 +24,7 @@ from switchboard.core.request import ChatRequest
 from switchboard.errors import UpstreamError
 from switchboard.providers import canonical as c
 from switchboard.providers.base import Provider, iter_body
+from switchboard.providers.documents import document_of, inlined
 
 DONE_REASONS = {"stop": "stop", "length": "length", "load": "stop", "unload": "stop"}
 
@@ -79,13 +80,19 @@ class OllamaProvider(Provider):
                 out["tool_name"] = name
             return out
         if isinstance(content, list):
-            pictures = []
+            pictures: list[str] = []
+            texts: list[tuple[str, bool]] = []  # (text, whether it is a file's)
             for j, part in enumerate(content):
                 kind = part.get("type")
                 if kind == "image_url":
                     pictures.append(images[part["image_url"]["url"]].b64)
-                elif kind not in ("text", "refusal"):
+                elif kind == "text" and isinstance(part.get("text"), str):
+                    texts.append((part["text"], False))
+                elif kind == "file":
+                    texts.append((self._text_file(part, f"messages[{i}].content[{j}]"), True))
+                elif kind != "refusal":
                     raise c.unsupported(self.kind, f"messages[{i}].content[{j}].type", f"content part {kind!r}")
+            out["content"] = _joined(texts)
             if pictures:
                 out["images"] = pictures
         calls = msg.get("tool_calls")
@@ -94,6 +101,12 @@ class OllamaProvider(Provider):
                                                "arguments": c.tool_arguments(call, f"messages[{i}].tool_calls[{k}]")}}
                                  for k, call in enumerate(calls)]
         return out
+
+    def _text_file(self, part: dict[str, Any], param: str) -> str:
+        doc = document_of(part, param, self.kind)
+        if not doc.is_text:
+            raise c.unsupported(self.kind, f"{param}.file.file_data", "PDF documents (text files are sent as text)")
+        return inlined(doc, f"{param}.file.file_data")
 
     # ------------------------------------------------------------ calls
 
@@ -177,6 +190,16 @@ class OllamaProvider(Provider):
         if status == 500 and ("server busy" in lower or "maximum pending" in lower):
             return UpstreamError(errors.OVERLOADED, error.message, upstream_status=status)
         return error
+
+
+def _joined(texts: list[tuple[str, bool]]) -> str:
+    """A message's text parts joined end to end (as `content_text` joins them), each file's a paragraph of its own."""
+    out, after_file = "", False
+    for text, is_file in texts:
+        if out and (is_file or after_file):
+            out += "\n\n"
+        out, after_file = out + text, is_file
+    return out
 
 
 def ollama_usage(data: dict[str, Any]) -> dict[str, Any] | None:

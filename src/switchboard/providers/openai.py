@@ -15,8 +15,8 @@ and none of the sampling parameters they refuse; OpenAI's chat models (gpt-4o...
 or `reasoning: false`) get no `reasoning_effort`, which they refuse. A history
 that one model wrote may reach another after a fallback, so they are removed
 for the others. An inline file with no filename (an Anthropic document without a title) gets one, which
-OpenAI requires. For streams we always ask the upstream for usage
-(``stream_options.include_usage``) so that every stream can be priced; the
+OpenAI requires; a text file becomes a text part (OpenAI's chat API reads PDFs only). For streams we always
+ask the upstream for usage (``stream_options.include_usage``) so that every stream can be priced; the
 pipeline hides that last chunk from clients that did not ask for it.
 """
 
@@ -34,7 +34,7 @@ from switchboard.core.request import ChatRequest
 from switchboard.errors import UpstreamError
 from switchboard.http.sse import SSEDecoder
 from switchboard.providers.base import Provider, iter_body
-from switchboard.providers.documents import EXTENSIONS
+from switchboard.providers.documents import EXTENSIONS, TEXT_FORMATS, data_url_mime, document_of, inlined
 from switchboard.providers.reasoning import for_openai_reasoning, openai_reasoning_deployment
 
 
@@ -65,9 +65,9 @@ class OpenAIProvider(Provider):
             tools = body.get("tools")
             if tools and "cache_control" in foreign and isinstance(tools, list):
                 body["tools"] = [_without(t, foreign) for t in tools]
-        named = _with_filenames(body["messages"])
-        if named is not None:
-            body["messages"] = named
+        files = _files_for_openai(body["messages"], self.kind)
+        if files is not None:
+            body["messages"] = files
         if stream:
             body["stream"] = True
             options = dict(body.get("stream_options") or {})
@@ -162,30 +162,39 @@ def _unmarked(message: dict[str, Any], keys: frozenset[str]) -> dict[str, Any]:
     return out
 
 
-def _unnamed_file(part: Any) -> bool:
+def _file_spec(part: Any) -> dict[str, Any] | None:
     spec = part.get("file") if part.__class__ is dict and part.get("type") == "file" else None
-    return isinstance(spec, dict) and isinstance(spec.get("file_data"), str) and not spec.get("filename")
+    return spec if isinstance(spec, dict) and isinstance(spec.get("file_data"), str) else None
 
 
-def _with_filenames(messages: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
-    """The messages with a filename on every inline file, which OpenAI requires (Anthropic documents and other
-    clients' files may have none); None when every file has one."""
-    if not any(m.get("content").__class__ is list and any(_unnamed_file(p) for p in m["content"]) for m in messages):
+def _needs_change(part: Any) -> bool:
+    """An inline file without a filename (OpenAI requires one), or a text file (OpenAI's chat API reads PDFs only)."""
+    spec = _file_spec(part)
+    return spec is not None and (not spec.get("filename") or data_url_mime(spec["file_data"]) in TEXT_FORMATS)
+
+
+def _files_for_openai(messages: list[dict[str, Any]], provider: str) -> list[dict[str, Any]] | None:
+    """The messages with a filename on every inline file (Anthropic documents and other clients' files may have
+    none) and each text file inlined as text; None when no file needs either."""
+    if not any(m.get("content").__class__ is list and any(map(_needs_change, m["content"])) for m in messages):
         return None
     out = []
-    for message in messages:
+    for i, message in enumerate(messages):
         content = message.get("content")
-        if content.__class__ is list and any(_unnamed_file(p) for p in content):
-            content = [{**p, "file": {**p["file"], "filename": _filename_for(p["file"]["file_data"])}}
-                       if _unnamed_file(p) else p for p in content]
+        if content.__class__ is list and any(map(_needs_change, content)):
+            content = [_file_for_openai(p, f"messages[{i}].content[{j}]", provider) if _needs_change(p) else p
+                       for j, p in enumerate(content)]
             message = {**message, "content": content}
         out.append(message)
     return out
 
 
-def _filename_for(data_url: str) -> str:
-    mime = data_url[5:].partition(";")[0].lower() if data_url[:5].lower() == "data:" else ""
-    return "document." + EXTENSIONS.get(mime, "bin")
+def _file_for_openai(part: dict[str, Any], param: str, provider: str) -> dict[str, Any]:
+    spec = part["file"]
+    mime = data_url_mime(spec["file_data"])
+    if mime in TEXT_FORMATS:
+        return {"type": "text", "text": inlined(document_of(part, param, provider), f"{param}.file.file_data")}
+    return {**part, "file": {**spec, "filename": "document." + EXTENSIONS.get(mime, "bin")}}
 
 
 def stream_error(err: Any, deployment: Deployment) -> UpstreamError:
