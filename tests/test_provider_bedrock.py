@@ -89,6 +89,24 @@ def test_tool_use_and_tool_result(stack):
     assert follow.choices[0].message.content == REPLY
 
 
+@pytest.mark.parametrize("offer", [{}, {"tools": [WEATHER_TOOL], "tool_choice": "none"}], ids=["no-tools", "none"])
+def test_a_tool_history_in_a_request_that_offers_no_tools_is_written_as_text(stack, offer):
+    # Converse refuses toolUse/toolResult blocks without a toolConfig (the mock too): an agent's last,
+    # tool-less turn ("now summarise") must still be answered, and the model must not be able to call a tool.
+    messages = [*tool_round_trip("call_1"), {"role": "user", "content": "Now summarise."}]
+    for stream in (False, True):
+        if stream:
+            assert streamed_text(stack.stream(model=MODEL_ID, messages=messages, **offer)) == REPLY
+        else:
+            assert stack.chat(model=MODEL_ID, messages=messages, **offer).choices[0].message.content == REPLY
+        body = stack.sent()["body"]
+        assert "toolConfig" not in body
+        assert body["messages"][1] == {"role": "assistant", "content": [
+            {"text": '[tool call call_1: get_weather {"city":"Paris"}]'}]}
+        assert body["messages"][2] == {"role": "user", "content": [
+            {"text": '[result of tool call call_1]\n{"temp_c":21,"sky":"clear"}'}, {"text": "Now summarise."}]}
+
+
 def test_named_tool_choice_and_streamed_tool_use(stack):
     chunks = stack.stream(model=MODEL_ID, messages=[{"role": "user", "content": "time?"}],
                           tools=[WEATHER_TOOL, TIME_TOOL], tool_choice={"type": "function", "function": {"name": "get_time"}})

@@ -182,7 +182,9 @@ class BedrockProvider(Provider):
         images = await c.load_images(request, deployment, self.client)
         system: list[dict[str, Any]] = []
         messages: list[dict[str, Any]] = []
-        uses_tools = False
+        tools = body.get("tools")
+        mode, forced = c.tool_choice(body)
+        offers_tools = bool(tools) and mode != "none"
         document_names: set[str] = set()
         for i, msg in enumerate(body["messages"]):
             role = msg["role"]
@@ -197,8 +199,7 @@ class BedrockProvider(Provider):
                 elif c.content_text(content).strip():  # Bedrock refuses a blank system block
                     system.append({"text": c.content_text(content)})
                 continue
-            blocks = self._blocks(msg, i, images, document_names)
-            uses_tools = uses_tools or role == "tool" or bool(msg.get("tool_calls"))
+            blocks = self._blocks(msg, i, images, document_names, offers_tools)
             if not blocks:
                 continue
             bedrock_role = "assistant" if role == "assistant" else "user"
@@ -215,11 +216,7 @@ class BedrockProvider(Provider):
         config = self._inference_config(body)
         if config:
             payload["inferenceConfig"] = config
-        tools = body.get("tools")
-        mode, forced = c.tool_choice(body)
-        if tools and (mode != "none" or uses_tools):
-            # Bedrock requires toolConfig whenever the history holds toolUse/toolResult blocks,
-            # so tool_choice "none" can only be honoured by leaving the tools out when it does not.
+        if offers_tools:
             specs: list[dict[str, Any]] = []
             for t in tools:
                 specs += [_tool_spec(t["function"]), _cache_point(t)] if _marked(t) else [_tool_spec(t["function"])]
@@ -261,9 +258,16 @@ class BedrockProvider(Provider):
         config["maxTokens"] = max_tokens
         drop_sampling(config, "temperature", "topP")
 
-    def _blocks(self, msg: dict[str, Any], i: int, images: dict[str, c.Image],
-                names: set[str]) -> list[dict[str, Any]]:
+    def _blocks(self, msg: dict[str, Any], i: int, images: dict[str, c.Image], names: set[str],
+                offers_tools: bool) -> list[dict[str, Any]]:
+        """A message's Converse blocks. Bedrock refuses toolUse/toolResult blocks in a request that offers no
+        tools (none given, or tool_choice "none"), so there a history's tool calls and results are written as
+        text, and the model cannot call a tool."""
         content = msg.get("content")
+        if msg["role"] == "tool" and not offers_tools:
+            value = c.tool_result_value(content)
+            text = orjson.dumps(value).decode() if isinstance(value, dict) else c.content_text(content)
+            return [{"text": f"[result of tool call {msg['tool_call_id']}]\n{text}"}]
         if msg["role"] == "tool":
             value = c.tool_result_value(content)
             result = [{"json": value}] if isinstance(value, dict) else [{"text": c.content_text(content) or " "}]
@@ -301,8 +305,11 @@ class BedrockProvider(Provider):
                 elif kind != "refusal":
                     raise c.unsupported(self.kind, f"messages[{i}].content[{j}].type", f"content part {kind!r}")
         for k, call in enumerate(msg.get("tool_calls") or ()):
-            blocks.append({"toolUse": {"toolUseId": call["id"], "name": call["function"]["name"],
-                                       "input": c.tool_arguments(call, f"messages[{i}].tool_calls[{k}]")}})
+            name, arguments = call["function"]["name"], c.tool_arguments(call, f"messages[{i}].tool_calls[{k}]")
+            if offers_tools:
+                blocks.append({"toolUse": {"toolUseId": call["id"], "name": name, "input": arguments}})
+            else:
+                blocks.append({"text": f"[tool call {call['id']}: {name} {orjson.dumps(arguments).decode()}]"})
         return blocks
 
     def _inference_config(self, body: dict[str, Any]) -> dict[str, Any]:
