@@ -38,6 +38,7 @@ def stack(tmp_path_factory):
         "limited": {"deployments": [{**openai_dep, "model": "gpt-429"}]},
         "overloaded": {"deployments": [{**anthropic_dep, "model": "claude-529"}]},
         "cut": {"deployments": [{**openai_dep, "model": "gpt-cut"}]},
+        "via-o3": {"deployments": [{**openai_dep, "model": "o3-up"}]},  # an OpenAI reasoning model, by its name
         "claude-priced": {"deployments": [{**anthropic_dep, "model": "claude-up"}],
                           "pricing": {"input_per_mtok": 3.0, "output_per_mtok": 15.0, "cached_input_per_mtok": 0.3,
                                       "cache_write_per_mtok": 3.75}},
@@ -355,6 +356,29 @@ def test_extended_thinking_round_trips_through_claude(client, stack):
     with pytest.raises(anthropic.BadRequestError, match="budget_tokens"):
         client.messages.create(model="via-anthropic", max_tokens=3000, messages=[question],
                                thinking={"type": "enabled", "budget_tokens": 100})
+
+
+def test_adaptive_thinking_and_effort_reach_claude_and_become_a_reasoning_effort_elsewhere(client, stack):
+    _, mock = stack
+    question = {"role": "user", "content": "Think, then answer."}
+    message = client.messages.create(model="via-anthropic", max_tokens=3000, thinking={"type": "adaptive"},
+                                     output_config={"effort": "max"}, messages=[question])
+    assert upstream(mock)["thinking"] == {"type": "adaptive"} and upstream(mock)["output_config"] == {"effort": "max"}
+    assert [b.type for b in message.content] == ["thinking", "text"]
+    client.messages.create(model="via-anthropic", max_tokens=100, output_config={"effort": "low"}, messages=[question])
+    assert "thinking" not in upstream(mock) and upstream(mock)["output_config"] == {"effort": "low"}
+
+    client.messages.create(model="via-o3", max_tokens=3000, thinking={"type": "adaptive"},
+                           output_config={"effort": "max"}, messages=[question])
+    body = upstream(mock)
+    assert body["reasoning_effort"] == "xhigh" and not {"thinking", "effort", "output_config"} & set(body)
+    client.messages.create(model="via-o3", max_tokens=3000, thinking={"type": "adaptive"}, messages=[question])
+    assert "reasoning_effort" not in upstream(mock)  # adaptive alone: the model's own default
+    client.messages.create(model="via-openai", max_tokens=100, output_config={"effort": "high"}, messages=[question])
+    assert not {"thinking", "effort", "output_config", "reasoning_effort"} & set(upstream(mock))  # a chat model
+    with pytest.raises(anthropic.BadRequestError, match="output_config.effort"):
+        client.messages.create(model="via-anthropic", max_tokens=100, output_config={"effort": "extreme"},
+                               messages=[question])
 
 
 def test_anthropic_ingress_is_logged(client, stack):

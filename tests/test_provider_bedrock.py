@@ -216,6 +216,12 @@ def test_extended_thinking_through_converse(stack):
     assert [b for d in deltas for b in d.get("thinking_blocks") or ()] == [
         {"type": "thinking", "thinking": streamed, "signature": signature_of(streamed)}]
     assert streamed_text(chunks) == REPLY
+    # Adaptive thinking and Claude's effort (an Anthropic-format client's) go to Claude as its own fields
+    adaptive = stack.chat(model=MODEL_ID, messages=[question], extra_body={
+        "thinking": {"type": "adaptive"}, "effort": "high"})
+    assert stack.sent()["body"]["additionalModelRequestFields"] == {
+        "thinking": {"type": "adaptive"}, "output_config": {"effort": "high"}}
+    assert adaptive.choices[0].message.model_extra["reasoning_content"]
 
 
 def test_temperature_above_one_is_refused_before_sending(stack):

@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 
 from switchboard.errors import InvalidRequest
-from switchboard.providers.reasoning import canonical_block
+from switchboard.providers.reasoning import CLAUDE_EFFORTS, canonical_block
 
 # Anthropic stop_reason -> OpenAI finish_reason.
 FINISH_FOR_STOP: dict[str, str] = {
@@ -298,11 +298,17 @@ def _tool_choice(choice: Any, canonical: dict[str, Any]) -> None:
 
 
 def _output_format(config: Any, canonical: dict[str, Any]) -> None:
-    """Structured outputs (`output_config.format`) become the canonical JSON-schema response_format."""
+    """Structured outputs (`output_config.format`) become the canonical JSON-schema response_format; the effort
+    (`output_config.effort`) is kept as the canonical `effort`."""
     if config is None:
         return
     if not isinstance(config, dict):
         raise _bad("output_config", "must be an object")
+    effort = config.get("effort")
+    if effort is not None:
+        if effort not in CLAUDE_EFFORTS:
+            raise _bad("output_config.effort", f"must be one of {', '.join(map(repr, CLAUDE_EFFORTS))}")
+        canonical["effort"] = effort
     fmt = config.get("format")
     if fmt is None:
         return
@@ -326,8 +332,9 @@ def _thinking(thinking: Any, max_tokens: int, canonical: dict[str, Any]) -> None
     """Extended thinking, kept for a Claude upstream (others leave it out; see providers/reasoning.py)."""
     if thinking is None:
         return
-    if not isinstance(thinking, dict) or thinking.get("type") not in ("enabled", "disabled"):
-        raise _bad("thinking.type", "Input tag does not match any of the expected tags: 'enabled', 'disabled'")
+    if not isinstance(thinking, dict) or thinking.get("type") not in ("enabled", "disabled", "adaptive"):
+        raise _bad("thinking.type",
+                   "Input tag does not match any of the expected tags: 'enabled', 'disabled', 'adaptive'")
     budget = thinking.get("budget_tokens")
     if thinking["type"] == "enabled":
         if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1024:

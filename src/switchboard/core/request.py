@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from switchboard.errors import InvalidRequest
+from switchboard.providers.reasoning import CLAUDE_EFFORTS
 
 _ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 _NUMBER = (int, float)
@@ -183,12 +184,15 @@ def _check_reasoning(body: dict) -> None:
     effort = body.get("reasoning_effort")
     if effort is not None and effort not in _EFFORTS:
         raise _bad("reasoning_effort", f"'reasoning_effort' must be one of {', '.join(map(repr, _EFFORTS))}.")
+    claude_effort = body.get("effort")  # Anthropic's output_config.effort, from the Anthropic ingress
+    if claude_effort is not None and claude_effort not in CLAUDE_EFFORTS:
+        raise _bad("effort", f"'effort' must be one of {', '.join(map(repr, CLAUDE_EFFORTS))}.")
     thinking = body.get("thinking")  # Anthropic's form, as LiteLLM-style clients send it
     if thinking is None:
         return
-    if not isinstance(thinking, dict) or thinking.get("type") not in ("enabled", "disabled"):
-        raise _bad("thinking", "'thinking' must be {\"type\": \"enabled\", \"budget_tokens\": N} or "
-                               "{\"type\": \"disabled\"}.")
+    if not isinstance(thinking, dict) or thinking.get("type") not in ("enabled", "disabled", "adaptive"):
+        raise _bad("thinking", "'thinking' must be {\"type\": \"enabled\", \"budget_tokens\": N}, "
+                               "{\"type\": \"adaptive\"} or {\"type\": \"disabled\"}.")
     budget = thinking.get("budget_tokens")
     if thinking["type"] == "enabled" and (isinstance(budget, bool) or not isinstance(budget, int) or budget < 1024):
         raise _bad("thinking.budget_tokens", "'thinking.budget_tokens' must be an integer of at least 1024.")

@@ -47,7 +47,8 @@ from switchboard.providers import canonical as c
 from switchboard.providers.base import Provider, error_message, retry_after, sse_json
 from switchboard.providers.documents import document_of
 from switchboard.providers.images import load_image
-from switchboard.providers.reasoning import anthropic_blocks, canonical_block, drop_sampling, thinking_for
+from switchboard.providers.reasoning import (CLAUDE_EFFORTS, anthropic_blocks, canonical_block, drop_sampling,
+                                            thinking_for)
 
 API_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 4096
@@ -229,6 +230,8 @@ class RequestBuilder:
             # Claude thinks only at its own sampling settings, and not while a tool is forced (JSON mode too).
             payload["thinking"] = thinking
             drop_sampling(payload, "temperature", "top_p", "top_k")
+        if body.get("effort") in CLAUDE_EFFORTS:
+            payload["output_config"] = {"effort": body["effort"]}
         if stream:
             payload["stream"] = True
         return payload

@@ -44,7 +44,7 @@ from switchboard.http.client import host_header
 from switchboard.providers import canonical as c
 from switchboard.providers.base import Provider, iter_body, read_body, retry_after
 from switchboard.providers.documents import EXTENSIONS, document_of
-from switchboard.providers.reasoning import anthropic_blocks, drop_sampling, thinking_for
+from switchboard.providers.reasoning import CLAUDE_EFFORTS, anthropic_blocks, drop_sampling, thinking_for
 
 STOP_REASONS = {
     "end_turn": "stop", "stop_sequence": "stop", "tool_use": "tool_calls", "max_tokens": "length",
@@ -251,9 +251,11 @@ class BedrockProvider(Provider):
         config = payload.get("inferenceConfig") or {}
         given = config.get("maxTokens")
         thinking, max_tokens = thinking_for(body, given or DEFAULT_MAX_TOKENS, bool(given))
+        if body.get("effort") in CLAUDE_EFFORTS:
+            payload["additionalModelRequestFields"] = {"output_config": {"effort": body["effort"]}}
         if thinking is None or forced:  # Claude does not think while a tool is forced
             return
-        payload["additionalModelRequestFields"] = {"thinking": thinking}
+        payload.setdefault("additionalModelRequestFields", {})["thinking"] = thinking
         payload["inferenceConfig"] = config
         config["maxTokens"] = max_tokens
         drop_sampling(config, "temperature", "topP")

@@ -111,7 +111,7 @@ class GeminiProvider(Provider):
         if system:
             payload["systemInstruction"] = {"parts": system}
         config = self._generation_config(body)
-        effort = body.get("reasoning_effort") or effort_for(body.get("thinking"), _EFFORT_STEPS, "xhigh", "none")
+        effort = body.get("reasoning_effort") or effort_for(body, _EFFORT_STEPS, "xhigh", "none")
         thinking = _thinking_config(effort, deployment.upstream_model)
         if thinking is not None:
             config["thinkingConfig"] = thinking

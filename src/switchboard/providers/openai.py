@@ -56,6 +56,7 @@ class OpenAIProvider(Provider):
         if foreign:
             if "thinking" in foreign:
                 body.pop("thinking", None)
+                body.pop("effort", None)
             messages = body.get("messages")
             if isinstance(messages, list):
                 for message in messages:
@@ -127,7 +128,7 @@ def _foreign_marks(upstream_model: str, base_url: str) -> frozenset[str]:
 
 
 _GEMINI = frozenset({"extra_content"})
-_CLAUDE = frozenset({"cache_control", "thinking", "thinking_blocks", "reasoning_content"})
+_CLAUDE = frozenset({"cache_control", "thinking", "thinking_blocks", "reasoning_content", "effort"})
 _MARKS = {(False, False): _GEMINI | _CLAUDE, (True, False): _CLAUDE, (False, True): _GEMINI, (True, True): frozenset()}
 
 

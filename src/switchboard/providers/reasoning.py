@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 
 #: Thinking budget per `reasoning_effort` ("none" and "minimal" think not at all).
 EFFORT_BUDGETS = {"low": 1024, "medium": 2048, "high": 4096, "xhigh": 8192}
+#: Claude's `output_config.effort` levels (the canonical `effort`); "max" is beyond OpenAI's "xhigh".
+CLAUDE_EFFORTS = ("low", "medium", "high", "xhigh", "max")
 MIN_BUDGET = 1024  # Anthropic's floor for budget_tokens
 
 
@@ -39,6 +41,8 @@ def thinking_for(body: dict[str, Any], max_tokens: int, max_given: bool) -> tupl
     if isinstance(explicit, dict):
         if explicit.get("type") == "disabled":
             return None, max_tokens
+        if explicit.get("type") == "adaptive":  # Claude decides how much to think, within max_tokens
+            return explicit, max_tokens
         budget = explicit.get("budget_tokens")
         if not max_given and isinstance(budget, int) and not isinstance(budget, bool):
             max_tokens = max(max_tokens, 2 * budget)  # the gateway's default must leave the answer room too
@@ -109,11 +113,14 @@ def openai_reasoning(upstream_model: str) -> bool | None:
     return False if _OPENAI_PLAIN.match(upstream_model) else None
 
 
-def effort_for(thinking: Any, steps: Mapping[str, int], above: str, disabled: str | None = None) -> str | None:
-    """Anthropic's `thinking` as a `reasoning_effort`: the first of `steps` (effort -> the largest budget it
-    covers) whose budget it fits, else `above`; `disabled` for {"type": "disabled"}; None when it says neither."""
-    if not isinstance(thinking, dict):
-        return None
+def effort_for(body: dict[str, Any], steps: Mapping[str, int], above: str, disabled: str | None = None) -> str | None:
+    """Anthropic's `thinking` and `effort` as a `reasoning_effort`: a budget becomes the first of `steps` (effort ->
+    the largest budget it covers) it fits, else `above`; `disabled` for {"type": "disabled"}; adaptive thinking,
+    or none, Claude's effort ("max" as "xhigh"); None when they say nothing."""
+    thinking = body.get("thinking")
+    if not isinstance(thinking, dict) or thinking.get("type") == "adaptive":
+        effort = body.get("effort")
+        return "xhigh" if effort == "max" else effort if isinstance(effort, str) else None
     if thinking.get("type") == "disabled":
         return disabled
     budget = thinking.get("budget_tokens")
@@ -140,7 +147,9 @@ def for_openai_reasoning(body: dict[str, Any]) -> None:
     limit = body.pop("max_tokens", None)
     if limit is not None and body.get("max_completion_tokens") is None:
         body["max_completion_tokens"] = limit
-    effort = effort_for(body.pop("thinking", None), _OPENAI_STEPS, "high")
+    effort = effort_for(body, _OPENAI_STEPS, "high")
+    body.pop("thinking", None)
+    body.pop("effort", None)
     if effort is not None and body.get("reasoning_effort") is None:
         body["reasoning_effort"] = effort
     if body.get("reasoning_effort") != "none":

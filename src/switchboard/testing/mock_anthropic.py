@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from switchboard.testing.mock_upstream import MockUpstream
 
 _FIELDS = frozenset({"model", "messages", "max_tokens", "system", "stop_sequences", "stream", "temperature", "top_p",
-                     "top_k", "tools", "tool_choice", "metadata", "thinking", "service_tier"})
+                     "top_k", "tools", "tool_choice", "metadata", "thinking", "service_tier", "output_config"})
 _MEDIA_TYPES = {"image/png": b"\x89PNG\r\n\x1a\n", "image/jpeg": b"\xff\xd8\xff", "image/gif": b"GIF8",
                  "image/webp": b"RIFF"}
 _TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,128}$")
@@ -307,6 +307,10 @@ def validate(body: Any, headers: dict[str, str]) -> None:
     if body.get("stream") is not None and not isinstance(body["stream"], bool):
         raise Invalid("stream: Input should be a valid boolean")
     _check_thinking(body)
+    config = body.get("output_config")
+    if config is not None and (not isinstance(config, dict) or set(config) - {"effort", "format"}
+                               or config.get("effort") not in (None, "low", "medium", "high", "xhigh", "max")):
+        raise Invalid("output_config: only 'effort' (low, medium, high, xhigh or max) and 'format' are allowed")
     breakpoints = _breakpoints(body)
     if breakpoints > 4:
         raise Invalid(f"A maximum of 4 blocks with cache_control may be provided. Found {breakpoints}.")
@@ -322,21 +326,25 @@ def signature_of(thought: str) -> str:
 
 def _thinking_on(body: dict[str, Any]) -> bool:
     thinking = body.get("thinking")
-    return isinstance(thinking, dict) and thinking.get("type") == "enabled"
+    return isinstance(thinking, dict) and thinking.get("type") in ("enabled", "adaptive")
 
 
 def _check_thinking(body: dict[str, Any]) -> None:
     thinking = body.get("thinking")
     if thinking is None:
         return
-    if not isinstance(thinking, dict) or thinking.get("type") not in ("enabled", "disabled"):
-        raise Invalid("thinking.type: Input tag does not match any of the expected tags: 'enabled', 'disabled'")
+    if not isinstance(thinking, dict) or thinking.get("type") not in ("enabled", "disabled", "adaptive"):
+        raise Invalid("thinking.type: Input tag does not match any of the expected tags: "
+                      "'enabled', 'disabled', 'adaptive'")
     if thinking["type"] == "disabled":
         return
     budget = thinking.get("budget_tokens")
-    if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1024:
+    if thinking["type"] == "adaptive":
+        if budget is not None:
+            raise Invalid("thinking.adaptive.budget_tokens: Extra inputs are not permitted")
+    elif isinstance(budget, bool) or not isinstance(budget, int) or budget < 1024:
         raise Invalid("thinking.enabled.budget_tokens: Input should be greater than or equal to 1024")
-    if budget >= body["max_tokens"]:
+    if budget is not None and budget >= body["max_tokens"]:
         raise Invalid("`max_tokens` must be greater than `thinking.budget_tokens`. Please consult our documentation "
                       "at https://docs.claude.com/en/docs/build-with-claude/extended-thinking#max-tokens-and-context-"
                       "window-size")

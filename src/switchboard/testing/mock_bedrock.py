@@ -252,7 +252,7 @@ def _check_cache_point(block: Any, where: str) -> None:
 
 def thinking_of(body: dict[str, Any]) -> dict[str, Any] | None:
     thinking = (body.get("additionalModelRequestFields") or {}).get("thinking")
-    return thinking if isinstance(thinking, dict) and thinking.get("type") == "enabled" else None
+    return thinking if isinstance(thinking, dict) and thinking.get("type") in ("enabled", "adaptive") else None
 
 
 def _check_thinking(body: dict[str, Any]) -> None:
@@ -262,7 +262,8 @@ def _check_thinking(body: dict[str, Any]) -> None:
         return
     config = body.get("inferenceConfig") or {}
     budget = thinking.get("budget_tokens")
-    if not isinstance(budget, int) or budget < 1024 or budget >= config.get("maxTokens", 4096):
+    if thinking["type"] == "enabled" and (not isinstance(budget, int) or budget < 1024
+                                          or budget >= config.get("maxTokens", 4096)):
         raise Invalid("The model returned the following errors: `max_tokens` must be greater than "
                       "`thinking.budget_tokens`, which must be at least 1024")
     if config.get("temperature") not in (None, 1):
