@@ -381,6 +381,18 @@ def test_adaptive_thinking_and_effort_reach_claude_and_become_a_reasoning_effort
                                messages=[question])
 
 
+def test_the_clients_beta_features_reach_a_claude_upstream(client, stack):
+    _, mock = stack
+    question = [{"role": "user", "content": "Hello"}]
+    client.beta.messages.create(model="via-anthropic", max_tokens=20, messages=question,
+                                betas=["context-1m-2025-08-07", "interleaved-thinking-2025-05-14"])
+    assert mock.stats()["last_headers"]["anthropic-beta"] == "context-1m-2025-08-07,interleaved-thinking-2025-05-14"
+    client.messages.create(model="via-anthropic", max_tokens=20, messages=question)
+    assert "anthropic-beta" not in mock.stats()["last_headers"]
+    client.beta.messages.create(model="via-openai", max_tokens=20, messages=question, betas=["context-1m-2025-08-07"])
+    assert "anthropic_beta" not in upstream(mock) and "anthropic-beta" not in mock.stats()["last_headers"]
+
+
 def test_anthropic_ingress_is_logged(client, stack):
     gw, _ = stack
     client.messages.create(model="via-anthropic", max_tokens=20, messages=[{"role": "user", "content": "log me"}])

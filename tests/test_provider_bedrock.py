@@ -218,9 +218,10 @@ def test_extended_thinking_through_converse(stack):
     assert streamed_text(chunks) == REPLY
     # Adaptive thinking and Claude's effort (an Anthropic-format client's) go to Claude as its own fields
     adaptive = stack.chat(model=MODEL_ID, messages=[question], extra_body={
-        "thinking": {"type": "adaptive"}, "effort": "high"})
+        "thinking": {"type": "adaptive"}, "effort": "high", "anthropic_beta": ["context-1m-2025-08-07"]})
     assert stack.sent()["body"]["additionalModelRequestFields"] == {
-        "thinking": {"type": "adaptive"}, "output_config": {"effort": "high"}}
+        "thinking": {"type": "adaptive"}, "output_config": {"effort": "high"},
+        "anthropic_beta": ["context-1m-2025-08-07"]}
     assert adaptive.choices[0].message.model_extra["reasoning_content"]
 
 

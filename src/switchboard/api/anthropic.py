@@ -38,7 +38,11 @@ def error_response(exc: GatewayError, ctx: RequestContext | None = None) -> Resp
 
 
 def _canonical(request: Request) -> ChatRequest:
-    return ChatRequest.from_body(fmt.to_canonical(parse_json(request)))
+    body = fmt.to_canonical(parse_json(request))
+    betas = [b.strip() for b in request.headers.get("anthropic-beta", "").split(",") if b.strip()]
+    if betas:  # beta features reach a Claude upstream (providers/anthropic.py, bedrock.py); others ignore them
+        body["anthropic_beta"] = betas
+    return ChatRequest.from_body(body)
 
 
 async def messages(gw: Gateway, request: Request) -> Response | StreamResponse:

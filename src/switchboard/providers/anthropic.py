@@ -458,6 +458,17 @@ class AnthropicProvider(Provider):
             headers.update(extra)
         return headers
 
+    def request_headers(self, deployment: Deployment, body: dict[str, Any]) -> dict[str, str]:
+        """The deployment's headers, with the client's beta features (`anthropic_beta`, from an Anthropic-format
+        client's `anthropic-beta` header) added to any the deployment sets."""
+        headers = self.headers(deployment)
+        betas = body.get("anthropic_beta")
+        if isinstance(betas, list) and betas:
+            key = next((k for k in headers if k.lower() == "anthropic-beta"), "anthropic-beta")
+            configured = [b.strip() for b in headers.pop(key, "").split(",") if b.strip()]
+            headers["anthropic-beta"] = ",".join(dict.fromkeys([*configured, *map(str, betas)]))
+        return headers
+
     def url(self, deployment: Deployment) -> str:
         base = deployment.base_url
         return base + ("/messages" if base.endswith("/v1") else "/v1/messages")
@@ -468,14 +479,16 @@ class AnthropicProvider(Provider):
 
     async def chat(self, request: ChatRequest, deployment: Deployment) -> dict[str, Any]:
         payload = await RequestBuilder(self, deployment).build(request.body, stream=False)
-        data = await self.send_json(deployment, self.url(deployment), self.headers(deployment), payload)
+        data = await self.send_json(deployment, self.url(deployment), self.request_headers(deployment, request.body),
+                                    payload)
         if not isinstance(data, dict) or data.get("type") != "message":
             raise UpstreamError(errors.SERVER, f"{deployment.id}: upstream answer is not a Message")
         return to_completion(data, self.json_mode(request))
 
     async def chat_stream(self, request: ChatRequest, deployment: Deployment) -> AsyncIterator[dict[str, Any]]:
         payload = await RequestBuilder(self, deployment).build(request.body, stream=True)
-        response = await self.open(deployment, "POST", self.url(deployment), self.headers(deployment),
+        response = await self.open(deployment, "POST", self.url(deployment),
+                                   self.request_headers(deployment, request.body),
                                    orjson.dumps(payload))
         translator = StreamTranslator(self.json_mode(request))
         try:

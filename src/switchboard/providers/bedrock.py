@@ -234,7 +234,7 @@ class BedrockProvider(Provider):
         if schema is not None:
             payload["outputConfig"] = {"textFormat": {"type": "json_schema", "structure": {"jsonSchema": {
                 "schema": orjson.dumps(schema).decode(), "name": name or "response"}}}}
-        self._thinking(body, payload, deployment)
+        self._claude_fields(body, payload, deployment)
         guardrail = deployment.options.get("guardrail")
         if guardrail:
             # streamProcessingMode is a ConverseStream field; Converse refuses it.
@@ -243,16 +243,22 @@ class BedrockProvider(Provider):
         return payload
 
     @staticmethod
-    def _thinking(body: dict[str, Any], payload: dict[str, Any], deployment: Deployment) -> None:
-        """Claude's extended thinking through Converse (see providers/reasoning.py); other models skip it."""
+    def _claude_fields(body: dict[str, Any], payload: dict[str, Any], deployment: Deployment) -> None:
+        """Claude's own fields through Converse: extended thinking (see providers/reasoning.py), effort and beta
+        features, in additionalModelRequestFields; other models skip them."""
         if "claude" not in deployment.upstream_model.lower():
             return
         forced = next(iter((payload.get("toolConfig") or {}).get("toolChoice") or {}), "auto") != "auto"
         config = payload.get("inferenceConfig") or {}
         given = config.get("maxTokens")
         thinking, max_tokens = thinking_for(body, given or DEFAULT_MAX_TOKENS, bool(given))
+        fields: dict[str, Any] = {}
         if body.get("effort") in CLAUDE_EFFORTS:
-            payload["additionalModelRequestFields"] = {"output_config": {"effort": body["effort"]}}
+            fields["output_config"] = {"effort": body["effort"]}
+        if isinstance(body.get("anthropic_beta"), list) and body["anthropic_beta"]:
+            fields["anthropic_beta"] = body["anthropic_beta"]  # Claude's beta features, as its native body takes them
+        if fields:
+            payload["additionalModelRequestFields"] = fields
         if thinking is None or forced:  # Claude does not think while a tool is forced
             return
         payload.setdefault("additionalModelRequestFields", {})["thinking"] = thinking

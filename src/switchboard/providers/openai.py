@@ -47,6 +47,7 @@ class OpenAIProvider(Provider):
     def payload(self, request: ChatRequest, deployment: Deployment, stream: bool) -> dict[str, Any]:
         body = dict(request.body)
         body["model"] = deployment.upstream_model
+        body.pop("anthropic_beta", None)
         reasoning = openai_reasoning_deployment(deployment)
         if reasoning:
             for_openai_reasoning(body)
