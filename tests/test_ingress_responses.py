@@ -251,6 +251,17 @@ def test_stream_cut_mid_way_ends_with_error_and_failed_events(client):
      "input[0].content[0].image_url", "file ids are not available"),
     ({"input": "hi", "text": {"format": {"type": "xml"}}}, "text.format.type", "expected 'text'"),
     ({"input": "hi", "tool_choice": "sometimes"}, "tool_choice", "expected 'auto'"),  # checked without tools too
+    ({"input": "hi", "tool_choice": "required"}, "tool_choice", "'tools' offers none"),
+    ({"input": "hi", "tool_choice": {"type": "function", "name": "f"}}, "tool_choice", "'tools' offers none"),
+    ({"input": "hi", "tools": [{"type": "function", "name": "f"}], "tool_choice": {"type": "function", "name": "g"}},
+     "tool_choice", "which is not in 'tools'"),
+    # what a Response echoes back must still read as the SDK's Response
+    ({"input": "hi", "metadata": {"a": 1}}, "metadata.a", "expected a string"),
+    ({"input": "hi", "metadata": {f"k{i}": "v" for i in range(17)}}, "metadata", "at most 16 keys"),
+    ({"input": "hi", "reasoning": "high"}, "reasoning", "expected an object"),
+    ({"input": "hi", "truncation": "sideways"}, "truncation", "expected 'auto' or 'disabled'"),
+    ({"input": "hi", "user": 5}, "user", "expected a string"),
+    ({"input": "hi", "parallel_tool_calls": "yes"}, "parallel_tool_calls", "expected a boolean"),
     ({"input": [{"type": "function_call_output", "call_id": "call_nope", "output": "x"}]}, "input[0].call_id",
      "no function call found"),
     # the chat-completions checks behind the ingress name the Responses parameters too

@@ -153,6 +153,11 @@ def _check_tools(body: dict) -> None:
     if choice is not None and not (choice in ("none", "auto", "required") or named):
         raise _bad("tool_choice", "'tool_choice' must be 'none', 'auto', 'required' or "
                                   "{\"type\": \"function\", \"function\": {\"name\": ...}}.")
+    if (choice == "required" or named) and not tools:
+        raise _bad("tool_choice", "'tool_choice' asks for a tool call, but 'tools' offers none.")
+    if named and choice["function"]["name"] not in {t["function"]["name"] for t in tools}:
+        raise _bad("tool_choice", f"'tool_choice' names the function {choice['function']['name']!r}, "
+                                  "which is not in 'tools'.")
 
 
 def _check_stop(body: dict) -> None:

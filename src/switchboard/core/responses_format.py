@@ -211,6 +211,27 @@ def _tools(tools: Any) -> list[dict[str, Any]]:
     return out
 
 
+def _check_settings(body: dict[str, Any]) -> None:
+    """The parameters a Response echoes back: the SDK's Response model must still read them."""
+    metadata = body.get("metadata")
+    if metadata is not None:
+        if not isinstance(metadata, dict) or len(metadata) > 16:
+            raise _bad("metadata", "expected an object of at most 16 keys")
+        for key, value in metadata.items():
+            if len(key) > 64 or not isinstance(value, str) or len(value) > 512:
+                raise _bad(f"metadata.{key}", "expected a string of at most 512 characters, under a key of at most 64")
+    reasoning = body.get("reasoning")
+    if reasoning is not None and not isinstance(reasoning, dict):  # its effort is checked as reasoning_effort
+        raise _bad("reasoning", "expected an object such as {\"effort\": \"low\"}")
+    if body.get("truncation") not in (None, "auto", "disabled"):
+        raise _bad("truncation", "expected 'auto' or 'disabled'")
+    for name in ("user", "safety_identifier"):
+        if body.get(name) is not None and not isinstance(body[name], str):
+            raise _bad(name, "expected a string")
+    if body.get("parallel_tool_calls") is not None and not isinstance(body["parallel_tool_calls"], bool):
+        raise _bad("parallel_tool_calls", "expected a boolean")
+
+
 def _tool_choice(choice: Any) -> Any:
     if choice in ("auto", "none", "required"):
         return choice
@@ -308,6 +329,9 @@ def to_canonical(body: Any, history: list[dict[str, Any]] | None = None
                 raise _bad(name, f"expected a number between 0 and {hi}")
             canonical[name] = value
     choice = _tool_choice(body["tool_choice"]) if body.get("tool_choice") is not None else None  # checked always
+    if (choice == "required" or isinstance(choice, dict)) and not body.get("tools"):
+        raise _bad("tool_choice", "asks for a tool call, but 'tools' offers none")
+    _check_settings(body)
     if body.get("tools"):
         canonical["tools"] = _tools(body["tools"])
         if choice is not None:

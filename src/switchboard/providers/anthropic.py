@@ -180,6 +180,7 @@ class RequestBuilder:
         return out
 
     async def build(self, body: dict[str, Any], stream: bool) -> dict[str, Any]:
+        c.openai_only("anthropic", body)
         if (body.get("n") or 1) > 1:
             raise _bad("n", "'n' greater than 1 is not supported")
         if body.get("logprobs"):

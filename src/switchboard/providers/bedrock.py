@@ -178,6 +178,7 @@ class BedrockProvider(Provider):
     async def payload(self, request: ChatRequest, deployment: Deployment, stream: bool = False) -> dict[str, Any]:
         body = request.body
         c.single_choice(self.kind, body)
+        c.openai_only(self.kind, body)
         c.no_logprobs(self.kind, body)
         images = await c.load_images(request, deployment, self.client)
         system: list[dict[str, Any]] = []

@@ -134,6 +134,27 @@ def tool_choice(body: dict[str, Any]) -> tuple[str, str | None]:
     return str(choice), None
 
 
+# OpenAI-only features with no translation: refused by the other adapters rather than silently dropped.
+_OPENAI_ONLY = {"functions": "legacy 'functions' (send them as 'tools')",
+                "function_call": "legacy 'function_call' (send 'tool_choice')",
+                "audio": "audio output", "web_search_options": "web search", "prediction": "predicted outputs"}
+
+
+def openai_only(provider: str, body: dict[str, Any]) -> None:
+    """A 400 for what only OpenAI's own API serves: legacy function calling (and its history), audio output,
+    web search and predicted outputs; the answer would silently lack them elsewhere."""
+    for key, what in _OPENAI_ONLY.items():
+        if body.get(key) is not None:
+            raise unsupported(provider, key, what)
+    modalities = body.get("modalities")
+    if isinstance(modalities, list) and any(m != "text" for m in modalities):
+        raise unsupported(provider, "modalities", "output modalities other than text")
+    for i, msg in enumerate(body["messages"]):
+        if msg.get("role") == "function" or msg.get("function_call") is not None:
+            param = f"messages[{i}].role" if msg.get("role") == "function" else f"messages[{i}].function_call"
+            raise unsupported(provider, param, "legacy function-call messages (send 'tool_calls' and role 'tool')")
+
+
 def single_choice(provider: str, body: dict[str, Any]) -> None:
     n = body.get("n")
     if n is not None and n != 1:

@@ -88,6 +88,7 @@ class GeminiProvider(Provider):
 
     async def payload(self, request: ChatRequest, deployment: Deployment) -> dict[str, Any]:
         body = request.body
+        c.openai_only(self.kind, body)
         images = await c.load_images(request, deployment, self.client)
         names = c.tool_names_by_id(body["messages"])
         system: list[dict[str, Any]] = []

@@ -35,6 +35,7 @@ class OllamaProvider(Provider):
     async def payload(self, request: ChatRequest, deployment: Deployment, stream: bool) -> dict[str, Any]:
         body = request.body
         c.single_choice(self.kind, body)
+        c.openai_only(self.kind, body)
         c.no_logprobs(self.kind, body)
         images = await c.load_images(request, deployment, self.client)
         names = c.tool_names_by_id(body["messages"])
