@@ -439,6 +439,24 @@ def test_stream_without_upstream_usage_is_counted_locally(stack):
     extra = conn.execute("SELECT extra FROM request_log WHERE key_id = ? AND status = 200", (key_id,)).fetchone()[0]
     conn.close()
     assert json.loads(extra)["usage_counted"] is True
+    assert all(c.usage is None for c in chunks)  # the client did not ask for a usage chunk
+
+
+def test_an_answer_whose_upstream_reports_no_usage_carries_the_gateways_count(stack):
+    from switchboard.accounting.tokens import count_tokens
+
+    gw, _ = stack
+    _, key = new_key(gw, credits_usd=5.0)
+    client = client_for(gw, key)
+    expected = (1, count_tokens(REPLY, "quiet-up")[0])  # "hi", and the reply
+    answer = client.chat.completions.create(model="quiet", max_tokens=20, messages=[{"role": "user", "content": "hi"}])
+    assert (answer.usage.prompt_tokens, answer.usage.completion_tokens) == expected
+    assert answer.usage.total_tokens == sum(expected)
+    chunks = list(client.chat.completions.create(model="quiet", stream=True, stream_options={"include_usage": True},
+                                                 max_tokens=20, messages=[{"role": "user", "content": "hi"}]))
+    last = chunks[-1]  # OpenAI's usage chunk: the last, with no choices
+    assert last.choices == [] and (last.usage.prompt_tokens, last.usage.completion_tokens) == expected
+    assert last.id == chunks[0].id and all(c.usage is None for c in chunks[:-1])
 
 
 def test_images_and_pdfs_count_when_the_upstream_reports_no_usage(stack):

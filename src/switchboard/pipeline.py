@@ -58,6 +58,7 @@ class Pipeline:
                                                                request=request, fallbacks=self.route_fallbacks(ctx))
             usage = await reported_or_counted(usage_of(response), dep.upstream_model, request.prompt_text(),
                                               response_text(response), ctx.entry.extra, media_of(request, dep))
+            fill_usage(response, usage)
             self.settle_usage(ctx, model, dep, usage, request, response_text(response))
             ctx.entry.status = 200
             await self.gw.admission.commit(ctx, response)  # durable charge before the response leaves
@@ -201,9 +202,11 @@ class Pipeline:
         text: list[str] = []
         sent: list[dict[str, Any]] | None = [] if self.gw.admission.keeps_stream(ctx) else None
         priced = False
+        last: dict[str, Any] = first or {}
         try:
             chunk = first
             while chunk is not None:
+                last = chunk
                 u = usage_of(chunk)
                 if u is not None:
                     usage = u
@@ -219,11 +222,18 @@ class Pipeline:
                     chunk = await upstream.__anext__()
                 except StopAsyncIteration:
                     chunk = None
+            counted = usage is None
             usage = await reported_or_counted(usage, dep.upstream_model, request.prompt_text(), "".join(text),
                                               ctx.entry.extra, media_of(request, dep))
             self.settle_usage(ctx, model, dep, usage, request, "".join(text))
             priced = True
             ctx.entry.status = 200
+            if counted and request.include_usage:  # the usage chunk the client asked for, from the gateway's count
+                chunk = {**{k: last[k] for k in ("id", "object", "created", "model") if k in last}, "choices": []}
+                fill_usage(chunk, usage)
+                if sent is not None:
+                    sent.append(chunk)
+                yield chunk
             await self.gw.admission.commit(ctx, sent)  # durable charge before the ingress sends [DONE]
         except UpstreamError as exc:
             ctx.entry.extra["stream_interrupted"] = True
@@ -264,6 +274,7 @@ class Pipeline:
         response, dep = outcome.response, outcome.deployment
         usage = await reported_or_counted(usage_of(response), dep.upstream_model, request.prompt_text(),
                                           response_text(response), ctx.entry.extra, media_of(request, dep))
+        fill_usage(response, usage)
         self.settle_usage(ctx, outcome.model, dep, usage, request, response_text(response))
         ctx.entry.prompt_tokens += outcome.extra_prompt_tokens
         ctx.entry.completion_tokens += outcome.extra_completion_tokens
@@ -348,6 +359,13 @@ async def _counted_or_none(dep: Deployment, request: ChatRequest, completion: st
     except BaseException:  # noqa: BLE001 - settling must still happen
         extra.pop("usage_counted", None)
         return None
+
+
+def fill_usage(response: dict[str, Any], usage: Usage) -> None:
+    """An answer whose upstream reported no usage gets the gateway's count: OpenAI's always carry one."""
+    if not response.get("usage"):
+        response["usage"] = {"prompt_tokens": usage.prompt, "completion_tokens": usage.completion,
+                             "total_tokens": usage.prompt + usage.completion}
 
 
 def response_text(response: dict[str, Any]) -> str:
