@@ -147,6 +147,18 @@ def test_stop_reasons_map_to_finish_reasons(client):
     assert by_length.usage.completion_tokens <= 4
 
 
+def test_empty_stop_sequences_are_dropped_and_whitespace_ones_refused_by_name(client, stack):
+    _, mock = stack
+    client.chat.completions.create(model="claude", messages=[{"role": "user", "content": "hi"}], stop=["", "END"])
+    assert sent(mock)["stop_sequences"] == ["END"]  # "" stops nothing; Claude refuses it
+    requests = mock.stats()["requests"]
+    for stop in ("\n", ["\n\n", "Human:"], " "):  # Claude refuses whitespace-only sequences
+        with pytest.raises(openai.BadRequestError) as refused:
+            client.chat.completions.create(model="claude", messages=[{"role": "user", "content": "hi"}], stop=stop)
+        assert refused.value.body["param"] == "stop" and "whitespace" in refused.value.message
+    assert mock.stats()["requests"] == requests
+
+
 def test_temperature_above_one_is_clamped(client, stack):
     _, mock = stack
     client.chat.completions.create(model="claude", messages=[{"role": "user", "content": "hi"}], temperature=1.7)

@@ -215,8 +215,11 @@ class RequestBuilder:
         if system:
             payload["system"] = system
         stop = body.get("stop")
-        if stop:
-            payload["stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)
+        stops = [s for s in ([stop] if isinstance(stop, str) else stop or ()) if s]  # "" stops nothing
+        if any(not s.strip() for s in stops):
+            raise _bad("stop", "Stop sequences made only of whitespace (such as \"\\n\") are not accepted")
+        if stops:
+            payload["stop_sequences"] = stops
         if body.get("temperature") is not None:
             payload["temperature"] = min(1.0, body["temperature"])
         if body.get("top_p") is not None:
