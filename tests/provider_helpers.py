@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 import openai
+import pytest
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from support import GatewayProc, MockProc, http
@@ -52,6 +53,18 @@ def check_error_kind(stack: Stack, prefix: str, kind: str) -> None:
     assert (got, error["type"], error["code"]) == (status, type_, code), error
     got, error = stack.error(model=f"{prefix}-{kind}-stream", messages=messages, stream=True)
     assert (got, error["type"], error["code"]) == (status, type_, code), error
+
+
+def every_provider_stack(name: str, master: str) -> Any:
+    """A module-scoped `stack` fixture: `every_provider` for the tests of one module, stopped after them."""
+    @pytest.fixture(scope="module")
+    def stack(tmp_path_factory):
+        gw, mock = every_provider(tmp_path_factory.mktemp(name), master)
+        yield gw, mock
+        gw.stop()
+        mock.stop()
+
+    return stack
 
 
 def every_provider(tmp, master: str) -> tuple[GatewayProc, MockProc]:

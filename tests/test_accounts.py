@@ -35,7 +35,8 @@ def stack(tmp_path_factory):
 
     config = {"auth": {"master_key": "${SB_MASTER}"}, "storage": {"log_flush_seconds": 0.05},
               "accounts": {"model_limits": {"capped": {"rpm": 3}}},
-              "models": {"m": model("m-up"), "other": model("m-up"), "quiet": model("quiet-up"), "slow-quiet": model("slow-quiet-up"),
+              "models": {"m": model("m-up"), "other": model("m-up"), "quiet": model("quiet-up"),
+                         "slow-quiet": model("slow-quiet-up"),
                          "broken": model("err-up"), "capped": model("m-up"),
                          "mini": model("gpt-4o-mini"),  # the catalog: one image may become 48,169 prompt tokens
                          "mini-small-images": {**model("gpt-4o-mini"), "image_tokens": 500},
@@ -496,7 +497,8 @@ def test_a_client_that_hangs_up_mid_stream_is_charged_for_its_image_too(stack):
     Image.new("RGB", (1024, 1024)).save(picture, "PNG")
     image = "data:image/png;base64," + base64.b64encode(picture.getvalue()).decode()
     stream = client_for(gw, key).chat.completions.create(model="slow-quiet", stream=True, messages=[
-        {"role": "user", "content": [{"type": "image_url", "image_url": {"url": image}}, {"type": "text", "text": "hi"}]}])
+        {"role": "user", "content": [{"type": "image_url", "image_url": {"url": image}},
+                                     {"type": "text", "text": "hi"}]}])
     request_id = stream.response.headers["x-request-id"]
     received = ""
     for chunk in stream:

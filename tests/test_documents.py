@@ -10,7 +10,7 @@ import anthropic
 import openai
 import pytest
 
-from provider_helpers import every_provider
+from provider_helpers import every_provider_stack
 from support import http
 from switchboard.testing.pdf import PAGE_TOKENS, build_pdf, read_pdf
 
@@ -21,12 +21,7 @@ PDF_URL = "data:application/pdf;base64," + PDF_B64
 PDF_TEXT = read_pdf(PDF)[1]
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    gw, mock = every_provider(tmp_path_factory.mktemp("documents"), MASTER)
-    yield gw, mock
-    gw.stop()
-    mock.stop()
+stack = every_provider_stack("documents", MASTER)
 
 
 def oa(gw) -> openai.OpenAI:

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from provider_helpers import every_provider
+from provider_helpers import every_provider_stack
 from support import http
 
 MASTER = "sk-test-master-openai-only-0123"
@@ -29,12 +29,7 @@ CASES = [
 ]
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    gw, mock = every_provider(tmp_path_factory.mktemp("openai-only"), MASTER)
-    yield gw, mock
-    gw.stop()
-    mock.stop()
+stack = every_provider_stack("openai-only", MASTER)
 
 
 @pytest.mark.parametrize("model", ["claude", "gemini", "bedrock", "ollama"])

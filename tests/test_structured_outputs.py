@@ -12,7 +12,7 @@ import openai
 import pytest
 from pydantic import BaseModel
 
-from provider_helpers import every_provider
+from provider_helpers import every_provider_stack
 
 MASTER = "sk-test-master-structured-0123"
 PROVIDERS = ("gpt", "claude", "gemini", "bedrock", "ollama")
@@ -45,12 +45,7 @@ class GetWeather(BaseModel):
     unit: Mood
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    gw, mock = every_provider(tmp_path_factory.mktemp("structured"), MASTER)
-    yield gw, mock
-    gw.stop()
-    mock.stop()
+stack = every_provider_stack("structured", MASTER)
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ import anthropic
 import openai
 import pytest
 from PIL import Image
-from provider_helpers import every_provider
+from provider_helpers import every_provider_stack
 from support import http
 
 from switchboard.accounting.media_tokens import (CLAUDE, GEMINI, OPENAI, image_size, image_tokens, page_tokens,
@@ -42,12 +42,7 @@ SQUARE = picture(1092, 1092)  # Anthropic's example: 1,590 tokens
 PDF = build_pdf(["page one", "page two", "page three"])
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    gw, mock = every_provider(tmp_path_factory.mktemp("token-counts"), MASTER)
-    yield gw, mock
-    gw.stop()
-    mock.stop()
+stack = every_provider_stack("token-counts", MASTER)
 
 
 # ---------------------------------------------------------------- readers and rules

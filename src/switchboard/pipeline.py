@@ -351,7 +351,8 @@ class Pipeline:
             asyncio.get_running_loop().call_soon(notify, self.gw.observers, request, ctx, text)
 
 
-async def _counted_or_none(dep: Deployment, request: ChatRequest, completion: str, extra: dict[str, Any]) -> Usage | None:
+async def _counted_or_none(dep: Deployment, request: ChatRequest, completion: str,
+                           extra: dict[str, Any]) -> Usage | None:
     """A local count for a request cut short; None (the caller estimates) if counting is cancelled or fails."""
     try:
         return await reported_or_counted(None, dep.upstream_model, request.prompt_text(), completion, extra,
