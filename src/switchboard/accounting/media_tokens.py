@@ -32,12 +32,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from switchboard.providers.documents import without_whitespace
+from switchboard.providers.documents import data_url_mime, without_whitespace
 
 if TYPE_CHECKING:
     from switchboard.config import Deployment, ModelConfig
     from switchboard.core.request import ChatRequest
-
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,7 +240,7 @@ def _payload(part: dict[str, Any]) -> tuple[str, str, int]:
     comma = url.find(",")
     if comma < 0:
         return "", "", 0
-    return url[5:comma].split(";", 1)[0].strip().lower(), url, comma + 1
+    return data_url_mime(url), url, comma + 1
 
 
 def _decode(b64: str) -> bytes:

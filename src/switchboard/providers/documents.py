@@ -55,8 +55,12 @@ def inlined(doc: Document, param: str) -> str:
 
 
 def data_url_mime(url: str) -> str:
-    """The media type a data: URL declares ('' for anything else)."""
-    return url[5:].partition(",")[0].partition(";")[0].strip().lower() if url[:5].lower() == "data:" else ""
+    """The media type a data: URL declares ('' for anything else); reads the header only (the base64 after it
+    can be megabytes, and is not copied)."""
+    if url[:5].lower() != "data:":
+        return ""
+    comma = url.find(",")
+    return url[5:comma if comma >= 0 else len(url)].split(";", 1)[0].strip().lower()
 
 
 def without_whitespace(b64: str) -> str:

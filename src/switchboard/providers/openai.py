@@ -129,7 +129,7 @@ def _foreign_marks(upstream_model: str, base_url: str) -> frozenset[str]:
 
 
 _GEMINI = frozenset({"extra_content"})
-_CLAUDE = frozenset({"cache_control", "thinking", "thinking_blocks", "reasoning_content", "effort"})
+_CLAUDE = frozenset({"cache_control", "thinking", "thinking_blocks", "reasoning_content"})
 _MARKS = {(False, False): _GEMINI | _CLAUDE, (True, False): _CLAUDE, (False, True): _GEMINI, (True, True): frozenset()}
 
 
