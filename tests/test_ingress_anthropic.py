@@ -115,6 +115,25 @@ def test_raw_stream_events_in_anthropic_order(client, model):
     assert events[-2].delta.stop_reason == "end_turn" and events[-2].usage.output_tokens > 0
 
 
+def test_the_stop_sequence_that_ended_a_claude_answer_is_named(client):
+    sent = {"model": "via-anthropic", "max_tokens": 100, "stop_sequences": ["never", " mock"],
+            "messages": [{"role": "user", "content": "Stop early"}]}
+    message = client.messages.create(**sent)
+    assert message.content[0].text == "Greetings from the"
+    assert (message.stop_reason, message.stop_sequence) == ("stop_sequence", " mock")
+    with client.messages.stream(**sent) as stream:
+        final = stream.get_final_message()
+    assert (final.stop_reason, final.stop_sequence) == ("stop_sequence", " mock")
+    plain = client.messages.create(**{**sent, "stop_sequences": ["never"]})
+    assert (plain.stop_reason, plain.stop_sequence) == ("end_turn", None)
+
+
+def test_an_openai_upstream_cannot_say_which_stop_sequence_ended_it(client):
+    message = client.messages.create(model="via-openai", max_tokens=100, stop_sequences=[" mock"],
+                                     messages=[{"role": "user", "content": "Stop early"}])
+    assert (message.stop_reason, message.stop_sequence) == ("end_turn", None)  # OpenAI's finish "stop" says no more
+
+
 WEATHER = {"name": "get_weather", "description": "Weather for a city",
            "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}
 

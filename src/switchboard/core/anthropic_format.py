@@ -500,14 +500,24 @@ def to_message(completion: dict[str, Any], model: str) -> dict[str, Any]:
         fallback = _derived_id("toolu_", (source_id, index)) if source_id else "toolu_" + uuid.uuid4().hex[:24]
         content.append({"type": "tool_use", "id": call.get("id") or fallback,
                         "name": fn.get("name", ""), "input": _tool_input(fn.get("arguments"))})
-    finish = choice.get("finish_reason")
-    stop_reason = STOP_FOR_FINISH.get(finish or "stop", "end_turn")
-    if message.get("tool_calls") and stop_reason == "end_turn":
-        stop_reason = "tool_use"
+    stop_reason, stop_sequence = _stop(choice.get("finish_reason"), choice.get("stop_sequence"),
+                                       bool(message.get("tool_calls")))
     message_id = _derived_id("msg_", source_id) if source_id else new_message_id()
     return {"id": message_id, "type": "message", "role": "assistant", "model": completion.get("model") or model,
-            "content": content, "stop_reason": stop_reason, "stop_sequence": None,
+            "content": content, "stop_reason": stop_reason, "stop_sequence": stop_sequence,
             "usage": anthropic_usage(completion.get("usage"))}
+
+
+def _stop(finish: Any, stop_sequence: Any, called_tools: bool) -> tuple[str, str | None]:
+    """Anthropic's stop_reason and stop_sequence for a canonical finish. Which stop sequence ended the answer is
+    known only where the upstream says (a choice's `stop_sequence`, from Claude); OpenAI's `stop` says nothing."""
+    stop_reason = STOP_FOR_FINISH.get(finish or "stop", "end_turn")
+    if stop_reason == "end_turn":
+        if called_tools:
+            return "tool_use", None
+        if isinstance(stop_sequence, str):
+            return "stop_sequence", stop_sequence
+    return stop_reason, None
 
 
 # ---------------------------------------------------------------- stream: chunks -> events
@@ -534,6 +544,7 @@ class EventWriter:
         self.block_kind: str | None = None
         self.tool_blocks: dict[int, int] = {}  # OpenAI tool_call index -> content block index
         self.finish: str | None = None
+        self.stop_sequence: str | None = None
         self.usage: dict[str, int] | None = None
 
     def start(self, model: str | None = None, source_id: object = None) -> bytes:
@@ -579,6 +590,7 @@ class EventWriter:
                 out += self._tool_delta(call)
             if choice.get("finish_reason"):
                 self.finish = choice["finish_reason"]
+                self.stop_sequence = choice.get("stop_sequence")
         return out
 
     def _thinking_delta(self, delta: dict[str, Any]) -> bytes:
@@ -625,11 +637,10 @@ class EventWriter:
 
     def finish_events(self) -> bytes:
         out = (b"" if self.started else self.start()) + self._close()
-        stop = STOP_FOR_FINISH.get(self.finish or "stop", "end_turn")
-        if self.tool_blocks and stop == "end_turn":
-            stop = "tool_use"
+        stop, stop_sequence = _stop(self.finish, self.stop_sequence, bool(self.tool_blocks))
         usage = self.usage or {"input_tokens": self.input_estimate, "output_tokens": 0}
-        out += sse("message_delta", {"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": None},
+        out += sse("message_delta", {"type": "message_delta",
+                                     "delta": {"stop_reason": stop, "stop_sequence": stop_sequence},
                                      "usage": usage})
         return out + sse("message_stop", {"type": "message_stop"})
 

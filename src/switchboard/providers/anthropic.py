@@ -355,10 +355,11 @@ def to_completion(message: dict[str, Any], json_mode: bool) -> dict[str, Any]:
     if thinking:
         msg["reasoning_content"] = "".join(b.get("thinking", "") for b in thinking)
         msg["thinking_blocks"] = thinking
+    choice: dict[str, Any] = {"index": 0, "message": msg, "logprobs": None, "finish_reason": finish}
+    if isinstance(message.get("stop_sequence"), str):
+        choice["stop_sequence"] = message["stop_sequence"]
     return {"id": message.get("id") or "msg", "object": "chat.completion", "created": int(time.time()),
-            "model": message.get("model"), "choices": [{"index": 0, "message": msg, "logprobs": None,
-                                                        "finish_reason": finish}],
-            "usage": openai_usage(message.get("usage"))}
+            "model": message.get("model"), "choices": [choice], "usage": openai_usage(message.get("usage"))}
 
 
 class StreamTranslator:
@@ -426,11 +427,15 @@ class StreamTranslator:
             return []  # citation deltas have no OpenAI counterpart
         if kind == "message_delta":
             _merge_usage(self.usage, event.get("usage"))
-            self.stop_reason = (event.get("delta") or {}).get("stop_reason")
+            delta = event.get("delta") or {}
+            self.stop_reason = delta.get("stop_reason")
             finish = FINISH_FOR_STOP.get(self.stop_reason or "end_turn", "stop")
             if finish == "tool_calls" and not self.tool_index:
                 finish = "stop"  # only the JSON-mode tool was called
-            return [self.chunk({}, finish)]
+            chunk = self.chunk({}, finish)
+            if isinstance(delta.get("stop_sequence"), str):
+                chunk["choices"][0]["stop_sequence"] = delta["stop_sequence"]
+            return [chunk]
         if kind == "message_stop":
             self.done = True
             final = self.chunk({})
