@@ -32,7 +32,7 @@ def stack(tmp_path_factory):
     })
     openai_dep = {"provider": "openai", "base_url": mock.url + "/v1", "api_key": "${OPENAI_UP_KEY}"}
     anthropic_dep = {"provider": "anthropic", "base_url": mock.url, "api_key": "${ANTHROPIC_UP_KEY}"}
-    config = {"auth": {"master_key": "${SB_MASTER}"}, "models": {
+    config = {"auth": {"master_key": "${SB_MASTER}"}, "server": {"max_body_bytes": 1024 * 1024}, "models": {
         "via-openai": {"deployments": [{**openai_dep, "model": "gpt-up"}]},
         "via-anthropic": {"deployments": [{**anthropic_dep, "model": "claude-up"}]},
         "limited": {"deployments": [{**openai_dep, "model": "gpt-429"}]},
@@ -256,6 +256,21 @@ def test_errors_come_back_in_anthropic_shape(client, stack):
         status, _, body = http("POST", gw.url + "/v1/messages", {"model": "via-openai", "max_tokens": 5, "messages": [
             {"role": "user", "content": "x"}], **bad}, headers={"x-api-key": MASTER})
         assert status == 400 and json.loads(body)["error"]["message"].startswith(named), body
+
+
+def test_errors_before_any_handler_come_back_in_anthropic_shape_too(client, stack):
+    gw, _ = stack
+    with pytest.raises(anthropic.APIStatusError) as info:  # the body is refused while it is read
+        client.messages.create(model="via-openai", max_tokens=5,
+                               messages=[{"role": "user", "content": "x" * (1024 * 1024 + 1)}])
+    assert info.value.status_code == 413
+    assert info.value.body["type"] == "error" and info.value.body["error"]["type"] == "request_too_large"
+    assert "exceeds the limit of 1048576 bytes" in info.value.body["error"]["message"]
+    status, _, body = http("GET", gw.url + "/v1/messages", headers={"x-api-key": MASTER})
+    assert status == 405 and json.loads(body)["error"]["type"] == "invalid_request_error"
+    assert json.loads(body)["type"] == "error"
+    status, _, body = http("PUT", gw.url + "/v1/chat/completions", body={})  # OpenAI's routes keep OpenAI's shape
+    assert status == 405 and "type" not in json.loads(body) and json.loads(body)["error"]["message"]
 
 
 def test_mid_stream_failure_is_an_error_event(client):

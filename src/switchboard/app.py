@@ -12,6 +12,8 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
+import orjson
+
 from switchboard.accounting.admission import Admission
 from switchboard.accounting.auth import Authenticator
 from switchboard.accounting.keys import KeyStore
@@ -21,7 +23,7 @@ from switchboard.accounting.shared_limits import SharedLimits
 from switchboard.config import GatewayConfig
 from switchboard.errors import GatewayError, MethodNotAllowed, NotFound
 from switchboard.http.client import HttpClient
-from switchboard.http.server import Request, Response, StreamResponse
+from switchboard.http.server import Request, Response, StreamResponse, openai_error_body
 from switchboard.metrics import GatewayMetrics, metrics_endpoint
 from switchboard.pipeline import Pipeline
 from switchboard.providers.registry import ProviderRegistry
@@ -35,6 +37,7 @@ from switchboard.storage.responses import ResponseStore
 from switchboard.wildcards import WildcardModels
 
 log = logging.getLogger("switchboard")
+_ANTHROPIC_PATH = "/v1/messages"  # its errors, even those no handler raises, take Anthropic's shape
 
 Route = Callable[["Gateway", Request], Awaitable[Response | StreamResponse]]
 
@@ -180,4 +183,15 @@ class Gateway:
                                        f"use {', '.join(sorted(table))}.")
             return await handler(self, request)
         except GatewayError as exc:
-            return Response(exc.status, exc.body(), dict(exc.headers))
+            return Response(exc.status, self.error_body(exc.status, exc.message, path) if path.startswith(
+                _ANTHROPIC_PATH) else exc.body(), dict(exc.headers))
+
+    @staticmethod
+    def error_body(status: int, message: str, path: str) -> bytes:
+        """An error outside any handler (unknown method, body too large...) in the shape of the API at `path`:
+        Anthropic's under /v1/messages, OpenAI's everywhere else."""
+        if path.startswith(_ANTHROPIC_PATH):
+            from switchboard.core.anthropic_format import error_payload
+
+            return orjson.dumps(error_payload(status, message))
+        return openai_error_body(status, message, path)

@@ -73,7 +73,7 @@ async def serve(config_path: str | None, host: str | None = None, port: int | No
     tune_gc()
     server = HttpServer(gateway.handle, max_body_bytes=config.server.max_body_bytes,
                         read_timeout=config.server.read_timeout, idle_timeout=config.server.idle_timeout,
-                        write_timeout=config.server.write_timeout)
+                        write_timeout=config.server.write_timeout, error_body=gateway.error_body)
     bound = await server.start(config.server.host, config.server.port, sock=sock)
     log.info("switchboard listening on http://%s:%d with %d model(s) [%s] (ready in %.0f ms)",
              config.server.host, bound, len(config.models), ", ".join([*config.models, *config.wildcards]),

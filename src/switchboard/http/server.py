@@ -127,9 +127,17 @@ def _one_line(value: str) -> str:
 class _Refusal(Exception):
     """An answer decided while reading a request (413, 431...): sent in turn, after the requests before it."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, path: str = "") -> None:
         super().__init__(message)
         self.status = status
+        self.path = path  # the request's path where it was read, for the API's own error shape
+
+
+def openai_error_body(status: int, message: str, path: str) -> bytes:
+    """The default shape of a refusal: OpenAI's."""
+    import orjson
+
+    return orjson.dumps({"error": {"message": message, "type": "invalid_request_error", "param": None, "code": None}})
 
 
 class _Connection(asyncio.Protocol):
@@ -230,7 +238,8 @@ class _Connection(asyncio.Protocol):
             self._too_large = True
         if self._headers.get("expect", "").lower() == "100-continue":
             if self._too_large:  # answer now: the client waits for a go-ahead before it sends the body
-                raise _Refusal(413, f"request body exceeds the limit of {self.server.max_body_bytes} bytes")
+                path = httptools.parse_url(self._url).path.decode("latin-1")
+                raise _Refusal(413, f"request body exceeds the limit of {self.server.max_body_bytes} bytes", path)
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")  # type: ignore[union-attr]
 
     def on_body(self, body: bytes) -> None:
@@ -257,7 +266,7 @@ class _Connection(asyncio.Protocol):
         self._reset()
         self._reading_since = None
         if too_large:
-            self._refuse(_Refusal(413, f"request body exceeds the limit of {self.server.max_body_bytes} bytes"))
+            self._refuse(_Refusal(413, f"request body exceeds the limit of {self.server.max_body_bytes} bytes", path))
             return
         self._queue(request, keep_alive)
 
@@ -278,10 +287,7 @@ class _Connection(asyncio.Protocol):
 
     # -- serving
     def _write_refusal(self, refusal: _Refusal) -> None:
-        import orjson
-
-        body = orjson.dumps({"error": {"message": str(refusal), "type": "invalid_request_error", "param": None,
-                                       "code": None}})
+        body = self.server.error_body(refusal.status, str(refusal), refusal.path)
         self.transport.write(_head(refusal.status, {"content-type": "application/json"},  # type: ignore[union-attr]
                                    b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body)) + body)
         self.transport.close()  # type: ignore[union-attr]
@@ -427,8 +433,10 @@ class HttpServer:
     """Serves one handler on a host and port."""
 
     def __init__(self, handler: Handler, *, max_body_bytes: int = 10 * 1024 * 1024, read_timeout: float = 30.0,
-                 idle_timeout: float = 75.0, write_timeout: float = 60.0) -> None:
+                 idle_timeout: float = 75.0, write_timeout: float = 60.0,
+                 error_body: Callable[[int, str, str], bytes] = openai_error_body) -> None:
         self.handler = handler
+        self.error_body = error_body  # (status, message, path) -> the body of a refusal (413, 431...)
         self.max_body_bytes = max_body_bytes
         self.read_timeout = read_timeout  # to finish sending a request once begun (slowloris): a 408 after
         self.idle_timeout = idle_timeout  # an idle keep-alive connection is closed after this
