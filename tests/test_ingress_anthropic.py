@@ -269,6 +269,10 @@ def test_errors_before_any_handler_come_back_in_anthropic_shape_too(client, stac
     status, _, body = http("GET", gw.url + "/v1/messages", headers={"x-api-key": MASTER})
     assert status == 405 and json.loads(body)["error"]["type"] == "invalid_request_error"
     assert json.loads(body)["type"] == "error"
+    status, _, body = http("POST", gw.url + "/v1/messages", {"model": "via-openai", "max_tokens": 5,
+                                                          "messages": [{"role": "user", "content": "x"}]})
+    assert status == 401 and json.loads(body)["error"]["type"] == "authentication_error"
+    assert "'x-api-key' header" in json.loads(body)["error"]["message"]
     status, _, body = http("PUT", gw.url + "/v1/chat/completions", body={})  # OpenAI's routes keep OpenAI's shape
     assert status == 405 and "type" not in json.loads(body) and json.loads(body)["error"]["message"]
 

@@ -55,7 +55,8 @@ class Authenticator:
         if self._master is None:
             return ANONYMOUS
         if token is None:
-            raise AuthenticationFailed("You didn't provide an API key. Send it as 'Authorization: Bearer YOUR_KEY'.")
+            raise AuthenticationFailed("You didn't provide an API key. Send it as 'Authorization: Bearer YOUR_KEY' "
+                                       "(or in an 'x-api-key' header, as Anthropic's clients do).")
         parsed = parse_token(token) if self.keys is not None else None
         if parsed is not None:
             return await self._virtual(token, *parsed)
