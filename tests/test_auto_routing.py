@@ -80,10 +80,16 @@ def stack(tmp_path_factory, questions, gsm8k_halves):
         "math-weak": model("math-weak-up", 0.5, 1.0),
         "sure-weak": model("sure-up", 0.5, 1.0),
         "unsure-weak": model("unsure-up", 0.5, 1.0),
+        "vision-small": model("vision-small-up", 1.0, 2.0, context_window=8000, capabilities=["vision"]),
+        "big-weak": model("weak-up", 0.5, 1.0, context_window=1000000, capabilities=["vision", "tools", "json"]),
+        "coder-small": model("coder-up", 1.0, 2.0, context_window=500),
     }, "routers": {
         "auto": {"strong": "strong", "weak": "weak", "routes": [
             {"name": "code", "model": "coder",
              "examples": ["write a python function that", "fix this bug in my javascript code", "refactor this class"]}]},
+        "auto-picky": {"strong": "strong", "weak": "weak", "vision_model": "vision-small"},
+        "auto-big-weak": {"strong": "strong", "weak": "big-weak", "threshold": 1.0, "routes": [
+            {"name": "code", "model": "coder-small", "examples": ["write a python function that"]}]},
         "auto-30": {"strong": "strong", "weak": "weak", "strong_share": 0.3, "calibration_prompts": str(calibration)},
         "auto-q80": {"strong": "strong", "weak": "weak", "router": str(half_router), "quality_target": 0.8},
         "auto-json": {"strong": "strong", "weak": "weak", "threshold": 1.0, "cascade": {"check": "json"}},
@@ -160,6 +166,32 @@ def test_capability_rules_come_first(client, stack):
     rid = raw.headers["x-request-id"]
     row = wait_for(lambda: next((r for r in gw.requests_logged() if r["request_id"] == rid), None))
     assert to == "strong" and json.loads(row["extra"])["route"] == "long_context"
+
+
+def test_capability_rules_choose_a_model_that_meets_every_need(client):
+    image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}
+    tools = [{"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}]
+    assert routed(client, "auto-picky", [{"type": "text", "text": "hi"}, image])[0] == "vision-small"
+    # the vision model has no tools and too short a window for these: the strong model has both
+    assert routed(client, "auto-picky", [{"type": "text", "text": "hi"}, image], tools=tools)[0] == "strong"
+    assert routed(client, "auto-picky", [{"type": "text", "text": "word " * 9000}, image])[0] == "strong"
+    # a conversation that already holds tool calls needs a model that takes them, tools offered or not
+    history = [{"role": "user", "content": "weather?"},
+               {"role": "assistant", "content": None, "tool_calls": [
+                   {"id": "c1", "type": "function", "function": {"name": "lookup", "arguments": "{}"}}]},
+               {"role": "tool", "tool_call_id": "c1", "content": "sunny"}, {"role": "user", "content": "so?"}]
+    raw = client.chat.completions.with_raw_response.create(model="auto-picky", messages=history)
+    assert raw.headers["x-switchboard-routed-to"] == "strong"
+
+
+def test_an_intent_route_serves_only_what_its_model_can_take(client):
+    ask = "Please write a Python function that sums a list"
+    image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}
+    tools = [{"type": "function", "function": {"name": "run", "parameters": {"type": "object"}}}]
+    assert routed(client, "auto-big-weak", ask)[0] == "coder-small"
+    assert routed(client, "auto-big-weak", [{"type": "text", "text": ask}, image])[0] == "big-weak"
+    assert routed(client, "auto-big-weak", ask, tools=tools)[0] == "big-weak"
+    assert routed(client, "auto-big-weak", "data: " + "1 " * 1000 + ask)[0] == "big-weak", "too long for coder-small"
 
 
 def test_semantic_intent_route(client):

@@ -2,9 +2,10 @@
 
 The decision, in order:
 
-1. capability rules: images go to a vision model, tools to a tool-capable
-   model, a prompt longer than the weak model's context to a long-context one;
-2. semantic-intent routes (example utterances matched by similarity);
+1. capability rules: a request the weak model cannot take (images, tools, or a
+   prompt longer than its context) goes to a model that meets all its needs;
+2. semantic-intent routes (example utterances matched by similarity) whose model
+   can take the request;
 3. the learned router's score against a threshold (fixed, calibrated to a target
    share of strong calls, or to a quality target: the share of the weak-to-strong
    quality gap to recover), overridable per request with the
@@ -289,20 +290,19 @@ class AutoRouter:
         if self.verifier is not None:
             escalate_at = request_threshold(self.verifier, self.verifier_threshold, headers,
                                             self.verifier.threshold_for_share)
-        weak, strong = self.model(s.weak), self.model(s.strong)
-        if request.has_visual_input() and "vision" not in weak.capabilities:
-            return Decision(s.vision_model or self._capable("vision", strong), "vision", strong=True)
-        if request.body.get("tools") and "tools" not in weak.capabilities:
-            return Decision(s.tools_model or self._capable("tools", strong), "tools", strong=True)
+        weak = self.model(s.weak)
         text = request.prompt_text()
-        if weak.context_window and estimate_tokens(text) + (request.max_output_tokens or 0) > weak.context_window:
-            return Decision(s.long_context_model or self._longest(strong), "long_context", strong=True)
-        last_user = last_user_text(request)
+        needs = _needs(request)
+        tokens = estimate_tokens(text) + (request.max_output_tokens or 0)
+        unmet = _unmet(weak, needs, tokens)
+        if unmet:
+            return Decision(self._capable(unmet, needs, tokens), unmet[0], strong=True)
         found = None
         if s.routes:
             from switchboard.routing.intents import match
 
-            found = match(s.routes, last_user)
+            found = match([r for r in s.routes if not _unmet(self.model(r.model), needs, tokens)],
+                          last_user_text(request))
         if found is not None:
             route, sim = found
             return Decision(route.model, f"intent:{route.name}", score=sim, strong=route.model == s.strong,
@@ -312,19 +312,40 @@ class AutoRouter:
             return Decision(s.strong, "score", score=score, strong=True, escalate_at=escalate_at)
         return Decision(s.weak, "score", score=score, strong=False, escalate_at=escalate_at, fallback=s.strong)
 
-    def _capable(self, capability: str, preferred: ModelConfig) -> str:
-        if capability in preferred.capabilities:
-            return preferred.name
-        for model in self.config.models.values():
-            if capability in model.capabilities:
-                return model.name
-        return preferred.name
+    def _capable(self, unmet: list[str], needs: frozenset[str], tokens: int) -> str:
+        """The model for a request the weak model cannot take: the first that meets every need of the request
+        (its capabilities and its length), trying the models configured for the unmet rules, then the strong
+        model, then the other configured models in order; if none does, the first of those tried."""
+        s = self.settings
+        chosen = {"vision": s.vision_model, "tools": s.tools_model, "long_context": s.long_context_model}
+        tried = [name for rule in unmet if (name := chosen[rule])] + [s.strong]
+        others = [name for name, model in self.config.models.items()
+                  if name not in tried and name != s.weak and "embeddings" not in model.capabilities]
+        for name in tried + others:
+            if not _unmet(self.model(name), needs, tokens):
+                return name
+        return tried[0]
 
-    def _longest(self, preferred: ModelConfig) -> str:
-        best = max(self.config.models.values(), key=lambda m: m.context_window or 0)
-        if preferred.context_window and best.context_window and preferred.context_window >= best.context_window:
-            return preferred.name
-        return best.name
+
+def _needs(request: ChatRequest) -> frozenset[str]:
+    """The capabilities a request needs: vision for images and files (a PDF's pages are read as images), tools
+    for tools offered or a conversation that already holds tool calls or results."""
+    needs = set()
+    if request.has_visual_input():
+        needs.add("vision")
+    if request.body.get("tools") or any(
+            isinstance(m, dict) and (m.get("role") in ("tool", "function") or m.get("tool_calls"))
+            for m in request.body["messages"]):
+        needs.add("tools")
+    return frozenset(needs)
+
+
+def _unmet(model: ModelConfig, needs: frozenset[str], tokens: int) -> list[str]:
+    """The capability rules `model` fails for a request, in the order they are named."""
+    unmet = [need for need in ("vision", "tools") if need in needs and need not in model.capabilities]
+    if model.context_window and tokens > model.context_window:
+        unmet.append("long_context")
+    return unmet
 
 
 def clip_for_scoring(text: str) -> str:
