@@ -90,6 +90,9 @@ def stack(tmp_path_factory, questions, gsm8k_halves):
         "auto-picky": {"strong": "strong", "weak": "weak", "vision_model": "vision-small"},
         "auto-big-weak": {"strong": "strong", "weak": "big-weak", "threshold": 1.0, "routes": [
             {"name": "code", "model": "coder-small", "examples": ["write a python function that"]}]},
+        "auto-json-tools": {"strong": "strong", "weak": "big-weak", "threshold": 1.0, "cascade": {"check": "json"}},
+        "auto-regex-tools": {"strong": "strong", "weak": "big-weak", "threshold": 1.0,
+                             "cascade": {"check": "regex", "pattern": "^lookup\\("}},
         "auto-30": {"strong": "strong", "weak": "weak", "strong_share": 0.3, "calibration_prompts": str(calibration)},
         "auto-q80": {"strong": "strong", "weak": "weak", "router": str(half_router), "quality_target": 0.8},
         "auto-json": {"strong": "strong", "weak": "weak", "threshold": 1.0, "cascade": {"check": "json"}},
@@ -261,7 +264,19 @@ def test_cascade_escalates_on_failed_json_check_and_accounts_both(client, stack)
     assert [c["role"] for c in calls] == ["weak", "strong"]
     weak_cost = calls[0]["cost"]
     assert weak_cost > 0 and row["cost"] > weak_cost
+    assert calls[1]["cost"] > 0 and weak_cost + calls[1]["cost"] == pytest.approx(row["cost"], rel=1e-9)
     assert float(raw.headers["x-switchboard-cost"]) == pytest.approx(row["cost"], rel=1e-6)
+
+
+def test_cascade_checks_an_answer_that_calls_a_tool(client):
+    tools = [{"type": "function", "function": {"name": "lookup", "parameters": {
+        "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]
+    for router in ("auto-json-tools", "auto-regex-tools"):
+        to, raw = routed(client, router, "weather in Paris?", tools=tools, tool_choice="required")
+        assert to == "big-weak" and raw.headers["x-switchboard-cascade"] == "accepted", router
+        assert raw.parse().choices[0].message.tool_calls[0].function.name == "lookup"
+    to, raw = routed(client, "auto-regex-tools", "weather in Paris?")  # a text answer: no call to match
+    assert to == "strong" and raw.headers["x-switchboard-cascade"] == "escalated"
 
 
 def test_cascade_logprob_check_accepts_a_confident_answer_and_escalates_a_doubtful_one(client, stack):
@@ -286,11 +301,14 @@ def test_cascade_logprob_check_accepts_a_confident_answer_and_escalates_a_doubtf
     assert cascade["escalated"] and cascade["check"] == "mean logprob -1.500 vs -0.5", cascade
 
 
-def test_cascade_with_judge_and_streaming(client):
-    stream = client.chat.completions.create(model="auto-judge", stream=True,
-                                            messages=[{"role": "user", "content": "explain"}])
-    text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+def test_cascade_with_judge_and_streaming(client, stack):
+    raw = client.chat.completions.with_raw_response.create(model="auto-judge", stream=True,
+                                                           messages=[{"role": "user", "content": "explain"}])
+    text = "".join(c.choices[0].delta.content or "" for c in raw.parse() if c.choices)
     assert text == "strong answer", "the judge said NO, so the strong model answered"
+    row = wait_for(lambda: next((r for r in stack[0].requests_logged()
+                                 if r["request_id"] == raw.headers["x-request-id"]), None))
+    assert row["ttft_ms"] is not None and 0 < row["ttft_ms"] <= row["latency_ms"]
 
 
 def test_request_log_keeps_score_decision_and_saving(stack, client, questions):

@@ -87,6 +87,7 @@ class Pipeline:
             model = await self.prepare(request, ctx, headers)
             if self.cascades(request, ctx):
                 response = await self.cascade(request, ctx)
+                ctx.entry.ttft_ms = ctx.elapsed_ms()  # the first chunk can go once the cascade has its answer
                 return self._replay(ctx, completion_to_chunks(response, request.include_usage))
             upstream, first, model, dep = await self.gw.executor.open_stream(request, model, ctx,
                                                                              self.route_fallbacks(ctx))
@@ -276,6 +277,7 @@ class Pipeline:
                                           response_text(response), ctx.entry.extra, media_of(request, dep))
         fill_usage(response, usage)
         self.settle_usage(ctx, outcome.model, dep, usage, request, response_text(response))
+        outcome.calls[-1].setdefault("cost", ctx.entry.cost)  # the answer's call: the strong one if escalated
         ctx.entry.prompt_tokens += outcome.extra_prompt_tokens
         ctx.entry.completion_tokens += outcome.extra_completion_tokens
         ctx.entry.cost += outcome.extra_cost

@@ -1,7 +1,8 @@
 """Cascade routing: ask the weak model first, check its answer, escalate when the check fails.
 
 Checks: `json` (the answer parses as JSON, and has the schema's required keys
-when the request gave a JSON schema), `regex` (the answer matches a pattern),
+when the request gave a JSON schema; an answer that only calls tools must call
+offered tools with JSON object arguments), `regex` (the answer matches a pattern),
 `judge` (a judge model answers YES to a rubric), `logprob` (the mean token
 log-probability of the weak answer is at least `min_logprob`; an answer without
 log-probabilities fails the check, so the cascade errs towards quality), `verifier`
@@ -46,10 +47,22 @@ class CascadeOutcome:
     verifier_score: float | None = None
 
 
-def answer_text(response: dict[str, Any]) -> str:
+def _message(response: dict[str, Any]) -> dict[str, Any]:
     choices = response.get("choices") or []
     msg = choices[0].get("message") if choices and isinstance(choices[0], dict) else None
-    return (msg or {}).get("content") or ""
+    return msg if isinstance(msg, dict) else {}
+
+
+def _tool_calls(response: dict[str, Any]) -> list[dict[str, Any]]:
+    calls = _message(response).get("tool_calls")
+    return [c.get("function") or {} for c in calls if isinstance(c, dict)] if isinstance(calls, list) else []
+
+
+def answer_text(response: dict[str, Any]) -> str:
+    """The answer as the checks read it: its text, then each tool call as ``name(arguments)`` on a line."""
+    text = _message(response).get("content") or ""
+    calls = [f"{fn.get('name', '')}({fn.get('arguments') or ''})" for fn in _tool_calls(response)]
+    return "\n".join([text, *calls] if text else calls)
 
 
 async def _cost(response: dict[str, Any], model: ModelConfig, dep: Deployment, request: ChatRequest,
@@ -58,6 +71,21 @@ async def _cost(response: dict[str, Any], model: ModelConfig, dep: Deployment, r
     usage = await reported_or_counted(usage_of(response), dep.upstream_model, request.prompt_text(),
                                       answer_text(response), extra, media_of(request, dep))
     return usage.prompt, usage.completion, (dep.pricing or model.pricing).cost(*usage)
+
+
+def check_tool_calls(response: dict[str, Any], request: ChatRequest) -> tuple[bool, str]:
+    """The `json` check of an answer that calls tools: each call names an offered tool, with JSON object arguments."""
+    offered = {(t.get("function") or {}).get("name") for t in request.body.get("tools") or () if isinstance(t, dict)}
+    for fn in _tool_calls(response):
+        if fn.get("name") not in offered:
+            return False, f"answer calls {fn.get('name')!r}, which is not an offered tool"
+        try:
+            arguments = orjson.loads(fn.get("arguments") or "")
+        except orjson.JSONDecodeError:
+            arguments = None
+        if not isinstance(arguments, dict):
+            return False, f"answer calls {fn.get('name')!r} with arguments that are not a JSON object"
+    return True, "answer calls offered tools with JSON arguments"
 
 
 def check_json(text: str, request: ChatRequest) -> tuple[bool, str]:
@@ -118,7 +146,8 @@ async def run_cascade(gw: Gateway, router: AutoRouter, request: ChatRequest, ctx
             assert router.verifier is not None and ctx.route is not None and ctx.route.escalate_at is not None
             passed, detail, verifier_score = check_verifier(router.verifier, request, text, ctx.route.escalate_at)
         elif settings.check == "json":
-            passed, detail = check_json(text, request)
+            passed, detail = check_tool_calls(response, request) if _tool_calls(response) and not _message(
+                response).get("content") else check_json(text, request)
         elif settings.check == "regex":
             passed = re.search(settings.pattern or "", text) is not None
             detail = "answer matches the pattern" if passed else "answer does not match the pattern"
