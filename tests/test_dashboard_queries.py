@@ -25,11 +25,11 @@ def _entries(now: float) -> list[RequestLogEntry]:
     for i in range(2000):
         routed = i % 4 == 0
         model = rng.choice(["small", "big"])
-        status = 500 if i % 10 == 0 else 200
+        status = 500 if i % 10 == 0 else 499 if i % 10 == 4 else 200  # a hang-up is charged, a failure not
         out.append(RequestLogEntry(
             request_id=f"req_{i}", ts=now - 3600 + (i * 3599 / 2000), key_id=("k1", "k2", "k3")[i % 3],
             model_requested="auto" if routed else model, model_used=model, deployment=f"{model}#0",
-            status=status, prompt_tokens=10, completion_tokens=5, cost=0.001 if model == "small" else 0.01,
+            status=status, prompt_tokens=10, completion_tokens=5, cost=0.0 if status == 500 else 0.001 if model == "small" else 0.01,
             latency_ms=rng.lognormvariate(5, 0.8), router="auto" if routed else None,
             attempts=2 if i % 7 == 0 else 1,
             extra={"cost_if_strong": 0.01, "attempts": [{"deployment": "big#1", "error": "server"},
@@ -73,7 +73,8 @@ async def _check(storage, now: float) -> None:
         assert models["big"]["requests"] == sum(1 for e in entries if e.model_used == "big")
 
         (split,) = await q.router_split(storage, since, until, {"auto": ("big", "small")})
-        routed_ok = [e for e in ok if e.router == "auto"]
+        routed_ok = [e for e in entries if e.router == "auto" and (e.status < 400 or e.cost > 0)]
+        assert any(e.status == 499 for e in routed_ok)
         assert split["requests"] == len(routed_ok)
         assert split["strong"] == sum(1 for e in routed_ok if e.model_used == "big")
         assert split["weak"] == sum(1 for e in routed_ok if e.model_used == "small")

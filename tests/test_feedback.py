@@ -17,14 +17,16 @@ MASTER = "sk-feedback-master-000"
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("feedback")
-    mock = MockProc(tmp, {})
+    mock = MockProc(tmp, {"wc": {"reply": "one two three four", "faults": [{"kind": "cut", "after_chunks": 2}]}})
     dep = {"provider": "openai", "base_url": mock.url + "/v1"}
     config = {"auth": {"master_key": "${SB_MASTER}"}, "storage": {"store_prompts": True},
               "models": {"weak": {"deployments": [{**dep, "model": "w"}],
                                   "pricing": {"input_per_mtok": 1, "output_per_mtok": 2}},
+                         "weak-cut": {"deployments": [{**dep, "model": "wc"}]},
                          "strong": {"deployments": [{**dep, "model": "s"}],
                                     "pricing": {"input_per_mtok": 10, "output_per_mtok": 30}}},
-              "routers": {"auto": {"strong": "strong", "weak": "weak", "threshold": 1.0}}}
+              "routers": {"auto": {"strong": "strong", "weak": "weak", "threshold": 1.0},
+                          "auto-cut": {"strong": "strong", "weak": "weak-cut", "threshold": 1.0}}}
     gw = GatewayProc(tmp, config, env={"SB_MASTER": MASTER})
     yield gw, tmp
     gw.stop()
@@ -54,6 +56,14 @@ def test_feedback_round_trip_to_training(stack):
     assert status == 401
     # a rating the export cannot use says so: this request was not routed
     raw = client.chat.completions.with_raw_response.create(model="weak", messages=[{"role": "user", "content": "x"}])
+    status, _, body = http("POST", gw.url + "/v1/feedback", {"request_id": raw.headers["x-request-id"],
+                                                             "rating": "good"}, headers=auth)
+    assert status == 200 and json.loads(body)["usable_for_training"] is False
+    # nor can a rating of an answer cut off mid-stream: it says nothing of what the weak model would have written
+    raw = client.chat.completions.with_raw_response.create(model="auto-cut", stream=True,
+                                                           messages=[{"role": "user", "content": "question cut"}])
+    with pytest.raises(openai.APIError):
+        list(raw.parse())
     status, _, body = http("POST", gw.url + "/v1/feedback", {"request_id": raw.headers["x-request-id"],
                                                              "rating": "good"}, headers=auth)
     assert status == 200 and json.loads(body)["usable_for_training"] is False

@@ -159,14 +159,15 @@ async def router_split(storage: Storage, since: float, until: float,
 
     `routers` maps a router name to its (strong, weak) model names. A request
     the router sent elsewhere (a vision or long-context model) counts as
-    "other". Requests without a recorded `cost_if_strong` (failures) count
-    their own cost there, so the saving is never overstated.
+    "other". Failed requests count when they were charged (a hang-up pays
+    for what the upstream produced); without a recorded `cost_if_strong`
+    they count their own cost there, so the saving is never overstated.
     """
     if_strong = _json_number(storage.dialect, "cost_if_strong")
     rows = await storage.fetchall(
         f"SELECT router, model_used, COUNT(*) AS requests, COALESCE(SUM(cost), 0) AS cost, "
         f"COALESCE(SUM(COALESCE({if_strong}, cost)), 0) AS cost_if_strong "
-        "FROM request_log WHERE ts >= ? AND ts < ? AND router IS NOT NULL AND status < 400 "
+        "FROM request_log WHERE ts >= ? AND ts < ? AND router IS NOT NULL AND (status < 400 OR cost > 0) "
         "GROUP BY router, model_used",
         since, until)
     out: dict[str, dict[str, Any]] = {}

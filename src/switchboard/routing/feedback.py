@@ -9,7 +9,9 @@ Feedback becomes training data for the router where it says something about
 the weak model: a request a router sent to its *weak* model and rated good
 means the strong model was not needed (``winner: weak``); rated bad means it
 was (``winner: strong``). A rated answer of the strong model says nothing about
-what the weak one would have done, so it is left out. The export is the JSONL
+what the weak one would have done, so it is left out, and so is a request that
+did not end with a whole answer (a hang-up, 499, or a failure): its feedback is
+kept, but a cut-off answer is no evidence about the weak model. The export is the JSONL
 that `switchboard router train --data FILE` reads; where the gateway stored the
 answer, it carries it as ``weak_answer``, which trains the cascade's verifier
 (`--kind verifier`).
@@ -65,7 +67,7 @@ async def post_feedback(gw: Gateway, request: Request) -> Response:
     if prompt is not None and not isinstance(prompt, str):
         raise InvalidRequest("'prompt' must be a string.", param="prompt")
     await gw.request_log.flush()
-    row = await gw.storage.fetchone("SELECT request_id, key_id, router, model_used, extra FROM request_log "
+    row = await gw.storage.fetchone("SELECT request_id, key_id, router, model_used, status, extra FROM request_log "
                                     "WHERE request_id = ?", body["request_id"])
     if row is None:
         raise NotFound(f"No logged request {body['request_id']!r}.", param="request_id")
@@ -81,7 +83,8 @@ async def post_feedback(gw: Gateway, request: Request) -> Response:
 
     await gw.storage.transact(replace())
     router = gw.routers.get(row["router"]) if row["router"] else None
-    usable = prompt is not None and router is not None and row["model_used"] == router.settings.weak
+    usable = (prompt is not None and router is not None and row["model_used"] == router.settings.weak
+              and row["status"] == 200)
     return Response(200, orjson.dumps({"object": "feedback", "request_id": body["request_id"], "score": score,
                                        "usable_for_training": usable}))
 
@@ -91,7 +94,8 @@ async def training_examples(gw: Gateway) -> list[dict[str, Any]]:
     plus "weak_answer" when the gateway stored the answer: verifier training data)."""
     rows = await gw.storage.fetchall(
         "SELECT f.prompt, f.score, r.router, r.model_used, r.extra FROM feedback f "
-        "JOIN request_log r ON r.request_id = f.request_id WHERE r.router IS NOT NULL AND f.prompt IS NOT NULL")
+        "JOIN request_log r ON r.request_id = f.request_id "
+        "WHERE r.router IS NOT NULL AND f.prompt IS NOT NULL AND r.status = 200")
     out = []
     for row in rows:
         router = gw.routers.get(row["router"])
