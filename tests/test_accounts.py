@@ -27,6 +27,7 @@ def stack(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("accounts")
     mock = MockProc(tmp, {"m-up": {"reply": REPLY}, "quiet-up": {"reply": REPLY, "report_usage": False},
                           "slow-quiet-up": {"reply": "word " * 400, "report_usage": False, "tokens_per_second": 40},
+                          "late-up": {"reply": REPLY, "ttft": 0.6},
                           "err-up": {"faults": [{"kind": "status", "status": 500, "rate": 1.0}]}})
     base = mock.url + "/v1"
 
@@ -35,7 +36,7 @@ def stack(tmp_path_factory):
 
     config = {"auth": {"master_key": "${SB_MASTER}"}, "storage": {"log_flush_seconds": 0.05},
               "accounts": {"model_limits": {"capped": {"rpm": 3}}},
-              "models": {"m": model("m-up"), "other": model("m-up"), "quiet": model("quiet-up"),
+              "models": {"m": model("m-up"), "other": model("m-up"), "quiet": model("quiet-up"), "late": model("late-up"),
                          "slow-quiet": model("slow-quiet-up"),
                          "broken": model("err-up"), "capped": model("m-up"),
                          "mini": model("gpt-4o-mini"),  # the catalog: one image may become 48,169 prompt tokens
@@ -513,6 +514,24 @@ def test_a_client_that_hangs_up_mid_stream_is_charged_for_its_image_too(stack):
     charge = wait_for(lambda: [e for e in admin(gw, "GET", f"/admin/ledger?account=key:{key_id}")[1]["data"]
                                if e["kind"] == "charge"], timeout=10)[0]
     assert charge["amount_nanousd"] == -(766 * 10_000_000 + entry["completion_tokens"] * 20_000_000)
+
+
+def test_a_stream_whose_client_leaves_before_it_begins_is_settled(stack):
+    import socket
+
+    gw, _ = stack
+    key_id, key = new_key(gw, credits_usd=100.0, max_parallel=1)
+    body = json.dumps({"model": "late", "stream": True, "max_tokens": 10,
+                       "messages": [{"role": "user", "content": "hi"}]}).encode()
+    with socket.create_connection(("127.0.0.1", int(gw.url.rsplit(":", 1)[1]))) as sock:
+        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+                     b"authorization: Bearer " + key.encode() + b"\r\ncontent-length: %d\r\n\r\n" % len(body) + body)
+        time.sleep(0.2)  # the upstream is still thinking (0.6 s to its first chunk) when the client leaves
+    entry = wait_for(lambda: [e for e in gw.requests_logged() if e["key_id"] == key_id], timeout=10)
+    assert entry and entry[0]["status"] == 499
+    _, view = admin(gw, "GET", f"/admin/keys/{key_id}")
+    assert view["credit"]["reserved_usd"] == 0  # the hold is released, and the key's one parallel slot is free
+    assert ask(client_for(gw, key)).choices[0].message.content == REPLY
 
 
 def test_usage_report_json_csv_and_cli(stack):

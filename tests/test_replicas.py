@@ -163,6 +163,64 @@ def test_credit_is_never_overdrawn_and_reconciles_to_the_cent(cluster):
           f"final balance ${account['balance_usd']:.4f}")
 
 
+def test_clients_that_leave_at_once_leave_no_hold_slot_or_gap_in_the_log(cluster):
+    """Clients that give up within 50 ms, streamed or not, on both replicas: every request settles (a log row,
+    holds released or charged) and the key's parallel slots all come back."""
+    import random
+
+    import httpx
+
+    gws = cluster["gws"]
+    key_id, key = create_key(gws[0], name="leavers", credits_usd=10.0, max_parallel=4)
+    rng = random.Random(3)
+    sent = []
+
+    async def leave(i: int, wait: float) -> None:
+        stream = i % 2 == 0
+        body = {"model": "slow" if stream else "m", "stream": stream, "max_tokens": 10,
+                "messages": [{"role": "user", "content": "hi"}]}
+        async with httpx.AsyncClient(timeout=30) as client:
+            async def ask() -> None:
+                async with client.stream("POST", gws[i % 2].url + "/v1/chat/completions", json=body,
+                                         headers={"authorization": f"Bearer {key}"}) as response:
+                    sent.append(response.headers.get("x-request-id"))
+                    async for _ in response.aiter_lines():
+                        pass
+            try:
+                await asyncio.wait_for(ask(), wait)
+            except (asyncio.TimeoutError, httpx.HTTPError):
+                pass
+
+    async def rounds() -> None:
+        for r in range(40):
+            await asyncio.gather(*(leave(4 * r + i, rng.uniform(0.0, 0.05)) for i in range(4)))
+
+    asyncio.run(rounds())
+    schema = cluster["schema"]
+    db = cluster["db"].split("?")[0]
+    deadline = time.monotonic() + 10
+    while asyncio.run(pg_query(db, f'SELECT 1 FROM "{schema}".reservations')) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not asyncio.run(pg_query(db, f'SELECT request_id FROM "{schema}".reservations'))
+    status, _, body = http("GET", gws[1].url + f"/admin/keys/{key_id}", headers=ADMIN)
+    assert json.loads(body)["credit"]["reserved_usd"] == 0
+    logged = {r["request_id"] for r in asyncio.run(pg_query(
+        db, f'SELECT request_id FROM "{schema}".request_log WHERE key_id = $1', key_id))}
+    assert {rid for rid in sent if rid} <= logged  # every request that got its head has its row
+    # all four parallel slots are free again, on either replica
+    results = asyncio.run(_parallel_asks(cluster, key, 4))
+    assert [s for s, _ in results] == [200] * 4
+
+
+async def _parallel_asks(cluster, key: str, n: int) -> list[tuple[int, dict[str, str]]]:
+    cs = clients(cluster, key)
+    try:
+        return await asyncio.gather(*(one_request(cs[i % 2], "slow") for i in range(n)))
+    finally:
+        for c in cs:
+            await c.close()
+
+
 def test_one_idempotency_key_runs_once_across_replicas_and_a_failure_frees_it_at_once(cluster):
     gw0, gw1 = cluster["gws"]
     mock = cluster["mock"]

@@ -28,7 +28,7 @@ import time
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 
@@ -55,6 +55,7 @@ if TYPE_CHECKING:
     from switchboard.app import Gateway
 
 log = logging.getLogger("switchboard.accounts")
+T = TypeVar("T")
 # A stored stream is zlib-compressed (76x smaller at ~0.6 ms per 1,000 chunks); its first byte tells it from JSON.
 _ZLIB = b"x"
 
@@ -78,6 +79,7 @@ class _Pending:
     idem: tuple[str, str] | None = None
     claimed_at: float = 0.0  # when `idem` was claimed: the claim's identity in the table
     committed: bool = False
+    unfinished: list[asyncio.Future[Any]] = field(default_factory=list)  # writes a hang-up interrupted, still running
 
 
 class Admission:
@@ -154,11 +156,12 @@ class Admission:
         requested = demand.prompt_estimate + (demand.max_output or 0) * demand.choices
         if key is not None and key.max_parallel:
             scope = f"key:{key.key_id}"
-            if not await self._limits(self.limits.acquire(scope, key.max_parallel, ctx.request_id,
-                                                          self.settings.reservation_ttl_seconds)):
+            acquired = await self._finish(pend, self._limits(self.limits.acquire(
+                scope, key.max_parallel, ctx.request_id, self.settings.reservation_ttl_seconds)),
+                lambda taken: setattr(pend, "parallel", scope if taken else None))
+            if not acquired:
                 raise RateLimited(f"Too many parallel requests on this API key: the limit is {key.max_parallel} at a time.",
                                   headers={"retry-after": "1"})
-            pend.parallel = scope
         checks = self._key_checks(key, requested) + self._model_checks(key, model, requested)
         if demand.media and any(c.scope.endswith(":tpm") for c in checks):
             media = await estimate_media(demand.media, model)
@@ -187,14 +190,27 @@ class Admission:
             return max(worst_case_nanos(p, prompt, output) for p in self._pricings(m))
 
         amount = max(worst(m) for m in (model, *fallbacks)) + sum(worst(m) for m in then)
-        holds, warnings = await self.ledger.reserve(ctx.request_id, key.prepaid_accounts, key.budgets,
-                                                    min(amount, MAX_NANOS), self.settings.reservation_ttl_seconds,
-                                                    time.time())
-        pend.holds = holds
+        _, warnings = await self._finish(pend, self.ledger.reserve(
+            ctx.request_id, key.prepaid_accounts, key.budgets, min(amount, MAX_NANOS),
+            self.settings.reservation_ttl_seconds, time.time()), lambda reserved: setattr(pend, "holds", reserved[0]))
         if warnings:
             ctx.headers["x-switchboard-budget-warning"] = "; ".join(warnings)
             log.warning("soft budget exceeded: %s", "; ".join(warnings))
         return max_out if demand.max_output is None else None
+
+    @staticmethod
+    async def _finish(pend: _Pending, write: Awaitable[T], keep: Callable[[T], None]) -> T:
+        """Await a write whose effect settle must undo (a hold, a parallel slot), and `keep` what it took. A client
+        that hangs up meanwhile does not abort it: it runs to its end, and settle waits for it before undoing."""
+        task = asyncio.ensure_future(write)
+        try:
+            result = await asyncio.shield(task)
+        except asyncio.CancelledError:
+            pend.unfinished.append(task)
+            task.add_done_callback(lambda t: keep(t.result()) if not t.cancelled() and t.exception() is None else None)
+            raise
+        keep(result)
+        return result
 
     @staticmethod
     async def _limits(call: Awaitable[Any]) -> Any:
@@ -370,6 +386,19 @@ class Admission:
     def settle(self, ctx: RequestContext) -> None:
         """Record the finished request. Must not block or raise."""
         pend = self._pending.pop(ctx.request_id, None)
+        if pend is not None and pend.unfinished:  # a hold or slot is still being taken: undo it once it is
+            async def later() -> None:
+                await asyncio.wait(pend.unfinished)
+                pend.unfinished = []
+                self._settle(ctx, pend)
+
+            task = asyncio.get_running_loop().create_task(later())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            return
+        self._settle(ctx, pend)
+
+    def _settle(self, ctx: RequestContext, pend: _Pending | None) -> None:
         entry = ctx.entry
         if pend is not None:
             if not pend.committed:

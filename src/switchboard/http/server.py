@@ -36,6 +36,7 @@ log = logging.getLogger("switchboard.http")
 MAX_HEAD_BYTES = 64 * 1024  # request line and headers: a 431 beyond
 MAX_HEADERS = 200
 MAX_PIPELINED = 32  # requests read ahead of the one being answered before reading pauses
+ABANDON_SECONDS = 5.0  # the longest a stream whose client left may take to reach the step that closes it
 
 _REASONS = {
     100: b"Continue", 200: b"OK", 201: b"Created", 204: b"No Content", 400: b"Bad Request",
@@ -343,7 +344,7 @@ class _Connection(asyncio.Protocol):
                     response = Response(500, b'{"error":{"message":"internal error","type":"server_error","param":null,"code":null}}')
                 if self._closed:
                     if isinstance(response, StreamResponse):
-                        await _aclose(response.chunks)
+                        await _abandon(response.chunks)
                     return
                 if isinstance(response, StreamResponse):
                     if request.http10:
@@ -418,6 +419,18 @@ def _unsent(transport: asyncio.Transport) -> int:
         except OSError:
             pass
     return size
+
+
+async def _abandon(chunks: AsyncIterator[bytes]) -> None:
+    """Close a stream whose client left before it began. An async generator closed before its first step runs
+    none of its code, so the clean-up in its `finally` (settling the request, releasing the upstream) would be
+    skipped: take one step (bounded: its first chunk is normally ready), then close it."""
+    try:
+        await asyncio.wait_for(anext(chunks), ABANDON_SECONDS)  # type: ignore[call-overload]
+    except Exception:  # ended, failed or timed out: the close is what matters
+        pass
+    finally:
+        await _aclose(chunks)
 
 
 async def _aclose(chunks: AsyncIterator[bytes]) -> None:
