@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import os
@@ -392,6 +393,33 @@ def test_rate_limits_rpm_tpm_and_per_model(stack):
         ask(client_for(gw, b), model="capped")
 
 
+def test_tpm_counts_the_output_a_request_allows_and_a_refusal_for_credit_uses_no_rate_limit(stack):
+    gw, _ = stack
+    _, key = new_key(gw, tpm=5000)
+    client = client_for(gw, key)
+    unbounded = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}  # no max_tokens: up to 4,096 out
+    client.chat.completions.create(**unbounded)  # counted as 4,097 at admission, then corrected to 10 + 10
+    client.chat.completions.create(**unbounded)
+    with pytest.raises(openai.RateLimitError):  # two in flight at once could not both write 4,096 tokens
+        asyncio.run(_both(gw, key, {**unbounded, "model": "late"}))  # 0.6 s each: both are in flight at once
+    key_id, key = new_key(gw, rpm=2, credits_usd=0.01)  # less than one request's hold
+    client = client_for(gw, key)
+    for _ in range(3):
+        with pytest.raises(openai.APIStatusError) as err:
+            ask(client)
+        assert err.value.status_code == 402
+    admin(gw, "POST", f"/admin/keys/{key_id}/credits", {"amount_usd": 10})
+    ask(client)  # the refused requests were not counted against the rpm of 2
+    ask(client)
+    with pytest.raises(openai.RateLimitError):
+        ask(client)
+
+
+async def _both(gw, key, body):
+    async with openai.AsyncOpenAI(api_key=key, base_url=gw.url + "/v1", max_retries=0, timeout=10) as client:
+        await asyncio.gather(*(client.chat.completions.create(**body) for _ in range(2)))
+
+
 def test_budgets_hard_and_soft(stack):
     gw, _ = stack
     key_id, key = new_key(gw, budgets=[{"period": "day", "limit_usd": 0.9}, {"period": "month", "limit_usd": 0.3, "soft": True}])
@@ -404,6 +432,7 @@ def test_budgets_hard_and_soft(stack):
     with pytest.raises(openai.APIStatusError) as err:
         ask(client)
     assert err.value.status_code == 402 and err.value.code == "budget_exceeded"
+    assert "has reached its daily budget of $0.90" in err.value.message
     _, view = admin(gw, "GET", f"/admin/keys/{key_id}")
     day = next(b for b in view["credit"]["budgets"] if b["period"] == "day")
     assert day["spent_usd"] == pytest.approx(0.63) and day["resets_at"] > time.time()

@@ -153,7 +153,9 @@ class Admission:
         if key is None and model_limit is None:
             return None
         pend = self._pend(ctx)
-        requested = demand.prompt_estimate + (demand.max_output or 0) * demand.choices
+        max_out = demand.max_output if demand.max_output is not None else (
+            model.max_output_tokens or self.settings.default_max_output_tokens)
+        requested = demand.prompt_estimate + max_out * demand.choices  # tpm counts the output it allows
         if key is not None and key.max_parallel:
             scope = f"key:{key.key_id}"
             acquired = await self._finish(pend, self._limits(self.limits.acquire(
@@ -176,8 +178,6 @@ class Admission:
             pend.token_checks = [c.scope for c in checks if c.scope.endswith(":tpm")]
         if key is None or not (key.prepaid_accounts or key.budgets):
             return None
-        max_out = demand.max_output if demand.max_output is not None else (
-            model.max_output_tokens or self.settings.default_max_output_tokens)
         bound = demand.prompt_bound()
         output = max_out * demand.choices
 
@@ -190,9 +190,16 @@ class Admission:
             return max(worst_case_nanos(p, prompt, output) for p in self._pricings(m))
 
         amount = max(worst(m) for m in (model, *fallbacks)) + sum(worst(m) for m in then)
-        _, warnings = await self._finish(pend, self.ledger.reserve(
-            ctx.request_id, key.prepaid_accounts, key.budgets, min(amount, MAX_NANOS),
-            self.settings.reservation_ttl_seconds, time.time()), lambda reserved: setattr(pend, "holds", reserved[0]))
+        try:
+            _, warnings = await self._finish(pend, self.ledger.reserve(
+                ctx.request_id, key.prepaid_accounts, key.budgets, min(amount, MAX_NANOS),
+                self.settings.reservation_ttl_seconds, time.time()), lambda reserved: setattr(pend, "holds", reserved[0]))
+        except GatewayError:  # refused for credit or budget: it was never served, so it uses up no rate limit
+            for check in checks:
+                self._background(lambda c=check: self.limits.adjust(c.scope, pend.second, -c.amount),
+                                 "returning a refused request's rate-limit count")
+            pend.token_checks = []
+            raise
         if warnings:
             ctx.headers["x-switchboard-budget-warning"] = "; ".join(warnings)
             log.warning("soft budget exceeded: %s", "; ".join(warnings))
@@ -418,7 +425,7 @@ class Admission:
             if pend.parallel is not None:
                 scope, rid = pend.parallel, ctx.request_id
                 self._background(lambda: self.limits.release(scope, rid), "freeing a parallel slot")
-            if pend.token_checks and entry.status == 200:
+            if pend.token_checks:  # failed requests too: what they did not produce goes back to the window
                 delta = entry.prompt_tokens + entry.completion_tokens - pend.tokens_counted
                 if delta:
                     for scope in pend.token_checks:

@@ -217,7 +217,8 @@ def _reserve(request_id: str, prepaid: list[str], budgets: list[Budget], amount:
                           "AND spent + reserved + ? <= ?", amount, b.account, key, amount, b.cap)
         if n == 0:
             who = "This API key" if b.account.startswith("key:") else f"Team {b.account[5:]!r}"
-            raise BudgetExceeded(f"{who} has reached its {b.period}ly budget of {_usd(b.cap)}; it resets at "
+            period = "daily" if b.period == "day" else "monthly"
+            raise BudgetExceeded(f"{who} has reached its {period} budget of {_usd(b.cap)}; it resets at "
                                  f"{datetime.fromtimestamp(period_reset(b.period, now), UTC):%Y-%m-%d %H:%M} UTC.")
         holds.buckets[(b.account, key)] = amount
     if holds:

@@ -10,7 +10,8 @@ replica), else under the event loop in memory (one process; `SharedLimits` in
 shared_limits.py for the workers of `serve --workers N`).
 
 Tokens are counted at admission as the prompt estimate plus the requested
-`max_tokens` (as OpenAI does), and corrected to the real usage at settlement.
+`max_tokens` (as OpenAI does; without one, the most the model may write), and
+corrected to the real usage at settlement.
 
 Parallel-request caps use a set of in-flight request ids with an expiry
 (a crashed replica's slots free themselves).
