@@ -240,6 +240,9 @@ class Pipeline:
             ctx.entry.extra["stream_interrupted"] = True
             self.fail(ctx, exc)
             raise StreamFailed(f"The upstream stream broke off: {exc.message}") from None
+        except GatewayError as exc:  # the charge could not be recorded (accounting_unavailable)
+            self.fail(ctx, exc)
+            raise
         except (asyncio.CancelledError, GeneratorExit):
             self.fail(ctx, None, status=499, message="client disconnected during the stream")
             raise

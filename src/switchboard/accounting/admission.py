@@ -56,6 +56,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("switchboard.accounts")
 T = TypeVar("T")
+_BACKGROUND_TRIES = 11  # 0.1 s doubling to 15 s between tries: ~70 s in all
+_CLOSE_SECONDS = 20.0  # how long shutdown waits for accounting writes still retrying
 # A stored stream is zlib-compressed (76x smaller at ~0.6 ms per 1,000 chunks); its first byte tells it from JSON.
 _ZLIB = b"x"
 
@@ -102,8 +104,14 @@ class Admission:
     async def close(self) -> None:
         if self._sweeper is not None:
             self._sweeper.cancel()
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + _CLOSE_SECONDS
+        while self._tasks and loop.time() < deadline:
+            await asyncio.wait(list(self._tasks), timeout=deadline - loop.time())
+        if self._tasks:  # the database stayed down: the holds left expire with their reservations
+            log.error("%d accounting write(s) still failing at shutdown; given up", len(self._tasks))
+            for task in list(self._tasks):
+                task.cancel()
 
     async def _sweep_forever(self) -> None:
         interval = min(60.0, self.settings.reservation_ttl_seconds / 2)
@@ -117,17 +125,18 @@ class Admission:
                 log.exception("sweeping expired reservations failed")
 
     def _background(self, work: Callable[[], Awaitable[Any]], what: str) -> None:
-        """Run `work()` off the request, retrying a few times: settle itself must not wait or fail."""
+        """Run `work()` off the request, retrying for about a minute (a database restart): settle itself must not
+        wait or fail. What still fails is left to the reservation's expiry."""
         async def run() -> None:
-            for attempt in range(5):
+            for attempt in range(_BACKGROUND_TRIES):
                 try:
                     await work()
                     return
                 except Exception:
-                    if attempt == 4:
+                    if attempt == _BACKGROUND_TRIES - 1:
                         log.exception("%s failed", what)
                         return
-                    await asyncio.sleep(0.1 * 2 ** attempt)
+                    await asyncio.sleep(min(0.1 * 2 ** attempt, 15.0))
 
         task = asyncio.get_running_loop().create_task(run())
         self._tasks.add(task)

@@ -14,7 +14,6 @@ from switchboard.core.request import ChatRequest, validate_embeddings_body
 from switchboard.errors import GatewayError, InvalidRequest, ModelNotFound
 from switchboard.http.server import Request, Response, StreamResponse
 from switchboard.http.sse import DONE
-from switchboard.pipeline import StreamFailed
 from switchboard.wildcards import allowed
 
 if TYPE_CHECKING:
@@ -91,7 +90,7 @@ async def render_stream(chunks: AsyncIterator[dict[str, Any]]) -> AsyncIterator[
         async for chunk in chunks:
             yield b"data: " + orjson.dumps(chunk) + b"\n\n"
         yield DONE
-    except StreamFailed as exc:
+    except GatewayError as exc:  # StreamFailed, or a failure while settling after the last chunk
         yield b"data: " + exc.body() + b"\n\n"
     finally:
         await chunks.aclose()  # type: ignore[attr-defined]

@@ -12,10 +12,14 @@ several independent gateways (or test runs).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import re
+from collections.abc import Iterator
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from switchboard.errors import ServiceUnavailable
 from switchboard.storage.base import REQUEST_LOG_COLUMNS, Statement, Steps
 from switchboard.storage.schema import migrations
 
@@ -55,6 +59,19 @@ async def _run(conn: Any, statement: Statement) -> Any:
         row = await conn.fetchrow(to_dollar_params(sql), *args)
         return dict(row) if row is not None else None
     return [dict(r) for r in await conn.fetch(to_dollar_params(sql), *args)]
+
+
+@contextlib.contextmanager
+def _reachable() -> Iterator[None]:
+    """Postgres being down or restarting is a 503 the client may retry, not a 500."""
+    import asyncpg
+
+    try:
+        yield
+    except (OSError, asyncio.TimeoutError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
+            asyncpg.exceptions.OperatorInterventionError) as exc:
+        raise ServiceUnavailable("The gateway's database cannot be reached right now; retry shortly.",
+                                 code="storage_unavailable") from exc
 
 
 class PostgresStorage:
@@ -111,20 +128,23 @@ class PostgresStorage:
             return False
 
     async def transact(self, steps: Steps[T]) -> T:
-        async with self._pool.acquire() as conn, conn.transaction():
-            result: Any = None
-            while True:
-                try:
-                    statement = steps.send(result)
-                except StopIteration as done:
-                    return done.value
-                result = await _run(conn, statement)
+        with _reachable():
+            async with self._pool.acquire() as conn, conn.transaction():
+                result: Any = None
+                while True:
+                    try:
+                        statement = steps.send(result)
+                    except StopIteration as done:
+                        return done.value
+                    result = await _run(conn, statement)
 
     async def fetchall(self, sql: str, *args: Any) -> list[dict[str, Any]]:
-        return [dict(r) for r in await self._pool.fetch(to_dollar_params(sql), *args)]
+        with _reachable():
+            return [dict(r) for r in await self._pool.fetch(to_dollar_params(sql), *args)]
 
     async def fetchone(self, sql: str, *args: Any) -> dict[str, Any] | None:
-        row = await self._pool.fetchrow(to_dollar_params(sql), *args)
+        with _reachable():
+            row = await self._pool.fetchrow(to_dollar_params(sql), *args)
         return dict(row) if row is not None else None
 
     async def write_request_logs(self, rows: list[tuple]) -> None:

@@ -25,8 +25,16 @@ class RedisState:
             import redis.asyncio as aioredis
         except ImportError as exc:  # pragma: no cover - depends on the install
             raise RuntimeError("storage.redis_url needs redis: pip install 'switchboard[redis]'") from exc
-        # A blocking pool: under a burst, callers wait for a free connection instead of failing.
-        pool = aioredis.BlockingConnectionPool.from_url(self.url, max_connections=64, timeout=10)
+        from redis.asyncio.retry import Retry
+        from redis.backoff import ExponentialBackoff
+        from redis.exceptions import ConnectionError, TimeoutError
+
+        # A blocking pool: under a burst, callers wait for a free connection instead of failing. A pooled
+        # connection that Redis closed (a restart) fails once and is retried on a fresh one, so a restart costs
+        # only the requests made while Redis is really down.
+        pool = aioredis.BlockingConnectionPool.from_url(
+            self.url, max_connections=64, timeout=10, retry=Retry(ExponentialBackoff(cap=0.1, base=0.01), 2),
+            retry_on_error=[ConnectionError, TimeoutError])
         self.client = aioredis.Redis(connection_pool=pool)
         await self.client.ping()
 
