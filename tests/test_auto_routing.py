@@ -362,3 +362,6 @@ def test_a_router_name_works_wherever_a_model_name_is_looked_up(client, stack):
     with pytest.raises(openai.BadRequestError) as info:  # a router picks chat models: no embeddings
         client.embeddings.create(model="auto", input="hello")
     assert "router" in info.value.body["message"] and info.value.body["param"] == "model"
+    with pytest.raises(openai.NotFoundError) as info:  # the models a client may name include the routers
+        client.chat.completions.create(model="autp", messages=[{"role": "user", "content": "hi"}])
+    assert "auto-30, " in info.value.body["message"] and "strong, " in info.value.body["message"]

@@ -23,6 +23,13 @@ def files(tmp_path):
     (tmp_path / "nan.jsonl").write_text('{"prompt": "p", "scores": {"strong": NaN, "weak": 1}}\n')
     (tmp_path / "bad.jsonl").write_text('{"prompt": "p", "winner": "weak"}\n{"prompt": \n')
     (tmp_path / "not-a-db").write_text("hello")
+    (tmp_path / "null-prompt.jsonl").write_text('{"prompt": null}\n')
+    for name, calibration in (("missing", "missing.jsonl"), ("empty", "empty.jsonl"), ("null", "null-prompt.jsonl")):
+        model = {"deployments": [{"provider": "openai", "model": "x", "base_url": "http://127.0.0.1:9/v1"}]}
+        (tmp_path / f"calibration-{name}.yaml").write_text(json.dumps({
+            "models": {"a": model, "b": model},
+            "routers": {"auto": {"strong": "a", "weak": "b", "strong_share": 0.3,
+                                 "calibration_prompts": str(tmp_path / calibration)}}}))
     return tmp_path
 
 
@@ -37,6 +44,9 @@ def files(tmp_path):
     (["logs", "--config", "{t}/missing.yaml"], "config error"),
     (["usage", "--url", "notaurl"], ""),
     (["serve", "--port", "70000"], "is not a port"),
+    (["serve", "--port", "0", "--config", "{t}/calibration-missing.yaml"], "config error: routers.auto: [Errno 2]"),
+    (["serve", "--port", "0", "--config", "{t}/calibration-empty.yaml"], "empty.jsonl holds no prompts"),
+    (["serve", "--port", "0", "--config", "{t}/calibration-null.yaml"], "null-prompt.jsonl:1: needs a string 'prompt'"),
     (["compare", "--data", "{t}/empty.jsonl", "--models", "a", "--limit", "0"], "at least 1"),
 ])
 def test_bad_input_gets_one_line_and_a_non_zero_exit(files, args, says):

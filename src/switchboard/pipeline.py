@@ -153,7 +153,8 @@ class Pipeline:
         return model
 
     def not_found(self, name: str) -> ModelNotFound:
-        known = ", ".join([*sorted(self.gw.config.models), *self.gw.wildcards.patterns()]) or "(none configured)"
+        known = ", ".join([*sorted(self.gw.config.models), *sorted(self.gw.routers), *self.gw.wildcards.patterns()]
+                          ) or "(none configured)"
         return ModelNotFound(f"The model {name!r} does not exist or you do not have access to it. "
                              f"Available models: {known}.", param="model")
 

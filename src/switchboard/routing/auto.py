@@ -248,11 +248,13 @@ class AutoRouter:
             if s.cascade is not None and s.cascade.check == "verifier":
                 self._load_verifier(s.cascade)
             prompts = load_prompts(s.calibration_prompts) if s.calibration_prompts else None
+            if prompts is not None and not prompts:
+                raise ValueError(f"calibration_prompts: {s.calibration_prompts} holds no prompts")
             if prompts:
                 self.calibration_scores = list(self.scorer.score_many([clip_for_scoring(p) for p in prompts]))
             self.threshold = _configured_threshold(self.scorer, s.threshold, s.strong_share, s.quality_target,
                                                    self.threshold_for_share)
-        except ValueError as exc:  # RouterFormatError is one
+        except (ValueError, OSError) as exc:  # RouterFormatError is a ValueError; a missing file an OSError
             raise ConfigError(f"routers.{s.name}: {exc}") from None
         for route in s.routes:
             route.prepare()
@@ -372,16 +374,21 @@ def load_prompts(path: str) -> list[str]:
 
     prompts: list[str] = []
     with open(path, encoding="utf-8") as fh:
-        for line in fh:
+        for number, line in enumerate(fh, 1):
             line = line.strip()
             if not line:
                 continue
             if line.startswith("{"):
-                item: Any = orjson.loads(line)
-                if "prompt" in item:
-                    prompts.append(str(item["prompt"]))
-                elif "messages" in item:  # e.g. the file record mode writes
+                try:
+                    item: Any = orjson.loads(line)
+                except orjson.JSONDecodeError:
+                    raise ValueError(f"calibration_prompts: {path}:{number}: not valid JSON") from None
+                if isinstance(item.get("prompt"), str):
+                    prompts.append(item["prompt"])
+                elif isinstance(item.get("messages"), list):  # e.g. the file record mode writes
                     prompts.append(messages_text(item["messages"]))
+                else:
+                    raise ValueError(f"calibration_prompts: {path}:{number}: needs a string 'prompt' or 'messages'")
             else:
                 prompts.append(line)
     return prompts
