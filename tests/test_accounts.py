@@ -37,7 +37,8 @@ def stack(tmp_path_factory):
 
     config = {"auth": {"master_key": "${SB_MASTER}"}, "storage": {"log_flush_seconds": 0.05},
               "accounts": {"model_limits": {"capped": {"rpm": 3}}},
-              "models": {"m": model("m-up"), "other": model("m-up"), "quiet": model("quiet-up"), "late": model("late-up"),
+              "models": {"m": model("m-up"), "other": model("m-up"), "quiet": model("quiet-up"),
+                         "late": model("late-up"),
                          "slow-quiet": model("slow-quiet-up"),
                          "broken": model("err-up"), "capped": model("m-up"),
                          "mini": model("gpt-4o-mini"),  # the catalog: one image may become 48,169 prompt tokens

@@ -29,7 +29,8 @@ def _entries(now: float) -> list[RequestLogEntry]:
         out.append(RequestLogEntry(
             request_id=f"req_{i}", ts=now - 3600 + (i * 3599 / 2000), key_id=("k1", "k2", "k3")[i % 3],
             model_requested="auto" if routed else model, model_used=model, deployment=f"{model}#0",
-            status=status, prompt_tokens=10, completion_tokens=5, cost=0.0 if status == 500 else 0.001 if model == "small" else 0.01,
+            status=status, prompt_tokens=10, completion_tokens=5,
+            cost=0.0 if status == 500 else 0.001 if model == "small" else 0.01,
             latency_ms=rng.lognormvariate(5, 0.8), router="auto" if routed else None,
             attempts=2 if i % 7 == 0 else 1,
             extra={"cost_if_strong": 0.01, "attempts": [{"deployment": "big#1", "error": "server"},

@@ -200,9 +200,9 @@ class Admission:
 
         amount = max(worst(m) for m in (model, *fallbacks)) + sum(worst(m) for m in then)
         try:
-            _, warnings = await self._finish(pend, self.ledger.reserve(
-                ctx.request_id, key.prepaid_accounts, key.budgets, min(amount, MAX_NANOS),
-                self.settings.reservation_ttl_seconds, time.time()), lambda reserved: setattr(pend, "holds", reserved[0]))
+            reserve = self.ledger.reserve(ctx.request_id, key.prepaid_accounts, key.budgets, min(amount, MAX_NANOS),
+                                          self.settings.reservation_ttl_seconds, time.time())
+            _, warnings = await self._finish(pend, reserve, lambda reserved: setattr(pend, "holds", reserved[0]))
         except GatewayError:  # refused for credit or budget: it was never served, so it uses up no rate limit
             for check in checks:
                 self._background(lambda c=check: self.limits.adjust(c.scope, pend.second, -c.amount),
