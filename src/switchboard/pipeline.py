@@ -56,10 +56,7 @@ class Pipeline:
                 return response
             response, model, dep = await self.gw.executor.run(model, ctx, lambda p, d: p.chat(request, d),
                                                                request=request, fallbacks=self.route_fallbacks(ctx))
-            usage = await reported_or_counted(usage_of(response), dep.upstream_model, request.prompt_text(),
-                                              response_text(response), ctx.entry.extra, media_of(request, dep))
-            fill_usage(response, usage)
-            self.settle_usage(ctx, model, dep, usage, request, response_text(response))
+            await self.settle_answer(ctx, model, dep, request, response)
             ctx.entry.status = 200
             await self.gw.admission.commit(ctx, response)  # durable charge before the response leaves
             return response
@@ -276,11 +273,8 @@ class Pipeline:
         from switchboard.routing.cascade import run_cascade
 
         outcome = await run_cascade(self.gw, self.gw.routers[request.model], request, ctx)
-        response, dep = outcome.response, outcome.deployment
-        usage = await reported_or_counted(usage_of(response), dep.upstream_model, request.prompt_text(),
-                                          response_text(response), ctx.entry.extra, media_of(request, dep))
-        fill_usage(response, usage)
-        self.settle_usage(ctx, outcome.model, dep, usage, request, response_text(response))
+        response = outcome.response
+        await self.settle_answer(ctx, outcome.model, outcome.deployment, request, response)
         outcome.calls[-1].setdefault("cost", ctx.entry.cost)  # the answer's call: the strong one if escalated
         ctx.entry.prompt_tokens += outcome.extra_prompt_tokens
         ctx.entry.completion_tokens += outcome.extra_completion_tokens
@@ -306,6 +300,15 @@ class Pipeline:
             self.settle(ctx)
 
     # ------------------------------------------------------------ accounting
+
+    async def settle_answer(self, ctx: RequestContext, model: ModelConfig, dep: Deployment, request: ChatRequest,
+                            response: dict[str, Any]) -> None:
+        """Price a whole answer by its upstream's usage, else a local count, which the answer then carries."""
+        text = response_text(response)
+        usage = await reported_or_counted(usage_of(response), dep.upstream_model, request.prompt_text(), text,
+                                          ctx.entry.extra, media_of(request, dep))
+        fill_usage(response, usage)
+        self.settle_usage(ctx, model, dep, usage, request, text)
 
     def settle_usage(self, ctx: RequestContext, model: ModelConfig, dep: Deployment,
                      usage: Usage | None, request: ChatRequest, completion_text: str) -> None:

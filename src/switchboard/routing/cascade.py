@@ -73,8 +73,15 @@ async def _cost(response: dict[str, Any], model: ModelConfig, dep: Deployment, r
     return usage.prompt, usage.completion, (dep.pricing or model.pricing).cost(*usage)
 
 
+def check_json(response: dict[str, Any], request: ChatRequest) -> tuple[bool, str]:
+    """The `json` check: of the calls of an answer that only calls tools, else of its text."""
+    if _tool_calls(response) and not _message(response).get("content"):
+        return check_tool_calls(response, request)
+    return check_json_text(answer_text(response), request)
+
+
 def check_tool_calls(response: dict[str, Any], request: ChatRequest) -> tuple[bool, str]:
-    """The `json` check of an answer that calls tools: each call names an offered tool, with JSON object arguments."""
+    """Each call names an offered tool, with JSON object arguments."""
     offered = {(t.get("function") or {}).get("name") for t in request.body.get("tools") or () if isinstance(t, dict)}
     for fn in _tool_calls(response):
         if fn.get("name") not in offered:
@@ -88,7 +95,7 @@ def check_tool_calls(response: dict[str, Any], request: ChatRequest) -> tuple[bo
     return True, "answer calls offered tools with JSON arguments"
 
 
-def check_json(text: str, request: ChatRequest) -> tuple[bool, str]:
+def check_json_text(text: str, request: ChatRequest) -> tuple[bool, str]:
     try:
         value = orjson.loads(text)
     except orjson.JSONDecodeError:
@@ -146,8 +153,7 @@ async def run_cascade(gw: Gateway, router: AutoRouter, request: ChatRequest, ctx
             assert router.verifier is not None and ctx.route is not None and ctx.route.escalate_at is not None
             passed, detail, verifier_score = check_verifier(router.verifier, request, text, ctx.route.escalate_at)
         elif settings.check == "json":
-            passed, detail = check_tool_calls(response, request) if _tool_calls(response) and not _message(
-                response).get("content") else check_json(text, request)
+            passed, detail = check_json(response, request)
         elif settings.check == "regex":
             passed = re.search(settings.pattern or "", text) is not None
             detail = "answer matches the pattern" if passed else "answer does not match the pattern"
