@@ -100,6 +100,7 @@ def test_stream_helper_accumulates_the_events(client, model):
                  "response.content_part.done", "response.output_item.done"):
         assert kinds.count(kind) == 1, kinds
     assert "".join(e.delta for e in events if e.type == "response.output_text.delta") == REPLY
+    assert_items_stream_one_after_another(events)
     assert [e.sequence_number for e in events] == list(range(len(events)))
     assert len({e.response.id for e in events if hasattr(e, "response")}) == 1
 
@@ -196,6 +197,37 @@ def test_claude_reasoning_round_trips_as_reasoning_items(client, stack):
     streamed = "".join(e.delta for e in events if e.type == "response.reasoning_summary_text.delta")
     assert final.output[0].type == "reasoning" and final.output[0].summary[0].text == streamed and streamed
     assert final.output[0].encrypted_content and final.output_text == REPLY
+
+
+def assert_items_stream_one_after_another(events: list) -> None:
+    """Each output item is added, streamed and done before the next one is added, as OpenAI streams them."""
+    lifecycle = [(e.type, e.output_index) for e in events if e.type.startswith("response.output_item.")]
+    count = len(lifecycle) // 2
+    assert lifecycle == [(f"response.output_item.{step}", i) for i in range(count) for step in ("added", "done")]
+    at = {(kind, i): n for n, (kind, i) in enumerate((e.type, getattr(e, "output_index", None)) for e in events)}
+    for n, e in enumerate(events):
+        if getattr(e, "output_index", None) is not None and "output_item" not in e.type:
+            assert at[("response.output_item.added", e.output_index)] < n < at[("response.output_item.done",
+                                                                                  e.output_index)], e.type
+
+
+def test_claude_thinking_then_a_tool_call_stream_as_two_items_in_turn(client, stack):
+    _, mock = stack
+    question = {"role": "user", "content": "Weather in Paris?"}
+    with client.responses.stream(model="via-anthropic", input=[question], tools=[WEATHER],
+                                 reasoning={"effort": "low"}) as s:
+        events = list(s)
+        final = s.get_final_response()
+    assert [item.type for item in final.output] == ["reasoning", "function_call"]
+    assert_items_stream_one_after_another(events)
+    done = [e.item for e in events if e.type == "response.output_item.done"]
+    assert done[0].encrypted_content == final.output[0].encrypted_content and done[0].encrypted_content
+    # the streamed items, sent back, carry the signed thinking home
+    result = {"type": "function_call_output", "call_id": final.output[1].call_id, "output": '{"temp_c": 21}'}
+    client.responses.create(model="via-anthropic", tools=[WEATHER], reasoning={"effort": "low"},
+                            input=[question, *[i.model_dump(exclude_none=True) for i in final.output], result])
+    assert upstream(mock)["messages"][1]["content"][0]["type"] == "thinking"
+    assert [b["type"] for b in upstream(mock)["messages"][1]["content"]] == ["thinking", "tool_use"]
 
 
 def test_streamed_function_call(client):

@@ -129,7 +129,7 @@ def _messages(items: Any, calls: set[str]) -> list[dict[str, Any]]:
     if not isinstance(items, list) or not items:
         raise _bad("input", "expected a string or a non-empty array of input items")
     out: list[dict[str, Any]] = []
-    reasoning: list[tuple[int, list[dict[str, Any]]]] = []  # (messages before it, the thinking blocks it seals)
+    thinking: list[dict[str, Any]] = []  # sealed thinking blocks, for the assistant message of the next item
     tool_images: list[dict[str, Any]] = []  # images of function outputs, for the user turn after them
     for i, item in enumerate(items):
         p = f"input[{i}]"
@@ -143,6 +143,7 @@ def _messages(items: Any, calls: set[str]) -> list[dict[str, Any]]:
             content = _input_parts(item.get("content"), f"{p}.content", role)
             if role == "assistant":
                 out.append({"role": "assistant", "content": _text_of(content)})
+                _attach(thinking, out[-1])
             elif role in ("system", "developer"):
                 out.append({"role": role, "content": _text_of(content)})
             else:
@@ -162,6 +163,7 @@ def _messages(items: Any, calls: set[str]) -> list[dict[str, Any]]:
                     last["content"] = None
             else:
                 out.append({"role": "assistant", "content": None, "tool_calls": [call]})
+            _attach(thinking, out[-1])
         elif kind == "function_call_output":
             call_id = item.get("call_id")
             if not isinstance(call_id, str) or not call_id:
@@ -178,15 +180,19 @@ def _messages(items: Any, calls: set[str]) -> list[dict[str, Any]]:
         elif kind == "reasoning":
             blocks = unsealed(item.get("encrypted_content"))
             if blocks:  # Claude's signed thinking, sealed by this gateway; other reasoning items stay behind
-                reasoning.append((len(out), blocks))
+                thinking.extend(blocks)
         else:
             raise _bad(f"{p}.type", f"input items of type {kind!r} are not supported by this gateway "
                                     "(messages, function_call and function_call_output are)")
-    for before, blocks in reasoning:  # a reasoning item belongs to the assistant turn that follows it
-        turn = next((m for m in out[before:] if m["role"] == "assistant"), None)
-        if turn is not None:
-            turn["thinking_blocks"] = blocks
     return out
+
+
+def _attach(thinking: list[dict[str, Any]], message: dict[str, Any]) -> None:
+    """Moves the thinking blocks of the reasoning items before an assistant item onto its message (an answer
+    that thought again between tool calls has several reasoning items)."""
+    if thinking:
+        message.setdefault("thinking_blocks", []).extend(thinking)
+        thinking.clear()
 
 
 def _tools(tools: Any) -> list[dict[str, Any]]:
@@ -530,12 +536,14 @@ def sse(payload: dict[str, Any]) -> bytes:
 class EventWriter:
     """Turns canonical chunks into Responses stream events, one chunk at a time.
 
-    The message item opens when the first text arrives, a function_call item
-    per tool call; all close at the end (`finish_events`), once the finish
-    reason and usage (which OpenAI streams send after the finish chunk) are
-    known, followed by `last_event`: `response.completed` (or
-    `response.incomplete`) with the whole Response, which the ingress may
-    store in between.
+    Output items stream one after the other, as OpenAI sends them: the message
+    item opens when the first text arrives, a reasoning item on the first
+    reasoning, a function_call item per tool call, and each item is done
+    before the next one is added. The last item closes at the end
+    (`finish_events`), once the finish reason and usage (which OpenAI streams
+    send after the finish chunk) are known, followed by `last_event`:
+    `response.completed` (or `response.incomplete`) with the whole Response,
+    which the ingress may store in between.
     """
 
     def __init__(self, shell: Shell) -> None:
@@ -546,9 +554,10 @@ class EventWriter:
         self.model: str | None = None
         self.source = ""
         self.items: list[dict[str, Any]] = []  # output items in order, as they will be when done
+        self.closed = 0  # items[:closed] are done
         self.message: dict[str, Any] | None = None
         self.reasoning: dict[str, Any] | None = None
-        self.thinking: list[dict[str, Any]] = []  # signed thinking blocks, sealed into the reasoning item
+        self.thinking: list[dict[str, Any]] = []  # the open reasoning item's signed thinking blocks, sealed into it
         self.calls: dict[int, dict[str, Any]] = {}  # canonical tool call index -> its item
         self.finish: str | None = None
         self.usage: dict[str, Any] | None = None
@@ -594,40 +603,48 @@ class EventWriter:
                 self.finish = choice["finish_reason"]
         return out
 
+    def _is_open(self, item: dict[str, Any] | None) -> bool:
+        return item is not None and self.closed < len(self.items) and self.items[-1] is item
+
+    def _add(self, item: dict[str, Any], shown: dict[str, Any]) -> bytes:
+        """`item` as the next output item (the one before it done first), announced as `shown`."""
+        out = self._close("completed") if self.closed < len(self.items) else b""
+        self.items.append(item)
+        return out + self._event("response.output_item.added", output_index=len(self.items) - 1, item=shown)
+
     def _reasoning(self, text: str) -> bytes:
-        """The reasoning item (opened on the first reasoning), its summary growing by `text`."""
+        """The open reasoning item (a new one unless the last item is one), its summary growing by `text`."""
         out = b""
-        if self.reasoning is None:
-            self.reasoning = _reasoning_item(_derived_id("rs_", (self.source, "reasoning")), "", None)
-            self.items.append(self.reasoning)
-            out += self._event("response.output_item.added", output_index=len(self.items) - 1,
-                               item=dict(self.reasoning))
+        if not self._is_open(self.reasoning):
+            self.reasoning = _reasoning_item(_derived_id("rs_", (self.source, "reasoning", len(self.items))), "", None)
+            out += self._add(self.reasoning, dict(self.reasoning))
+        reasoning = self.reasoning
+        assert reasoning is not None
         if not text:
             return out
-        index = self.items.index(self.reasoning)
-        if not self.reasoning["summary"]:
-            self.reasoning["summary"].append({"type": "summary_text", "text": ""})
-            out += self._event("response.reasoning_summary_part.added", item_id=self.reasoning["id"],
+        index = len(self.items) - 1
+        if not reasoning["summary"]:
+            reasoning["summary"].append({"type": "summary_text", "text": ""})
+            out += self._event("response.reasoning_summary_part.added", item_id=reasoning["id"],
                                output_index=index, summary_index=0, part={"type": "summary_text", "text": ""})
-        self.reasoning["summary"][0]["text"] += text
-        return out + self._event("response.reasoning_summary_text.delta", item_id=self.reasoning["id"],
+        reasoning["summary"][0]["text"] += text
+        return out + self._event("response.reasoning_summary_text.delta", item_id=reasoning["id"],
                                  output_index=index, summary_index=0, delta=text)
 
     def _text(self, text: str) -> bytes:
         out = b""
-        if self.message is None:
-            self.message = _message_item(_derived_id("msg_", (self.source, "message")), "", "in_progress")
-            self.items.append(self.message)
-            index = len(self.items) - 1
-            out += self._event("response.output_item.added", output_index=index,
-                               item={**self.message, "content": []})
-            out += self._event("response.content_part.added", item_id=self.message["id"], output_index=index,
-                               content_index=0, part={"type": "output_text", "text": "", "annotations": [],
-                                                      "logprobs": []})
-        self.message["content"][0]["text"] += text
-        return out + self._event("response.output_text.delta", item_id=self.message["id"],
-                                 output_index=self.items.index(self.message), content_index=0, delta=text,
-                                 logprobs=[])
+        if not self._is_open(self.message):
+            self.message = _message_item(_derived_id("msg_", (self.source, "message", len(self.items))), "",
+                                         "in_progress")
+            out += self._add(self.message, {**self.message, "content": []})
+            out += self._event("response.content_part.added", item_id=self.message["id"],
+                               output_index=len(self.items) - 1, content_index=0,
+                               part={"type": "output_text", "text": "", "annotations": [], "logprobs": []})
+        message = self.message
+        assert message is not None
+        message["content"][0]["text"] += text
+        return out + self._event("response.output_text.delta", item_id=message["id"],
+                                 output_index=len(self.items) - 1, content_index=0, delta=text, logprobs=[])
 
     def _call(self, call: dict[str, Any]) -> bytes:
         out = b""
@@ -639,40 +656,49 @@ class EventWriter:
                               call.get("id") or _derived_id("call_", (self.source, index)), fn.get("name", ""), "",
                               "in_progress")
             self.calls[index] = item
-            self.items.append(item)
-            out += self._event("response.output_item.added", output_index=len(self.items) - 1, item=dict(item))
+            out += self._add(item, dict(item))
         arguments = fn.get("arguments")
         if isinstance(arguments, str) and arguments:
             item["arguments"] += arguments
-            out += self._event("response.function_call_arguments.delta", item_id=item["id"],
-                               output_index=self.items.index(item), delta=arguments)
+            if self._is_open(item):  # an upstream that interleaves calls: the late part is in the final Response
+                out += self._event("response.function_call_arguments.delta", item_id=item["id"],
+                                   output_index=len(self.items) - 1, delta=arguments)
         return out
+
+    def _close(self, status: str) -> bytes:
+        """The done events of the open (last) item."""
+        index = len(self.items) - 1
+        item = self.items[index]
+        self.closed = len(self.items)
+        item["status"] = status if item["type"] == "message" else "completed"
+        out = b""
+        if item["type"] == "message":
+            part = item["content"][0]
+            out += self._event("response.output_text.done", item_id=item["id"], output_index=index,
+                               content_index=0, text=part["text"], logprobs=[])
+            out += self._event("response.content_part.done", item_id=item["id"], output_index=index,
+                               content_index=0, part=part)
+        elif item["type"] == "reasoning":
+            for part in item["summary"]:
+                out += self._event("response.reasoning_summary_text.done", item_id=item["id"],
+                                   output_index=index, summary_index=0, text=part["text"])
+                out += self._event("response.reasoning_summary_part.done", item_id=item["id"],
+                                   output_index=index, summary_index=0, part=part)
+            if self.thinking:
+                item["encrypted_content"] = sealed(self.thinking)
+                self.thinking = []
+        else:
+            if not item["arguments"]:
+                item["arguments"] = "{}"
+            out += self._event("response.function_call_arguments.done", item_id=item["id"], output_index=index,
+                               name=item["name"], arguments=item["arguments"])
+        return out + self._event("response.output_item.done", output_index=index, item=item)
 
     def finish_events(self) -> bytes:
         out = b"" if self.response_id else self.start()
         status = _status(self.finish)
-        for index, item in enumerate(self.items):
-            item["status"] = status if item["type"] == "message" else "completed"
-            if item["type"] == "message":
-                part = item["content"][0]
-                out += self._event("response.output_text.done", item_id=item["id"], output_index=index,
-                                   content_index=0, text=part["text"], logprobs=[])
-                out += self._event("response.content_part.done", item_id=item["id"], output_index=index,
-                                   content_index=0, part=part)
-            elif item["type"] == "reasoning":
-                for part in item["summary"]:
-                    out += self._event("response.reasoning_summary_text.done", item_id=item["id"],
-                                       output_index=index, summary_index=0, text=part["text"])
-                    out += self._event("response.reasoning_summary_part.done", item_id=item["id"],
-                                       output_index=index, summary_index=0, part=part)
-                if self.thinking:
-                    item["encrypted_content"] = sealed(self.thinking)
-            else:
-                if not item["arguments"]:
-                    item["arguments"] = "{}"
-                out += self._event("response.function_call_arguments.done", item_id=item["id"], output_index=index,
-                                   name=item["name"], arguments=item["arguments"])
-            out += self._event("response.output_item.done", output_index=index, item=item)
+        if self.closed < len(self.items):
+            out += self._close(status)
         self.final = self.shell.response(self.response_id, self.created, status, self.items, self.usage,
                                          self.finish, model=self.model)
         return out
