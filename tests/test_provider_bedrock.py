@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from provider_helpers import (CONTENT_POLICY, ERROR_CASES, PNG_B64, PNG_DATA_URL, TIME_TOOL, WEATHER_TOOL, Stack,
+from provider_helpers import (CONTENT_POLICY, ERROR_CASES, MASTER, PNG_B64, PNG_DATA_URL, TIME_TOOL, WEATHER_TOOL, Stack,
                               check_error_kind, error_upstreams, finish_reasons, streamed_text, streamed_tool_calls,
                               tool_round_trip, usage_of)
 from switchboard.testing.mock_bedrock import GUARDRAIL_MESSAGE, MOCK_ACCESS_KEY_ID, MOCK_SECRET_ACCESS_KEY
@@ -51,7 +51,8 @@ def test_plain_chat_is_signed_and_translated(stack):
         "messages": [{"role": "user", "content": [{"text": "Hi"}]},
                      {"role": "assistant", "content": [{"text": "Hello"}]},
                      {"role": "user", "content": [{"text": "Bye"}]}],
-        "inferenceConfig": {"maxTokens": 300, "temperature": 0.5, "topP": 0.8, "stopSequences": ["###"]}}
+        "inferenceConfig": {"maxTokens": 300, "temperature": 0.5, "topP": 0.8, "stopSequences": ["###"]},
+        "additionalModelResponseFieldPaths": ["/stop_sequence"]}  # Claude's own field: which one stopped it
     choice = completion.choices[0]
     assert choice.message.content == REPLY and choice.finish_reason == "stop"
     assert completion.usage.completion_tokens == (len(REPLY) + 3) // 4
@@ -345,3 +346,21 @@ def test_mock_refuses_what_bedrock_refuses(stack):
 def test_a_blank_system_message_is_left_out(stack):
     stack.chat(model=MODEL_ID, messages=[{"role": "system", "content": "   "}, {"role": "user", "content": "hi"}])
     assert "system" not in stack.sent()["body"]  # Bedrock refuses a blank system block
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_the_stop_sequence_that_ended_a_claude_answer_reaches_an_anthropic_client(stack, stream):
+    import anthropic
+
+    client = anthropic.Anthropic(api_key=MASTER, base_url=stack.gateway.url, max_retries=0, timeout=15)
+    sent = {"model": MODEL_ID, "max_tokens": 100, "stop_sequences": ["never", " mock"],
+            "messages": [{"role": "user", "content": "Stop early"}]}
+    if stream:
+        with client.messages.stream(**sent) as s:
+            message = s.get_final_message()
+    else:
+        message = client.messages.create(**sent)
+    assert message.content[0].text == "A reply from the"
+    assert (message.stop_reason, message.stop_sequence) == ("stop_sequence", " mock")
+    plain = client.messages.create(**{**sent, "stop_sequences": ["never"]})
+    assert (plain.stop_reason, plain.stop_sequence) == ("end_turn", None)

@@ -249,6 +249,8 @@ class BedrockProvider(Provider):
         features, in additionalModelRequestFields; other models skip them."""
         if "claude" not in deployment.upstream_model.lower():
             return
+        if (payload.get("inferenceConfig") or {}).get("stopSequences"):
+            payload["additionalModelResponseFieldPaths"] = ["/stop_sequence"]  # which one stopped it, if one did
         forced = next(iter((payload.get("toolConfig") or {}).get("toolChoice") or {}), "auto") != "auto"
         config = payload.get("inferenceConfig") or {}
         given = config.get("maxTokens")
@@ -367,8 +369,10 @@ class BedrockProvider(Provider):
         if thinking:
             message["reasoning_content"] = "".join(b.get("thinking", "") for b in thinking)
             message["thinking_blocks"] = thinking
-        return c.completion(c.completion_id(), deployment.upstream_model, [(message, finish)],
-                            bedrock_usage(data.get("usage")))
+        result = c.completion(c.completion_id(), deployment.upstream_model, [(message, finish)],
+                              bedrock_usage(data.get("usage")))
+        _note_stop_sequence(result["choices"][0], data)
+        return result
 
     async def chat_stream(self, request: ChatRequest, deployment: Deployment) -> AsyncIterator[dict[str, Any]]:
         payload = orjson.dumps(await self.payload(request, deployment, stream=True))
@@ -430,7 +434,9 @@ class BedrockProvider(Provider):
                     elif name == "contentBlockStop" and event.get("contentBlockIndex", 0) in thinking:
                         yield writer.delta({"thinking_blocks": [thinking.pop(event.get("contentBlockIndex", 0))]})
                     elif name == "messageStop":
-                        yield writer.finish(STOP_REASONS.get(event.get("stopReason") or "end_turn", "stop"))
+                        chunk = writer.finish(STOP_REASONS.get(event.get("stopReason") or "end_turn", "stop"))
+                        _note_stop_sequence(chunk["choices"][0], event)
+                        yield chunk
                     elif name == "metadata":
                         usage = bedrock_usage(event.get("usage"))
                         if usage is not None:
@@ -490,6 +496,13 @@ def _reasoning_block(block: dict[str, Any]) -> dict[str, Any]:
     if block["type"] == "redacted_thinking":
         return {"reasoningContent": {"redactedContent": block["data"]}}
     return {"reasoningContent": {"reasoningText": {"text": block["thinking"], "signature": block["signature"]}}}
+
+
+def _note_stop_sequence(choice: dict[str, Any], answer: dict[str, Any]) -> None:
+    """The stop sequence that ended a Claude answer, which Converse returns when asked for `/stop_sequence`."""
+    fields = answer.get("additionalModelResponseFields")
+    if isinstance(fields, dict) and isinstance(fields.get("stop_sequence"), str):
+        choice["stop_sequence"] = fields["stop_sequence"]
 
 
 def _thinking_block(reasoning: dict[str, Any]) -> dict[str, Any]:

@@ -469,8 +469,12 @@ async def converse(mock: MockUpstream, request: Request, body: dict[str, Any], m
     if body.get("outputConfig"):
         schema = orjson.loads(body["outputConfig"]["textFormat"]["structure"]["jsonSchema"]["schema"])
         text = orjson.dumps(example_of(schema, text)).decode()
-    stop = "end_turn"
+    stop, stopped_by = "end_turn", None
     limit = (body.get("inferenceConfig") or {}).get("maxTokens")
+    for sequence in (body.get("inferenceConfig") or {}).get("stopSequences") or ():
+        if tool is None and sequence in text:
+            text, stop, stopped_by = text[:text.find(sequence)], "stop_sequence", sequence
+            break
     if tool is None and limit is not None and count_tokens(text) > limit:
         text, stop = truncate_to_tokens(text, limit), "max_tokens"
     if behaviour.safety_block == "prompt":
@@ -489,9 +493,12 @@ async def converse(mock: MockUpstream, request: Request, body: dict[str, Any], m
             usage["cacheDetails"] = [d for d in details if d["inputTokens"]]
     if tool is not None:
         stop = "tool_use"
+    extra = {}  # what Claude's native answer has at the paths asked for (the mock knows one)
+    if "claude" in model and "/stop_sequence" in (body.get("additionalModelResponseFieldPaths") or ()):
+        extra["additionalModelResponseFields"] = {"stop_sequence": stopped_by}
     thought = "Weighing what the user asked before answering." if thinking_of(body) else ""
     if stream:
-        return StreamResponse(_stream(mock, model, text, tool, stop, usage, stream_fault, thought),
+        return StreamResponse(_stream(mock, model, text, tool, stop, usage, stream_fault, thought, extra),
                               content_type="application/vnd.amazon.eventstream")
     await mock.pace_first(behaviour)
     mock.account(prompt_tokens + prefix_tokens, completion_tokens)
@@ -500,7 +507,8 @@ async def converse(mock: MockUpstream, request: Request, body: dict[str, Any], m
         signed = {"text": thought, "signature": signature_of(thought)}
         content.insert(0, {"reasoningContent": {"reasoningText": signed}})
     return Response(200, orjson.dumps({"output": {"message": {"role": "assistant", "content": content}},
-                                       "stopReason": stop, "usage": usage, "metrics": {"latencyMs": 12}}))
+                                       "stopReason": stop, "usage": usage, "metrics": {"latencyMs": 12},
+                                       **extra}))
 
 
 def frame(headers: dict[str, str], payload: bytes) -> bytes:
@@ -524,7 +532,8 @@ def exception(name: str, message: str) -> bytes:
 
 
 async def _stream(mock: MockUpstream, model: str, text: str, tool: dict[str, Any] | None, stop: str,
-                  usage: dict[str, Any], stream_fault: str | None, thought: str = "") -> AsyncIterator[bytes]:
+                  usage: dict[str, Any], stream_fault: str | None, thought: str = "",
+                  extra: dict[str, Any] | None = None) -> AsyncIterator[bytes]:
     from switchboard.testing.mock_upstream import words_of
 
     behaviour = mock.behaviour(model)
@@ -558,7 +567,7 @@ async def _stream(mock: MockUpstream, model: str, text: str, tool: dict[str, Any
                 await asyncio.sleep(1.0 / behaviour.tokens_per_second)
             yield event("contentBlockDelta", {"contentBlockIndex": index, "delta": {"text": piece}})
     yield event("contentBlockStop", {"contentBlockIndex": index})
-    yield event("messageStop", {"stopReason": stop})
+    yield event("messageStop", {"stopReason": stop, **(extra or {})})
     mock.account(usage["inputTokens"] + usage.get("cacheReadInputTokens", 0) + usage.get("cacheWriteInputTokens", 0),
                  usage["outputTokens"])
     yield event("metadata", {"usage": usage, "metrics": {"latencyMs": 15}})
