@@ -383,7 +383,7 @@ class BedrockProvider(Provider):
         frames = EventStreamBuffer()
         tools: dict[int, int] = {}  # Bedrock content block index -> OpenAI tool call position
         thinking: dict[int, dict[str, Any]] = {}  # content block index -> the thinking block so far
-        started = False
+        started = stopped = False
         try:
             async for raw in iter_body(response, deployment):
                 frames.add_data(raw)
@@ -434,6 +434,7 @@ class BedrockProvider(Provider):
                     elif name == "contentBlockStop" and event.get("contentBlockIndex", 0) in thinking:
                         yield writer.delta({"thinking_blocks": [thinking.pop(event.get("contentBlockIndex", 0))]})
                     elif name == "messageStop":
+                        stopped = True
                         chunk = writer.finish(STOP_REASONS.get(event.get("stopReason") or "end_turn", "stop"))
                         _note_stop_sequence(chunk["choices"][0], event)
                         yield chunk
@@ -441,6 +442,8 @@ class BedrockProvider(Provider):
                         usage = bedrock_usage(event.get("usage"))
                         if usage is not None:
                             yield writer.usage(usage)
+            if not stopped:
+                raise UpstreamError(errors.CONNECTION, f"{deployment.id}: stream ended before messageStop")
         finally:
             response.release()
 

@@ -219,6 +219,7 @@ class GeminiProvider(Provider):
                                    self.headers(deployment), orjson.dumps(payload))
         writer = c.ChunkWriter(deployment.upstream_model)
         started: set[int] = set()
+        finished: set[int] = set()
         tool_positions: dict[int, int] = {}
         usage_meta: dict[str, Any] | None = None
         try:
@@ -254,7 +255,10 @@ class GeminiProvider(Provider):
                         finish = FINISH_REASONS.get(reason, "stop")
                         if finish == "stop" and tool_positions.get(index):
                             finish = "tool_calls"
+                        finished.add(index)
                         yield writer.finish(finish, index)
+            if started - finished:
+                raise UpstreamError(errors.CONNECTION, f"{deployment.id}: stream ended before its finishReason")
         finally:
             response.release()
         usage = gemini_usage(usage_meta)

@@ -130,7 +130,7 @@ class OllamaProvider(Provider):
                                    orjson.dumps(payload))
         writer = c.ChunkWriter(deployment.upstream_model)
         buffer = b""
-        started = False
+        started = done = False
         calls = 0
         try:
             async for raw in iter_body(response, deployment):
@@ -158,11 +158,14 @@ class OllamaProvider(Provider):
                                                 orjson.dumps(fn.get("arguments") or {}).decode())
                         calls += 1
                     if data.get("done"):
+                        done = True
                         finish = "tool_calls" if calls else DONE_REASONS.get(data.get("done_reason") or "stop", "stop")
                         yield writer.finish(finish)
                         usage = ollama_usage(data)
                         if usage is not None:
                             yield writer.usage(usage)
+            if not done:
+                raise UpstreamError(errors.CONNECTION, f"{deployment.id}: stream ended before its done line")
         finally:
             response.release()
 

@@ -91,7 +91,7 @@ class OpenAIProvider(Provider):
         response = await self.open(deployment, "POST", self.url(deployment, "/chat/completions"),
                                    self.headers(deployment), orjson.dumps(self.payload(request, deployment, True)))
         decoder = SSEDecoder()
-        done = False
+        done = finished = False
         try:
             async for raw in iter_body(response, deployment):
                 if done:
@@ -106,7 +106,10 @@ class OpenAIProvider(Provider):
                         raise UpstreamError(errors.SERVER, f"{deployment.id}: invalid JSON in stream") from None
                     if isinstance(chunk, dict) and "error" in chunk and "choices" not in chunk:
                         raise stream_error(chunk["error"], deployment)
+                    finished = finished or _finishes(chunk)
                     yield chunk
+            if not (done or finished):  # cut short by something that ended the body cleanly (a proxy)
+                raise UpstreamError(errors.CONNECTION, f"{deployment.id}: stream ended before its finish_reason")
         finally:
             response.release()
 
@@ -117,6 +120,12 @@ class OpenAIProvider(Provider):
         if not isinstance(data, dict) or not isinstance(data.get("data"), list):
             raise UpstreamError(errors.SERVER, f"{deployment.id}: upstream answer is not an embeddings list")
         return data
+
+
+def _finishes(chunk: Any) -> bool:
+    """Whether a stream chunk ends a choice (servers that leave out `[DONE]` still send a finish_reason)."""
+    choices = chunk.get("choices") if isinstance(chunk, dict) else None
+    return isinstance(choices, list) and any(isinstance(c, dict) and c.get("finish_reason") for c in choices)
 
 
 @functools.lru_cache(maxsize=1024)

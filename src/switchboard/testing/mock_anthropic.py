@@ -563,8 +563,10 @@ async def _stream(mock: MockUpstream, model: str, mid: str, text: str, tool: dic
         yield _event("content_block_start", {"index": index, "content_block": {"type": "text", "text": ""}})
         yield _event("ping", {})
         for piece in words_of(text):
-            if cut is not None and sent >= cut:
+            if cut is not None and sent >= cut.after_chunks:
                 mock.stats.faults += 1
+                if cut.kind == "end":  # the body ends cleanly, unfinished
+                    return
                 raise AbortConnection()
             if behaviour.tokens_per_second:
                 await asyncio.sleep(1.0 / behaviour.tokens_per_second)

@@ -560,8 +560,10 @@ async def _stream(mock: MockUpstream, model: str, text: str, tool: dict[str, Any
             yield event("contentBlockDelta", {"contentBlockIndex": index, "delta": {"toolUse": {"input": piece}}})
     else:
         for sent, piece in enumerate(words_of(text)):
-            if cut is not None and sent >= cut:
+            if cut is not None and sent >= cut.after_chunks:
                 mock.stats.faults += 1
+                if cut.kind == "end":  # the body ends cleanly, unfinished
+                    return
                 raise AbortConnection()
             if behaviour.tokens_per_second:
                 await asyncio.sleep(1.0 / behaviour.tokens_per_second)

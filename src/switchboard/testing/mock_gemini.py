@@ -401,8 +401,10 @@ async def _stream(mock: MockUpstream, model: str, response_id: str, text: str, c
         yield _event({"candidates": [{"content": {"parts": [{"text": THOUGHT_SUMMARY, "thought": True}],
                                                   "role": "model"}, "index": 0}], "usageMetadata": running, **base})
     for sent, piece in enumerate(pieces[:-1] if pieces else []):
-        if cut is not None and sent >= cut:
+        if cut is not None and sent >= cut.after_chunks:
             mock.stats.faults += 1
+            if cut.kind == "end":  # the body ends cleanly, unfinished
+                return
             raise AbortConnection()
         if behaviour.tokens_per_second:
             await asyncio.sleep(1.0 / behaviour.tokens_per_second)

@@ -156,8 +156,10 @@ async def _stream(mock: MockUpstream, model: str, text: str, call: dict[str, Any
             "role": "assistant", "content": "", "tool_calls": [call]}, "done": False}) + b"\n"
     else:
         for sent, piece in enumerate(words_of(text)):
-            if cut is not None and sent >= cut:
+            if cut is not None and sent >= cut.after_chunks:
                 mock.stats.faults += 1
+                if cut.kind == "end":  # the body ends cleanly, unfinished
+                    return
                 raise AbortConnection()
             if behaviour.tokens_per_second:
                 await asyncio.sleep(1.0 / behaviour.tokens_per_second)

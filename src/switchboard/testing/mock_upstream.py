@@ -39,7 +39,7 @@ from switchboard.testing.schema_example import example_of
 
 @dataclass
 class Fault:
-    """One injected fault. kind: status | hang | drop | cut."""
+    """One injected fault. kind: status | hang | drop | cut | end."""
 
     kind: str = "status"
     rate: float = 1.0
@@ -190,7 +190,7 @@ class MockUpstream:
         """Apply the model's non-stream faults and latency; returns an error response to send, if any."""
         behaviour = self.behaviour(model)
         for fault in behaviour.faults:
-            if fault.kind == "cut" or self.rng.random() >= fault.rate:
+            if fault.kind in ("cut", "end") or self.rng.random() >= fault.rate:
                 continue
             self.stats.faults += 1
             if fault.kind == "hang":
@@ -208,10 +208,12 @@ class MockUpstream:
                 404: "not_found_error", 429: "rate_limit_error"}.get(status, "server_error")
         return _error(status, message, kind, headers)
 
-    def cut_after(self, model: str) -> int | None:
+    def cut_after(self, model: str) -> Fault | None:
+        """The fault that cuts this stream short after `after_chunks` chunks, if one strikes: `cut` drops the
+        connection, `end` ends the body cleanly without the stream's end (a proxy that gave up)."""
         for fault in self.behaviour(model).faults:
-            if fault.kind == "cut" and self.rng.random() < fault.rate:
-                return fault.after_chunks
+            if fault.kind in ("cut", "end") and self.rng.random() < fault.rate:
+                return fault
         return None
 
     async def pace_first(self, behaviour: ModelBehaviour) -> None:
@@ -325,8 +327,10 @@ class MockUpstream:
                                          "function": {"name": tool_call["function"]["name"], "arguments": ""}}]})
             yield chunk({"tool_calls": [{"index": 0, "function": {"arguments": tool_call["function"]["arguments"]}}]})
         for piece in pieces:
-            if cut is not None and sent >= cut:
+            if cut is not None and sent >= cut.after_chunks:
                 self.stats.faults += 1
+                if cut.kind == "end":  # the body ends cleanly, unfinished
+                    return
                 raise AbortConnection()
             if behaviour.tokens_per_second:
                 await asyncio.sleep(1.0 / behaviour.tokens_per_second)
