@@ -8,6 +8,7 @@ import re
 import socket
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import openai
 import pytest
@@ -39,6 +40,11 @@ def stack(tmp_path_factory):
         "refuse-up": {"faults": [{"kind": "status", "status": 400, "rate": 1.0,
                                   "message": "Your request was rejected by our content management policy."}]},
         "lenient-up": {"reply": "lenient"},
+        "breaks-up": {"reply": "one two three four five", "faults": [{"kind": "cut", "after_chunks": 2}]},
+        "down-up": {"faults": [{"kind": "status", "status": 500, "rate": 1.0}], "latency": 0.3},
+        "dead-up": {"faults": [{"kind": "status", "status": 500, "rate": 1.0}]},
+        "backup-up": {"reply": "backup here"},
+        "slowpoke-up": {"reply": "eventually", "latency": 3.0},
     })
     base = mock.url + "/v1"
 
@@ -48,7 +54,7 @@ def stack(tmp_path_factory):
     config = {
         "auth": {"master_key": "${SB_MASTER}"},
         "storage": {"log_flush_seconds": 0.05},
-        "reliability": {"retries": {"backoff_base": 0.01, "backoff_max": 0.05}},
+        "reliability": {"retries": {"backoff_base": 0.01, "backoff_max": 0.05}},  # max_attempts, max_per_model: defaults
         "models": {
             "hedged": {"deployments": [dep("slow-up"), dep("fast-up")], "strategy": "ordered",
                        "hedge": {"delay": 0.1}},
@@ -66,6 +72,14 @@ def stack(tmp_path_factory):
             "ttft": {"deployments": [dep("late-up", timeouts={"ttft": 0.3}), dep("quick-up")], "strategy": "ordered"},
             "refuse": {"deployments": [dep("refuse-up")], "content_policy_fallbacks": ["lenient"]},
             "lenient": {"deployments": [dep("lenient-up")]},
+            # the ratio rule out of the way: only consecutive failures open these breakers
+            "breaks": {"deployments": [dep("breaks-up")], "retries": {"max_attempts": 1},
+                       "breaker": {"failures": 3, "failure_ratio": 1.0, "min_requests": 100, "cooldown": 60}},
+            "down": {"deployments": [dep("down-up")], "retries": {"max_attempts": 1},
+                     "breaker": {"failures": 2, "failure_ratio": 1.0, "min_requests": 100, "cooldown": 1.5}},
+            "primary": {"deployments": [dep("dead-up")], "fallbacks": ["backup"]},
+            "backup": {"deployments": [dep("backup-up")]},
+            "slowpoke": {"deployments": [dep("slowpoke-up")]},
         },
     }
     gw = GatewayProc(tmp, config, env={"SB_MASTER": MASTER})
@@ -159,6 +173,72 @@ def test_a_last_resort_answer_from_the_model_asked_for_is_not_reported_as_a_fall
     assert raw.parse().choices[0].message.content == "a is back"
     assert raw.headers["x-switchboard-model"] == "lr-a" and "x-switchboard-fallback" not in raw.headers
     assert metric(gw, "switchboard_fallbacks_total", from_model="lr-a", to_model="lr-b") in (None, 1.0)
+
+
+def test_streams_that_break_after_their_first_chunk_open_the_breaker(stack, client):
+    gw, mock = stack
+    for _ in range(3):
+        with pytest.raises(openai.APIError):
+            for _chunk in client.chat.completions.create(model="breaks", stream=True,
+                                                         messages=[{"role": "user", "content": "s"}]):
+                pass
+    assert metric(gw, "switchboard_breaker_state", deployment="breaks") == 2.0
+    hits = mock.stats()["by_model"]["breaks-up"]
+    for _ in range(4):  # one last-resort attempt in this open period, then no traffic until the cooldown ends
+        with pytest.raises(openai.APIError):
+            for _chunk in client.chat.completions.create(model="breaks", stream=True,
+                                                         messages=[{"role": "user", "content": "s"}]):
+                pass
+    assert mock.stats()["by_model"]["breaks-up"] - hits == 1
+
+
+def test_an_open_breaker_sheds_load_and_its_half_open_state_lets_one_probe_through(stack, client):
+    gw, mock = stack
+    hits = lambda: mock.stats()["by_model"].get("down-up", 0)
+    for _ in range(2):
+        with pytest.raises(openai.InternalServerError):
+            ask(client, "down")
+    assert metric(gw, "switchboard_breaker_state", deployment="down") == 2.0
+
+    def burst() -> list[int]:
+        def one(_):
+            try:
+                return ask(client, "down").status_code
+            except openai.APIStatusError as exc:
+                return exc.status_code
+        with ThreadPoolExecutor(10) as pool:
+            return list(pool.map(one, range(10)))
+
+    before = hits()
+    statuses = burst()  # during the cooldown: one last-resort attempt, the rest told when to come back
+    assert hits() - before == 1 and sorted(statuses) == [502] + [503] * 9, statuses
+    with pytest.raises(openai.APIStatusError) as info:
+        ask(client, "down")
+    assert info.value.status_code == 503 and 1 <= int(info.value.response.headers["retry-after"]) <= 2
+    time.sleep(1.6)
+    before = hits()
+    statuses = burst()  # half-open: one probe (0.3 s) at a time, not the whole burst
+    assert hits() - before == 1 and sorted(statuses) == [502] + [503] * 9, statuses
+
+
+def test_with_default_retries_a_dead_model_falls_back_on_the_first_request(stack, client):
+    gw, mock = stack
+    raw = ask(client, "primary")
+    assert raw.parse().choices[0].message.content == "backup here"
+    assert raw.headers["x-switchboard-fallback"] == "fallback" and raw.headers["x-switchboard-attempts"] == "3"
+    assert mock.stats()["by_model"]["dead-up"] == 2
+
+
+def test_a_client_that_leaves_a_plain_call_is_logged_against_the_deployment_it_waited_on(stack, client):
+    gw, _ = stack
+    request_id = f"leaver-{uuid.uuid4().hex[:8]}"
+    hasty = openai.OpenAI(api_key=MASTER, base_url=gw.url + "/v1", max_retries=0, timeout=0.5)
+    with pytest.raises(openai.APITimeoutError):
+        hasty.chat.completions.create(model="slowpoke", messages=[{"role": "user", "content": "hi"}],
+                                      extra_headers={"x-request-id": request_id})
+    row = wait_for(lambda: [r for r in gw.requests_logged() if r["model_requested"] == "slowpoke"], timeout=8)[0]
+    assert row["status"] == 499
+    assert (row["deployment"], row["model_used"], row["provider"]) == ("slowpoke", "slowpoke", "openai")
 
 
 def test_latency_strategy_prefers_the_faster_deployment(stack, client):

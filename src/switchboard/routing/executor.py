@@ -36,7 +36,7 @@ from switchboard.metrics import GatewayMetrics, openapi_paths
 from switchboard.providers.base import Provider
 from switchboard.routing.attempts import CONTEXT, GENERAL, POLICY
 from switchboard.routing.balancing import Balancer
-from switchboard.routing.health import CLOSED, STATE_NAMES, Health, RedisHealthSync
+from switchboard.routing.health import CLOSED, STATE_NAMES, Breaker, Health, RedisHealthSync
 from switchboard.routing.shared_health import SharedHealthSync
 from switchboard.routing.hedging import hedge_delay, race
 
@@ -352,6 +352,8 @@ class Executor:
             breaker.abandon(probe)
             self.metrics.attempts.inc((target.name, dep.id, "cancelled"))
             record_attempt(ctx, dep, started, "cancelled", None, hedge=hedge)
+            if not any(a["error"] is None for a in ctx.attempt_log):  # not a hedge's loser: the request waited here
+                _served(ctx, None, dep)
             raise
         except Exception:  # the adapter refused the request (a 400) or failed: the deployment was not judged
             breaker.abandon(probe)
@@ -360,7 +362,10 @@ class Executor:
             if not keep_in_flight:
                 stats.in_flight -= 1
         elapsed = time.perf_counter() - started
-        breaker.success(time.monotonic(), began_closed)
+        if kind.stream:  # judged when it ends (_OwnedStream.release, _WatchedStream._broke)
+            breaker.stream_began(time.monotonic(), began_closed)
+        else:
+            breaker.success(time.monotonic(), began_closed)
         stats.observe(elapsed, kind.stream)
         if limited:
             tokens = kind.tokens(result)
@@ -369,19 +374,22 @@ class Executor:
         self.metrics.attempts.inc((target.name, dep.id, "ok"))
         record = note_attempt(ctx, dep, None, started, hedge=hedge)
         if kind.stream:
-            return _OwnedStream(result, stats, record)
+            return _OwnedStream(result, stats, record, breaker)
         return result
 
     async def _last_resort(self, model: ModelConfig, ctx: RequestContext, kind: Any, state: _Walk,
                            deadline: float) -> tuple[Any, ModelConfig, Deployment] | None:
-        """Every breaker is open: rather than fail outright, probe the deployment closest to reopening.
+        """Every breaker is open: rather than fail outright, probe the deployment closest to reopening, once until
+        it answers well again (the requests after it get a 503 until the cooldown ends: an open breaker sheds load).
 
         Deployments cooling down on an upstream's Retry-After are left alone.
         """
-        candidates = [d for d in model.deployments if not self.health.breaker(d).opened_by_retry_after]
+        now = time.monotonic()
+        candidates = [d for d in model.deployments if self.health.breaker(d).may_spare(now)]
         if not candidates:
             return None
         dep = min(candidates, key=lambda d: self.health.breaker(d).until)
+        self.health.breaker(dep).spared = True
         state.attempts += 1
         ctx.entry.extra["last_resort"] = dep.id
         try:
@@ -400,14 +408,17 @@ class Executor:
         ctx.headers["x-switchboard-fallback"] = reason
 
 class _OwnedStream:
-    """A stream whose first chunk arrived, still holding its deployment's in-flight slot."""
+    """A stream whose first chunk arrived, still holding its deployment's in-flight slot and its health verdict:
+    a stream that breaks off later is a failure, so success is counted only when it ends well."""
 
-    __slots__ = ("_released", "first", "record", "stats", "upstream")
+    __slots__ = ("_released", "breaker", "broke", "first", "record", "stats", "upstream")
 
-    def __init__(self, opened: tuple[AsyncIterator, Any], stats: Any, record: dict[str, Any]) -> None:
+    def __init__(self, opened: tuple[AsyncIterator, Any], stats: Any, record: dict[str, Any], breaker: Breaker) -> None:
         self.upstream, self.first = opened
         self.stats = stats
         self.record = record
+        self.breaker = breaker
+        self.broke = False
         self._released = False
 
     async def release(self) -> None:
@@ -415,6 +426,8 @@ class _OwnedStream:
         if not self._released:
             self._released = True
             self.stats.in_flight -= 1
+            if not self.broke:  # it ended, or its client left: the deployment did its part
+                self.breaker.success(time.monotonic(), True)
             await self.upstream.aclose()
 
 
@@ -454,7 +467,8 @@ class _WatchedStream:
     def _broke(self, exc: UpstreamError) -> None:
         """The upstream failed after the first chunk: too late to fail over; count it and say so in the log."""
         ex, dep, record = self.executor, self.dep, self.owned.record
-        ex.health.breaker(dep).failure(time.monotonic(), None)
+        self.owned.broke = True
+        self.owned.breaker.failure(time.monotonic(), None)
         ex.metrics.upstream_errors.inc((dep.id, exc.kind))
         ex.metrics.stream_interruptions.inc((dep.id,))
         record["error"] = exc.kind

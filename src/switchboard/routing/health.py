@@ -53,6 +53,7 @@ class Breaker:
         "opened_count",
         "policy",
         "probes",
+        "spared",
         "state",
         "until",
     )
@@ -65,6 +66,7 @@ class Breaker:
         self.consecutive = 0
         self.probes = 0
         self.opened_by_retry_after = False
+        self.spared = False  # the one last-resort attempt was made, and the deployment has not answered well since
         self.opened_count = 0
         self._width = policy.window / _BUCKETS
         self._epoch = [0] * _BUCKETS
@@ -84,6 +86,14 @@ class Breaker:
             self.state, self.probes = HALF_OPEN, 0
             self._announce("cooldown over")
         return self.probes < self.policy.half_open_probes
+
+    def may_spare(self, now: float) -> bool:
+        """May a request that found every breaker open make its last-resort attempt here? Once until the
+        deployment answers well again, never while waiting out an upstream's Retry-After, never past the half-open
+        probe limit."""
+        if self.state == CLOSED or self.opened_by_retry_after or self.spared:
+            return False
+        return self.current_state(now) == OPEN or self.probes < self.policy.half_open_probes
 
     def current_state(self, now: float) -> int:
         if self.state == OPEN and now >= self.until:
@@ -109,8 +119,18 @@ class Breaker:
         nothing about the deployment now: only a probe (or a last-resort attempt) closes an open breaker."""
         self.consecutive = 0
         self._count(now, False)
-        if self.state != CLOSED and not began_closed:
+        if self.state == CLOSED:
+            self.spared = False
+        elif not began_closed:
             self.close("probe succeeded")
+
+    def stream_began(self, now: float, began_closed: bool) -> None:
+        """A stream's first chunk. A probe's lets traffic through again, but a stream is judged when it ends:
+        the failures that opened the breaker still count, so a probe that then breaks off reopens it at once."""
+        if self.state != CLOSED and not began_closed:
+            consecutive, spared = self.consecutive, self.spared
+            self.close("probe stream began")
+            self.consecutive, self.spared = consecutive, spared
 
     def failure(self, now: float, retry_after: float | None = None) -> None:
         self.consecutive += 1
@@ -143,7 +163,7 @@ class Breaker:
 
     def close(self, reason: str, *, announce: bool = True) -> None:
         self.state, self.consecutive, self.probes = CLOSED, 0, 0
-        self.opened_by_retry_after = False
+        self.opened_by_retry_after = self.spared = False
         for i in range(_BUCKETS):
             self._totals[i] = self._fails[i] = 0
         if announce:

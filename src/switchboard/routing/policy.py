@@ -25,7 +25,7 @@ class RetryPolicy:
     """
 
     max_attempts: int = 3
-    max_per_model: int = 3
+    max_per_model: int = 2  # so that a model's fallbacks get at least one of the default three attempts
     backoff_base: float = 0.05
     backoff_max: float = 2.0
     deadline: float = 120.0
