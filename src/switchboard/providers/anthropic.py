@@ -44,7 +44,7 @@ from switchboard.core.anthropic_format import FINISH_FOR_STOP
 from switchboard.core.request import ChatRequest
 from switchboard.errors import InvalidRequest, UpstreamError
 from switchboard.providers import canonical as c
-from switchboard.providers.base import Provider, error_message, retry_after, sse_json
+from switchboard.providers.base import MALFORMED, Provider, error_message, malformed_answer, retry_after, sse_json
 from switchboard.providers.documents import document_of
 from switchboard.providers.images import load_image
 from switchboard.providers.reasoning import (CLAUDE_EFFORTS, anthropic_blocks, canonical_block, drop_sampling,
@@ -492,7 +492,10 @@ class AnthropicProvider(Provider):
                                     payload)
         if not isinstance(data, dict) or data.get("type") != "message":
             raise UpstreamError(errors.SERVER, f"{deployment.id}: upstream answer is not a Message")
-        return to_completion(data, self.json_mode(request))
+        try:
+            return to_completion(data, self.json_mode(request))
+        except MALFORMED as exc:
+            raise malformed_answer(deployment, exc) from None
 
     async def chat_stream(self, request: ChatRequest, deployment: Deployment) -> AsyncIterator[dict[str, Any]]:
         payload = await RequestBuilder(self, deployment).build(request.body, stream=True)
@@ -508,6 +511,8 @@ class AnthropicProvider(Provider):
                     yield chunk
             if not translator.done:
                 raise UpstreamError(errors.CONNECTION, f"{deployment.id}: stream ended before message_stop")
+        except MALFORMED as exc:
+            raise malformed_answer(deployment, exc) from None
         finally:
             response.release()
 

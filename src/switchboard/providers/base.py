@@ -11,6 +11,7 @@ never changes.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from typing import Any, ClassVar
 
@@ -22,6 +23,18 @@ from switchboard.core.request import ChatRequest
 from switchboard.errors import UpstreamError
 from switchboard.http.client import (ClientResponse, ConnectError, ConnectTimeout, HttpClient,
                                      HttpClientError, ReadTimeout)
+
+
+# What reading an answer of an unexpected shape raises (a string where the API has a list, a word for a number).
+MALFORMED = (AttributeError, TypeError, ValueError, KeyError, IndexError)
+
+
+def malformed_answer(deployment: Deployment, exc: Exception) -> UpstreamError:
+    """An upstream answer the adapter could not read: the upstream's failure, a 502 that may fail over, not an
+    internal error of the gateway. Logged with its traceback, in case the adapter is the one at fault."""
+    logging.getLogger("switchboard").warning("%s sent an answer in an unexpected shape", deployment.id, exc_info=exc)
+    return UpstreamError(errors.SERVER, f"{deployment.id}: upstream answer is not in the provider's format "
+                                        f"({exc.__class__.__name__}: {exc})"[:300])
 
 
 class Provider:

@@ -42,7 +42,7 @@ from switchboard.core.request import ChatRequest
 from switchboard.errors import UpstreamError
 from switchboard.http.client import host_header
 from switchboard.providers import canonical as c
-from switchboard.providers.base import Provider, iter_body, read_body, retry_after
+from switchboard.providers.base import MALFORMED, Provider, iter_body, malformed_answer, read_body, retry_after
 from switchboard.providers.documents import EXTENSIONS, document_of
 from switchboard.providers.reasoning import CLAUDE_EFFORTS, anthropic_blocks, drop_sampling, thinking_for
 
@@ -350,29 +350,32 @@ class BedrockProvider(Provider):
             data = orjson.loads(raw)
         except orjson.JSONDecodeError:
             raise UpstreamError(errors.SERVER, f"{deployment.id}: upstream sent invalid JSON") from None
-        output = ((data.get("output") or {}).get("message") or {}) if isinstance(data, dict) else {}
-        if not isinstance(output.get("content"), list):
-            raise UpstreamError(errors.SERVER, f"{deployment.id}: upstream answer is not a Converse response")
-        text: list[str] = []
-        calls: list[dict[str, Any]] = []
-        thinking: list[dict[str, Any]] = []
-        for block in output["content"]:
-            if isinstance(block.get("text"), str):
-                text.append(block["text"])
-            elif isinstance(block.get("reasoningContent"), dict):
-                thinking.append(_thinking_block(block["reasoningContent"]))
-            elif isinstance(block.get("toolUse"), dict):
-                use = block["toolUse"]
-                calls.append(c.tool_call(use.get("toolUseId") or c.call_id(), use.get("name", ""), use.get("input") or {}))
-        finish = STOP_REASONS.get(data.get("stopReason") or "end_turn", "stop")
-        message = c.message("".join(text), calls)
-        if thinking:
-            message["reasoning_content"] = "".join(b.get("thinking", "") for b in thinking)
-            message["thinking_blocks"] = thinking
-        result = c.completion(c.completion_id(), deployment.upstream_model, [(message, finish)],
-                              bedrock_usage(data.get("usage")))
-        _note_stop_sequence(result["choices"][0], data)
-        return result
+        try:
+            output = ((data.get("output") or {}).get("message") or {}) if isinstance(data, dict) else {}
+            if not isinstance(output.get("content"), list):
+                raise UpstreamError(errors.SERVER, f"{deployment.id}: upstream answer is not a Converse response")
+            text: list[str] = []
+            calls: list[dict[str, Any]] = []
+            thinking: list[dict[str, Any]] = []
+            for block in output["content"]:
+                if isinstance(block.get("text"), str):
+                    text.append(block["text"])
+                elif isinstance(block.get("reasoningContent"), dict):
+                    thinking.append(_thinking_block(block["reasoningContent"]))
+                elif isinstance(block.get("toolUse"), dict):
+                    use = block["toolUse"]
+                    calls.append(c.tool_call(use.get("toolUseId") or c.call_id(), use.get("name", ""), use.get("input") or {}))
+            finish = STOP_REASONS.get(data.get("stopReason") or "end_turn", "stop")
+            message = c.message("".join(text), calls)
+            if thinking:
+                message["reasoning_content"] = "".join(b.get("thinking", "") for b in thinking)
+                message["thinking_blocks"] = thinking
+            result = c.completion(c.completion_id(), deployment.upstream_model, [(message, finish)],
+                                  bedrock_usage(data.get("usage")))
+            _note_stop_sequence(result["choices"][0], data)
+            return result
+        except MALFORMED as exc:
+            raise malformed_answer(deployment, exc) from None
 
     async def chat_stream(self, request: ChatRequest, deployment: Deployment) -> AsyncIterator[dict[str, Any]]:
         payload = orjson.dumps(await self.payload(request, deployment, stream=True))
@@ -444,6 +447,8 @@ class BedrockProvider(Provider):
                             yield writer.usage(usage)
             if not stopped:
                 raise UpstreamError(errors.CONNECTION, f"{deployment.id}: stream ended before messageStop")
+        except MALFORMED as exc:
+            raise malformed_answer(deployment, exc) from None
         finally:
             response.release()
 

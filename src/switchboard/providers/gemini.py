@@ -39,7 +39,7 @@ from switchboard.config import Deployment
 from switchboard.core.request import ChatRequest
 from switchboard.errors import UpstreamError
 from switchboard.providers import canonical as c
-from switchboard.providers.base import Provider, sse_json
+from switchboard.providers.base import MALFORMED, Provider, malformed_answer, sse_json
 from switchboard.providers.documents import document_of
 from switchboard.providers.reasoning import effort_for
 
@@ -193,25 +193,28 @@ class GeminiProvider(Provider):
         data = await self.send_json(deployment, self.url(deployment, "generateContent"), self.headers(deployment), payload)
         if not isinstance(data, dict):
             raise UpstreamError(errors.SERVER, f"{deployment.id}: upstream answer is not a GenerateContentResponse")
-        check_prompt_blocked(data, deployment)
-        choices = []
-        candidates = sorted(data.get("candidates") or [], key=lambda x: x.get("index", 0))
-        for cand in candidates:
-            text, calls, thoughts = _candidate_output(cand)
-            finish = FINISH_REASONS.get(cand.get("finishReason") or "STOP", "stop")
-            if calls and finish == "stop":
-                finish = "tool_calls"
-            message = c.message(text, calls)
-            if thoughts:
-                message["reasoning_content"] = thoughts
-            choices.append((message, finish))
-        if not choices:
-            raise UpstreamError(errors.SERVER, f"{deployment.id}: upstream answer has no candidates")
-        cid = "chatcmpl-" + data["responseId"] if isinstance(data.get("responseId"), str) else c.completion_id()
-        result = c.completion(cid, deployment.upstream_model, choices, gemini_usage(data.get("usageMetadata")))
-        for choice, cand in zip(result["choices"], candidates):
-            choice["logprobs"] = openai_logprobs(cand.get("logprobsResult"))
-        return result
+        try:
+            check_prompt_blocked(data, deployment)
+            choices = []
+            candidates = sorted(data.get("candidates") or [], key=lambda x: x.get("index", 0))
+            for cand in candidates:
+                text, calls, thoughts = _candidate_output(cand)
+                finish = FINISH_REASONS.get(cand.get("finishReason") or "STOP", "stop")
+                if calls and finish == "stop":
+                    finish = "tool_calls"
+                message = c.message(text, calls)
+                if thoughts:
+                    message["reasoning_content"] = thoughts
+                choices.append((message, finish))
+            if not choices:
+                raise UpstreamError(errors.SERVER, f"{deployment.id}: upstream answer has no candidates")
+            cid = "chatcmpl-" + data["responseId"] if isinstance(data.get("responseId"), str) else c.completion_id()
+            result = c.completion(cid, deployment.upstream_model, choices, gemini_usage(data.get("usageMetadata")))
+            for choice, cand in zip(result["choices"], candidates):
+                choice["logprobs"] = openai_logprobs(cand.get("logprobsResult"))
+            return result
+        except MALFORMED as exc:
+            raise malformed_answer(deployment, exc) from None
 
     async def chat_stream(self, request: ChatRequest, deployment: Deployment) -> AsyncIterator[dict[str, Any]]:
         payload = await self.payload(request, deployment)
@@ -257,8 +260,10 @@ class GeminiProvider(Provider):
                             finish = "tool_calls"
                         finished.add(index)
                         yield writer.finish(finish, index)
-            if started - finished:
+            if not finished or started - finished:
                 raise UpstreamError(errors.CONNECTION, f"{deployment.id}: stream ended before its finishReason")
+        except MALFORMED as exc:
+            raise malformed_answer(deployment, exc) from None
         finally:
             response.release()
         usage = gemini_usage(usage_meta)

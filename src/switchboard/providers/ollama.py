@@ -23,7 +23,7 @@ from switchboard.config import Deployment
 from switchboard.core.request import ChatRequest
 from switchboard.errors import UpstreamError
 from switchboard.providers import canonical as c
-from switchboard.providers.base import Provider, iter_body
+from switchboard.providers.base import MALFORMED, Provider, iter_body, malformed_answer
 from switchboard.providers.documents import document_of, inlined
 
 DONE_REASONS = {"stop": "stop", "length": "length", "load": "stop", "unload": "stop"}
@@ -116,13 +116,16 @@ class OllamaProvider(Provider):
         data = await self.send_json(deployment, deployment.base_url + "/api/chat", self.headers(deployment), payload)
         if not isinstance(data, dict) or not isinstance(data.get("message"), dict):
             raise UpstreamError(errors.SERVER, f"{deployment.id}: upstream answer is not an Ollama chat response")
-        msg = data["message"]
-        calls = [c.tool_call(call.get("id") or c.call_id(), (call.get("function") or {}).get("name", ""),
-                             (call.get("function") or {}).get("arguments") or {})
-                 for call in msg.get("tool_calls") or ()]
-        finish = "tool_calls" if calls else DONE_REASONS.get(data.get("done_reason") or "stop", "stop")
-        return c.completion(c.completion_id(), deployment.upstream_model,
-                            [(c.message(msg.get("content") or "", calls), finish)], ollama_usage(data))
+        try:
+            msg = data["message"]
+            calls = [c.tool_call(call.get("id") or c.call_id(), (call.get("function") or {}).get("name", ""),
+                                 (call.get("function") or {}).get("arguments") or {})
+                     for call in msg.get("tool_calls") or ()]
+            finish = "tool_calls" if calls else DONE_REASONS.get(data.get("done_reason") or "stop", "stop")
+            return c.completion(c.completion_id(), deployment.upstream_model,
+                                [(c.message(msg.get("content") or "", calls), finish)], ollama_usage(data))
+        except MALFORMED as exc:
+            raise malformed_answer(deployment, exc) from None
 
     async def chat_stream(self, request: ChatRequest, deployment: Deployment) -> AsyncIterator[dict[str, Any]]:
         payload = await self.payload(request, deployment, True)
@@ -166,6 +169,8 @@ class OllamaProvider(Provider):
                             yield writer.usage(usage)
             if not done:
                 raise UpstreamError(errors.CONNECTION, f"{deployment.id}: stream ended before its done line")
+        except MALFORMED as exc:
+            raise malformed_answer(deployment, exc) from None
         finally:
             response.release()
 
