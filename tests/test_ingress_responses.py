@@ -32,6 +32,7 @@ def stack(tmp_path_factory):
         "gpt-up": {"reply": REPLY}, "claude-up": {"reply": REPLY},
         "gpt-cut": {"reply": "one two three four five six", "faults": [{"kind": "cut", "after_chunks": 3}]},
         "gpt-long": {"reply": "a rather long answer " * 20},
+        "gpt-same-id": {"reply": REPLY, "completion_id": "chatcmpl-7"},
     })
     openai_dep = {"provider": "openai", "base_url": mock.url + "/v1", "api_key": "${OPENAI_UP_KEY}"}
     anthropic_dep = {"provider": "anthropic", "base_url": mock.url, "api_key": "${ANTHROPIC_UP_KEY}"}
@@ -40,6 +41,7 @@ def stack(tmp_path_factory):
         "via-anthropic": {"deployments": [{**anthropic_dep, "model": "claude-up"}]},
         "cut": {"deployments": [{**openai_dep, "model": "gpt-cut"}]},
         "long": {"deployments": [{**openai_dep, "model": "gpt-long"}]},
+        "same-id": {"deployments": [{**openai_dep, "model": "gpt-same-id"}]},
     }}
     gw = GatewayProc(tmp, config, env={"SB_MASTER": MASTER, "OPENAI_UP_KEY": "sk-openai-up",
                                          "ANTHROPIC_UP_KEY": "sk-ant-up"})
@@ -380,6 +382,23 @@ def test_previous_response_id_continues_a_stored_conversation(client, stack, mod
     assert [i.id for i in newest_first.data + rest.data] == [i.id for i in reversed(items)] and not rest.has_more
     assert [i.id for i in client.responses.input_items.list(final.id, order="asc", limit=100).data] == [
         i.id for i in items]  # ids are stable across listings
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_an_upstream_that_repeats_its_ids_does_not_merge_two_conversations(client, stack, stream):
+    def ask(question: str, previous: str | None = None):
+        if not stream:
+            return client.responses.create(model="same-id", input=question, previous_response_id=previous)
+        with client.responses.stream(model="same-id", input=question, previous_response_id=previous) as s:
+            return s.get_final_response()
+
+    _, mock = stack
+    first, second = ask("Capital of France?"), ask("Favourite fruit: bananas.")
+    assert first.id != second.id and first.output[0].id != second.output[0].id
+    assert client.responses.retrieve(second.id).output_text == REPLY
+    ask("And again?", previous=second.id)
+    sent = json.dumps(upstream(mock)["messages"])
+    assert "bananas" in sent and "France" not in sent
 
 
 def test_stored_responses_belong_to_their_key_and_can_be_deleted(client, stack):

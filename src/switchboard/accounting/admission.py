@@ -300,14 +300,15 @@ class Admission:
     # ------------------------------------------------------------ idempotency
 
     async def begin_idempotent(
-        self, ctx: RequestContext, request: Request, render: Callable[[bytes], bytes] | None = None,
-        render_stream: Callable[[AsyncIterator[dict[str, Any]]], AsyncIterator[bytes]] | None = None,
+        self, ctx: RequestContext, request: Request, render: Callable[[bytes, str], bytes] | None = None,
+        render_stream: Callable[[AsyncIterator[dict[str, Any]], str], AsyncIterator[bytes]] | None = None,
     ) -> Response | StreamResponse | None:
         """Claim an `Idempotency-Key`, or answer with the stored first response.
 
         The stored response is the pipeline's (OpenAI-shaped) result: a completion object, or
         for a stream the JSON array of the chunks the client was sent. An ingress that answers
-        in another format passes `render` (a completion) and `render_stream` (chunks to SSE).
+        in another format passes `render` (a completion) and `render_stream` (chunks to SSE); each is also given
+        the first request's id, from which that format's own ids may be derived.
         """
         idem_key = request.headers.get("idempotency-key")
         if not idem_key:
@@ -351,15 +352,16 @@ class Admission:
             raise IdempotencyConflict("A request with this Idempotency-Key is still in progress; retry it later.")
         headers = orjson.loads(row["headers"]) if row["headers"] else {}
         headers["idempotent-replayed"] = "true"
+        origin = str(headers.get("x-request-id", ""))
         body = bytes(row["body"]) if row["body"] is not None else None
         if body is not None and not body.startswith((b"[", _ZLIB)):
-            return Response(int(row["status"]), render(body) if render is not None else body, headers)
+            return Response(int(row["status"]), render(body, origin) if render is not None else body, headers)
         if body is None or render_stream is None:  # body None: streamed before streams' chunks were stored
             raise IdempotencyConflict("The request with this Idempotency-Key was streamed and has completed; "
                                       "this stream cannot be replayed.")
         if body.startswith(_ZLIB):
             body = await _off_loop(zlib.decompress, body)
-        return StreamResponse(render_stream(_stored_chunks(orjson.loads(body))), headers=headers)
+        return StreamResponse(render_stream(_stored_chunks(orjson.loads(body)), origin), headers=headers)
 
     def keeps_stream(self, ctx: RequestContext) -> bool:
         """Whether this stream's chunks are to be stored (it holds an Idempotency-Key) for a replay."""

@@ -51,8 +51,8 @@ async def messages(gw: Gateway, request: Request) -> Response | StreamResponse:
         ctx.identity = await gw.auth.authenticate(request.headers)
         chat = _canonical(request)
         replayed = await gw.admission.begin_idempotent(  # Idempotency-Key: the first answer, as a Message
-            ctx, request, render=lambda body: orjson.dumps(fmt.to_message(orjson.loads(body), chat.model)),
-            render_stream=lambda chunks: render_stream(
+            ctx, request, render=lambda body, _origin: orjson.dumps(fmt.to_message(orjson.loads(body), chat.model)),
+            render_stream=lambda chunks, _origin: render_stream(
                 chunks, fmt.EventWriter(chat.model, estimate_tokens(chat.prompt_text()))))
     except GatewayError as exc:
         if ctx.identity is not None:

@@ -75,10 +75,11 @@ async def create(gw: Gateway, request: Request) -> Response | StreamResponse:
         history = await _history(gw, body, owner)
         canonical, turn = fmt.to_canonical(body, history)
         chat = ChatRequest.from_body(canonical)
-        shell = fmt.Shell(body, chat.model)
+        shell = fmt.Shell(body, chat.model, ctx.request_id)
         replayed = await gw.admission.begin_idempotent(  # Idempotency-Key: the first answer, as a Response
-            ctx, request, render=lambda stored: orjson.dumps(fmt.to_response(orjson.loads(stored), shell)),
-            render_stream=lambda chunks: render_stream(chunks, fmt.EventWriter(shell)))
+            ctx, request, render=lambda stored, first: orjson.dumps(fmt.to_response(orjson.loads(stored),
+                                                                                    shell.of_request(first))),
+            render_stream=lambda chunks, first: render_stream(chunks, fmt.EventWriter(shell.of_request(first))))
     except GatewayError as exc:
         return _reject(gw, ctx, _renamed(exc))
     if replayed is not None:

@@ -434,9 +434,16 @@ def usage_of(usage: Any) -> dict[str, Any] | None:
 class Shell:
     """The request's echoed settings, shared by the final Response and every stream event's snapshot."""
 
-    def __init__(self, body: dict[str, Any], model: str) -> None:
+    def __init__(self, body: dict[str, Any], model: str, request_id: str = "") -> None:
         self.body = body
         self.model = model
+        # The ids of the Response and its items derive from the upstream's id and the gateway's request id: the
+        # same on an idempotent replay, never shared by two requests (some servers repeat ids: Ollama has 999).
+        self.request_id = request_id
+
+    def of_request(self, request_id: str) -> Shell:
+        """The same settings, for the ids of another request (the first one, on an idempotent replay)."""
+        return Shell(self.body, self.model, request_id)
 
     def response(self, response_id: str, created: float, status: str, output: list[dict[str, Any]],
                  usage: dict[str, Any] | None = None, finish: str | None = None,
@@ -504,7 +511,7 @@ def to_response(completion: dict[str, Any], shell: Shell) -> dict[str, Any]:
     choice = choices[0] if isinstance(choices[0], dict) else {}
     message = choice.get("message") if isinstance(choice.get("message"), dict) else {}
     source = completion.get("id") if isinstance(completion.get("id"), str) else None
-    source = source or uuid.uuid4().hex
+    source = f"{source or uuid.uuid4().hex}/{shell.request_id}"
     finish = choice.get("finish_reason")
     status = _status(finish)
     output: list[dict[str, Any]] = []
@@ -571,7 +578,7 @@ class EventWriter:
     def start(self, chunk: dict[str, Any] | None = None) -> bytes:
         source = (chunk or {}).get("id")
         # Derived from the upstream id, like to_response's, so an idempotent replay has the same ids.
-        self.source = source if isinstance(source, str) and source else uuid.uuid4().hex
+        self.source = f"{source if isinstance(source, str) and source else uuid.uuid4().hex}/{self.shell.request_id}"
         self.response_id = _derived_id("resp_", self.source)
         self.model = (chunk or {}).get("model") or None
         if isinstance((chunk or {}).get("created"), int):

@@ -61,6 +61,7 @@ class ModelBehaviour:
     report_usage: bool = True
     safety_block: str | None = None  # "prompt" or "output": a provider-native safety block (Gemini, Bedrock, Azure)
     logprob: float = -0.05  # each answer token's log-probability, when a request asks for logprobs (OpenAI format)
+    completion_id: str | None = None  # every answer's id (OpenAI format), as servers that repeat ids do
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelBehaviour:
@@ -276,7 +277,7 @@ class MockUpstream:
         if tool_call is None and isinstance(limit, int) and count_tokens(text) > limit:
             text, finish = truncate_to_tokens(text, max(0, limit)), "length"
         created = int(time.time())
-        cid = "chatcmpl-" + uuid.uuid4().hex[:24]
+        cid = behaviour.completion_id or "chatcmpl-" + uuid.uuid4().hex[:24]
         n = body.get("n") if isinstance(body.get("n"), int) and body.get("n", 0) > 0 else 1  # choices, all alike
         if body.get("stream"):
             include_usage = bool((body.get("stream_options") or {}).get("include_usage")) and behaviour.report_usage
