@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from provider_helpers import (CONTENT_POLICY, ERROR_CASES, MASTER, PNG_B64, PNG_DATA_URL, TIME_TOOL, WEATHER_TOOL, Stack,
-                              check_error_kind, error_upstreams, finish_reasons, streamed_text, streamed_tool_calls,
-                              tool_round_trip, usage_of)
+from provider_helpers import (CONTENT_POLICY, ERROR_CASES, MASTER, PNG_B64, PNG_DATA_URL, TIME_TOOL, WEATHER_TOOL,
+                              Stack, check_error_kind, error_upstreams, finish_reasons, streamed_text,
+                              streamed_tool_calls, tool_round_trip, usage_of)
 from switchboard.testing.mock_bedrock import GUARDRAIL_MESSAGE, MOCK_ACCESS_KEY_ID, MOCK_SECRET_ACCESS_KEY
 
 MODEL_ID = "anthropic.claude-3-haiku-20240307-v1:0"

@@ -54,7 +54,8 @@ def stack(tmp_path_factory):
     config = {
         "auth": {"master_key": "${SB_MASTER}"},
         "storage": {"log_flush_seconds": 0.05},
-        "reliability": {"retries": {"backoff_base": 0.01, "backoff_max": 0.05}},  # max_attempts, max_per_model: defaults
+        # max_attempts and max_per_model keep their defaults
+        "reliability": {"retries": {"backoff_base": 0.01, "backoff_max": 0.05}},
         "models": {
             "hedged": {"deployments": [dep("slow-up"), dep("fast-up")], "strategy": "ordered",
                        "hedge": {"delay": 0.1}},

@@ -69,8 +69,9 @@ async def _serve_chat(gw: Gateway, request: Request, ctx: RequestContext, parse:
         ctx.identity = await gw.auth.authenticate(request.headers)
         chat = parse(parse_json(request))
         replayed = await gw.admission.begin_idempotent(  # Idempotency-Key: the first answer, once
-            ctx, request, render=None if shape is None else lambda body: orjson.dumps(shape(orjson.loads(body))),
-            render_stream=sse)
+            ctx, request,
+            render=None if shape is None else lambda body, _first: orjson.dumps(shape(orjson.loads(body))),
+            render_stream=lambda chunks, _first: sse(chunks))
     except GatewayError as exc:
         return _reject(gw, ctx, exc)
     if replayed is not None:

@@ -364,7 +364,8 @@ class BedrockProvider(Provider):
                     thinking.append(_thinking_block(block["reasoningContent"]))
                 elif isinstance(block.get("toolUse"), dict):
                     use = block["toolUse"]
-                    calls.append(c.tool_call(use.get("toolUseId") or c.call_id(), use.get("name", ""), use.get("input") or {}))
+                    calls.append(c.tool_call(use.get("toolUseId") or c.call_id(), use.get("name", ""),
+                                             use.get("input") or {}))
             finish = STOP_REASONS.get(data.get("stopReason") or "end_turn", "stop")
             message = c.message("".join(text), calls)
             if thinking:
