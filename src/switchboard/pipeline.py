@@ -202,6 +202,7 @@ class Pipeline:
         sent: list[dict[str, Any]] | None = [] if self.gw.admission.keeps_stream(ctx) else None
         priced = False
         last: dict[str, Any] = first or {}
+        held: dict[str, Any] | None = None  # the usage-only chunk, sent once priced, with the charge
         try:
             chunk = first
             while chunk is not None:
@@ -214,9 +215,17 @@ class Pipeline:
                 if u is None or request.include_usage or chunk.get("choices"):
                     if u is not None and not request.include_usage:
                         chunk = {k: v for k, v in chunk.items() if k != "usage"}
-                    if sent is not None:
-                        sent.append(chunk)
-                    yield chunk
+                    if held is not None:  # more came after the usage chunk: keep the upstream's order
+                        if sent is not None:
+                            sent.append(held)
+                        yield held
+                        held = None
+                    if u is not None and not chunk.get("choices"):
+                        held = chunk
+                    else:
+                        if sent is not None:
+                            sent.append(chunk)
+                        yield chunk
                 try:
                     chunk = await upstream.__anext__()
                 except StopAsyncIteration:
@@ -228,11 +237,13 @@ class Pipeline:
             priced = True
             ctx.entry.status = 200
             if counted and request.include_usage:  # the usage chunk the client asked for, from the gateway's count
-                chunk = {**{k: last[k] for k in ("id", "object", "created", "model") if k in last}, "choices": []}
-                fill_usage(chunk, usage)
+                held = {**{k: last[k] for k in ("id", "object", "created", "model") if k in last}, "choices": []}
+                fill_usage(held, usage)
+            if held is not None:
+                held = {**held, "usage": {**held["usage"], "cost": round(ctx.entry.cost, 8)}}
                 if sent is not None:
-                    sent.append(chunk)
-                yield chunk
+                    sent.append(held)
+                yield held
             await self.gw.admission.commit(ctx, sent)  # durable charge before the ingress sends [DONE]
         except UpstreamError as exc:
             ctx.entry.extra["stream_interrupted"] = True
