@@ -48,6 +48,8 @@ def files(tmp_path):
     (["serve", "--port", "0", "--config", "{t}/calibration-empty.yaml"], "empty.jsonl holds no prompts"),
     (["serve", "--port", "0", "--config", "{t}/calibration-null.yaml"], "null-prompt.jsonl:1: needs a string 'prompt'"),
     (["compare", "--data", "{t}/empty.jsonl", "--models", "a", "--limit", "0"], "at least 1"),
+    (["compare", "--data", "{t}/empty.jsonl", "--models", "a", "--max-tokens", "-1"], "at least 1"),
+    (["compare", "--data", "{t}/empty.jsonl", "--models", "a", "--max-tokens", "0"], "at least 1"),
 ])
 def test_bad_input_gets_one_line_and_a_non_zero_exit(files, args, says):
     result = run(*[a.format(t=files) for a in args])

@@ -99,7 +99,8 @@ def test_wilson_pareto_recommend():
 def mock_gateway(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("graders")
     mock = MockProc(tmp, {"good-up": {"reply": "The answer is 42. Answer: B"}, "bad-up": {"reply": "I think 41."},
-                          "judge-up": {"reply": "Looks right.\nVERDICT: PASS"}})
+                          "judge-up": {"reply": "Looks right.\nVERDICT: PASS"},
+                          "broken-up": {"faults": [{"kind": "status", "status": 400, "rate": 1.0}]}})
 
     def model(up, price):
         return {"deployments": [{"provider": "openai", "model": up, "base_url": mock.url + "/v1"}],
@@ -107,7 +108,8 @@ def mock_gateway(tmp_path_factory):
 
     gw = GatewayProc(tmp, {"auth": {"master_key": "${SB_KEY}"},
                            "models": {"good": model("good-up", 5.0), "bad": model("bad-up", 1.0),
-                                      "judge": model("judge-up", 1.0)}}, env={"SB_KEY": "sk-compare-test-key"})
+                                      "judge": model("judge-up", 1.0), "broken": model("broken-up", 1.0)}},
+                     env={"SB_KEY": "sk-compare-test-key"})
     yield gw, tmp
     gw.stop()
     mock.stop()
@@ -134,16 +136,15 @@ def test_compare_with_per_item_graders_judge_and_errors(mock_gateway):
         {"id": "judged", "prompt": "Explain", "grader": {"name": "judge", "model": "judge", "rubric": "Be right."}},
     ]) + "\n")
     out = tmp / "out"
-    proc = run_cli("compare", "--models", "good,bad,missing", "--data", str(data), "--url", gw.url,
+    proc = run_cli("compare", "--models", "good,bad,broken", "--data", str(data), "--url", gw.url,
                    "--out", str(out), "--json", "--retries", "0")
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
     s = {row["model"]: row for row in summary["summaries"]}
     assert s["good"]["correct"] == 4 and s["bad"]["correct"] == 1  # the judge passes everything
-    assert s["missing"]["errors"] == 4 and s["missing"]["accuracy"] == 0
+    assert s["broken"]["errors"] == 4 and s["broken"]["accuracy"] == 0  # an error counts as wrong
     result = json.loads((out / "results.json").read_text())
-    missing = result["items"][0]["results"]["missing"]
-    assert missing["error"].startswith("HTTP 404") and "does not exist" in missing["error"]
+    assert result["items"][0]["results"]["broken"]["error"].startswith("HTTP 400")
     assert s["good"]["cost_per_1k"] == pytest.approx(5 * s["bad"]["cost_per_1k"] * (
         s["good"]["prompt_tokens_mean"] + s["good"]["completion_tokens_mean"]) / (
         s["bad"]["prompt_tokens_mean"] + s["bad"]["completion_tokens_mean"]), rel=1e-6)

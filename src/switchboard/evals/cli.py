@@ -28,7 +28,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     import asyncio
     import json
 
-    from switchboard.evals.compare import CompareSettings, GatewayUnreachable, format_table, run_compare
+    from switchboard.evals.compare import CompareSettings, GatewayUnreachable, UnknownModel, format_table, run_compare
     from switchboard.evals.datasets import DatasetError, load_dataset
     from switchboard.evals.graders import GraderError, parse_spec
 
@@ -50,11 +50,13 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         keep=args.keep, dataset_name=os.path.basename(args.data), progress=not args.quiet)
     try:
         result = asyncio.run(run_compare(settings))
-    except (GraderError, GatewayUnreachable) as exc:
+    except (GraderError, GatewayUnreachable, UnknownModel) as exc:
         return _fail(str(exc))
     print(format_table(result))
     print()
     print(result["recommendation"])
+    if result["cost_basis"] != "charged":
+        print(f"\ncost: {result['cost_basis']}")
     print(f"\n{result['requests_made']} requests made, {result['requests_cached']} answered from the cache; "
           f"results in {settings.out / 'results.json'}, report in {settings.out / 'report.html'}")
     if args.json:
@@ -110,16 +112,19 @@ def _cmd_shadow_report(args: argparse.Namespace) -> int:
             return got.text, got.cost
 
         try:
+            if client is not None:  # a typo is one line, not a failed judge per pair
+                await client.load_prices()
+                await client.check_models([args.judge])
             return await analyse(pairs, spec, judge if client is not None else None, args.judge)
         finally:
             if client is not None:
                 await client.close()
 
-    from switchboard.evals.compare import GatewayUnreachable
+    from switchboard.evals.compare import GatewayUnreachable, UnknownModel
 
     try:
         report = asyncio.run(run())
-    except (GraderError, GatewayUnreachable) as exc:
+    except (GraderError, GatewayUnreachable, UnknownModel) as exc:
         return _fail(str(exc))
     print(format_report(report))
     if args.export:
@@ -154,7 +159,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--url", default=env_url(), help="gateway URL (default: $SWITCHBOARD_URL or http://127.0.0.1:4000)")
     p.add_argument("--api-key", default=os.environ.get("SWITCHBOARD_API_KEY"), help="gateway key (default: $SWITCHBOARD_API_KEY)")
     p.add_argument("--temperature", type=float, default=0.0, help="sampling temperature sent (negative: send none)")
-    p.add_argument("--max-tokens", type=int, help="max_tokens sent with every request")
+    p.add_argument("--max-tokens", type=argtypes.positive_int, help="max_tokens sent with every request")
     p.add_argument("--no-stream", action="store_true", help="non-streamed requests (TTFT then equals total latency)")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds per request")
     p.add_argument("--retries", type=argtypes.non_negative_int, default=2, help="SDK retries of a failed request")

@@ -3,8 +3,10 @@
 It talks to a running gateway over HTTP with the official OpenAI SDK, exactly
 as the team's app does, so the numbers include the gateway, its routing and
 its providers. Answers are streamed (to measure time to first token) with
-usage reported in the last chunk; the cost is that usage at the price the
-gateway lists for the model that served it (`GET /v1/models` `pricing`).
+usage reported in the last chunk; the cost is what the gateway charged for the
+answer (`x-switchboard-cost`, or `usage.cost` in a stream's usage chunk), which
+follows deployment-level prices. Only a gateway that sends neither gets the
+usage priced at what `GET /v1/models` lists, and the report says so.
 
 Resumable: every successful answer is appended to `OUT/responses.jsonl` as it
 arrives, keyed by model, messages and parameters; a re-run (after an
@@ -17,11 +19,13 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import math
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from switchboard.evals.analysis import pareto, recommend, summarize
 from switchboard.evals.datasets import Item
@@ -59,6 +63,7 @@ class Answer:
     completion_tokens: int = 0
     served_by: str | None = None
     cost: float = 0.0
+    charged: bool = True  # False: `cost` is the list price (the gateway did not say what it charged)
     cached: bool = False
 
 
@@ -160,6 +165,7 @@ class GatewayClient:
         self.timeouts = Timeouts(connect=min(10.0, timeout), read=timeout, total=timeout)
         self.retries = max(0, retries)
         self.prices: dict[str, tuple[float, float]] = {}
+        self.listed: list[str] = []
 
     async def load_prices(self) -> None:
         import orjson
@@ -175,10 +181,38 @@ class GatewayClient:
         if response.status != 200:
             raise GatewayUnreachable(f"GET {self.base}/models answered HTTP {response.status}: {_error_text(body)}")
         for model in orjson.loads(body).get("data") or ():
-            pricing = model.get("pricing") if isinstance(model, dict) else None
-            if isinstance(pricing, dict):
-                self.prices[model["id"]] = (float(pricing.get("input_per_mtok") or 0.0),
-                                            float(pricing.get("output_per_mtok") or 0.0))
+            if isinstance(model, dict) and isinstance(model.get("id"), str):
+                self.listed.append(model["id"])
+                self._note_price(model)
+
+    def _note_price(self, model: dict[str, Any]) -> None:
+        pricing = model.get("pricing")
+        if isinstance(pricing, dict):
+            self.prices[model["id"]] = (float(pricing.get("input_per_mtok") or 0.0),
+                                        float(pricing.get("output_per_mtok") or 0.0))
+
+    async def check_models(self, names: list[str]) -> None:
+        """Raise UnknownModel for the first name the gateway does not serve. A name a wildcard covers is not
+        listed until first used, so what the list lacks is asked for by name (`GET /v1/models/{name}`)."""
+        import orjson
+
+        from switchboard.http.client import HttpClientError
+
+        for name in names:
+            if name in self.listed:
+                continue
+            try:
+                response = await self.http.request("GET", self.base + "/models/" + quote(name, safe=""),
+                                                   headers=self.headers, timeouts=self.timeouts)
+                body = await response.read()
+            except (HttpClientError, OSError, TimeoutError) as exc:
+                raise GatewayUnreachable(f"cannot reach the gateway at {self.base}: {exc or type(exc).__name__}"
+                                         ) from None
+            if response.status != 200:
+                raise UnknownModel(f"unknown model {name!r}; known: {', '.join(sorted(self.listed)) or '(none)'}")
+            model = orjson.loads(body)
+            if isinstance(model, dict):
+                self._note_price({**model, "id": name})
 
     def cost(self, served_by: str, prompt_tokens: int, completion_tokens: int) -> float:
         inp, out = self.prices.get(served_by, (0.0, 0.0))
@@ -218,6 +252,7 @@ class GatewayClient:
                     return answer, float(after) if after.isdigit() else 0.0
                 return answer, None
             answer.served_by = response.headers.get("x-switchboard-model") or model
+            charged = _charge(response.headers.get("x-switchboard-cost"))
             if stream:
                 parts: list[str] = []
                 decoder = SSEDecoder()
@@ -239,6 +274,7 @@ class GatewayClient:
                         if isinstance(usage, dict):
                             answer.prompt_tokens = int(usage.get("prompt_tokens") or 0)
                             answer.completion_tokens = int(usage.get("completion_tokens") or 0)
+                            charged = _charge(usage.get("cost"), charged)
                 answer.text = "".join(parts)
             else:
                 completion = orjson.loads(await response.read())
@@ -258,7 +294,10 @@ class GatewayClient:
         answer.latency_ms = (time.perf_counter() - started) * 1000.0
         if answer.ttft_ms is None:
             answer.ttft_ms = answer.latency_ms
-        answer.cost = self.cost(answer.served_by, answer.prompt_tokens, answer.completion_tokens)
+        if charged is None:
+            answer.charged = False
+            charged = self.cost(answer.served_by, answer.prompt_tokens, answer.completion_tokens)
+        answer.cost = charged
         return answer, None
 
     async def close(self) -> None:
@@ -267,6 +306,21 @@ class GatewayClient:
 
 class GatewayUnreachable(Exception):
     """The gateway cannot be reached or does not answer `GET /v1/models`."""
+
+
+class UnknownModel(Exception):
+    """A model to compare, or a judge, that the gateway does not serve."""
+
+
+def _charge(value: Any, default: float | None = None) -> float | None:
+    """What the gateway charged, from its header (text) or a stream's `usage.cost`; `default` when it said nothing."""
+    if isinstance(value, bool) or value is None:
+        return default
+    try:
+        cost = float(value)
+    except (TypeError, ValueError):
+        return default
+    return cost if math.isfinite(cost) and cost >= 0 else default
 
 
 def _error_text(body: bytes) -> str:
@@ -307,6 +361,7 @@ async def run_compare(settings: CompareSettings) -> dict[str, Any]:
         graders = GraderSet(settings.grader, judge_call)
         for item in settings.items:  # fail on a bad grader spec before spending anything
             graders.for_item(item)
+        await client.check_models([*settings.models, *graders.judge_models()])  # nor on a typo
         progress = Progress(len(settings.items) * len(settings.models), enabled=settings.progress)
         gate = asyncio.Semaphore(max(1, settings.concurrency))
         rows: dict[tuple[str, str], dict[str, Any]] = {}
@@ -318,7 +373,7 @@ async def run_compare(settings: CompareSettings) -> dict[str, Any]:
                 answer = Answer(model=model, item_id=item.id, text=hit["text"], ttft_ms=hit.get("ttft_ms"),
                                 latency_ms=hit.get("latency_ms"), prompt_tokens=hit.get("prompt_tokens", 0),
                                 completion_tokens=hit.get("completion_tokens", 0), served_by=hit.get("served_by"),
-                                cost=hit.get("cost", 0.0), cached=True)
+                                cost=hit.get("cost", 0.0), charged=hit.get("charged", False), cached=True)
             else:
                 async with gate:
                     answer = await client.ask(model, item.messages, params, settings.stream)
@@ -327,11 +382,12 @@ async def run_compare(settings: CompareSettings) -> dict[str, Any]:
                     cache.put(key, {"model": model, "item": item.id, "text": answer.text, "ttft_ms": answer.ttft_ms,
                                     "latency_ms": answer.latency_ms, "prompt_tokens": answer.prompt_tokens,
                                     "completion_tokens": answer.completion_tokens, "served_by": answer.served_by,
-                                    "cost": answer.cost, "ts": time.time()})
+                                    "cost": answer.cost, "charged": answer.charged, "ts": time.time()})
             row: dict[str, Any] = {"model": model, "item": item.id, "text": answer.text, "error": answer.error,
                                    "ttft_ms": answer.ttft_ms, "latency_ms": answer.latency_ms,
                                    "prompt_tokens": answer.prompt_tokens, "completion_tokens": answer.completion_tokens,
-                                   "served_by": answer.served_by, "cost": answer.cost, "cached": answer.cached,
+                                   "served_by": answer.served_by, "cost": answer.cost, "charged": answer.charged,
+                                   "cached": answer.cached,
                                    "correct": False, "extracted": None}
             if answer.error is None:
                 grade = await graders.for_item(item).grade(answer.text, item)
@@ -355,6 +411,7 @@ async def run_compare(settings: CompareSettings) -> dict[str, Any]:
         "requests_made": sum(1 for r in rows.values() if not r["cached"]),
         "requests_cached": sum(1 for r in rows.values() if r["cached"]),
         "judge_cost": graders.judge_cost, "prices": {k: list(v) for k, v in client.prices.items()},
+        "cost_basis": cost_basis(rows.values()),
         "summaries": summaries, "pareto": pareto(summaries), "recommendation": recommend(summaries, settings.keep),
         "items": [{"id": it.id, "prompt": it.prompt, "expected": it.expected,
                    "results": {m: {k: rows[(m, it.id)][k] for k in ("correct", "extracted", "text", "error",
@@ -364,6 +421,16 @@ async def run_compare(settings: CompareSettings) -> dict[str, Any]:
     }
     await asyncio.to_thread(write_outputs, result, settings.out)
     return result
+
+
+def cost_basis(rows: Any) -> str:
+    """Where the costs come from: "charged" (what the gateway billed), else how many are list prices."""
+    answered = [r for r in rows if r["error"] is None]
+    listed = sum(1 for r in answered if not r["charged"])
+    if not listed:
+        return "charged"
+    return (f"list prices for {listed} of {len(answered)} answers: the gateway did not say what it charged "
+            "(x-switchboard-cost), so deployment-level prices are not applied to them")
 
 
 def write_outputs(result: dict[str, Any], out: Path) -> None:

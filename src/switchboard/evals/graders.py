@@ -413,6 +413,10 @@ class GraderSet:
             grader = self._built[key] = make_grader(spec, self.judge_call)
         return grader
 
+    def judge_models(self) -> list[str]:
+        """The judges of the graders built so far."""
+        return sorted({g.model for g in self._built.values() if isinstance(g, JudgeGrader)})
+
     @property
     def judge_cost(self) -> float:
         return sum(getattr(g, "cost", 0.0) for g in self._built.values())

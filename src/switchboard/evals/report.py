@@ -188,6 +188,13 @@ def _disagreements(result: dict[str, Any]) -> str:
             f'</tr></thead><tbody>{"".join(rows)}</tbody></table>')
 
 
+def _cost_note(result: dict[str, Any]) -> str:
+    basis = result.get("cost_basis", "charged")
+    if basis == "charged":
+        return "Cost: what the gateway charged for each request."
+    return f"Cost: {basis}."
+
+
 def render_html(result: dict[str, Any]) -> str:
     models = result["models"]
     colors = {m: PALETTE[i % len(PALETTE)] for i, m in enumerate(models)}
@@ -206,7 +213,7 @@ grader {escape(str(grader))} · gateway {escape(str(result.get("gateway")))} · 
 <div class="rec" id="recommendation">{escape(result["recommendation"])}</div>
 {_summary_table(summaries, frontier, colors)}
 <p class="small">★ on the Pareto frontier (no other model is both cheaper and more accurate). Accuracy counts errors as wrong;
-95% Wilson intervals. Cost from the gateway's prices for the model that served each request.</p>
+95% Wilson intervals. {escape(_cost_note(result))}</p>
 <h2>Quality vs cost</h2>{quality_cost_svg(summaries, frontier, colors)}
 <h2>Latency</h2>{latency_svg("chart-ttft", "Time to first token", ttft, colors)}
 {latency_svg("chart-latency", "Total latency", total, colors)}
