@@ -331,9 +331,29 @@ def test_mock_refuses_what_gemini_refuses(stack):
                 {**ok, "generationConfig": {"max_tokens": 5}},
                 {**ok, "generationConfig": {"logprobs": 2}},
                 {**ok, "generationConfig": {"responseMimeType": "application/json",
-                                            "responseSchema": {"type": "object", "additionalProperties": False}}}):
+                                            "responseSchema": {"type": "object", "additionalProperties": False}}},
+                {**ok, "generationConfig": {"responseMimeType": "application/json", "responseSchema": {
+                    "type": "OBJECT", "properties": {"u": {"type": "STRING", "format": "uri"}}}}}):
         status, _, raw = http("POST", url, bad, headers=key)
         assert status == 400 and json.loads(raw)["error"]["status"] == "INVALID_ARGUMENT", bad
+
+
+def test_json_schema_formats_gemini_refuses_are_dropped(stack):
+    """Gemini takes `format` enum/date-time on strings, int32/int64 and float/double on numbers; others are a 400."""
+    params = {"type": "object", "required": ["url"], "properties": {
+        "url": {"type": "string", "format": "uri", "description": "a link"},
+        "email": {"type": "string", "format": "email"},
+        "when": {"type": "string", "format": "date-time"}, "n": {"type": "integer", "format": "int64"},
+        "x": {"type": "number", "format": "decimal"}}}
+    want = {"url": {"type": "STRING", "description": "a link"}, "email": {"type": "STRING"},
+            "when": {"type": "STRING", "format": "date-time"}, "n": {"type": "INTEGER", "format": "int64"},
+            "x": {"type": "NUMBER"}}
+    stack.chat(model="gemini-flash", messages=[{"role": "user", "content": "fetch it"}],
+               tools=[{"type": "function", "function": {"name": "fetch", "parameters": params}}])
+    assert stack.sent()["body"]["tools"][0]["functionDeclarations"][0]["parameters"]["properties"] == want
+    stack.chat(model="gemini-flash", messages=[{"role": "user", "content": "x"}],
+               response_format={"type": "json_schema", "json_schema": {"name": "o", "schema": params}})
+    assert stack.sent()["body"]["generationConfig"]["responseSchema"]["properties"] == want
 
 
 def test_odd_schemas_and_non_object_arguments_are_handled_not_crashed(stack):

@@ -54,6 +54,9 @@ FINISH_REASONS = {
 _SCHEMA_KEYS = frozenset({"type", "format", "title", "description", "nullable", "enum", "maxItems", "minItems",
                           "properties", "required", "minProperties", "maxProperties", "minLength", "maxLength",
                           "pattern", "example", "anyOf", "propertyOrdering", "default", "items", "minimum", "maximum"})
+# The `format`s Gemini's Schema takes, by type; any other (JSON Schema's "uri", "email", ...) is a 400 upstream.
+_FORMATS = {"STRING": frozenset({"enum", "date-time"}), "INTEGER": frozenset({"int32", "int64"}),
+           "NUMBER": frozenset({"float", "double"})}
 _CALLING_MODES = {"auto": "AUTO", "none": "NONE", "required": "ANY", "function": "ANY"}
 _RETRY_DELAY = re.compile(r"^([0-9.]+)s$")
 # Google's documented value for a function call whose signature is unknown; 1.x/2.x models do not require one.
@@ -467,4 +470,6 @@ def _reduce(node: Any, defs: dict[str, Any], depth: int) -> Any:
             out[key] = value
     if "enum" in out:
         out["type"] = "STRING"  # Gemini enums are string-typed only
+    if "format" in out and out["format"] not in _FORMATS.get(out.get("type"), ()):
+        del out["format"]  # a hint Gemini cannot take; the description still tells the model
     return out

@@ -97,6 +97,10 @@ def fault_error(status: int, message: str, headers: dict[str, str]) -> Response:
 # ---------------------------------------------------------------- validation
 
 
+# Gemini's documented Schema.format values by type (its own table: not the adapter's, which it checks).
+_FORMATS = {"STRING": ("enum", "date-time"), "INTEGER": ("int32", "int64"), "NUMBER": ("float", "double")}
+
+
 def _check_schema(node: Any, where: str) -> None:
     if not isinstance(node, dict):
         raise Invalid(f"Invalid value at '{where}' (type.googleapis.com/google.ai.generativelanguage.v1beta.Schema)")
@@ -105,6 +109,8 @@ def _check_schema(node: Any, where: str) -> None:
             raise Invalid(f'Invalid JSON payload received. Unknown name "{key}" at \'{where}\': Cannot find field.')
         if key == "type" and value not in _SCHEMA_TYPES:
             raise Invalid(f"Invalid value at '{where}.type' (type.googleapis.com/google.ai.generativelanguage.v1beta.Type), \"{value}\"")
+        if key == "format":
+            _check_format(node, where)
         if key == "properties":
             for name, sub in value.items():
                 _check_schema(sub, f"{where}.properties[{name}].value")
@@ -113,6 +119,13 @@ def _check_schema(node: Any, where: str) -> None:
         elif key == "anyOf":
             for i, sub in enumerate(value):
                 _check_schema(sub, f"{where}.any_of[{i}]")
+
+
+def _check_format(node: dict[str, Any], where: str) -> None:
+    kind = node.get("type")
+    if kind in _FORMATS and node["format"] not in _FORMATS[kind]:
+        allowed = " and ".join(f"'{f}'" for f in _FORMATS[kind])
+        raise Invalid(f"* GenerateContentRequest.{where}.format: only {allowed} are supported for {kind} type")
 
 
 def _check_part(part: Any, where: str) -> None:
