@@ -214,8 +214,7 @@ class RequestBuilder:
         payload: dict[str, Any] = {"model": dep.upstream_model, "max_tokens": max_tokens, "messages": turns.turns}
         if system:
             payload["system"] = system
-        stop = body.get("stop")
-        stops = [s for s in ([stop] if isinstance(stop, str) else stop or ()) if s]  # "" stops nothing
+        stops = c.stop_sequences(body)
         if any(not s.strip() for s in stops):
             raise _bad("stop", "Stop sequences made only of whitespace (such as \"\\n\") are not accepted")
         if stops:

@@ -99,10 +99,12 @@ def tool_names_by_id(messages: list[dict[str, Any]]) -> dict[str, str]:
 
 
 def stop_sequences(body: dict[str, Any]) -> list[str]:
+    """The request's stop sequences; an empty string stops nothing (as OpenAI and Claude treat it), so it is
+    left out: Bedrock refuses a sequence of length 0, and Ollama would match it at once."""
     stop = body.get("stop")
     if stop is None:
         return []
-    return [stop] if isinstance(stop, str) else list(stop)
+    return [s for s in ([stop] if isinstance(stop, str) else stop) if s != ""]
 
 
 def max_tokens(body: dict[str, Any]) -> int | None:

@@ -343,6 +343,10 @@ def validate(body: dict[str, Any], stream: bool = False) -> None:
     extra = set(config) - {"maxTokens", "temperature", "topP", "stopSequences"}
     if extra:
         raise Invalid(f"Malformed input request: extraneous key [{sorted(extra)[0]}] is not permitted in inferenceConfig.")
+    if any(not s for s in config.get("stopSequences") or ()):
+        raise Invalid("1 validation error detected: Value at 'inferenceConfig.stopSequences' failed to satisfy "
+                      "constraint: Member must satisfy constraint: "
+                      "[Member must have length greater than or equal to 1]")
     for key in ("temperature", "topP"):
         if key in config and not (isinstance(config[key], (int, float)) and 0 <= config[key] <= 1):
             raise Invalid(f"1 validation error detected: Value '{config[key]}' at 'inferenceConfig.{key}' failed to "

@@ -121,6 +121,10 @@ async def chat(mock: MockUpstream, request: Request, body: dict[str, Any]) -> Re
     if body.get("format") is not None and call is None:  # "json", or a JSON schema
         schema = body["format"] if isinstance(body["format"], dict) else None
         text = orjson.dumps(example_of(schema, text) if schema else {"answer": text}).decode()
+    for sequence in (body.get("options") or {}).get("stop") or ():
+        if call is None and sequence in text:  # as Ollama's FindStop: "" is in every text, so it cuts at once
+            text = text[:text.find(sequence)]
+            break
     reason = "stop"
     limit = (body.get("options") or {}).get("num_predict")
     if call is None and limit is not None and limit >= 0 and count_tokens(text) > limit:
