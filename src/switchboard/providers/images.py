@@ -53,6 +53,16 @@ def sniff_mime(data: bytes) -> str | None:
     return None
 
 
+def image_mime(declared: str, data: bytes) -> str:
+    """The media type to send for an image: what its bytes say when they are a known format (a mislabelled
+    image, which OpenAI accepts, is refused by Claude as not matching), else the declared type, with the
+    common alias image/jpg as image/jpeg."""
+    sniffed = sniff_mime(data)
+    if sniffed is not None:
+        return sniffed
+    return "image/jpeg" if declared == "image/jpg" else declared
+
+
 def parse_data_url(url: str, *, param: str | None = None,
                    max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[str, bytes] | None:
     """(mime, bytes) of a `data:` URL; None when `url` is not a data URL.
@@ -76,12 +86,9 @@ def parse_data_url(url: str, *, param: str | None = None,
         data = base64.b64decode(without_whitespace(payload), validate=True)
     except (binascii.Error, ValueError):
         raise _fail("data URL holds invalid base64", param) from None
-    if not mime.startswith("image/"):
-        sniffed = sniff_mime(data)
-        if sniffed is None:
-            raise _fail(f"data URL media type {mime!r} is not an image", param)
-        mime = sniffed
-    return mime, data
+    if not mime.startswith("image/") and sniff_mime(data) is None:
+        raise _fail(f"data URL media type {mime!r} is not an image", param)
+    return image_mime(mime, data), data
 
 
 def _is_public(addr: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
@@ -114,7 +121,7 @@ async def _check_host(host: str, port: int, param: str | None) -> None:
 def _mime_of(content_type: str, data: bytes, url: str, param: str | None) -> str:
     mime = content_type.split(";", 1)[0].strip().lower()
     if mime.startswith("image/"):
-        return mime
+        return image_mime(mime, data)
     sniffed = sniff_mime(data)
     if sniffed is None:
         raise _fail(f"{url} did not return an image (content-type {mime or 'missing'!r})", param)
