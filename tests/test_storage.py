@@ -6,6 +6,7 @@ import asyncio
 import time
 import uuid
 
+import orjson
 import pytest
 from test_replicas import PG_URL, REDIS_URL, pg_query, require_services
 
@@ -13,6 +14,7 @@ from switchboard.accounting.keys import Budget
 from switchboard.accounting.ledger import Holds, Ledger
 from switchboard.accounting.limits import Check, MemoryLimits, RedisLimits
 from switchboard.errors import InsufficientCredit
+from switchboard.storage.base import RequestLogEntry
 from switchboard.storage.postgres import PostgresStorage
 from switchboard.storage.redis_state import RedisState
 from switchboard.storage.responses import BrokenChain, ResponseStore
@@ -223,3 +225,25 @@ async def test_stored_responses_chain_by_key_and_expire(storage):
     await expired.save({"id": "resp_4", "output": []}, "key-a", None, turn(4))
     rows = await storage.fetchall("SELECT response_id FROM responses")
     assert [r["response_id"] for r in rows] == ["resp_4"]
+
+
+async def test_a_nul_in_a_request_log_row_never_blocks_the_rows_after_it(storage):
+    now = time.time()
+    entries = [RequestLogEntry(request_id=f"r{i}", ts=now + i, model_requested="m") for i in range(3)]
+    entries[1].model_requested = "bad\x00model"
+    entries[1].error_message = "no model bad\x00model"
+    entries[1].extra = {"model": "bad\x00", "k\x00": ["\x00"], "path": "C:\\u0000"}
+    await storage.write_request_logs([e.row() for e in entries])
+    rows = {r["request_id"]: r for r in await storage.fetchall("SELECT * FROM request_log")}
+    assert sorted(rows) == ["r0", "r1", "r2"]
+    assert rows["r1"]["model_requested"] == "bad\ufffdmodel" and rows["r1"]["error_message"] == "no model bad\ufffdmodel"
+    assert orjson.loads(rows["r1"]["extra"]) == {"model": "bad\ufffd", "k\ufffd": ["\ufffd"], "path": "C:\\u0000"}
+    if storage.dialect == "postgres":  # jsonb, which refuses \u0000, reads the column
+        row = await storage.fetchone("SELECT CAST(extra AS jsonb)->>'model' AS m FROM request_log WHERE request_id = 'r1'")
+        assert row == {"m": "bad\ufffd"}
+    # A row the database refuses (built by hand, past the cleaning) costs that row only, not the batch after it.
+    bad = RequestLogEntry(request_id="raw", ts=now, model_requested="x").row()
+    bad = (*bad[:5], "a\x00b", *bad[6:])
+    await storage.write_request_logs([bad, RequestLogEntry(request_id="after", ts=now, model_requested="m").row()])
+    ids = {r["request_id"] for r in await storage.fetchall("SELECT request_id FROM request_log")}
+    assert "after" in ids and ("raw" in ids) == (storage.dialect == "sqlite")

@@ -46,13 +46,33 @@ class RequestLogEntry:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def row(self) -> tuple:
-        import orjson
+        """The row to insert: no text holds U+0000 (Postgres text and JSON refuse it), it becomes U+FFFD."""
+        values = (self.request_id, self.ts, self.key_id, self.ingress, self.endpoint, self.model_requested,
+                  self.model_used, self.deployment, self.provider, self.status, self.error_type, self.error_message,
+                  self.prompt_tokens, self.completion_tokens, self.cost, self.latency_ms, self.ttft_ms,
+                  1 if self.stream else 0, self.attempts, self.router, self.router_score,
+                  _extra_text(self.extra) if self.extra else None)
+        return tuple(without_nul(v) if type(v) is str else v for v in values)
 
-        return (self.request_id, self.ts, self.key_id, self.ingress, self.endpoint, self.model_requested,
-                self.model_used, self.deployment, self.provider, self.status, self.error_type, self.error_message,
-                self.prompt_tokens, self.completion_tokens, self.cost, self.latency_ms, self.ttft_ms,
-                1 if self.stream else 0, self.attempts, self.router, self.router_score,
-                orjson.dumps(self.extra, default=str).decode() if self.extra else None)
+
+def _extra_text(extra: dict[str, Any]) -> str:
+    import orjson
+
+    text = orjson.dumps(extra, default=str).decode()
+    if "\\u0000" in text:  # rare: only then walk the data (a literal backslash-u0000 must stay as it is)
+        text = orjson.dumps(without_nul(orjson.loads(text))).decode()
+    return text
+
+
+def without_nul(value: Any) -> Any:
+    """`value` (text, or JSON-like data) with every U+0000 in its text replaced by U+FFFD."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd") if "\x00" in value else value
+    if isinstance(value, dict):
+        return {without_nul(k): without_nul(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [without_nul(v) for v in value]
+    return value
 
 
 Statement = tuple[str, str, tuple[Any, ...]]

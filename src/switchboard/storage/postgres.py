@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import re
 from collections.abc import Iterator
 from typing import Any, TypeVar
@@ -22,6 +23,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from switchboard.errors import ServiceUnavailable
 from switchboard.storage.base import REQUEST_LOG_COLUMNS, Statement, Steps
 from switchboard.storage.schema import migrations
+
+log = logging.getLogger("switchboard.storage")
 
 _PLACEHOLDER = re.compile(r"\?")
 _SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
@@ -59,6 +62,22 @@ async def _run(conn: Any, statement: Statement) -> Any:
         row = await conn.fetchrow(to_dollar_params(sql), *args)
         return dict(row) if row is not None else None
     return [dict(r) for r in await conn.fetch(to_dollar_params(sql), *args)]
+
+
+def _row_errors() -> tuple[type[BaseException], ...]:
+    """Errors about the data of a row, not about the database: the other rows can still be written."""
+    import asyncpg
+
+    return asyncpg.DataError, asyncpg.IntegrityConstraintViolationError, UnicodeError
+
+
+async def _insert_one_by_one(conn: Any, sql: str, rows: list[tuple]) -> None:
+    """Write each row alone; a row the database refuses is logged and dropped, never retried forever."""
+    for row in rows:
+        try:
+            await conn.execute(sql, *row)
+        except _row_errors() as exc:
+            log.error("dropped request log row %r: the database refused it: %s", row[0], exc)
 
 
 @contextlib.contextmanager
@@ -152,7 +171,12 @@ class PostgresStorage:
         params = ", ".join(f"${i}" for i in range(1, len(REQUEST_LOG_COLUMNS) + 1))
         sql = f"INSERT INTO request_log ({cols}) VALUES ({params}) ON CONFLICT (request_id) DO NOTHING"
         async with self._pool.acquire() as conn:
-            await conn.executemany(sql, rows)
+            try:
+                await conn.executemany(sql, rows)  # atomic: one bad row and nothing is written
+            except _row_errors() as exc:
+                log.warning("a request log batch of %d rows was refused (%s); writing its rows one by one",
+                            len(rows), exc)
+                await _insert_one_by_one(conn, sql, rows)
 
     async def recent_requests(self, limit: int = 50, **filters: Any) -> list[dict[str, Any]]:
         where, args = [], []
