@@ -10,6 +10,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+import uuid
 import zlib
 
 import openai
@@ -48,6 +49,25 @@ def stack(tmp_path_factory):
     yield gw, mock
     gw.stop()
     mock.stop()
+
+
+@pytest.fixture(scope="module")
+def pg_gateway(stack, tmp_path_factory):
+    """A second gateway on the same mock, storing in Postgres (a private schema, dropped afterwards)."""
+    from test_replicas import PG_URL, pg_query, require_services
+
+    require_services()
+    tmp = tmp_path_factory.mktemp("accounts-pg")
+    schema = f"sbtest_{uuid.uuid4().hex[:10]}"
+    base = stack[1].url + "/v1"
+    config = {"auth": {"master_key": "${SB_MASTER}"},
+              "storage": {"database_url": "${SB_DB}", "log_flush_seconds": 0.05},
+              "models": {"m": {"deployments": [{"provider": "openai", "model": "m-up", "base_url": base}],
+                               "pricing": PRICING}}}
+    gw = GatewayProc(tmp, config, env={"SB_MASTER": MASTER, "SB_DB": f"{PG_URL}?search_path={schema}"})
+    yield gw
+    gw.stop()
+    asyncio.run(pg_query(PG_URL, f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
 
 
 def admin(gw, method, path, body=None):
@@ -608,3 +628,47 @@ def test_admin_paths_in_openapi(stack):
     gw, _ = stack
     doc = json.loads(http("GET", gw.url + "/openapi.json")[2])
     assert {"/admin/keys", "/admin/keys/{key_id}", "/admin/usage", "/admin/ledger"} <= set(doc["paths"])
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_nul_in_admin_input_is_a_400_naming_the_parameter_on_every_backend(backend, request):
+    gw = request.getfixturevalue("stack")[0] if backend == "sqlite" else request.getfixturevalue("pg_gateway")
+    key_id, _ = new_key(gw, name="nul-target")
+    cases = [("POST", "/admin/keys", {"name": "a\x00b"}, "name"),
+             ("POST", "/admin/keys", {"name": "ok", "team": "a\x00b"}, "team"),
+             ("PATCH", f"/admin/keys/{key_id}", {"name": "x\x00"}, "name"),
+             ("POST", f"/admin/keys/{key_id}/credits", {"amount_usd": 1, "note": "a\x00b"}, "note"),
+             ("GET", "/admin/keys/%00", None, "key_id"), ("DELETE", "/admin/keys/%00", None, "key_id"),
+             ("GET", "/admin/teams/%00", None, "team"), ("POST", "/admin/teams/a%00/credits", {"amount_usd": 1}, "team"),
+             ("GET", "/admin/ledger?account=%00", None, "account"),
+             ("GET", "/admin/ledger?request_id=a%00", None, "request_id"),
+             ("GET", "/admin/usage?model=%00", None, "model"), ("GET", "/admin/usage?team=%00", None, "team"),
+             ("GET", "/admin/usage?key=%00", None, "key"), ("GET", "/admin/keys?team=%00", None, "team"),
+             ("GET", "/admin/dashboard/requests?model=%00", None, "model")]
+    for method, path, body, param in cases:
+        status, data = admin(gw, method, path, body)
+        assert status == 400, (method, path, status, data)
+        assert data["error"]["type"] == "invalid_request_error" and data["error"]["param"] == param, (path, data)
+    _, view = admin(gw, "GET", f"/admin/keys/{key_id}")
+    assert view["name"] == "nul-target" and view["credit"]["balance_usd"] == 0
+    # a note may still span lines
+    status, _ = admin(gw, "POST", f"/admin/keys/{key_id}/credits", {"amount_usd": 1, "note": "line one\nline two"})
+    assert status == 201
+
+
+def test_a_nul_in_a_requested_model_does_not_stop_the_postgres_request_log(pg_gateway):
+    gw = pg_gateway
+    _, key = new_key(gw, name="nul-model")
+    client = client_for(gw, key)
+    ask(client)
+    with pytest.raises(openai.NotFoundError):
+        ask(client, model="bad\x00model")
+    for _ in range(3):
+        ask(client)
+
+    def logged():
+        status, report = admin(gw, "GET", "/admin/usage?group_by=model")
+        return status == 200 and {r["model"]: r["requests"] for r in report["data"]}
+
+    models = wait_for(lambda: (m := logged()) and sum(m.values()) == 5 and m, timeout=5)
+    assert models == {"m": 4, "bad\ufffdmodel": 1}

@@ -31,6 +31,7 @@ import orjson
 from switchboard.accounting.keys import EDITABLE, PERIODS, KeyRecord
 from switchboard.accounting.ledger import KINDS
 from switchboard.accounting.pricing import MAX_NANOS, to_nanos
+from switchboard.api.params import check_text, text_param
 from switchboard.errors import InvalidRequest, MethodNotAllowed, NotFound
 from switchboard.http.server import Request, Response
 
@@ -73,7 +74,7 @@ async def handle(gw: Gateway, request: Request) -> Response:
         if m == "POST":
             return await create_key(gw, request)
     elif len(parts) >= 2 and parts[0] == "keys":
-        record = await gw.auth.keys.get(parts[1])
+        record = await gw.auth.keys.get(check_text(parts[1], "key_id", limit=200))
         if record is None:
             raise NotFound(f"No API key with id {parts[1]!r}.", code="key_not_found")
         rest = parts[2:]
@@ -91,7 +92,7 @@ async def handle(gw: Gateway, request: Request) -> Response:
         if rest not in ([], ["credits"], ["ledger"]):
             raise NotFound(f"Unknown admin path {request.method} {request.path}.")
     elif len(parts) >= 2 and parts[0] == "teams":
-        account = f"team:{parts[1]}"
+        account = f"team:{check_text(parts[1], 'team', limit=200)}"
         rest = parts[2:]
         if rest == [] and m == "GET":
             return _json(await account_view(gw, account))
@@ -105,8 +106,7 @@ async def handle(gw: Gateway, request: Request) -> Response:
         if rest not in ([], ["credits"], ["ledger"]):
             raise NotFound(f"Unknown admin path {request.method} {request.path}.")
     elif parts == ["ledger"] and m == "GET":
-        q = request.query_params()
-        return await ledger(gw, request, q.get("account") or None)
+        return await ledger(gw, request, text_param(request.query_params(), "account"))
     elif parts == ["usage"] and m == "GET":
         return await usage(gw, request)
     else:
@@ -149,11 +149,15 @@ def key_fields(gw: Gateway, data: dict[str, Any], *, creating: bool) -> dict[str
         name = data.get("name")
         if (name is not None or not creating) and (not isinstance(name, str) or not 0 < len(name) <= 200):
             raise InvalidRequest("'name' must be a string of 1 to 200 characters.", param="name")
+        if name is not None:
+            check_text(name, "name", limit=200)
         out["name"] = name
     if "team" in data:
         team = data["team"]
         if team is not None and (not isinstance(team, str) or not team or len(team) > 200):
             raise InvalidRequest("'team' must be a non-empty string or null.", param="team")
+        if team is not None:
+            check_text(team, "team", limit=200)
         out["team"] = team
     if "allowed_models" in data:
         models = data["allowed_models"]
@@ -278,7 +282,7 @@ async def update_key(gw: Gateway, record: KeyRecord, data: dict[str, Any]) -> Re
 
 async def list_keys(gw: Gateway, request: Request) -> Response:
     q = request.query_params()
-    records = await gw.auth.keys.list(team=q.get("team") or None,
+    records = await gw.auth.keys.list(team=text_param(q, "team"),
                                       include_revoked=q.get("include_revoked", "").lower() in ("1", "true", "yes"))
     return _json({"object": "list", "data": [await key_view(gw, r) for r in records]})
 
@@ -314,6 +318,8 @@ async def post_credit(gw: Gateway, account: str, data: dict[str, Any]) -> Respon
     note = data.get("note")
     if note is not None and not isinstance(note, str):
         raise InvalidRequest("'note' must be a string.", param="note")
+    if note is not None:
+        check_text(note, "note", limit=2000, line_breaks=True)
     try:
         await gw.admission.ledger.post(account, kind, amount, note=note)
     except ValueError as exc:  # the balance would overflow
@@ -337,7 +343,8 @@ async def ledger(gw: Gateway, request: Request, account: str | None) -> Response
         raise InvalidRequest("'limit' and 'before' must be integers.") from None
     if before is not None and not 0 <= before < 2**63:
         raise InvalidRequest("'before' must be a ledger entry id.", param="before")
-    rows = await gw.admission.ledger.entries(account, limit=limit, before=before, request_id=q.get("request_id") or None)
+    rows = await gw.admission.ledger.entries(account, limit=limit, before=before,
+                                             request_id=text_param(q, "request_id"))
     data = [_entry(r) for r in rows]
     body: dict[str, Any] = {"object": "list", "data": data, "has_more": len(data) == limit}
     if account:
@@ -360,8 +367,8 @@ async def usage(gw: Gateway, request: Request) -> Response:
         raise InvalidRequest("'since' and 'until' must be Unix timestamps.") from None
     await gw.request_log.flush()  # include this replica's entries not yet written
     try:
-        rows = await usage_report(gw.storage, group_by, since=since, until=until, key_id=q.get("key") or None,
-                                  model=q.get("model") or None, team=q.get("team") or None)
+        rows = await usage_report(gw.storage, group_by, since=since, until=until, key_id=text_param(q, "key"),
+                                  model=text_param(q, "model"), team=text_param(q, "team"))
     except ValueError as exc:
         raise InvalidRequest(str(exc), param="group_by") from None
     if q.get("format") == "csv":

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from switchboard.api import dashboard_queries as q
+from switchboard.api.params import text_param
 from switchboard.errors import InvalidRequest, NotFound
 from switchboard.http.server import Request, Response
 
@@ -188,10 +189,7 @@ def _float(params: dict[str, str], name: str) -> float | None:
 
 def _text(params: dict[str, str], name: str) -> str | None:
     """A free-text filter; NUL and other control characters never reach the database."""
-    value = params.get(name) or None
-    if value is not None and (len(value) > 500 or any(ord(c) < 32 for c in value)):
-        raise InvalidRequest(f"'{name}' must be printable text of at most 500 characters.", param=name)
-    return value
+    return text_param(params, name)
 
 
 def _int(params: dict[str, str], name: str, default: int, lo: int, hi: int) -> int:

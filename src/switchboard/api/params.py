@@ -1,0 +1,31 @@
+"""Checks for the text an operator sends the admin and dashboard APIs, shared so both answer alike.
+
+Every backend must answer the same: SQLite stores a U+0000 that Postgres
+refuses with an error, so control characters are refused with a 400 before any
+text reaches the database.
+"""
+
+from __future__ import annotations
+
+from switchboard.errors import InvalidRequest
+
+_LINE_BREAKS = frozenset("\n\r\t")
+
+
+def has_control(text: str, *, line_breaks: bool = False) -> bool:
+    """Whether `text` holds a control character (U+0000 to U+001F, U+007F); tabs and newlines allowed if asked."""
+    return any((ord(c) < 32 or c == "\x7f") and not (line_breaks and c in _LINE_BREAKS) for c in text)
+
+
+def check_text(value: str, name: str, *, limit: int = 500, line_breaks: bool = False) -> str:
+    """`value`, or a 400 naming the parameter `name` when it is too long or holds a control character."""
+    if len(value) > limit or has_control(value, line_breaks=line_breaks):
+        raise InvalidRequest(f"'{name}' must be printable text of at most {limit} characters "
+                             "(no U+0000 or other control characters).", param=name)
+    return value
+
+
+def text_param(params: dict[str, str], name: str, *, limit: int = 500) -> str | None:
+    """A free-text query parameter (absent or empty: None), checked like `check_text`."""
+    value = params.get(name) or None
+    return None if value is None else check_text(value, name, limit=limit)
