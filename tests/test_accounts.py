@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import concurrent.futures
 import json
 import os
 import sqlite3
@@ -457,6 +458,27 @@ def test_budgets_hard_and_soft(stack):
     _, view = admin(gw, "GET", f"/admin/keys/{key_id}")
     day = next(b for b in view["credit"]["budgets"] if b["period"] == "day")
     assert day["spent_usd"] == pytest.approx(0.63) and day["resets_at"] > time.time()
+
+
+def test_a_budget_added_partway_through_a_period_counts_what_was_spent_in_it(stack):
+    gw, _ = stack
+    key_id, key = new_key(gw, name="late-budget", team="late-budgeters")
+    client = client_for(gw, key)
+    for _ in range(3):  # $0.21 each, with no budget yet
+        ask(client)
+    in_flight = concurrent.futures.ThreadPoolExecutor(1).submit(ask, client, "late")  # answers after 0.6 s
+    time.sleep(0.3)
+    budgets = [{"period": "day", "limit_usd": 1.0}, {"period": "month", "limit_usd": 1.0}]
+    assert admin(gw, "PATCH", f"/admin/keys/{key_id}", {"budgets": budgets})[0] == 200
+    assert admin(gw, "PATCH", "/admin/teams/late-budgeters", {"budgets": budgets[:1]})[0] == 200
+    in_flight.result(timeout=10)  # settled under the budgets it was admitted without: still counted
+    _, view = admin(gw, "GET", f"/admin/keys/{key_id}")
+    assert [b["spent_usd"] for b in view["credit"]["budgets"]] == pytest.approx([0.84, 0.84])
+    _, team = admin(gw, "GET", "/admin/teams/late-budgeters")
+    assert [b["spent_usd"] for b in team["budgets"]] == pytest.approx([0.84])
+    with pytest.raises(openai.APIStatusError) as err:  # $0.84 spent + up to $0.30 held: over $1
+        ask(client)
+    assert err.value.status_code == 402 and err.value.code == "budget_exceeded"
 
 
 def test_team_prepaid_credit_covers_all_its_keys(stack):

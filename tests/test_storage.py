@@ -92,7 +92,7 @@ async def test_sweep_releases_dead_holds_once_and_late_settle_still_charges(stor
     row = await ledger.account("key:b")
     assert row["reserved"] == 0 and row["balance"] == 3_000
     spend = await storage.fetchall("SELECT spent, reserved FROM spend WHERE account = ?", "key:b")
-    assert [(r["spent"], r["reserved"]) for r in spend] == [(2_000, 0)]
+    assert [(r["spent"], r["reserved"]) for r in spend] == [(2_000, 0)] * 2  # its day and its month
 
 
 async def test_a_charge_is_written_once_per_request(storage):
@@ -247,3 +247,19 @@ async def test_a_nul_in_a_request_log_row_never_blocks_the_rows_after_it(storage
     await storage.write_request_logs([bad, RequestLogEntry(request_id="after", ts=now, model_requested="m").row()])
     ids = {r["request_id"] for r in await storage.fetchall("SELECT request_id FROM request_log")}
     assert "after" in ids and ("raw" in ids) == (storage.dialect == "sqlite")
+
+
+async def test_a_budget_set_partway_through_a_period_counts_what_was_spent_in_it(storage):
+    ledger = Ledger(storage)
+    now = time.time()
+    # spent with no budget: the day and month rows are kept all the same, for the key and its team
+    await ledger.settle("r1", Holds(), ["key:d", "team:t"], [], 300, "m", now)
+    # a charge from before spend rows were kept for every account: only the ledger has it
+    await ledger.post("key:e", "charge", -400)
+    for account in ("key:d", "team:t", "key:e"):
+        await ledger.set_budget(account, "day", 1_000)
+        await ledger.set_budget(account, "month", 1_000, soft=True)
+    spent = {a: [b["spent_usd"] for b in await ledger.budgets(a)] for a in ("key:d", "team:t", "key:e")}
+    assert spent == {"key:d": [300e-9, 300e-9], "team:t": [300e-9, 300e-9], "key:e": [400e-9, 400e-9]}
+    with pytest.raises(InsufficientCredit):  # 300 spent + 701 > 1,000
+        await ledger.reserve("r2", [], [Budget("key:d", "day", 1_000)], 701, 60, now)

@@ -18,6 +18,9 @@ idempotent and safe against a concurrent sweep.
 
 Budgets ride on the same mechanism: a hard budget is a hold on the
 `spend` row of the current period (``spent + reserved + amount <= cap``).
+Every charge is added to its account's day and month `spend` rows, budget or
+not, so a budget set partway through a period (even while requests are in
+flight) counts what was already spent in it.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from typing import Any
 
 import orjson
 
-from switchboard.accounting.keys import Budget
+from switchboard.accounting.keys import PERIODS, Budget
 from switchboard.accounting.pricing import MAX_NANOS
 from switchboard.errors import InsufficientCredit
 from switchboard.storage.base import Steps, Storage, execute, fetchone, without_nul
@@ -45,6 +48,12 @@ def bucket(period: str, ts: float) -> str:
     """The spend bucket a moment falls in: ``day:2025-06-01`` or ``month:2025-06`` (UTC)."""
     d = datetime.fromtimestamp(ts, UTC)
     return f"day:{d:%Y-%m-%d}" if period == "day" else f"month:{d:%Y-%m}"
+
+
+def period_start(period: str, ts: float) -> float:
+    """When the period containing `ts` began."""
+    d = datetime.fromtimestamp(ts, UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    return (d if period == "day" else d.replace(day=1)).timestamp()
 
 
 def period_reset(period: str, ts: float) -> float:
@@ -142,11 +151,14 @@ class Ledger:
         return int(row["total"]) if row else 0
 
     async def set_budget(self, account: str, period: str, cap: int | None, *, soft: bool = False) -> None:
+        now = time.time()
+
         def steps() -> Steps[None]:
             yield execute("DELETE FROM budgets WHERE account = ? AND period = ? AND soft = ?", account, period, int(soft))
             if cap is not None:
                 yield execute("INSERT INTO budgets (account, period, cap, soft) VALUES (?, ?, ?, ?)",
                               account, period, int(cap), int(soft))
+                yield from _seed_spend(account, period, now)
 
         await self.storage.transact(steps())
 
@@ -242,19 +254,29 @@ def _settle(request_id: str, holds: Holds, charges: list[str], budgets: list[Bud
         if release or charge:
             yield execute("UPDATE accounts SET reserved = reserved - ?, balance = balance - ?, updated_at = ? "
                           "WHERE account = ?", release, charge, now, account)
-    spend_rows = {(b.account, bucket(b.period, now)) for b in budgets} if cost else set()
+    # Every charged account's day and month, not only those with a budget now: one may be set at any moment.
+    charged = {b.account for b in budgets} | set(charges)
+    spend_rows = {(a, bucket(p, now)) for a in charged for p in PERIODS} if cost else set()
     for account, key in sorted(spend_rows | set(holds.buckets)):
         release = holds.buckets.get((account, key), 0) if dropped else 0
         charge = cost if (account, key) in spend_rows else 0
         if release or charge:
-            yield execute("INSERT INTO spend (account, bucket, spent, reserved) VALUES (?, ?, 0, 0) "
-                          "ON CONFLICT (account, bucket) DO NOTHING", account, key)
-            yield execute("UPDATE spend SET reserved = reserved - ?, spent = spent + ? WHERE account = ? AND bucket = ?",
-                          release, charge, account, key)
+            yield execute("INSERT INTO spend (account, bucket, spent, reserved) VALUES (?, ?, ?, 0) "
+                          "ON CONFLICT (account, bucket) DO UPDATE SET spent = spend.spent + ?, "
+                          "reserved = spend.reserved - ?", account, key, charge, charge, release)
     if idempotency is not None:
         key_id, idem_key, status, body, headers = idempotency
         yield execute("UPDATE idempotency SET state = 'done', status = ?, body = ?, headers = ? "
                       "WHERE key_id = ? AND idem_key = ?", status, body, headers, key_id, idem_key)
+
+
+def _seed_spend(account: str, period: str, now: float) -> Steps[None]:
+    """A period's spend row, if there is none yet, from the ledger: charges made before spend rows were kept."""
+    yield execute("INSERT INTO spend (account, bucket, spent, reserved) "
+                  "SELECT ?, ?, COALESCE(-SUM(amount), 0), 0 FROM ledger "
+                  "WHERE account = ? AND kind = 'charge' AND ts >= ? AND ts < ? "
+                  "ON CONFLICT (account, bucket) DO NOTHING",
+                  account, bucket(period, now), account, period_start(period, now), period_reset(period, now))
 
 
 def ensure_account(account: str, now: float) -> Steps[None]:
