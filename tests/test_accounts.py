@@ -646,6 +646,26 @@ def test_usage_report_json_csv_and_cli(stack):
     assert out.returncode != 0 and "404" in out.stderr
 
 
+def test_usage_by_team_counts_each_request_for_the_team_charged_then(stack):
+    gw, _ = stack
+    key_id, key = new_key(gw, name="mover", team="movers-a")
+    ask(client_for(gw, key))
+    assert admin(gw, "PATCH", f"/admin/keys/{key_id}", {"team": "movers-b"})[0] == 200
+    time.sleep(0.6)  # key_cache_seconds: requests from now on are the new team's
+    ask(client_for(gw, key))
+    ask(client_for(gw, key))
+    _, report = admin(gw, "GET", f"/admin/usage?group_by=team&key={key_id}")
+    assert {r["team"]: r["requests"] for r in report["data"]} == {"movers-a": 1, "movers-b": 2}
+    _, report = admin(gw, "GET", "/admin/usage?group_by=key&team=movers-a")
+    assert report["totals"]["requests"] == 1 and report["totals"]["cost_usd"] == pytest.approx(0.21)
+    _, ledger = admin(gw, "GET", "/admin/teams/movers-a/ledger")
+    assert ledger["total_usd"] == pytest.approx(-report["totals"]["cost_usd"])  # the report agrees with the ledger
+    out = subprocess.run([sys.executable, "-m", "switchboard", "usage", "--by", "team", "--key", key_id,
+                          "--url", gw.url, "--admin-key", MASTER], capture_output=True, text=True, timeout=30)
+    lines = {line.split()[0]: line.split()[1] for line in out.stdout.splitlines() if line.startswith("movers-")}
+    assert lines == {"movers-a": "1", "movers-b": "2"}, out.stdout + out.stderr
+
+
 def test_admin_paths_in_openapi(stack):
     gw, _ = stack
     doc = json.loads(http("GET", gw.url + "/openapi.json")[2])

@@ -263,3 +263,40 @@ async def test_a_budget_set_partway_through_a_period_counts_what_was_spent_in_it
     assert spent == {"key:d": [300e-9, 300e-9], "team:t": [300e-9, 300e-9], "key:e": [400e-9, 400e-9]}
     with pytest.raises(InsufficientCredit):  # 300 spent + 701 > 1,000
         await ledger.reserve("r2", [], [Budget("key:d", "day", 1_000)], 701, 60, now)
+
+
+@pytest.mark.parametrize("dialect", ["sqlite", "postgres"])
+async def test_the_request_log_team_migration_gives_older_rows_their_keys_team(dialect, tmp_path):
+    before = migrations(dialect)[:4]  # a database from before request_log had a team
+    setup = ["CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY)",
+             *(s for statements in before for s in statements),
+             *(f"INSERT INTO schema_migrations (version) VALUES ({v})" for v in range(1, len(before) + 1)),
+             "INSERT INTO api_keys (key_id, name, prefix, salt, hash, team, created_at, updated_at) "
+             "VALUES ('k1', 'a', 'p', 's', 'h', 'web', 0, 0), ('k2', 'b', 'p', 's', 'h', NULL, 0, 0)",
+             "INSERT INTO request_log (request_id, ts, key_id) VALUES ('r1', 1, 'k1'), ('r2', 2, 'k2'), ('r3', 3, 'gone')"]
+    if dialect == "sqlite":
+        import sqlite3
+
+        conn = sqlite3.connect(tmp_path / "old.db")
+        for sql in setup:
+            conn.execute(sql)
+        conn.commit()
+        conn.close()
+        store = SQLiteStorage(str(tmp_path / "old.db"))
+    else:
+        require_services()
+        schema = f"sbtest_{uuid.uuid4().hex[:10]}"
+        await pg_query(PG_URL, f'CREATE SCHEMA "{schema}"')
+        for sql in setup:
+            await pg_query(f"{PG_URL}?options=-csearch_path%3D{schema}", sql)
+        store = PostgresStorage(f"{PG_URL}?search_path={schema}")
+    try:
+        await store.start()
+        rows = await store.fetchall("SELECT request_id, team FROM request_log ORDER BY request_id")
+        assert [(r["request_id"], r["team"]) for r in rows] == [("r1", "web"), ("r2", None), ("r3", None)]
+        await store.write_request_logs([RequestLogEntry(request_id="r4", ts=4, key_id="k1", team="ops").row()])
+        assert (await store.fetchone("SELECT team FROM request_log WHERE request_id = 'r4'")) == {"team": "ops"}
+    finally:
+        await store.close()
+        if dialect == "postgres":
+            await pg_query(PG_URL, f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')

@@ -418,6 +418,9 @@ class Admission:
 
     def _settle(self, ctx: RequestContext, pend: _Pending | None) -> None:
         entry = ctx.entry
+        key = pend.key if pend is not None else getattr(ctx.identity, "key", None)
+        if key is not None:  # the team charged now: the key may be moved to another team later
+            entry.team = key.team
         if pend is not None:
             if not pend.committed:
                 if entry.status == 499 and entry.cost > 0 and pend.key is not None:

@@ -21,7 +21,7 @@ def _group_expr(group: str, dialect: str) -> str:
         if dialect == "postgres":
             return "to_char(to_timestamp(r.ts) AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
         return "strftime('%Y-%m-%d', r.ts, 'unixepoch')"
-    return {"key": "r.key_id", "team": "k.team", "model": "COALESCE(r.model_used, r.model_requested)",
+    return {"key": "r.key_id", "team": "r.team", "model": "COALESCE(r.model_used, r.model_requested)",
             "deployment": "r.deployment", "provider": "r.provider", "status": "r.status"}[group]
 
 
@@ -34,7 +34,7 @@ async def usage_report(storage: Storage, group_by: list[str], *, since: float | 
             raise ValueError(f"unknown group {g!r}; use any of {', '.join(GROUPS)}")
     cols = [f"{_group_expr(g, storage.dialect)} AS {g}" for g in group_by]
     where, args = [], []
-    for cond, value in (("r.ts >= ?", since), ("r.ts < ?", until), ("r.key_id = ?", key_id), ("k.team = ?", team),
+    for cond, value in (("r.ts >= ?", since), ("r.ts < ?", until), ("r.key_id = ?", key_id), ("r.team = ?", team),
                         ("(r.model_used = ? OR (r.model_used IS NULL AND r.model_requested = ?))", model)):
         if value is not None:
             where.append(cond)
@@ -49,7 +49,7 @@ async def usage_report(storage: Storage, group_by: list[str], *, since: float | 
             "AVG(r.latency_ms) AS avg_latency_ms",
             "MAX(r.latency_ms) AS max_latency_ms",
         ])
-        + " FROM request_log r LEFT JOIN api_keys k ON k.key_id = r.key_id"
+        + " FROM request_log r"
         + (" WHERE " + " AND ".join(where) if where else "")
         + (" GROUP BY " + ", ".join(_group_expr(g, storage.dialect) for g in group_by) if group_by else "")
         + " ORDER BY " + (", ".join(f"{i + 1}" for i in range(len(group_by))) if group_by else "requests DESC")

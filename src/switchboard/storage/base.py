@@ -16,7 +16,7 @@ T = TypeVar("T")
 REQUEST_LOG_COLUMNS = (
     "request_id", "ts", "key_id", "ingress", "endpoint", "model_requested", "model_used", "deployment",
     "provider", "status", "error_type", "error_message", "prompt_tokens", "completion_tokens", "cost",
-    "latency_ms", "ttft_ms", "stream", "attempts", "router", "router_score", "extra",
+    "latency_ms", "ttft_ms", "stream", "attempts", "router", "router_score", "extra", "team",
 )
 
 
@@ -44,6 +44,7 @@ class RequestLogEntry:
     router: str | None = None
     router_score: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    team: str | None = None  # the key's team when the request was charged; reports group by it
 
     def row(self) -> tuple:
         """The row to insert: no text holds U+0000 (Postgres text and JSON refuse it), it becomes U+FFFD."""
@@ -51,7 +52,7 @@ class RequestLogEntry:
                   self.model_used, self.deployment, self.provider, self.status, self.error_type, self.error_message,
                   self.prompt_tokens, self.completion_tokens, self.cost, self.latency_ms, self.ttft_ms,
                   1 if self.stream else 0, self.attempts, self.router, self.router_score,
-                  _extra_text(self.extra) if self.extra else None)
+                  _extra_text(self.extra) if self.extra else None, self.team)
         return tuple(without_nul(v) if type(v) is str else v for v in values)
 
 

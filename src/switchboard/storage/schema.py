@@ -140,6 +140,13 @@ _MIGRATIONS: list[str] = [
     );
     CREATE INDEX IF NOT EXISTS responses_created ON responses (created_at)
     """,
+    # 5: the team a request was charged to, as it was then (a key may change teams later). Rows logged
+    # before this migration take their key's team at the time of the migration: the best there is.
+    """
+    ALTER TABLE request_log ADD COLUMN team TEXT;
+    UPDATE request_log SET team = (SELECT k.team FROM api_keys k WHERE k.key_id = request_log.key_id)
+        WHERE key_id IN (SELECT key_id FROM api_keys WHERE team IS NOT NULL)
+    """,
 ]
 
 
