@@ -666,6 +666,27 @@ def test_usage_by_team_counts_each_request_for_the_team_charged_then(stack):
     assert lines == {"movers-a": "1", "movers-b": "2"}, out.stdout + out.stderr
 
 
+def test_dashboard_totals_cover_exactly_since_to_until(stack):
+    gw, _ = stack
+    key_id, key = new_key(gw, name="ranged")
+    for _ in range(3):
+        ask(client_for(gw, key))
+    _, page = admin(gw, "GET", f"/admin/dashboard/requests?key={key_id}")
+    t_new, t_mid, t_old = (r["ts"] for r in page["data"])
+    since = (t_old + t_mid) / 2  # two of the three requests are from `since` on
+    until = since + 2 * 86400  # a two-day range: chart buckets of 30 minutes, the first beginning before `since`
+    _, usage = admin(gw, "GET", f"/admin/usage?since={since}&until={until}")
+    _, overview = admin(gw, "GET", f"/admin/dashboard/overview?since={since}&until={until}")
+    assert overview["totals"]["requests"] == usage["totals"]["requests"]
+    assert overview["totals"]["spend"] == pytest.approx(usage["totals"]["cost_usd"])
+    assert next(k for k in overview["top_keys"] if k["key_id"] == key_id)["requests"] == 2
+    assert overview["series"][0]["t"] <= since and sum(b["requests"] for b in overview["series"]) == \
+        overview["totals"]["requests"]
+    until = (t_mid + t_new) / 2  # only the middle request
+    _, keys = admin(gw, "GET", f"/admin/dashboard/keys-usage?since={since}&until={until}")
+    assert keys["data"][key_id]["spend_recent"] == pytest.approx(0.21) and keys["data"][key_id]["requests"] == 3
+
+
 def test_admin_paths_in_openapi(stack):
     gw, _ = stack
     doc = json.loads(http("GET", gw.url + "/openapi.json")[2])

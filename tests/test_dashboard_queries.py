@@ -65,6 +65,13 @@ async def _check(storage, now: float) -> None:
         first = [e for e in entries if e.ts < since + 300]
         assert series["series"][0]["requests"] == len(first)
 
+        # chart buckets on round times; the totals still exactly [since, until)
+        mid = entries[1000].ts
+        aligned = await q.time_series(storage, mid, until, 600.0, start=(mid // 600) * 600)
+        assert aligned["totals"]["requests"] == sum(1 for e in entries if e.ts >= mid)
+        assert aligned["series"][0]["t"] == (mid // 600) * 600 < mid
+        assert sum(b["requests"] for b in aligned["series"]) == aligned["totals"]["requests"]
+
         keys = await q.top_keys(storage, since, until)
         assert {k["key_id"] for k in keys} == {"k1", "k2", "k3"}
         assert keys[0]["spend"] >= keys[1]["spend"] >= keys[2]["spend"]
@@ -102,6 +109,9 @@ async def _check(storage, now: float) -> None:
         assert usage["k2"]["requests"] == sum(1 for e in entries if e.key_id == "k2")
         assert usage["k2"]["spend_recent"] == pytest.approx(
             sum(e.cost for e in entries if e.key_id == "k2" and e.ts >= now - 1800))
+        usage = await q.key_usage(storage, now - 1800, now - 900)
+        assert usage["k2"]["spend_recent"] == pytest.approx(
+            sum(e.cost for e in entries if e.key_id == "k2" and now - 1800 <= e.ts < now - 900))
     finally:
         await storage.close()
 

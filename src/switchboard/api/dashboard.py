@@ -206,7 +206,10 @@ def _int(params: dict[str, str], name: str, default: int, lo: int, hi: int) -> i
 
 
 def time_range(params: dict[str, str], default: str = "24h") -> tuple[float, float, float]:
-    """(since, until, bucket width) from `range=1h|...` or `since`/`until`; buckets aligned to their width."""
+    """(since, until, chart bucket width) from `range=1h|...` or `since`/`until`.
+
+    `since` is kept as given: totals cover exactly [since, until). Only a chart aligns its buckets (`chart_start`).
+    """
     now = time.time()
     until = _float(params, "until") or now
     since = _float(params, "since")
@@ -221,8 +224,12 @@ def time_range(params: dict[str, str], default: str = "24h") -> tuple[float, flo
     width = next((s for s in _STEPS if span / s <= _MAX_POINTS), _STEPS[-1])
     if span / width > _MAX_POINTS * 4:
         width = span / _MAX_POINTS
-    since = (since // width) * width
     return since, until, float(width)
+
+
+def chart_start(since: float, width: float) -> float:
+    """Where a chart's first bucket begins: `since` floored to the bucket width, so buckets fall on round times."""
+    return (since // width) * width
 
 
 async def _admin(gw: Gateway, request: Request) -> dict[str, str]:
@@ -262,8 +269,9 @@ async def overview(gw: Gateway, request: Request) -> Response:
     since, until, width = time_range(params)
     storage = gw.storage
     series, keys, models, split = await asyncio.gather(
-        q.time_series(storage, since, until, width), q.top_keys(storage, since, until),
-        q.top_models(storage, since, until), q.router_split(storage, since, until, _router_models(gw)))
+        q.time_series(storage, since, until, width, start=chart_start(since, width)),
+        q.top_keys(storage, since, until), q.top_models(storage, since, until),
+        q.router_split(storage, since, until, _router_models(gw)))
     return _json({**series, "top_keys": keys, "top_models": models, "routers": split})
 
 
@@ -391,8 +399,8 @@ def _scrub(value: Any) -> Any:
 
 async def keys_usage(gw: Gateway, request: Request) -> Response:
     params = await _admin(gw, request)
-    since, _, _ = time_range(params, default="24h")
-    return _json({"since": since, "data": await q.key_usage(gw.storage, since)})
+    since, until, _ = time_range(params, default="24h")
+    return _json({"since": since, "until": until, "data": await q.key_usage(gw.storage, since, until)})
 
 
 # ---------------------------------------------------------------- reports

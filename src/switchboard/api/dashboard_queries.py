@@ -71,20 +71,26 @@ def _json_number(dialect: str, field: str) -> str:
     return f"json_extract(extra, '$.{field}')"
 
 
-async def time_series(storage: Storage, since: float, until: float, width: float) -> dict[str, Any]:
-    """Requests, errors, spend and p50/p95 latency per time bucket, and the same over the whole range."""
+async def time_series(storage: Storage, since: float, until: float, width: float,
+                      start: float | None = None) -> dict[str, Any]:
+    """Requests, errors, spend and p50/p95 latency per time bucket, and the same over exactly [since, until).
+
+    Buckets begin at `start` (default `since`; at most `since`): a first bucket that begins before `since`
+    counts only its part from `since` on.
+    """
+    start = since if start is None else min(start, since)
     bucket = _bucket_sql(storage.dialect)
     rows = await storage.fetchall(
         f"SELECT {bucket} AS b, COUNT(*) AS n, SUM(CASE WHEN status >= 400 THEN 1 ELSE 0 END) AS errors, "
         "COALESCE(SUM(cost), 0) AS spend, COALESCE(SUM(prompt_tokens), 0) AS pt, "
         "COALESCE(SUM(completion_tokens), 0) AS ct "
         "FROM request_log WHERE ts >= ? AND ts < ? GROUP BY 1",
-        since, width, since, until)
+        start, width, since, until)
     hist = await storage.fetchall(
         f"SELECT {bucket} AS b, {_bin_sql()} AS bin, COUNT(*) AS n FROM request_log "
         "WHERE ts >= ? AND ts < ? AND status < 400 AND latency_ms IS NOT NULL GROUP BY 1, 2",
-        since, width, since, until)
-    count = max(1, math.ceil((until - since) / width))
+        start, width, since, until)
+    count = max(1, math.ceil((until - start) / width))
     per_bucket: dict[int, dict[int, int]] = {}
     overall: dict[int, int] = {}
     for r in hist:
@@ -97,7 +103,7 @@ async def time_series(storage: Storage, since: float, until: float, width: float
         r = by_bucket.get(i)
         bins = per_bucket.get(i, {})
         series.append({
-            "t": since + i * width,
+            "t": start + i * width,
             "requests": int(r["n"]) if r else 0,
             "errors": int(r["errors"] or 0) if r else 0,
             "spend": round(_num(r["spend"]), 9) if r else 0.0,
@@ -286,12 +292,12 @@ async def request_detail(storage: Storage, request_id: str) -> dict[str, Any] | 
     return await storage.fetchone("SELECT * FROM request_log WHERE request_id = ?", request_id)
 
 
-async def key_usage(storage: Storage, since: float) -> dict[str, dict[str, Any]]:
-    """Per key: all-time spend, requests and last use, and spend since `since`; for the keys page."""
+async def key_usage(storage: Storage, since: float, until: float = 1e18) -> dict[str, dict[str, Any]]:
+    """Per key: all-time spend, requests and last use, and spend in [since, until); for the keys page."""
     rows = await storage.fetchall(
         "SELECT key_id, COUNT(*) AS requests, COALESCE(SUM(cost), 0) AS spend, MAX(ts) AS last_used, "
-        "COALESCE(SUM(CASE WHEN ts >= ? THEN cost ELSE 0 END), 0) AS spend_recent "
-        "FROM request_log WHERE key_id IS NOT NULL GROUP BY key_id", since)
+        "COALESCE(SUM(CASE WHEN ts >= ? AND ts < ? THEN cost ELSE 0 END), 0) AS spend_recent "
+        "FROM request_log WHERE key_id IS NOT NULL GROUP BY key_id", since, until)
     return {r["key_id"]: {"requests": int(r["requests"]), "spend": round(_num(r["spend"]), 9),
                           "spend_recent": round(_num(r["spend_recent"]), 9), "last_used": r["last_used"]}
             for r in rows}
