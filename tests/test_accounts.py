@@ -687,6 +687,33 @@ def test_dashboard_totals_cover_exactly_since_to_until(stack):
     assert keys["data"][key_id]["spend_recent"] == pytest.approx(0.21) and keys["data"][key_id]["requests"] == 3
 
 
+def test_pages_say_has_more_only_when_there_is_more_and_refuse_a_limit_below_one(stack):
+    gw, _ = stack
+    key_id, key = new_key(gw, name="pages", credits_usd=1)  # one ledger entry
+    ledger = f"/admin/keys/{key_id}/ledger"
+    _, page = admin(gw, "GET", ledger + "?limit=1")
+    assert len(page["data"]) == 1 and page["has_more"] is False
+    admin(gw, "POST", f"/admin/keys/{key_id}/credits", {"amount_usd": 2})
+    _, page = admin(gw, "GET", ledger + "?limit=1")
+    assert len(page["data"]) == 1 and page["has_more"] is True
+    _, rest = admin(gw, "GET", ledger + f"?limit=1&before={page['data'][0]['id']}")
+    assert len(rest["data"]) == 1 and rest["has_more"] is False
+    _, page = admin(gw, "GET", f"/admin/ledger?account=key:{key_id}&limit=2")
+    assert len(page["data"]) == 2 and page["has_more"] is False
+    for path in (ledger + "?limit=0", ledger + "?limit=-5", "/admin/ledger?limit=0", ledger + "?limit=x",
+                 "/admin/dashboard/requests?limit=0"):
+        status, err = admin(gw, "GET", path)
+        assert status == 400 and err["error"]["param"] == "limit", (path, err)
+    client = client_for(gw, key)
+    ask(client)
+    ask(client)
+    requests = f"/admin/dashboard/requests?key={key_id}"
+    _, page = admin(gw, "GET", requests + "&limit=2")
+    assert len(page["data"]) == 2 and page["has_more"] is False
+    _, page = admin(gw, "GET", requests + "&limit=1")
+    assert len(page["data"]) == 1 and page["has_more"] is True and page["next_before"] == page["data"][0]["ts"]
+
+
 def test_admin_paths_in_openapi(stack):
     gw, _ = stack
     doc = json.loads(http("GET", gw.url + "/openapi.json")[2])

@@ -31,7 +31,7 @@ import orjson
 from switchboard.accounting.keys import EDITABLE, PERIODS, KeyRecord
 from switchboard.accounting.ledger import KINDS
 from switchboard.accounting.pricing import MAX_NANOS, to_nanos
-from switchboard.api.params import check_text, text_param
+from switchboard.api.params import check_text, int_param, text_param
 from switchboard.errors import InvalidRequest, MethodNotAllowed, NotFound
 from switchboard.http.server import Request, Response
 
@@ -336,17 +336,12 @@ def _entry(row: dict[str, Any]) -> dict[str, Any]:
 
 async def ledger(gw: Gateway, request: Request, account: str | None) -> Response:
     q = request.query_params()
-    try:
-        limit = min(10_000, max(1, int(q.get("limit", "100"))))
-        before = int(q["before"]) if q.get("before") else None
-    except ValueError:
-        raise InvalidRequest("'limit' and 'before' must be integers.") from None
-    if before is not None and not 0 <= before < 2**63:
-        raise InvalidRequest("'before' must be a ledger entry id.", param="before")
-    rows = await gw.admission.ledger.entries(account, limit=limit, before=before,
+    limit = int_param(q, "limit", 100, 1, 10_000)
+    before = int_param(q, "before", 0, 1, 2**63 - 1) or None
+    rows = await gw.admission.ledger.entries(account, limit=limit + 1, before=before,  # one more: a next page?
                                              request_id=text_param(q, "request_id"))
-    data = [_entry(r) for r in rows]
-    body: dict[str, Any] = {"object": "list", "data": data, "has_more": len(data) == limit}
+    data = [_entry(r) for r in rows[:limit]]
+    body: dict[str, Any] = {"object": "list", "data": data, "has_more": len(rows) > limit}
     if account:
         body["total_usd"] = await gw.admission.ledger.total(account) / 1e9
         body["total_nanousd"] = await gw.admission.ledger.total(account)

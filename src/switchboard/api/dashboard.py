@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from switchboard.api import dashboard_queries as q
-from switchboard.api.params import text_param
+from switchboard.api.params import int_param, text_param
 from switchboard.errors import InvalidRequest, NotFound
 from switchboard.http.server import Request, Response
 
@@ -192,19 +192,6 @@ def _text(params: dict[str, str], name: str) -> str | None:
     return text_param(params, name)
 
 
-def _int(params: dict[str, str], name: str, default: int, lo: int, hi: int) -> int:
-    value = params.get(name)
-    if value in (None, ""):
-        return default
-    try:
-        n = int(value)
-    except ValueError:
-        raise InvalidRequest(f"'{name}' must be an integer; got {value!r}.", param=name) from None
-    if not lo <= n <= hi:
-        raise InvalidRequest(f"'{name}' must be between {lo} and {hi}.", param=name)
-    return n
-
-
 def time_range(params: dict[str, str], default: str = "24h") -> tuple[float, float, float]:
     """(since, until, chart bucket width) from `range=1h|...` or `since`/`until`.
 
@@ -344,12 +331,13 @@ async def requests(gw: Gateway, request: Request) -> Response:
     if status not in (None, "ok", "error") and not (status.isascii() and status.isdigit() and len(status) == 3
                                                     and 100 <= int(status) <= 599):
         raise InvalidRequest("'status' must be an HTTP status code, 'ok' or 'error'.", param="status")
-    limit = _int(params, "limit", 50, 1, 500)
+    limit = int_param(params, "limit", 50, 1, 500)
     rows = await q.request_page(gw.storage, key_id=_text(params, "key"), model=_text(params, "model"),
                                 status=status, since=_float(params, "since"), until=_float(params, "until"),
-                                before=_float(params, "before"), limit=limit)
-    return _json({"object": "list", "data": rows, "has_more": len(rows) == limit,
-                  "next_before": rows[-1]["ts"] if rows else None})
+                                before=_float(params, "before"), limit=limit + 1)  # one more: is there a next page?
+    page = rows[:limit]
+    return _json({"object": "list", "data": page, "has_more": len(rows) > limit,
+                  "next_before": page[-1]["ts"] if page else None})
 
 
 async def request_detail(gw: Gateway, request: Request) -> Response:

@@ -29,3 +29,17 @@ def text_param(params: dict[str, str], name: str, *, limit: int = 500) -> str | 
     """A free-text query parameter (absent or empty: None), checked like `check_text`."""
     value = params.get(name) or None
     return None if value is None else check_text(value, name, limit=limit)
+
+
+def int_param(params: dict[str, str], name: str, default: int, lo: int, hi: int) -> int:
+    """An integer query parameter (absent or empty: `default`), or a 400 outside lo..hi: never silently clamped."""
+    value = params.get(name)
+    if value in (None, ""):
+        return default
+    try:
+        n = int(value)
+    except ValueError:
+        raise InvalidRequest(f"'{name}' must be an integer; got {value[:40]!r}.", param=name) from None
+    if not lo <= n <= hi:
+        raise InvalidRequest(f"'{name}' must be between {lo} and {hi}.", param=name)
+    return n
