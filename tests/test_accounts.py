@@ -714,6 +714,32 @@ def test_pages_say_has_more_only_when_there_is_more_and_refuse_a_limit_below_one
     assert len(page["data"]) == 1 and page["has_more"] is True and page["next_before"] == page["data"][0]["ts"]
 
 
+def test_admin_query_checks_csv_header_and_method_errors(stack):
+    gw, _ = stack
+    for path, param in (("/admin/usage?format=xml", "format"), ("/admin/usage?group_by=key,key", "group_by"),
+                        ("/admin/keys?include_revoked=maybe", "include_revoked"),
+                        ("/admin/dashboard/requests?since=10&until=5", "since")):
+        status, err = admin(gw, "GET", path)
+        assert status == 400 and err["error"]["param"] == param, (path, err)
+        assert param != "format" or "json or csv" in err["error"]["message"]
+    assert admin(gw, "GET", "/admin/keys?include_revoked=false")[0] == 200
+    status, body = admin(gw, "GET", "/admin/usage?format=csv&group_by=team,model&since=1&until=2")
+    assert status == 200 and body.decode() == ("team,model,requests,errors,prompt_tokens,completion_tokens,cost_usd,"
+                                               "avg_latency_ms,max_latency_ms\n")
+    key_id, _ = new_key(gw, name="methods")
+    for method, path, allowed in (("PUT", f"/admin/keys/{key_id}", "DELETE, GET, PATCH"),
+                                  ("POST", f"/admin/keys/{key_id}", "DELETE, GET, PATCH"),
+                                  ("PUT", "/admin/keys", "GET, POST"), ("DELETE", "/admin/teams/web", "GET, PATCH"),
+                                  ("GET", f"/admin/keys/{key_id}/credits", "POST")):
+        status, headers, raw = http(method, gw.url + path, {}, ADMIN)
+        assert status == 405 and headers["allow"] == allowed, (method, path, raw)
+        assert json.loads(raw)["error"]["message"].endswith(f"use {allowed}.")
+    cli = subprocess.run([sys.executable, "-m", "switchboard", "credits", "add", "team:", "5", "--url", gw.url,
+                          "--admin-key", MASTER], capture_output=True, text=True, timeout=30)
+    assert cli.returncode != 0 and "405" not in cli.stderr and len(cli.stderr.strip().splitlines()) == 1
+    assert "team:NAME" in cli.stderr
+
+
 def test_admin_paths_in_openapi(stack):
     gw, _ = stack
     doc = json.loads(http("GET", gw.url + "/openapi.json")[2])

@@ -95,6 +95,8 @@ def _keys_table(keys: list[dict[str, Any]]) -> str:
 def _account_path(target: str) -> str:
     from urllib.parse import quote
 
+    if not target.strip() or target.strip() == "team:":
+        raise SystemExit(f"switchboard: {target!r} names no account: give a key id or team:NAME (e.g. team:web)")
     return f"/admin/teams/{quote(target[5:], safe='')}" if target.startswith("team:") else \
         f"/admin/keys/{quote(target, safe='')}"
 

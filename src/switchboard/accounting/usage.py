@@ -14,6 +14,7 @@ from typing import Any
 from switchboard.storage.base import Storage
 
 GROUPS = ("key", "team", "model", "deployment", "provider", "day", "status")
+METRICS = ("requests", "errors", "prompt_tokens", "completion_tokens", "cost_usd", "avg_latency_ms", "max_latency_ms")
 
 
 def _group_expr(group: str, dialect: str) -> str:
@@ -32,6 +33,8 @@ async def usage_report(storage: Storage, group_by: list[str], *, since: float | 
     for g in group_by:
         if g not in GROUPS:
             raise ValueError(f"unknown group {g!r}; use any of {', '.join(GROUPS)}")
+    if len(set(group_by)) != len(group_by):
+        raise ValueError(f"group_by names a group twice: {','.join(group_by)}")
     cols = [f"{_group_expr(g, storage.dialect)} AS {g}" for g in group_by]
     where, args = [], []
     for cond, value in (("r.ts >= ?", since), ("r.ts < ?", until), ("r.key_id = ?", key_id), ("r.team = ?", team),
@@ -66,11 +69,13 @@ async def usage_report(storage: Storage, group_by: list[str], *, since: float | 
     return out
 
 
-def to_csv(rows: list[dict[str, Any]]) -> str:
-    if not rows:
+def to_csv(rows: list[dict[str, Any]], columns: list[str] | None = None) -> str:
+    """The rows as CSV with a header row; `columns` gives the header when there are no rows."""
+    fields = list(rows[0]) if rows else list(columns or [])
+    if not fields:
         return ""
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+    writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
     writer.writeheader()
     writer.writerows({k: _inert(v) for k, v in row.items()} for row in rows)
     return buf.getvalue()

@@ -43,7 +43,7 @@ MAX_USD = MAX_NANOS / 1e9  # any amount of money in a request, and any balance
 
 
 def install(gw: Gateway) -> None:
-    for method in ("GET", "POST", "PATCH", "DELETE"):
+    for method in ("GET", "POST", "PATCH", "PUT", "DELETE"):  # PUT too: its 405 names what the path allows
         gw.add_route(method, PREFIX, handle, prefix=True)
     gw.openapi_extensions = [*getattr(gw, "openapi_extensions", []), openapi_paths]
 
@@ -64,10 +64,33 @@ def _body(request: Request) -> dict[str, Any]:
     return data
 
 
+def allowed_methods(parts: list[str]) -> tuple[str, ...] | None:
+    """The methods an admin path answers, or None for a path that does not exist."""
+    if parts == ["keys"]:
+        return ("GET", "POST")
+    if parts in (["ledger"], ["usage"]):
+        return ("GET",)
+    if len(parts) in (2, 3) and parts[0] in ("keys", "teams"):
+        rest = parts[2:]
+        if rest == ["credits"]:
+            return ("POST",)
+        if rest == ["ledger"]:
+            return ("GET",)
+        if not rest:
+            return ("DELETE", "GET", "PATCH") if parts[0] == "keys" else ("GET", "PATCH")
+    return None
+
+
 async def handle(gw: Gateway, request: Request) -> Response:
     await gw.auth.require_admin(request.headers)
     parts = [unquote(p) for p in request.path[len(PREFIX):].split("/") if p]  # team names may hold spaces...
     m = request.method
+    allowed = allowed_methods(parts)
+    if allowed is None:
+        raise NotFound(f"Unknown admin path {request.method} {request.path}.")
+    if m not in allowed:
+        raise MethodNotAllowed(f"Method {m} is not allowed on {request.path}; use {', '.join(allowed)}.",
+                               headers={"allow": ", ".join(allowed)})
     if parts == ["keys"]:
         if m == "GET":
             return await list_keys(gw, request)
@@ -89,8 +112,6 @@ async def handle(gw: Gateway, request: Request) -> Response:
             return await post_credit(gw, record.account, _body(request))
         if rest == ["ledger"] and m == "GET":
             return await ledger(gw, request, record.account)
-        if rest not in ([], ["credits"], ["ledger"]):
-            raise NotFound(f"Unknown admin path {request.method} {request.path}.")
     elif len(parts) >= 2 and parts[0] == "teams":
         account = f"team:{check_text(parts[1], 'team', limit=200)}"
         rest = parts[2:]
@@ -103,8 +124,6 @@ async def handle(gw: Gateway, request: Request) -> Response:
             return await post_credit(gw, account, _body(request))
         if rest == ["ledger"] and m == "GET":
             return await ledger(gw, request, account)
-        if rest not in ([], ["credits"], ["ledger"]):
-            raise NotFound(f"Unknown admin path {request.method} {request.path}.")
     elif parts == ["ledger"] and m == "GET":
         return await ledger(gw, request, text_param(request.query_params(), "account"))
     elif parts == ["usage"] and m == "GET":
@@ -280,10 +299,20 @@ async def update_key(gw: Gateway, record: KeyRecord, data: dict[str, Any]) -> Re
     return _json(await key_view(gw, updated or record))
 
 
+_TRUE, _FALSE = ("1", "true", "yes"), ("", "0", "false", "no")
+
+
+def _flag(params: dict[str, str], name: str) -> bool:
+    """A boolean query parameter (absent: false); anything but true/false, 1/0, yes/no is a 400."""
+    value = params.get(name, "").lower()
+    if value not in _TRUE + _FALSE:
+        raise InvalidRequest(f"'{name}' must be true or false; got {value[:40]!r}.", param=name)
+    return value in _TRUE
+
+
 async def list_keys(gw: Gateway, request: Request) -> Response:
     q = request.query_params()
-    records = await gw.auth.keys.list(team=text_param(q, "team"),
-                                      include_revoked=q.get("include_revoked", "").lower() in ("1", "true", "yes"))
+    records = await gw.auth.keys.list(team=text_param(q, "team"), include_revoked=_flag(q, "include_revoked"))
     return _json({"object": "list", "data": [await key_view(gw, r) for r in records]})
 
 
@@ -349,10 +378,13 @@ async def ledger(gw: Gateway, request: Request, account: str | None) -> Response
 
 
 async def usage(gw: Gateway, request: Request) -> Response:
-    from switchboard.accounting.usage import to_csv, usage_report
+    from switchboard.accounting.usage import METRICS, to_csv, usage_report
 
     q = request.query_params()
     group_by = [g for g in (q.get("group_by") or "key,model,day").split(",") if g]
+    fmt = q.get("format") or "json"
+    if fmt not in ("json", "csv"):
+        raise InvalidRequest(f"'format' must be json or csv; got {fmt[:40]!r}.", param="format")
     try:
         since = float(q["since"]) if q.get("since") else None
         until = float(q["until"]) if q.get("until") else None
@@ -366,8 +398,8 @@ async def usage(gw: Gateway, request: Request) -> Response:
                                   model=text_param(q, "model"), team=text_param(q, "team"))
     except ValueError as exc:
         raise InvalidRequest(str(exc), param="group_by") from None
-    if q.get("format") == "csv":
-        return Response(200, to_csv(rows).encode(), content_type="text/csv")
+    if fmt == "csv":
+        return Response(200, to_csv(rows, [*group_by, *METRICS]).encode(), content_type="text/csv")
     totals = {k: sum(r[k] for r in rows) for k in ("requests", "errors", "prompt_tokens", "completion_tokens", "cost_usd")}
     from switchboard.api.dashboard_queries import router_split
 

@@ -192,6 +192,12 @@ def _text(params: dict[str, str], name: str) -> str | None:
     return text_param(params, name)
 
 
+def check_order(since: float | None, until: float | None) -> None:
+    """A 400 unless `since` is before `until` (when both are given): an empty range is a mistake, not a query."""
+    if since is not None and until is not None and since >= until:
+        raise InvalidRequest("'since' must be before 'until'.", param="since")
+
+
 def time_range(params: dict[str, str], default: str = "24h") -> tuple[float, float, float]:
     """(since, until, chart bucket width) from `range=1h|...` or `since`/`until`.
 
@@ -205,8 +211,7 @@ def time_range(params: dict[str, str], default: str = "24h") -> tuple[float, flo
         if name not in _RANGES:
             raise InvalidRequest(f"'range' must be one of {', '.join(_RANGES)}; got {name!r}.", param="range")
         since = until - _RANGES[name]
-    if since >= until:
-        raise InvalidRequest("'since' must be before 'until'.", param="since")
+    check_order(since, until)
     span = until - since
     width = next((s for s in _STEPS if span / s <= _MAX_POINTS), _STEPS[-1])
     if span / width > _MAX_POINTS * 4:
@@ -332,8 +337,10 @@ async def requests(gw: Gateway, request: Request) -> Response:
                                                     and 100 <= int(status) <= 599):
         raise InvalidRequest("'status' must be an HTTP status code, 'ok' or 'error'.", param="status")
     limit = int_param(params, "limit", 50, 1, 500)
+    since, until = _float(params, "since"), _float(params, "until")
+    check_order(since, until)
     rows = await q.request_page(gw.storage, key_id=_text(params, "key"), model=_text(params, "model"),
-                                status=status, since=_float(params, "since"), until=_float(params, "until"),
+                                status=status, since=since, until=until,
                                 before=_float(params, "before"), limit=limit + 1)  # one more: is there a next page?
     page = rows[:limit]
     return _json({"object": "list", "data": page, "has_more": len(rows) > limit,
