@@ -236,10 +236,12 @@ async def test_a_nul_in_a_request_log_row_never_blocks_the_rows_after_it(storage
     await storage.write_request_logs([e.row() for e in entries])
     rows = {r["request_id"]: r for r in await storage.fetchall("SELECT * FROM request_log")}
     assert sorted(rows) == ["r0", "r1", "r2"]
-    assert rows["r1"]["model_requested"] == "bad\ufffdmodel" and rows["r1"]["error_message"] == "no model bad\ufffdmodel"
+    assert rows["r1"]["model_requested"] == "bad\ufffdmodel"
+    assert rows["r1"]["error_message"] == "no model bad\ufffdmodel"
     assert orjson.loads(rows["r1"]["extra"]) == {"model": "bad\ufffd", "k\ufffd": ["\ufffd"], "path": "C:\\u0000"}
     if storage.dialect == "postgres":  # jsonb, which refuses \u0000, reads the column
-        row = await storage.fetchone("SELECT CAST(extra AS jsonb)->>'model' AS m FROM request_log WHERE request_id = 'r1'")
+        row = await storage.fetchone("SELECT CAST(extra AS jsonb)->>'model' AS m FROM request_log "
+                                     "WHERE request_id = 'r1'")
         assert row == {"m": "bad\ufffd"}
     # A row the database refuses (built by hand, past the cleaning) costs that row only, not the batch after it.
     bad = RequestLogEntry(request_id="raw", ts=now, model_requested="x").row()
@@ -273,7 +275,8 @@ async def test_the_request_log_team_migration_gives_older_rows_their_keys_team(d
              *(f"INSERT INTO schema_migrations (version) VALUES ({v})" for v in range(1, len(before) + 1)),
              "INSERT INTO api_keys (key_id, name, prefix, salt, hash, team, created_at, updated_at) "
              "VALUES ('k1', 'a', 'p', 's', 'h', 'web', 0, 0), ('k2', 'b', 'p', 's', 'h', NULL, 0, 0)",
-             "INSERT INTO request_log (request_id, ts, key_id) VALUES ('r1', 1, 'k1'), ('r2', 2, 'k2'), ('r3', 3, 'gone')"]
+             "INSERT INTO request_log (request_id, ts, key_id) "
+             "VALUES ('r1', 1, 'k1'), ('r2', 2, 'k2'), ('r3', 3, 'gone')"]
     if dialect == "sqlite":
         import sqlite3
 
