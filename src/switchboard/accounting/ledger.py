@@ -188,7 +188,7 @@ class Ledger:
     async def settle(self, request_id: str, holds: Holds, charges: list[str], budgets: list[Budget], cost: int,
                      model: str | None, now: float, idempotency: tuple[str, str, int, bytes, str] | None = None) -> None:
         """Release the holds and append the actual charge, in one transaction."""
-        model = without_nul(model) if model else model  # the client's text; Postgres refuses U+0000
+        model = without_nul(model)  # the client's text; Postgres refuses U+0000
         await self.storage.transact(_settle(request_id, holds, charges, budgets, cost, model, now, idempotency))
 
     async def release(self, request_id: str, holds: Holds) -> None:

@@ -187,11 +187,6 @@ def _float(params: dict[str, str], name: str) -> float | None:
     return number
 
 
-def _text(params: dict[str, str], name: str) -> str | None:
-    """A free-text filter; NUL and other control characters never reach the database."""
-    return text_param(params, name)
-
-
 def check_order(since: float | None, until: float | None) -> None:
     """A 400 unless `since` is before `until` (when both are given): an empty range is a mistake, not a query."""
     if since is not None and until is not None and since >= until:
@@ -339,7 +334,7 @@ async def requests(gw: Gateway, request: Request) -> Response:
     limit = int_param(params, "limit", 50, 1, 500)
     since, until = _float(params, "since"), _float(params, "until")
     check_order(since, until)
-    rows = await q.request_page(gw.storage, key_id=_text(params, "key"), model=_text(params, "model"),
+    rows = await q.request_page(gw.storage, key_id=text_param(params, "key"), model=text_param(params, "model"),
                                 status=status, since=since, until=until,
                                 before=_float(params, "before"), limit=limit + 1)  # one more: is there a next page?
     page = rows[:limit]
@@ -349,7 +344,7 @@ async def requests(gw: Gateway, request: Request) -> Response:
 
 async def request_detail(gw: Gateway, request: Request) -> Response:
     params = await _admin(gw, request)
-    request_id = _text(params, "id")
+    request_id = text_param(params, "id")
     if not request_id:
         raise InvalidRequest("Give the request id as ?id=.", param="id")
     row = await q.request_detail(gw.storage, request_id)
@@ -454,7 +449,7 @@ async def reports(gw: Gateway, request: Request) -> Response:
 
 async def report_file(gw: Gateway, request: Request) -> Response:
     params = await _admin(gw, request)
-    rel = _text(params, "path") or ""
+    rel = text_param(params, "path") or ""
     root = _dashboard(gw).reports_dir.resolve()
     try:
         target = (root / rel).resolve()

@@ -86,9 +86,10 @@ def parse_data_url(url: str, *, param: str | None = None,
         data = base64.b64decode(without_whitespace(payload), validate=True)
     except (binascii.Error, ValueError):
         raise _fail("data URL holds invalid base64", param) from None
-    if not mime.startswith("image/") and sniff_mime(data) is None:
+    sent = image_mime(mime, data)
+    if not sent.startswith("image/"):
         raise _fail(f"data URL media type {mime!r} is not an image", param)
-    return image_mime(mime, data), data
+    return sent, data
 
 
 def _is_public(addr: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
@@ -120,12 +121,10 @@ async def _check_host(host: str, port: int, param: str | None) -> None:
 
 def _mime_of(content_type: str, data: bytes, url: str, param: str | None) -> str:
     mime = content_type.split(";", 1)[0].strip().lower()
-    if mime.startswith("image/"):
-        return image_mime(mime, data)
-    sniffed = sniff_mime(data)
-    if sniffed is None:
+    sent = image_mime(mime, data)
+    if not sent.startswith("image/"):
         raise _fail(f"{url} did not return an image (content-type {mime or 'missing'!r})", param)
-    return sniffed
+    return sent
 
 
 async def load_image(url: str, client: HttpClient, *, allow_private: bool = False,
