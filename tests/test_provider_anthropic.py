@@ -20,6 +20,7 @@ from support import GatewayProc, MockProc, http
 MASTER = "sk-test-master-anthropic"
 UPSTREAM_KEY = "sk-ant-upstream-key"
 REPLY = "Bonjour from the mock Claude model, how can I help today?"
+LINES = "First line here.\n Second line,\n\nthird part Human: fourth"  # stream pieces split at the spaces
 FAULTS = {  # upstream status -> (OpenAI SDK exception, client status, OpenAI error code)
     400: (openai.BadRequestError, 400, "upstream_bad_request"),
     401: (openai.APIStatusError, 502, "upstream_authentication_failed"),
@@ -41,6 +42,7 @@ def stack(tmp_path_factory):
         "claude-sonnet-4-5": {"reply": REPLY},
         "claude-small-window": {"reply": REPLY, "context_window": 5},
         "claude-refuses": {"reply": REPLY, "safety_block": "output"},
+        "claude-lines": {"reply": LINES},
         "claude-cut": {"reply": "one two three four five six seven", "faults": [{"kind": "cut", "after_chunks": 3}]},
     }
     for status in FAULTS:
@@ -60,6 +62,7 @@ def stack(tmp_path_factory):
         "small-window": model("claude-small-window"),
         "refuses": model("claude-refuses"),
         "cut": model("claude-cut"),
+        "lines": model("claude-lines"),
         # an OpenAI-format model on the same mock: where a Claude history lands after a fallback
         "gpt": {"deployments": [{"provider": "openai", "model": "gpt-4o-mock", "base_url": mock.url + "/v1",
                                  "api_key": "${ANTHROPIC_KEY}"}]},
@@ -147,16 +150,53 @@ def test_stop_reasons_map_to_finish_reasons(client):
     assert by_length.usage.completion_tokens <= 4
 
 
-def test_empty_stop_sequences_are_dropped_and_whitespace_ones_refused_by_name(client, stack):
+def test_empty_stop_sequences_are_dropped_and_whitespace_ones_kept_back(client, stack):
     _, mock = stack
     client.chat.completions.create(model="claude", messages=[{"role": "user", "content": "hi"}], stop=["", "END"])
     assert sent(mock)["stop_sequences"] == ["END"]  # "" stops nothing; Claude refuses it
-    requests = mock.stats()["requests"]
-    for stop in ("\n", ["\n\n", "Human:"], " "):  # Claude refuses whitespace-only sequences
-        with pytest.raises(openai.BadRequestError) as refused:
-            client.chat.completions.create(model="claude", messages=[{"role": "user", "content": "hi"}], stop=stop)
-        assert refused.value.body["param"] == "stop" and "whitespace" in refused.value.message
-    assert mock.stats()["requests"] == requests
+    for stop, upstream in (("\n", None), (["\n\n", "Human:"], ["Human:"]), (" ", None)):
+        client.chat.completions.create(model="claude", messages=[{"role": "user", "content": "hi"}], stop=stop)
+        assert sent(mock).get("stop_sequences") == upstream  # Claude refuses whitespace-only ones
+
+
+@pytest.mark.parametrize("stop, text, sequence", [
+    ("\n", "First line here.", "\n"),
+    (["\n\n", "Human:"], "First line here.\n Second line,", "\n\n"),
+    (["\t", "\n "], "First line here.", "\n "),  # "\n" ends one stream piece, " " begins the next
+    ([" ", "\n"], "First", " "),
+])
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+def test_whitespace_stop_sequences_are_applied_by_the_gateway(client, stack, stop, text, sequence, stream):
+    _, mock = stack
+    ask = {"model": "lines", "messages": [{"role": "user", "content": "hi"}], "stop": stop}
+    if not stream:
+        completion = client.chat.completions.create(**ask)
+        assert completion.choices[0].message.content == text
+        assert completion.choices[0].finish_reason == "stop"
+        assert completion.choices[0].model_extra["stop_sequence"] == sequence
+        generated = LINES.split("Human:")[0] if "Human:" in stop else LINES  # Claude itself stops at "Human:"
+        assert completion.usage.completion_tokens == (len(generated) + 3) // 4
+        return
+    chunks = list(client.chat.completions.create(**ask, stream=True, stream_options={"include_usage": True}))
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == text
+    finishes = [c.choices[0] for c in chunks if c.choices and c.choices[0].finish_reason]
+    assert [f.finish_reason for f in finishes] == ["stop"] and finishes[0].model_extra["stop_sequence"] == sequence
+    assert chunks[-1].choices == [] and chunks[-1].usage.prompt_tokens > 0
+    assert chunks[-1].usage.completion_tokens >= (len(text) + 3) // 4
+    assert all(c.id == chunks[0].id for c in chunks)
+
+
+def test_a_whitespace_stop_sequence_never_cuts_a_json_answer(client, stack):
+    schema = {"type": "object", "properties": {"note": {"const": "two words"}}, "required": ["note"]}
+    form = {"type": "json_schema", "json_schema": {"name": "note", "schema": schema}}
+    for stream in (False, True):
+        ask = {"model": "lines", "messages": [{"role": "user", "content": "hi"}], "stop": " ", "response_format": form}
+        if stream:
+            text = "".join(c.choices[0].delta.content or "" for c in client.chat.completions.create(**ask, stream=True)
+                           if c.choices)
+        else:
+            text = client.chat.completions.create(**ask).choices[0].message.content
+        assert json.loads(text) == {"note": "two words"}
 
 
 def test_temperature_above_one_is_clamped(client, stack):

@@ -13,6 +13,8 @@ What needs translating, and the choices made:
 - `max_tokens` is required by Anthropic: when the client sets none, the
   catalog's max output for the model is used, else 4096.
 - `temperature` above Anthropic's maximum of 1 is clamped to 1.
+- Stop sequences made only of whitespace (`"\n"`), which Claude refuses, are
+  applied by the gateway (`providers.local_stops`).
 - JSON mode: the Messages API has no `response_format`, so JSON object/schema
   output is obtained by forcing a tool call (`json_response`, whose input
   schema is the requested schema) and returning its input as the message
@@ -39,6 +41,7 @@ from typing import Any
 import orjson
 
 from switchboard import errors
+from switchboard.accounting.tokens import estimate_tokens
 from switchboard.config import Deployment
 from switchboard.core.anthropic_format import FINISH_FOR_STOP
 from switchboard.core.request import ChatRequest
@@ -47,6 +50,7 @@ from switchboard.providers import canonical as c
 from switchboard.providers.base import MALFORMED, Provider, error_message, malformed_answer, retry_after, sse_json
 from switchboard.providers.documents import document_of
 from switchboard.providers.images import load_image
+from switchboard.providers.local_stops import StreamStops, cut_completion
 from switchboard.providers.reasoning import (CLAUDE_EFFORTS, anthropic_blocks, canonical_block, drop_sampling,
                                             thinking_for)
 
@@ -214,9 +218,7 @@ class RequestBuilder:
         payload: dict[str, Any] = {"model": dep.upstream_model, "max_tokens": max_tokens, "messages": turns.turns}
         if system:
             payload["system"] = system
-        stops = c.stop_sequences(body)
-        if any(not s.strip() for s in stops):
-            raise _bad("stop", "Stop sequences made only of whitespace (such as \"\\n\") are not accepted")
+        stops = [s for s in c.stop_sequences(body) if s.strip()]  # the others are applied here (`local_stops`)
         if stops:
             payload["stop_sequences"] = stops
         if body.get("temperature") is not None:
@@ -380,6 +382,16 @@ class StreamTranslator:
         return {"id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": self.model,
                 "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
 
+    def usage_chunk(self, output_at_least: int = 0) -> dict[str, Any]:
+        """The usage-only last chunk; a stream cut short reports at least `output_at_least` output tokens."""
+        final = self.chunk({})
+        final["choices"] = []
+        usage = self.usage
+        if output_at_least > usage.get("output_tokens", 0):
+            usage = {**usage, "output_tokens": output_at_least}
+        final["usage"] = openai_usage(usage)
+        return final
+
     def feed(self, event: dict[str, Any]) -> list[dict[str, Any]]:
         kind = event.get("type")
         if kind == "message_start":
@@ -437,10 +449,7 @@ class StreamTranslator:
             return [chunk]
         if kind == "message_stop":
             self.done = True
-            final = self.chunk({})
-            final["choices"] = []
-            final["usage"] = openai_usage(self.usage)
-            return [final]
+            return [self.usage_chunk()]
         if kind == "content_block_stop" and event.get("index", 0) in self.thinking:
             # The whole signed block, once its signature is complete, for the client to send back.
             return [self.chunk({"thinking_blocks": [self.thinking.pop(event.get("index", 0))]})]
@@ -492,9 +501,13 @@ class AnthropicProvider(Provider):
         if not isinstance(data, dict) or data.get("type") != "message":
             raise UpstreamError(errors.SERVER, f"{deployment.id}: upstream answer is not a Message")
         try:
-            return to_completion(data, self.json_mode(request))
+            completion = to_completion(data, self.json_mode(request))
         except MALFORMED as exc:
             raise malformed_answer(deployment, exc) from None
+        stops = local_stops(request)
+        if stops:
+            cut_completion(completion, stops)
+        return completion
 
     async def chat_stream(self, request: ChatRequest, deployment: Deployment) -> AsyncIterator[dict[str, Any]]:
         payload = await RequestBuilder(self, deployment).build(request.body, stream=True)
@@ -502,12 +515,18 @@ class AnthropicProvider(Provider):
                                    self.request_headers(deployment, request.body),
                                    orjson.dumps(payload))
         translator = StreamTranslator(self.json_mode(request))
+        stops = local_stops(request)
+        cutter = StreamStops(stops) if stops else None
         try:
             async for event_name, event in sse_json(response, deployment):
                 if event.get("type") == "error" or event_name == "error":
                     raise stream_error(event.get("error"), deployment)
                 for chunk in translator.feed(event):
-                    yield chunk
+                    for out in (cutter.feed(chunk) if cutter else (chunk,)):
+                        yield out
+                    if cutter and cutter.stopped:  # closing the upstream ends the generation
+                        yield translator.usage_chunk(estimate_tokens("".join(cutter.received)))
+                        return
             if not translator.done:
                 raise UpstreamError(errors.CONNECTION, f"{deployment.id}: stream ended before message_stop")
         except MALFORMED as exc:
@@ -527,6 +546,14 @@ class AnthropicProvider(Provider):
         message = error_message(body) or f"upstream returned HTTP {status}"
         return UpstreamError(error_kind(error_type, status, message), f"{deployment.id}: {message}",
                              upstream_status=status, retry_after=retry_after(headers))
+
+
+def local_stops(request: ChatRequest) -> list[str]:
+    """The stop sequences Claude refuses (whitespace only), which the gateway applies; none in JSON mode, whose
+    answer is a tool's input and is never cut."""
+    if AnthropicProvider.json_mode(request):
+        return []
+    return [s for s in c.stop_sequences(request.body) if not s.strip()]
 
 
 def stream_error(err: Any, deployment: Deployment) -> UpstreamError:
