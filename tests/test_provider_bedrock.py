@@ -52,7 +52,7 @@ def test_plain_chat_is_signed_and_translated(stack):
                      {"role": "assistant", "content": [{"text": "Hello"}]},
                      {"role": "user", "content": [{"text": "Bye"}]}],
         "inferenceConfig": {"maxTokens": 300, "temperature": 0.5, "topP": 0.8, "stopSequences": ["###"]},
-        "additionalModelResponseFieldPaths": ["/stop_sequence"]}  # Claude's own field: which one stopped it
+        "additionalModelResponseFieldPaths": ["/delta/stop_sequence"]}  # Claude's own field: which one stopped it
     choice = completion.choices[0]
     assert choice.message.content == REPLY and choice.finish_reason == "stop"
     assert completion.usage.completion_tokens == (len(REPLY) + 3) // 4

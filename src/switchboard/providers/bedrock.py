@@ -250,7 +250,9 @@ class BedrockProvider(Provider):
         if "claude" not in deployment.upstream_model.lower():
             return
         if (payload.get("inferenceConfig") or {}).get("stopSequences"):
-            payload["additionalModelResponseFieldPaths"] = ["/stop_sequence"]  # which one stopped it, if one did
+            # Which one stopped it, if one did. Converse answers from Claude's stream events, so the field is the
+            # message_delta's, in plain answers too (as the Vercel AI SDK found against the live API).
+            payload["additionalModelResponseFieldPaths"] = ["/delta/stop_sequence"]
         forced = next(iter((payload.get("toolConfig") or {}).get("toolChoice") or {}), "auto") != "auto"
         config = payload.get("inferenceConfig") or {}
         given = config.get("maxTokens")
@@ -508,10 +510,11 @@ def _reasoning_block(block: dict[str, Any]) -> dict[str, Any]:
 
 
 def _note_stop_sequence(choice: dict[str, Any], answer: dict[str, Any]) -> None:
-    """The stop sequence that ended a Claude answer, which Converse returns when asked for `/stop_sequence`."""
+    """The stop sequence that ended a Claude answer, which Converse returns when asked for `/delta/stop_sequence`."""
     fields = answer.get("additionalModelResponseFields")
-    if isinstance(fields, dict) and isinstance(fields.get("stop_sequence"), str):
-        choice["stop_sequence"] = fields["stop_sequence"]
+    delta = fields.get("delta") if isinstance(fields, dict) else None
+    if isinstance(delta, dict) and isinstance(delta.get("stop_sequence"), str):
+        choice["stop_sequence"] = delta["stop_sequence"]
 
 
 def _thinking_block(reasoning: dict[str, Any]) -> dict[str, Any]:

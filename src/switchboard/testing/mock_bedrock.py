@@ -498,8 +498,8 @@ async def converse(mock: MockUpstream, request: Request, body: dict[str, Any], m
     if tool is not None:
         stop = "tool_use"
     extra = {}  # what Claude's native answer has at the paths asked for (the mock knows one)
-    if "claude" in model and "/stop_sequence" in (body.get("additionalModelResponseFieldPaths") or ()):
-        extra["additionalModelResponseFields"] = {"stop_sequence": stopped_by}
+    if "claude" in model and "/delta/stop_sequence" in (body.get("additionalModelResponseFieldPaths") or ()):
+        extra["additionalModelResponseFields"] = {"delta": {"stop_sequence": stopped_by}}
     thought = "Weighing what the user asked before answering." if thinking_of(body) else ""
     if stream:
         return StreamResponse(_stream(mock, model, text, tool, stop, usage, stream_fault, thought, extra),
