@@ -718,7 +718,8 @@ def test_admin_query_checks_csv_header_and_method_errors(stack):
     gw, _ = stack
     for path, param in (("/admin/usage?format=xml", "format"), ("/admin/usage?group_by=key,key", "group_by"),
                         ("/admin/keys?include_revoked=maybe", "include_revoked"),
-                        ("/admin/dashboard/requests?since=10&until=5", "since")):
+                        ("/admin/dashboard/requests?since=10&until=5", "since"),
+                        ("/admin/usage?since=10&until=5", "since"), ("/admin/usage?since=5&until=5", "since")):
         status, err = admin(gw, "GET", path)
         assert status == 400 and err["error"]["param"] == param, (path, err)
         assert param != "format" or "json or csv" in err["error"]["message"]

@@ -50,6 +50,8 @@ def files(tmp_path):
     (["compare", "--data", "{t}/empty.jsonl", "--models", "a", "--limit", "0"], "at least 1"),
     (["compare", "--data", "{t}/empty.jsonl", "--models", "a", "--max-tokens", "-1"], "at least 1"),
     (["compare", "--data", "{t}/empty.jsonl", "--models", "a", "--max-tokens", "0"], "at least 1"),
+    (["logs", "-n", "-5", "--db", "{t}/not-a-db"], "at least 1"),
+    (["credits", "ledger", "team:x", "--limit", "0"], "at least 1"),
 ])
 def test_bad_input_gets_one_line_and_a_non_zero_exit(files, args, says):
     result = run(*[a.format(t=files) for a in args])

@@ -153,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("logs", help="show recent requests from the request log")
     p.add_argument("--db", default="switchboard.db", help="SQLite file (default: ./switchboard.db)")
     p.add_argument("--config", "-c", help="read the database location from this config")
-    p.add_argument("--limit", "-n", type=int, default=20)
+    p.add_argument("--limit", "-n", type=argtypes.positive_int, default=20)
     p.add_argument("--model")
     p.add_argument("--status", type=int)
     p.add_argument("--json", action="store_true", help="one JSON object per line")

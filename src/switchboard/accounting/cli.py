@@ -232,7 +232,7 @@ def register(subparsers: Any) -> None:
     p = cs.add_parser("ledger", help="ledger entries, newest first")
     _connection(p)
     p.add_argument("target")
-    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--limit", type=argtypes.positive_int, default=50)
     credits.set_defaults(func=_credits)
 
     p = subparsers.add_parser("usage", help="requests, tokens, cost, errors and latency by key, model, deployment, day")

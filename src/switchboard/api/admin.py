@@ -392,6 +392,8 @@ async def usage(gw: Gateway, request: Request) -> Response:
             raise ValueError
     except ValueError:
         raise InvalidRequest("'since' and 'until' must be Unix timestamps.") from None
+    if since is not None and until is not None and since >= until:
+        raise InvalidRequest("'since' must be before 'until'.", param="since")
     await gw.request_log.flush()  # include this replica's entries not yet written
     try:
         rows = await usage_report(gw.storage, group_by, since=since, until=until, key_id=text_param(q, "key"),
