@@ -14,7 +14,7 @@ from switchboard.accounting.keys import Budget
 from switchboard.accounting.ledger import Holds, Ledger
 from switchboard.accounting.limits import Check, MemoryLimits, RedisLimits
 from switchboard.errors import InsufficientCredit
-from switchboard.storage.base import RequestLogEntry
+from switchboard.storage.base import REQUEST_LOG_COLUMNS, RequestLogEntry
 from switchboard.storage.postgres import PostgresStorage
 from switchboard.storage.redis_state import RedisState
 from switchboard.storage.responses import BrokenChain, ResponseStore
@@ -246,9 +246,13 @@ async def test_a_nul_in_a_request_log_row_never_blocks_the_rows_after_it(storage
     # A row the database refuses (built by hand, past the cleaning) costs that row only, not the batch after it.
     bad = RequestLogEntry(request_id="raw", ts=now, model_requested="x").row()
     bad = (*bad[:5], "a\x00b", *bad[6:])
-    await storage.write_request_logs([bad, RequestLogEntry(request_id="after", ts=now, model_requested="m").row()])
+    tokens = REQUEST_LOG_COLUMNS.index("prompt_tokens")
+    huge = RequestLogEntry(request_id="huge", ts=now, model_requested="x").row()
+    huge = (*huge[:tokens], 10 ** 20, *huge[tokens + 1:])  # past any integer column, on both databases
+    after = RequestLogEntry(request_id="after", ts=now, model_requested="m").row()
+    await storage.write_request_logs([bad, huge, after])
     ids = {r["request_id"] for r in await storage.fetchall("SELECT request_id FROM request_log")}
-    assert "after" in ids and ("raw" in ids) == (storage.dialect == "sqlite")
+    assert "after" in ids and "huge" not in ids and ("raw" in ids) == (storage.dialect == "sqlite")
 
 
 async def test_a_budget_set_partway_through_a_period_counts_what_was_spent_in_it(storage):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import sqlite3
 import time
 from collections.abc import Callable
@@ -25,6 +26,9 @@ from switchboard.storage.group_commit import GroupCommit
 from switchboard.storage.schema import migrations
 
 T = TypeVar("T")
+log = logging.getLogger("switchboard.storage")
+# Errors about the data of a row, not about the database (a locked or closed one): the other rows can be written.
+_ROW_ERRORS = (OverflowError, UnicodeError, sqlite3.IntegrityError, sqlite3.DataError)
 
 # Request log rows per database-thread job, written by one multi-row INSERT (its own transaction). Short jobs
 # matter more than few commits: the writer thread shares the machine's cores with the event loop, and a
@@ -36,6 +40,19 @@ _LOG_SLICE = 20
 def _insert_log_rows(n: int) -> str:
     row = f"({', '.join('?' * len(REQUEST_LOG_COLUMNS))})"
     return f"INSERT OR REPLACE INTO request_log ({', '.join(REQUEST_LOG_COLUMNS)}) VALUES {', '.join([row] * n)}"
+
+
+def _insert_log_slice(conn: sqlite3.Connection, rows: list[tuple]) -> None:
+    """One multi-row INSERT; if a row's data is refused, each row alone, and only the refused ones are dropped."""
+    try:
+        conn.execute(_insert_log_rows(len(rows)), [value for row in rows for value in row])
+    except _ROW_ERRORS as exc:
+        log.warning("a request log batch of %d rows was refused (%s); writing its rows one by one", len(rows), exc)
+        for row in rows:
+            try:
+                conn.execute(_insert_log_rows(1), row)
+            except _ROW_ERRORS as exc:
+                log.error("dropped request log row %r: the database refused it: %s", row[0], exc)
 
 
 class SQLiteStorage:
@@ -126,8 +143,7 @@ class SQLiteStorage:
     async def write_request_logs(self, rows: list[tuple]) -> None:
         for i in range(0, len(rows), _LOG_SLICE):
             part = rows[i:i + _LOG_SLICE]
-            sql, values = _insert_log_rows(len(part)), [value for row in part for value in row]
-            await self.run(lambda c, sql=sql, values=values: c.execute(sql, values))
+            await self.run(lambda c, part=part: _insert_log_slice(c, part))
 
     async def recent_requests(self, limit: int = 50, **filters: Any) -> list[dict[str, Any]]:
         return await self.run(lambda c: query_recent(c, limit, **filters))
