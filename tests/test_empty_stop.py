@@ -24,11 +24,14 @@ def sent_stops(model: str, body: dict[str, Any]) -> Any:
         return (body.get("generationConfig") or {}).get("stopSequences")
     if model == "bedrock":
         return (body.get("inferenceConfig") or {}).get("stopSequences")
-    return (body.get("options") or {}).get("stop")
+    if model == "ollama":
+        return (body.get("options") or {}).get("stop")
+    return body.get("stop")
 
 
-@pytest.mark.parametrize("model", ["claude", "gemini", "bedrock", "ollama"])
-@pytest.mark.parametrize("stop, sent", [("", None), (["END", ""], ["END"])], ids=["alone", "in-a-list"])
+@pytest.mark.parametrize("model", ["gpt", "claude", "gemini", "bedrock", "ollama"])
+@pytest.mark.parametrize("stop, sent", [("", None), (["END", ""], ["END"]), ([], None)],
+                         ids=["alone", "in-a-list", "empty-list"])
 def test_an_empty_stop_string_stops_nothing(stack, model, stop, sent):
     gw, mock = stack
     status, _, raw = http("POST", gw.url + "/v1/chat/completions",

@@ -34,6 +34,7 @@ from switchboard.core.request import ChatRequest
 from switchboard.errors import UpstreamError
 from switchboard.http.sse import SSEDecoder
 from switchboard.providers.base import Provider, iter_body
+from switchboard.providers.canonical import stop_sequences
 from switchboard.providers.documents import EXTENSIONS, TEXT_FORMATS, data_url_mime, document_of, inlined
 from switchboard.providers.reasoning import for_openai_reasoning, openai_reasoning_deployment
 
@@ -48,6 +49,9 @@ class OpenAIProvider(Provider):
         body = dict(request.body)
         body["model"] = deployment.upstream_model
         body.pop("anthropic_beta", None)
+        stop = body.get("stop")
+        if stop == "" or isinstance(stop, list) and (not stop or "" in stop):
+            _without_empty_stops(body)
         reasoning = openai_reasoning_deployment(deployment)
         if reasoning:
             for_openai_reasoning(body)
@@ -120,6 +124,16 @@ class OpenAIProvider(Provider):
         if not isinstance(data, dict) or not isinstance(data.get("data"), list):
             raise UpstreamError(errors.SERVER, f"{deployment.id}: upstream answer is not an embeddings list")
         return data
+
+
+def _without_empty_stops(body: dict[str, Any]) -> None:
+    """An empty stop string stops nothing on OpenAI, but OpenAI-compatible servers differ (some match it at once,
+    some refuse it or an empty list), so neither is sent."""
+    stops = stop_sequences(body)
+    if stops:
+        body["stop"] = stops
+    else:
+        del body["stop"]
 
 
 def _finishes(chunk: Any) -> bool:
