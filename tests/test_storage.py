@@ -17,7 +17,7 @@ from switchboard.errors import InsufficientCredit
 from switchboard.storage.base import REQUEST_LOG_COLUMNS, RequestLogEntry
 from switchboard.storage.postgres import PostgresStorage
 from switchboard.storage.redis_state import RedisState
-from switchboard.storage.responses import BrokenChain, ResponseStore
+from switchboard.storage.responses import BrokenChain, FailedResponse, ResponseStore
 from switchboard.storage.schema import migrations
 from switchboard.storage.sqlite import SQLiteStorage
 
@@ -225,6 +225,20 @@ async def test_stored_responses_chain_by_key_and_expire(storage):
     await expired.save({"id": "resp_4", "output": []}, "key-a", None, turn(4))
     rows = await storage.fetchall("SELECT response_id FROM responses")
     assert [r["response_id"] for r in rows] == ["resp_4"]
+
+
+async def test_a_failed_response_is_kept_but_cannot_be_continued(storage):
+    responses = ResponseStore(storage, ttl_seconds=3600)
+    question, partial = {"role": "user", "content": "q"}, {"role": "assistant", "content": "half an ans"}
+    await responses.save({"id": "resp_ok", "status": "completed", "output": []}, "key-a", None, [question, partial])
+    await responses.save({"id": "resp_cut", "status": "failed", "output": []}, "key-a", "resp_ok", [question, partial])
+    await responses.save({"id": "resp_short", "status": "incomplete", "output": []}, "key-a", None, [question])
+    assert (await responses.get("resp_cut", "key-a"))["status"] == "failed"
+    with pytest.raises(FailedResponse):
+        await responses.history("resp_cut", "key-a")
+    assert [rid for rid, _ in await responses.turns("resp_cut", "key-a")] == ["resp_ok", "resp_cut"]  # input items
+    assert await responses.history("resp_short", "key-a") == [question]  # an incomplete one continues
+    assert await responses.history("resp_cut", "key-b") is None
 
 
 async def test_a_nul_in_a_request_log_row_never_blocks_the_rows_after_it(storage):

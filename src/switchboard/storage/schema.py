@@ -147,6 +147,11 @@ _MIGRATIONS: list[str] = [
     UPDATE request_log SET team = (SELECT k.team FROM api_keys k WHERE k.key_id = request_log.key_id)
         WHERE key_id IN (SELECT key_id FROM api_keys WHERE team IS NOT NULL)
     """,
+    # 6: a stored Response's status, so that a failed one is refused as a `previous_response_id` without reading
+    # it whole. Rows stored before this migration are completed or incomplete ones (failed streams were not kept).
+    """
+    ALTER TABLE responses ADD COLUMN status TEXT
+    """,
 ]
 
 
