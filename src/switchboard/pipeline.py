@@ -248,9 +248,11 @@ class Pipeline:
         except UpstreamError as exc:
             ctx.entry.extra["stream_interrupted"] = True
             self.fail(ctx, exc)
+            await self.gw.admission.release_claim(ctx)  # before the failure goes out: a retry may run at once
             raise StreamFailed(f"The upstream stream broke off: {exc.message}") from None
         except GatewayError as exc:  # the charge could not be recorded (accounting_unavailable)
             self.fail(ctx, exc)
+            await self.gw.admission.release_claim(ctx)
             raise
         except (asyncio.CancelledError, GeneratorExit):
             self.fail(ctx, None, status=499, message="client disconnected during the stream")
