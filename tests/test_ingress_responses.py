@@ -31,6 +31,7 @@ def stack(tmp_path_factory):
     mock = MockProc(tmp, {
         "gpt-up": {"reply": REPLY}, "claude-up": {"reply": REPLY},
         "gpt-cut": {"reply": "one two three four five six", "faults": [{"kind": "cut", "after_chunks": 3}]},
+        "gpt-ends": {"reply": "one two three four five six", "faults": [{"kind": "end", "after_chunks": 3}]},
         "gpt-long": {"reply": "a rather long answer " * 20},
         "gpt-same-id": {"reply": REPLY, "completion_id": "chatcmpl-7"},
     })
@@ -40,6 +41,7 @@ def stack(tmp_path_factory):
         "via-openai": {"deployments": [{**openai_dep, "model": "gpt-up"}]},
         "via-anthropic": {"deployments": [{**anthropic_dep, "model": "claude-up"}]},
         "cut": {"deployments": [{**openai_dep, "model": "gpt-cut"}]},
+        "ends": {"deployments": [{**openai_dep, "model": "gpt-ends"}]},
         "long": {"deployments": [{**openai_dep, "model": "gpt-long"}]},
         "same-id": {"deployments": [{**openai_dep, "model": "gpt-same-id"}]},
     }}
@@ -259,6 +261,10 @@ def test_structured_output_and_token_limit(client, stack):
     events = list(client.responses.create(model="long", input="Say a lot", max_output_tokens=16, stream=True))
     assert events[-1].type == "response.incomplete" and events[-1].response.status == "incomplete"
     assert events[-1].response.incomplete_details.reason == "max_output_tokens"
+    stored = client.responses.retrieve(events[-1].response.id)
+    assert stored.status == "incomplete" and stored.incomplete_details.reason == "max_output_tokens"
+    assert stored.output_text == events[-1].response.output_text
+    assert client.responses.create(model="via-openai", input="Go on", previous_response_id=stored.id).output_text
 
 
 def test_stream_cut_mid_way_ends_with_error_and_failed_events(client):
@@ -272,6 +278,63 @@ def test_stream_cut_mid_way_ends_with_error_and_failed_events(client):
 
     ResponseFailedEvent.model_validate(events[-1].model_dump())  # its error.code is one of OpenAI's values
     assert events[-1].response.error.code == "server_error"
+
+
+@pytest.mark.parametrize("model", ["cut", "ends"])  # the connection drops; the body ends before the stream's end
+def test_a_stream_that_breaks_off_is_stored_as_failed_with_its_output_so_far(client, model):
+    with client.responses.stream(model=model, input="Count") as stream:
+        events = list(stream)
+        with pytest.raises(RuntimeError, match="response.completed"):  # the SDK helper has no final Response
+            stream.get_final_response()
+    failed = events[-1].response
+    streamed = "".join(e.delta for e in events if e.type == "response.output_text.delta")
+    assert events[-1].type == "response.failed" and failed.status == "failed" and streamed
+    assert failed.output[0].status == "incomplete" and failed.output_text == streamed
+
+    stored = client.responses.retrieve(failed.id)
+    assert stored.status == "failed" and stored.error.code == "server_error" and stored.incomplete_details is None
+    assert stored.error.message == failed.error.message and "broke off" in stored.error.message
+    assert [i.model_dump() for i in stored.output] == [i.model_dump() for i in failed.output]
+    assert stored.output_text == streamed and stored.completed_at is None
+    items = client.responses.input_items.list(failed.id).data
+    assert [(i.type, i.role, i.content[0].text) for i in items] == [("message", "user", "Count")]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_failed_response_cannot_be_continued(client, stream):
+    failed = list(client.responses.create(model="cut", input="Count", stream=True))[-1].response
+    assert failed.status == "failed"
+    with pytest.raises(openai.BadRequestError, match="failed and cannot be continued") as info:
+        client.responses.create(model="via-openai", input="Go on", previous_response_id=failed.id, stream=stream)
+    assert info.value.body["param"] == "previous_response_id"
+    with pytest.raises(openai.BadRequestError, match="failed and cannot be continued"):
+        client.responses.input_tokens.count(model="via-openai", input="Go on", previous_response_id=failed.id)
+
+
+def sse_events(body: bytes) -> list[dict]:
+    return [json.loads(line[6:]) for line in body.decode().split("\n") if line.startswith("data: ")]
+
+
+def test_a_failed_stream_frees_its_idempotency_key_and_each_attempt_keeps_its_own_response(client, stack):
+    gw, mock = stack
+    headers = {"authorization": f"Bearer {MASTER}", "idempotency-key": "resp-idem-broken"}
+    body = {"model": "ends", "input": "Count", "stream": True}
+    _, _, raw = http("POST", gw.url + "/v1/responses", body, headers=headers)
+    failed = sse_events(raw)[-1]["response"]
+    assert failed["status"] == "failed"
+    mock.set_behaviour({"gpt-ends": {"reply": "one two three four five six"}})
+    try:  # the retry right after the failure runs again (not refused as still in progress, not replayed)
+        status, sent, raw = http("POST", gw.url + "/v1/responses", body, headers=headers)
+    finally:
+        mock.set_behaviour({"gpt-ends": {"reply": "one two three four five six",
+                                         "faults": [{"kind": "end", "after_chunks": 3}]}})
+    completed = sse_events(raw)[-1]["response"]
+    assert status == 200 and "idempotent-replayed" not in sent and completed["status"] == "completed"
+    assert completed["id"] != failed["id"]
+    _, sent, raw = http("POST", gw.url + "/v1/responses", body, headers=headers)  # from now on, the answer
+    assert sent["idempotent-replayed"] == "true" and sse_events(raw)[-1]["response"]["id"] == completed["id"]
+    assert client.responses.retrieve(failed["id"]).status == "failed"
+    assert client.responses.retrieve(completed["id"]).output_text == "one two three four five six"
 
 
 @pytest.mark.parametrize("body,param,fragment", [

@@ -9,7 +9,9 @@ key (storage/responses.py): `previous_response_id` continues it,
 `GET /v1/responses/{id}/input_items` lists what it was given, and `POST /v1/responses/input_tokens` counts
 a request's input tokens before it is sent. Errors are OpenAI's
 `{"error": {...}}`; a failure in the middle of a stream becomes an `error`
-event followed by `response.failed` (and nothing is stored).
+event followed by `response.failed`, and the failed Response (the output so
+far) is stored like any other: `GET` reads it, `previous_response_id` refuses
+it with a 400. A stream the client hangs up on is not stored.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from switchboard.core import responses_format as fmt
 from switchboard.core.request import ChatRequest
 from switchboard.errors import GatewayError, InvalidRequest, NotFound
 from switchboard.http.server import Request, Response, StreamResponse
-from switchboard.storage.responses import BrokenChain
+from switchboard.storage.responses import BrokenChain, FailedResponse
 
 if TYPE_CHECKING:
     from switchboard.app import Gateway
@@ -55,12 +57,16 @@ async def _history(gw: Gateway, body: Any, owner: str) -> list[dict[str, Any]] |
 
 
 async def _chain(load: Awaitable[_T | None], response_id: str, param: str, hint: str, what: str) -> _T:
-    """A stored conversation, or the error that says why not: a broken link (expired or deleted) or no such id."""
+    """A stored conversation, or the error that says why not: a broken link (expired or deleted), a failed
+    Response (its answer broke off: nothing to continue from), or no such id."""
     try:
         found = await load
     except BrokenChain:
         raise InvalidRequest(f"An earlier response of the conversation that {response_id!r} continues has expired "
                              f"or was deleted{hint}.", param=param) from None
+    except FailedResponse:
+        raise InvalidRequest(f"{what} with id {response_id!r} failed and cannot be continued{hint}.",
+                             param=param) from None
     if found is None:
         raise NotFound(f"{what} with id {response_id!r} not found.", param=param)
     return found
@@ -152,7 +158,10 @@ async def render_stream(chunks: AsyncIterator[dict[str, Any]], writer: fmt.Event
             await store(writer.final)
         yield done + writer.last_event()
     except GatewayError as exc:  # StreamFailed, or a failure while settling after the last chunk
-        yield writer.failure_events(exc.code or exc.type, exc.message)
+        error = writer.failure_events(exc.code or exc.type, exc.message)
+        if store is not None:  # the output so far, for GET; a follow-up is refused (see _chain)
+            await store(writer.final)
+        yield error + writer.last_event()
     finally:
         await chunks.aclose()  # type: ignore[attr-defined]
 

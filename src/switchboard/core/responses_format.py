@@ -550,7 +550,8 @@ class EventWriter:
     (`finish_events`), once the finish reason and usage (which OpenAI streams
     send after the finish chunk) are known, followed by `last_event`:
     `response.completed` (or `response.incomplete`) with the whole Response,
-    which the ingress may store in between.
+    which the ingress may store in between. A stream that breaks off ends the
+    same way: `failure_events`, then `last_event` with the failed Response.
     """
 
     def __init__(self, shell: Shell) -> None:
@@ -711,15 +712,19 @@ class EventWriter:
         return out
 
     def last_event(self) -> bytes:
-        """`response.completed` (or `response.incomplete`) with the whole Response, after `finish_events`."""
+        """`response.completed` (or `response.incomplete`, or `response.failed`) with the whole Response, after
+        `finish_events` (or `failure_events`)."""
         return self._event(f"response.{self.final['status']}", response=self.final)
 
     def failure_events(self, code: str, message: str) -> bytes:
-        """An `error` event and `response.failed`, for a failure after the stream began."""
+        """The `error` event, for a failure after the stream began; `final` is then the failed Response, with the
+        output so far, which `last_event` sends as `response.failed`."""
         out = b"" if self.response_id else self.start()
         out += self._event("error", code=code, message=message, param=None)
+        if self.closed < len(self.items):  # the item cut short: OpenAI's status for an unfinished item
+            self.items[-1]["status"] = "incomplete"
         # the Response's error.code is one of OpenAI's fixed values; the `error` event above keeps ours
         failed_code = "rate_limit_exceeded" if code in ("rate_limit_exceeded", "rate_limited") else "server_error"
-        failed = self.shell.response(self.response_id, self.created, "failed", self.items, self.usage,
-                                     error={"code": failed_code, "message": message}, model=self.model)
-        return out + self._event("response.failed", response=failed)
+        self.final = self.shell.response(self.response_id, self.created, "failed", self.items, self.usage,
+                                         error={"code": failed_code, "message": message}, model=self.model)
+        return out
