@@ -22,6 +22,7 @@ HI = [{"role": "user", "content": "hi"}]
 def stack(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("cascade-accounting")
     mock = MockProc(tmp, {"plain-up": {"reply": REPLY}, "quiet-up": {"reply": REPLY, "report_usage": False},
+                          "yes-up": {"reply": "YES"},
                           "down-up": {"faults": [{"kind": "status", "status": 500, "rate": 1.0}]}})
 
     def model(upstream):
@@ -34,7 +35,7 @@ def stack(tmp_path_factory):
         "accounts": {"model_limits": {"strong-capped": {"rpm": 2}}},
         "models": {"weak": model("plain-up"), "strong": model("plain-up"),
                    "strong-capped": model("plain-up"), "down": model("down-up"),
-                   "quiet": model("quiet-up")},
+                   "quiet": model("quiet-up"), "judge-yes": model("yes-up")},
         "routers": {
             "escalating": {"strong": "strong-capped", "weak": "weak", **always_weak,
                            "cascade": {"check": "regex", "pattern": "^never"}},
@@ -45,6 +46,8 @@ def stack(tmp_path_factory):
             "routed-to-a-down-weak": {"strong": "strong", "weak": "down", **always_weak},
             "cascading-from-a-down-weak": {"strong": "strong", "weak": "down", **always_weak,
                                            "cascade": {"check": "json"}},
+            "judged-and-accepted": {"strong": "strong", "weak": "weak", **always_weak,
+                                    "cascade": {"check": "judge", "judge_model": "judge-yes"}},
             "json-checked": {"strong": "strong", "weak": "weak", **always_weak, "cascade": {"check": "json"}},
             "escalating-quietly": {"strong": "quiet", "weak": "quiet", **always_weak,
                                    "cascade": {"check": "regex", "pattern": "^never"}},
@@ -161,3 +164,25 @@ def test_a_weak_model_that_is_down_hands_its_requests_to_the_strong_one(stack):
     cascade = json.loads(logged(gw, raw.headers["x-request-id"])["extra"])["cascade"]
     assert cascade["check"].startswith("weak model failed")
     assert [c["role"] for c in cascade["calls"]] == ["weak", "strong"]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_judged_answer_that_is_accepted_is_served_by_the_weak_model_not_the_judge(stack, stream):
+    gw, _ = stack
+    _, client = new_key(gw)
+    raw = client.chat.completions.with_raw_response.create(model="judged-and-accepted", max_tokens=10, messages=HI,
+                                                           stream=stream)
+    raw.parse()
+    assert raw.headers["x-switchboard-cascade"] == "accepted" and raw.headers["x-switchboard-routed-to"] == "weak"
+    # the judge ran last, but the answer is the weak model's: that is who served it (this named the judge)
+    assert raw.headers["x-switchboard-model"] == "weak" and raw.headers["x-switchboard-deployment"] == "weak#0"
+    row = logged(gw, raw.headers["x-request-id"])
+    assert row["model_used"] == "weak" and row["deployment"] == "weak#0"
+    assert [c["role"] for c in json.loads(row["extra"])["cascade"]["calls"]] == ["weak", "judge"]
+    # so the routing split counts it as weak, and a rating of it is router training data
+    _, _, body = http("GET", gw.url + "/admin/usage", None, ADMIN)
+    split = next(r for r in json.loads(body)["routers"] if r["router"] == "judged-and-accepted")
+    assert split["weak"] >= 1 and split["other"] == 0, split
+    status, _, body = http("POST", gw.url + "/v1/feedback", {"request_id": row["request_id"], "rating": "good",
+                                                            "prompt": "hi"}, ADMIN)
+    assert status == 200 and json.loads(body)["usable_for_training"] is True

@@ -25,6 +25,7 @@ from switchboard.errors import GatewayError, InvalidRequest, ModelNotFound, Perm
 from switchboard.observers import notify
 from switchboard.providers.canonical import embeddings_as_base64
 from switchboard.routing.cascade import completion_to_chunks
+from switchboard.routing.executor import served_by
 from switchboard.wildcards import allowed
 
 if TYPE_CHECKING:
@@ -287,6 +288,7 @@ class Pipeline:
 
         outcome = await run_cascade(self.gw, self.gw.routers[request.model], request, ctx)
         response = outcome.response
+        served_by(ctx, outcome.deployment)
         await self.settle_answer(ctx, outcome.model, outcome.deployment, request, response)
         outcome.calls[-1].setdefault("cost", ctx.entry.cost)  # the answer's call: the strong one if escalated
         ctx.entry.prompt_tokens += outcome.extra_prompt_tokens

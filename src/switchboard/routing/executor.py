@@ -521,6 +521,11 @@ def note_attempt(ctx: RequestContext, dep: Deployment, exc: UpstreamError | None
     return record
 
 
+def served_by(ctx: RequestContext, dep: Deployment) -> None:
+    """The request's answer came from ``dep``, whichever call ran last (a cascade's judge runs after its weak model)."""
+    _served(ctx, None, dep)
+
+
 def _served(ctx: RequestContext, target: ModelConfig | None, dep: Deployment) -> None:
     ctx.entry.model_used = dep.model_name
     ctx.entry.deployment = dep.id
