@@ -247,6 +247,8 @@ def test_zero_config_discovers_providers_from_environment():
      "routers.auto.cascade.quality_target: give only one of threshold, escalate_share, quality_target"),
     ("{check: json}, quality_target: 1.5", "routers.auto.quality_target: must be at most 1"),
     ("{check: json}, quality_target: 0.8, router: BARE", "has no stored quality curve"),
+    # this started, and every cascaded request paid for the weak call and then got a 500
+    ('{check: regex, pattern: "(unclosed"}', "routers.auto.cascade.pattern: not a regular expression (missing )"),
 ])
 def test_serve_refuses_a_bad_cascade_verifier_or_router_file(tmp_path, cascade, expected):
     from switchboard.routing.smart.router import DEFAULT_ROUTER_PATH

@@ -18,6 +18,7 @@ In cascade mode the weak model is asked first and its answer checked
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -144,8 +145,8 @@ def parse_routers(config: GatewayConfig) -> dict[str, RouterConfig]:
             if rc.cascade.check == "verifier" and not rc.cascade.verifier:
                 raise cs.error("verifier", "is required when check is 'verifier': a file from "
                                            "`switchboard router train --kind verifier`")
-            if rc.cascade.check == "regex" and not rc.cascade.pattern:
-                raise cs.error("pattern", "is required when check is 'regex'")
+            if rc.cascade.check == "regex":
+                _check_pattern(cs, rc.cascade.pattern)
             if rc.cascade.check == "judge":
                 if not rc.cascade.judge_model or rc.cascade.judge_model not in config.models:
                     raise cs.error("judge_model", "must name a configured model when check is 'judge'")
@@ -157,6 +158,16 @@ def parse_routers(config: GatewayConfig) -> dict[str, RouterConfig]:
         sec.done()
         out[name] = rc
     return out
+
+
+def _check_pattern(sec: _Section, pattern: str | None) -> None:
+    """A regex check's pattern must be given and compile: a bad one would fail every cascaded request."""
+    if not pattern:
+        raise sec.error("pattern", "is required when check is 'regex'")
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        raise sec.error("pattern", f"not a regular expression ({exc})") from None
 
 
 def _without_logprobs(model: ModelConfig) -> str | None:
