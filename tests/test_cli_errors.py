@@ -40,6 +40,11 @@ def files(tmp_path):
     (["router", "train", "--data", "{t}/array.jsonl", "--out", "{t}/r.npz"], "array.jsonl:1: each line is a JSON"),
     (["router", "train", "--data", "{t}/nan.jsonl", "--out", "{t}/r.npz"], "nan.jsonl:1: scores must be finite"),
     (["router", "train", "--data", "{t}/bad.jsonl", "--out", "{t}/r.npz"], "bad.jsonl:2: not JSON"),
+    # these wrote a router whose default threshold was nan (every request weak) or -inf
+    (["router", "train", "--data", "{t}/empty.jsonl", "--out", "{t}/r.npz", "--default-share", "nan"],
+     "'nan' is not a number from 0 to 1"),
+    (["router", "train", "--data", "{t}/empty.jsonl", "--out", "{t}/r.npz", "--default-share", "1.5"],
+     "'1.5' is not a number from 0 to 1"),
     (["logs", "--db", "{t}/not-a-db"], "not-a-db"),
     (["logs", "--config", "{t}/missing.yaml"], "config error"),
     (["usage", "--url", "notaurl"], ""),

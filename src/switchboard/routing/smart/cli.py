@@ -13,6 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from switchboard.argtypes import share
+
 
 def _load_examples(data: str, benchmark: str) -> list[Any]:
     from .dataset import load_benchmark, load_jsonl
@@ -164,7 +166,7 @@ def register(subparsers: Any) -> None:
     train.add_argument("--name", default=None,
                        help="router name stored in the file (default: gain-tfidf, linear-tfidf or answer-verifier)")
     _add_model_options(train, ("gain", "linear", "verifier"))
-    train.add_argument("--default-share", type=float, default=0.5,
+    train.add_argument("--default-share", type=share, default=0.5,
                        help="strong-call share on the training prompts that the stored default threshold gives")
     train.add_argument("--seed", type=int, default=0)
     train.set_defaults(func=_cmd_train)
