@@ -23,6 +23,8 @@ def files(tmp_path):
     (tmp_path / "nan.jsonl").write_text('{"prompt": "p", "scores": {"strong": NaN, "weak": 1}}\n')
     (tmp_path / "bad.jsonl").write_text('{"prompt": "p", "winner": "weak"}\n{"prompt": \n')
     (tmp_path / "not-a-db").write_text("hello")
+    (tmp_path / "one-class.jsonl").write_text("".join(f'{{"prompt": "prove lemma {i}", "winner": "strong"}}\n'
+                                                      for i in range(20)))
     (tmp_path / "null-prompt.jsonl").write_text('{"prompt": null}\n')
     for name, calibration in (("missing", "missing.jsonl"), ("empty", "empty.jsonl"), ("null", "null-prompt.jsonl")):
         model = {"deployments": [{"provider": "openai", "model": "x", "base_url": "http://127.0.0.1:9/v1"}]}
@@ -45,6 +47,9 @@ def files(tmp_path):
      "'nan' is not a number from 0 to 1"),
     (["router", "train", "--data", "{t}/empty.jsonl", "--out", "{t}/r.npz", "--default-share", "1.5"],
      "'1.5' is not a number from 0 to 1"),
+    # this trained a router that gives every prompt the same score
+    (["router", "train", "--data", "{t}/one-class.jsonl", "--out", "{t}/r.npz"],
+     "all 20 examples have the same outcome (strong 1, weak 0)"),
     (["logs", "--db", "{t}/not-a-db"], "not-a-db"),
     (["logs", "--config", "{t}/missing.yaml"], "config error"),
     (["usage", "--url", "notaurl"], ""),

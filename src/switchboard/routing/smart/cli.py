@@ -41,11 +41,21 @@ def _clean_errors(command: Callable[[argparse.Namespace], int]) -> Callable[[arg
     return run
 
 
+def _refuse_one_outcome(examples: list[Any]) -> None:
+    """Examples that all say the same thing teach a router nothing: its scores would be one constant."""
+    outcomes = {(e.strong, e.weak) for e in examples}
+    if len(outcomes) == 1:
+        strong, weak = outcomes.pop()
+        raise ValueError(f"all {len(examples)} examples have the same outcome (strong {strong:g}, weak {weak:g}); "
+                         "a router learns from prompts where the outcome differs (some won by each model, or ties)")
+
+
 @_clean_errors
 def _cmd_train(args: argparse.Namespace) -> int:
     from .train import TrainConfig, train_router
 
     examples = _load_examples(args.data, args.benchmark)
+    _refuse_one_outcome(examples)
     config = TrainConfig(default_share=args.default_share, seed=args.seed, kind=args.kind,
                          embedding=None if args.embedding == "none" else args.embedding,
                          structure=args.structure, options=not args.no_options)
