@@ -50,6 +50,10 @@ def files(tmp_path):
     # this trained a router that gives every prompt the same score
     (["router", "train", "--data", "{t}/one-class.jsonl", "--out", "{t}/r.npz"],
      "all 20 examples have the same outcome (strong 1, weak 0)"),
+    # checked before the training or evaluation, not after it
+    (["router", "train", "--data", "{t}/one-class.jsonl", "--out", "{t}"], "is a directory; give a file name"),
+    (["route-eval", "--data", "{t}/one-class.jsonl", "--folds", "2", "--plot", "{t}/not-a-db/plot.png"],
+     "not-a-db"),
     (["logs", "--db", "{t}/not-a-db"], "not-a-db"),
     (["logs", "--config", "{t}/missing.yaml"], "config error"),
     (["usage", "--url", "notaurl"], ""),
@@ -87,3 +91,14 @@ def test_logs_reads_a_database_whose_path_holds_a_hash(tmp_path):
     assert json.loads(result.stdout.splitlines()[0])["request_id"] == "req_1"
     table = run("logs", "--db", str(db))
     assert "req_1" in table.stdout and "\x1b" not in table.stdout  # a terminal escape in a model name is shown inert
+
+
+def test_route_eval_keeps_its_results_when_the_plot_cannot_be_written(tmp_path):
+    data = tmp_path / "prefs.jsonl"
+    data.write_text("".join(json.dumps({"prompt": f"prove lemma {i} of topology" if i % 2 else f"say hi {i}",
+                                        "winner": "strong" if i % 2 else "tie"}) + "\n" for i in range(30)))
+    result = run("route-eval", "--data", str(data), "--folds", "2", "--json", "--plot", str(tmp_path / "curve.bogus"))
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert "plot not written to" in result.stderr and "bogus" in result.stderr
+    # the evaluation is printed all the same (it was lost: nothing on stdout)
+    assert json.loads(result.stdout.splitlines()[-1])["n_prompts"] == 30

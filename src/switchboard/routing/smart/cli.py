@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -54,6 +55,7 @@ def _refuse_one_outcome(examples: list[Any]) -> None:
 def _cmd_train(args: argparse.Namespace) -> int:
     from .train import TrainConfig, train_router
 
+    _writable(args.out)
     examples = _load_examples(args.data, args.benchmark)
     _refuse_one_outcome(examples)
     config = TrainConfig(default_share=args.default_share, seed=args.seed, kind=args.kind,
@@ -113,6 +115,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
 def _cmd_eval(args: argparse.Namespace) -> int:
     from .evaluate import cross_validate, evaluate_router
 
+    if args.plot:
+        args.plot = _writable(args.plot if os.path.splitext(args.plot)[1] else args.plot + ".png")
     examples = _load_examples(args.data, args.benchmark)
     name = args.benchmark if not Path(args.data).is_file() else Path(args.data).stem
     if args.router:
@@ -132,17 +136,32 @@ def _cmd_eval(args: argparse.Namespace) -> int:
             leave_group_out=args.benchmark == "mmlu" and len(groups) >= args.folds,
             verifier=lambda ex: train_verifier(ex, config=TrainConfig(seed=args.seed, quality_folds=0)),
         )
-    written = None
+    written, failure = None, None
     if args.plot:
         from .plot import plot_report
 
-        written = plot_report(report, args.plot)
+        try:  # an evaluation can take minutes: a plot that cannot be written must not lose its results
+            written = plot_report(report, args.plot)
+        except (ValueError, OSError) as exc:
+            failure = exc
     print(report.to_text())
     if written:
         print(f"plot written to {written}")
     if args.json:
         print(json.dumps(report.to_json(), separators=(",", ":")))
+    if failure is not None:
+        print(f"switchboard: plot not written to {args.plot}: {failure}", file=sys.stderr)
+        return 2
     return 0
+
+
+def _writable(path: str) -> str:
+    """``path``, checked before minutes of work go into what will be written there: its folder is made, and it
+    must not be a folder itself."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    if Path(path).is_dir():
+        raise ValueError(f"{path} is a directory; give a file name")
+    return path
 
 
 _KINDS = {
