@@ -186,3 +186,24 @@ def test_a_judged_answer_that_is_accepted_is_served_by_the_weak_model_not_the_ju
     status, _, body = http("POST", gw.url + "/v1/feedback", {"request_id": row["request_id"], "rating": "good",
                                                             "prompt": "hi"}, ADMIN)
     assert status == 200 and json.loads(body)["usable_for_training"] is True
+
+
+def test_a_usage_report_for_one_key_splits_only_that_keys_routed_requests(stack):
+    gw, _ = stack
+    busy_id, busy = new_key(gw, team="routing-busy")
+    idle_id, _ = new_key(gw, team="routing-idle")
+    busy.chat.completions.create(model="json-checked", max_tokens=10, messages=HI)
+    wait_for(lambda: any(r["key_id"] == busy_id for r in gw.requests_logged()))
+
+    def split(query: str) -> dict[str, dict]:
+        status, _, body = http("GET", gw.url + "/admin/usage?" + query, None, ADMIN)
+        assert status == 200, body
+        return {r["router"]: r for r in json.loads(body)["routers"]}
+
+    # the data rows honoured the filter; the routing split and saving were those of every key
+    assert split(f"key={busy_id}")["json-checked"]["requests"] == 1
+    assert all(r["requests"] == 0 and r["cost"] == 0 for r in split(f"key={idle_id}").values())
+    assert split("team=routing-busy")["json-checked"]["requests"] == 1
+    assert all(r["requests"] == 0 for r in split("team=routing-idle").values())
+    assert split("key=" + busy_id + "&model=strong")["json-checked"]["requests"] == 1  # escalated: strong served it
+    assert split("key=" + busy_id + "&model=weak")["json-checked"]["requests"] == 0

@@ -395,9 +395,9 @@ async def usage(gw: Gateway, request: Request) -> Response:
     if since is not None and until is not None and since >= until:
         raise InvalidRequest("'since' must be before 'until'.", param="since")
     await gw.request_log.flush()  # include this replica's entries not yet written
+    filters = {"key_id": text_param(q, "key"), "model": text_param(q, "model"), "team": text_param(q, "team")}
     try:
-        rows = await usage_report(gw.storage, group_by, since=since, until=until, key_id=text_param(q, "key"),
-                                  model=text_param(q, "model"), team=text_param(q, "team"))
+        rows = await usage_report(gw.storage, group_by, since=since, until=until, **filters)
     except ValueError as exc:
         raise InvalidRequest(str(exc), param="group_by") from None
     if fmt == "csv":
@@ -406,7 +406,8 @@ async def usage(gw: Gateway, request: Request) -> Response:
     from switchboard.api.dashboard_queries import router_split
 
     routers = await router_split(gw.storage, since or 0.0, until or 1e18,
-                                 {name: (r.settings.strong, r.settings.weak) for name, r in gw.routers.items()})
+                                 {name: (r.settings.strong, r.settings.weak) for name, r in gw.routers.items()},
+                                 **filters)
     return _json({"object": "usage_report", "group_by": group_by, "data": rows, "totals": totals, "routers": routers})
 
 

@@ -159,8 +159,9 @@ async def top_models(storage: Storage, since: float, until: float, limit: int = 
              "avg_latency_ms": _round(_num(r["avg_ms"]))} for r in rows]
 
 
-async def router_split(storage: Storage, since: float, until: float,
-                       routers: dict[str, tuple[str, str]]) -> list[dict[str, Any]]:
+async def router_split(storage: Storage, since: float, until: float, routers: dict[str, tuple[str, str]], *,
+                       key_id: str | None = None, team: str | None = None,
+                       model: str | None = None) -> list[dict[str, Any]]:
     """Per router: how many requests went strong and weak, what they cost, and the cost had all gone strong.
 
     `routers` maps a router name to its (strong, weak) model names. A request
@@ -168,14 +169,16 @@ async def router_split(storage: Storage, since: float, until: float,
     "other". Failed requests count when they were charged (a hang-up pays
     for what the upstream produced); without a recorded `cost_if_strong`
     they count their own cost there, so the saving is never overstated.
+    `key_id`, `team` and `model` narrow it as they narrow a usage report.
     """
     if_strong = _json_number(storage.dialect, "cost_if_strong")
+    where, args = _split_filters(key_id, team, model)
     rows = await storage.fetchall(
         f"SELECT router, model_used, COUNT(*) AS requests, COALESCE(SUM(cost), 0) AS cost, "
         f"COALESCE(SUM(COALESCE({if_strong}, cost)), 0) AS cost_if_strong "
-        "FROM request_log WHERE ts >= ? AND ts < ? AND router IS NOT NULL AND (status < 400 OR cost > 0) "
+        f"FROM request_log WHERE ts >= ? AND ts < ? AND router IS NOT NULL AND (status < 400 OR cost > 0){where} "
         "GROUP BY router, model_used",
-        since, until)
+        since, until, *args)
     out: dict[str, dict[str, Any]] = {}
     for name, (strong, weak) in routers.items():
         out[name] = _empty_split(name, strong, weak)
@@ -196,6 +199,17 @@ async def router_split(storage: Storage, since: float, until: float,
         split["cost"] = round(split["cost"], 9)
         split["cost_if_strong"] = round(split["cost_if_strong"], 9)
     return sorted(out.values(), key=lambda s: s["router"])
+
+
+def _split_filters(key_id: str | None, team: str | None, model: str | None) -> tuple[str, list[str]]:
+    """SQL conditions (each after an AND) and their arguments: the usage report's key, team and model filters."""
+    where, args = "", []
+    for cond, value in (("key_id = ?", key_id), ("team = ?", team),
+                        ("(model_used = ? OR (model_used IS NULL AND model_requested = ?))", model)):
+        if value is not None:
+            where += " AND " + cond
+            args += [value] * cond.count("?")
+    return where, args
 
 
 def _empty_split(name: str, strong: str | None, weak: str | None) -> dict[str, Any]:
