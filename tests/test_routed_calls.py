@@ -43,6 +43,8 @@ def stack(tmp_path_factory):
                              "cascade": {"check": "regex", "pattern": "^never"}},
             "judged-by-a-broken-judge": {"strong": "strong", "weak": "weak", **always_weak,
                                          "cascade": {"check": "judge", "judge_model": "down"}},
+            "escalating-to-a-down-strong": {"strong": "down", "weak": "weak", **always_weak,
+                                            "cascade": {"check": "regex", "pattern": "^never"}},
             "routed-to-a-down-weak": {"strong": "strong", "weak": "down", **always_weak},
             "cascading-from-a-down-weak": {"strong": "strong", "weak": "down", **always_weak,
                                            "cascade": {"check": "json"}},
@@ -99,7 +101,8 @@ def test_a_failed_cascade_logs_the_calls_it_made_and_charges_nothing(stack):
     key_id, client = new_key(gw, credits_usd=5.0)
     weak_calls = mock.stats()["by_model"].get("plain-up", 0)
     with pytest.raises(openai.APIStatusError) as err:
-        client.chat.completions.with_raw_response.create(model="judged-by-a-broken-judge", max_tokens=10, messages=HI)
+        client.chat.completions.with_raw_response.create(model="escalating-to-a-down-strong", max_tokens=10,
+                                                         messages=HI)
     assert err.value.status_code == 502
     assert mock.stats()["by_model"]["plain-up"] == weak_calls + 1  # the weak model did answer
     row = logged(gw, err.value.response.headers["x-request-id"])
@@ -110,6 +113,23 @@ def test_a_failed_cascade_logs_the_calls_it_made_and_charges_nothing(stack):
     _, _, raw = http("GET", gw.url + f"/admin/keys/{key_id}", None, ADMIN)
     credit = json.loads(raw)["credit"]
     assert credit["balance_usd"] == pytest.approx(5.0) and credit["reserved_usd"] == 0
+
+
+def test_a_judge_that_is_down_fails_the_check_and_the_strong_model_answers(stack):
+    gw, mock = stack
+    key_id, client = new_key(gw, credits_usd=5.0)
+    raw = client.chat.completions.with_raw_response.create(model="judged-by-a-broken-judge", max_tokens=10,
+                                                           messages=HI)
+    assert raw.parse().choices[0].message.content == REPLY
+    assert raw.headers["x-switchboard-cascade"] == "escalated" and raw.headers["x-switchboard-routed-to"] == "strong"
+    row = logged(gw, raw.headers["x-request-id"])
+    cascade = json.loads(row["extra"])["cascade"]
+    assert row["status"] == 200 and cascade["escalated"] is True and cascade["check"].startswith("judge failed")
+    calls = [(c["role"], c.get("error")) for c in cascade["calls"]]
+    assert calls == [("weak", None), ("judge", "upstream_server_error"), ("strong", None)]
+    assert row["cost"] == pytest.approx(2 * 0.21)  # the weak and the strong answer; the judge's call failed
+    _, _, body = http("GET", gw.url + f"/admin/keys/{key_id}", None, ADMIN)
+    assert json.loads(body)["credit"]["balance_usd"] == pytest.approx(5.0 - 2 * 0.21)
 
 
 def test_a_cascades_calls_are_counted_locally_when_the_upstream_reports_no_usage(stack):

@@ -3,7 +3,7 @@
 Checks: `json` (the answer parses as JSON, and has the schema's required keys
 when the request gave a JSON schema; an answer that only calls tools must call
 offered tools with JSON object arguments), `regex` (the answer matches a pattern),
-`judge` (a judge model answers YES to a rubric), `logprob` (the mean token
+`judge` (a judge model answers YES to a rubric; a judge that is down fails the check), `logprob` (the mean token
 log-probability of the weak answer is at least `min_logprob`; an answer without
 log-probabilities fails the check, so the cascade errs towards quality), `verifier`
 (a learned answer verifier, ``VerifierRouter``, scores prompt and answer below the
@@ -160,18 +160,7 @@ async def run_cascade(gw: Gateway, router: AutoRouter, request: ChatRequest, ctx
         elif settings.check == "logprob":
             passed, detail = check_logprob(response, settings.min_logprob)
         else:
-            judge = router.model(settings.judge_model or "")
-            question = last_user_text(request)
-            verdict_request = ChatRequest({"model": judge.name, "max_tokens": 5, "temperature": 0, "messages": [
-                {"role": "system", "content": "You grade answers. Reply with exactly YES or NO."},
-                {"role": "user", "content": f"Question:\n{question}\n\nAnswer:\n{text}\n\n{settings.rubric}\n"
-                                            "Reply YES or NO."}]})
-            await gw.admission.admit_next(ctx, judge, estimate_tokens(verdict_request.prompt_text()), 5)
-            verdict, judge_model, judge_dep = await gw.executor.run(judge, ctx, lambda p, d: p.chat(verdict_request, d))
-            judged = await _cost(verdict, judge_model, judge_dep, verdict_request, ctx.entry.extra)
-            calls.append({"model": judge_model.name, "role": "judge", "cost": judged[2]})
-            passed = answer_text(verdict).strip().upper().startswith("YES")
-            detail = f"judge {judge_model.name} said {answer_text(verdict).strip()[:20]!r}"
+            passed, detail, judged = await _judge(gw, router, request, ctx, text, calls)
         if passed:
             if weak_request is not request:  # the check asked for log-probabilities; the client did not
                 for choice in response.get("choices") or ():
@@ -188,6 +177,30 @@ async def run_cascade(gw: Gateway, router: AutoRouter, request: ChatRequest, ctx
     outcome.extra_prompt_tokens, outcome.extra_completion_tokens = judged[0] + weak_p, judged[1] + weak_c
     outcome.extra_cost = judged[2] + weak_cost
     return outcome
+
+
+async def _judge(gw: Gateway, router: AutoRouter, request: ChatRequest, ctx: RequestContext, text: str,
+                 calls: list[dict[str, Any]]) -> tuple[bool, str, tuple[int, int, float]]:
+    """(passed, detail, the verdict's tokens and cost). A judge that is down fails the check, as a weak model
+    that is down does: the strong model answers."""
+    settings: CascadeSettings = router.settings.cascade  # type: ignore[assignment]
+    judge = router.model(settings.judge_model or "")
+    verdict_request = ChatRequest({"model": judge.name, "max_tokens": 5, "temperature": 0, "messages": [
+        {"role": "system", "content": "You grade answers. Reply with exactly YES or NO."},
+        {"role": "user", "content": f"Question:\n{last_user_text(request)}\n\nAnswer:\n{text}\n\n"
+                                    f"{settings.rubric}\nReply YES or NO."}]})
+    await gw.admission.admit_next(ctx, judge, estimate_tokens(verdict_request.prompt_text()), 5)
+    try:
+        verdict, judge_model, judge_dep = await gw.executor.run(judge, ctx, lambda p, d: p.chat(verdict_request, d))
+    except GatewayError as exc:
+        if exc.status < 500 and exc.status != 429:
+            raise
+        calls.append({"model": judge.name, "role": "judge", "error": exc.code or exc.type})
+        return False, f"judge failed: {exc.message[:200]}", (0, 0, 0.0)
+    judged = await _cost(verdict, judge_model, judge_dep, verdict_request, ctx.entry.extra)
+    calls.append({"model": judge_model.name, "role": "judge", "cost": judged[2]})
+    said = answer_text(verdict).strip()
+    return said.upper().startswith("YES"), f"judge {judge_model.name} said {said[:20]!r}", judged
 
 
 async def _escalate(gw: Gateway, router: AutoRouter, request: ChatRequest, ctx: RequestContext, detail: str,
