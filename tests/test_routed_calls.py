@@ -130,6 +130,10 @@ def test_a_judge_that_is_down_fails_the_check_and_the_strong_model_answers(stack
     assert row["cost"] == pytest.approx(2 * 0.21)  # the weak and the strong answer; the judge's call failed
     _, _, body = http("GET", gw.url + f"/admin/keys/{key_id}", None, ADMIN)
     assert json.loads(body)["credit"]["balance_usd"] == pytest.approx(5.0 - 2 * 0.21)
+    # streamed, the usage chunk carries the whole charge, as every stream's does
+    chunks = list(client.chat.completions.create(model="judged-by-a-broken-judge", max_tokens=10, messages=HI,
+                                                 stream=True, stream_options={"include_usage": True}))
+    assert chunks[-1].usage.model_extra["cost"] == pytest.approx(2 * 0.21)
 
 
 def test_a_cascades_calls_are_counted_locally_when_the_upstream_reports_no_usage(stack):

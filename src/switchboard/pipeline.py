@@ -86,7 +86,10 @@ class Pipeline:
             if self.cascades(request, ctx):
                 response = await self.cascade(request, ctx)
                 ctx.entry.ttft_ms = ctx.elapsed_ms()  # the first chunk can go once the cascade has its answer
-                return self._replay(ctx, completion_to_chunks(response, request.include_usage))
+                chunks = completion_to_chunks(response, request.include_usage)
+                if chunks and "usage" in chunks[-1]:  # the whole cascade's charge, as every stream's usage has
+                    chunks[-1]["usage"] = {**chunks[-1]["usage"], "cost": round(ctx.entry.cost, 8)}
+                return self._replay(ctx, chunks)
             upstream, first, model, dep = await self.gw.executor.open_stream(request, model, ctx,
                                                                              self.route_fallbacks(ctx))
         except GatewayError as exc:
