@@ -6,6 +6,8 @@ OpenAI SDK, SQLite."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import openai
 import pytest
@@ -134,6 +136,12 @@ def test_a_judge_that_is_down_fails_the_check_and_the_strong_model_answers(stack
     chunks = list(client.chat.completions.create(model="judged-by-a-broken-judge", max_tokens=10, messages=HI,
                                                  stream=True, stream_options={"include_usage": True}))
     assert chunks[-1].usage.model_extra["cost"] == pytest.approx(2 * 0.21)
+    # two answers cost more than the strong one alone: the report says so, not "saved $-0.21"
+    out = subprocess.run([sys.executable, "-m", "switchboard", "usage", "--url", gw.url, "--admin-key", MASTER,
+                          "--key", key_id], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    line = next(s for s in out.stdout.splitlines() if s.startswith("router judged-by-a-broken-judge:"))
+    assert line.endswith("all-strong: cost $0.420000 more (100%)"), line
 
 
 def test_a_cascades_calls_are_counted_locally_when_the_upstream_reports_no_usage(stack):

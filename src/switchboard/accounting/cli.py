@@ -171,8 +171,15 @@ def _usage(args: argparse.Namespace) -> int:
         for r in result.get("routers") or []:
             print(f"router {r['router']}: {r['requests']} requests, {r['strong']} strong ({r['strong_model']}) / "
                   f"{r['weak']} weak ({r['weak_model']}) / {r['other']} other; ${r['cost']:.6f} spent vs "
-                  f"${r['cost_if_strong']:.6f} all-strong: saved ${r['saving']:.6f} ({r['saving_pct']:.0%})")
+                  f"${r['cost_if_strong']:.6f} all-strong: {_saving(r['saving'], r['saving_pct'])}")
     return 0
+
+
+def _saving(usd: float, share: float) -> str:
+    """What routing saved against all-strong; a routing that cost more (an escalating cascade) says so."""
+    if usd < 0:
+        return f"cost ${-usd:.6f} more ({-share:.0%})"
+    return f"saved ${usd:.6f} ({share:.0%})"
 
 
 def _connection(p: argparse.ArgumentParser) -> None:
