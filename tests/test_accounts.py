@@ -790,3 +790,20 @@ def test_a_nul_in_a_requested_model_does_not_stop_the_postgres_request_log(pg_ga
 
     models = wait_for(lambda: (m := logged()) and sum(m.values()) == 5 and m, timeout=5)
     assert models == {"m": 4, "bad\ufffdmodel": 1}
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_feedback_text_with_a_nul_is_kept_and_a_bad_request_id_or_two_scores_are_a_400(backend, request):
+    gw = request.getfixturevalue("stack")[0] if backend == "sqlite" else request.getfixturevalue("pg_gateway")
+    _, key = new_key(gw, name="feedback-nul")
+    raw = client_for(gw, key).chat.completions.with_raw_response.create(
+        model="m", max_tokens=10, messages=[{"role": "user", "content": "hi"}])
+    request_id = raw.headers["x-request-id"]
+    auth = {"authorization": f"Bearer {key}"}
+    status, _, body = http("POST", gw.url + "/v1/feedback",
+                           {"request_id": request_id, "score": 1, "comment": "a\x00b", "prompt": "p\x00"}, auth)
+    assert status == 200 and json.loads(body)["score"] == 1.0, body
+    for sent, param in (({"request_id": "r\x00", "score": 1}, "request_id"),
+                        ({"request_id": request_id, "score": 1, "rating": "bad"}, "score")):
+        status, _, body = http("POST", gw.url + "/v1/feedback", sent, auth)
+        assert status == 400 and json.loads(body)["error"]["param"] == param, body

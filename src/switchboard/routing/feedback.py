@@ -24,16 +24,19 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from switchboard.api.params import check_text
 from switchboard.core.request import messages_text
 from switchboard.errors import InvalidRequest, NotFound, PermissionDenied
 from switchboard.http.server import Request, Response
-from switchboard.storage.base import Steps, execute
+from switchboard.storage.base import Steps, execute, without_nul
 
 if TYPE_CHECKING:
     from switchboard.app import Gateway
 
 
 def _score(body: dict[str, Any]) -> float:
+    if "score" in body and "rating" in body:
+        raise InvalidRequest("Send 'score' or 'rating', not both.", param="score")
     if "score" in body:
         score = body["score"]
         if isinstance(score, bool) or not isinstance(score, (int, float)) or not 0 <= score <= 1:
@@ -59,6 +62,7 @@ async def post_feedback(gw: Gateway, request: Request) -> Response:
         raise InvalidRequest("The request body is not valid JSON.") from None
     if not isinstance(body, dict) or not isinstance(body.get("request_id"), str):
         raise InvalidRequest("'request_id' is required: the x-request-id of the request you rate.", param="request_id")
+    check_text(body["request_id"], "request_id")
     score = _score(body)
     comment = body.get("comment")
     if comment is not None and (not isinstance(comment, str) or len(comment) > 10_000):
@@ -75,6 +79,7 @@ async def post_feedback(gw: Gateway, request: Request) -> Response:
         raise PermissionDenied("Only the key that made a request may rate it.", param="request_id",
                                code="not_your_request")
     prompt = _prompt_of(row) or prompt  # the prompt the gateway kept, when it kept one, over the client's word
+    comment, prompt = without_nul(comment), without_nul(prompt)  # as in the request log: Postgres refuses U+0000
 
     def replace() -> Steps[None]:
         yield execute("DELETE FROM feedback WHERE request_id = ?", body["request_id"])
