@@ -53,6 +53,8 @@ class RequestLogEntry:
                   self.prompt_tokens, self.completion_tokens, self.cost, self.latency_ms, self.ttft_ms,
                   1 if self.stream else 0, self.attempts, self.router, self.router_score,
                   _extra_text(self.extra) if self.extra else None, self.team)
+        if "\x00" not in "".join([v for v in values if type(v) is str]):  # nearly always: one scan, no copy
+            return values
         return tuple(without_nul(v) if type(v) is str else v for v in values)
 
 
