@@ -106,11 +106,36 @@ return 1
 """
 
 
+class _Window:
+    """One scope's counts per second, with their sum and their oldest second kept as they change: a check reads
+    them in O(1), and a bucket that leaves the window is dropped by the first check after it leaves."""
+
+    __slots__ = ("buckets", "oldest", "total")
+
+    def __init__(self) -> None:
+        self.buckets: dict[int, int] = {}
+        self.total = 0
+        self.oldest = 0  # meaningless while `buckets` is empty
+
+    def expire(self, now: int) -> None:
+        if self.buckets and self.oldest <= now - WINDOW:
+            buckets = self.buckets
+            for sec in [s for s in buckets if s <= now - WINDOW]:
+                self.total -= buckets.pop(sec)
+            self.oldest = min(buckets, default=0)
+
+    def add(self, sec: int, amount: int) -> None:
+        buckets = self.buckets
+        self.oldest = min(self.oldest, sec) if buckets else sec
+        buckets[sec] = buckets.get(sec, 0) + amount
+        self.total += amount
+
+
 class MemoryLimits:
     """One process's windows and slots (no Redis configured)."""
 
     def __init__(self) -> None:
-        self._windows: dict[str, dict[int, int]] = {}
+        self._windows: dict[str, _Window] = {}
         self._slots: dict[str, dict[str, float]] = {}
 
     async def hit(self, checks: list[Check]) -> Verdict:
@@ -118,14 +143,16 @@ class MemoryLimits:
         used, reset = [], []
         failed, retry = None, 0.0
         for c in checks:
-            buckets = self._windows.setdefault(c.scope, {})
-            for sec in [s for s in buckets if s <= now - WINDOW]:
-                del buckets[sec]
-            total = sum(buckets.values())
+            window = self._windows.get(c.scope)
+            if window is None:
+                window = self._windows[c.scope] = _Window()
+            window.expire(now)
+            total = window.total
             used.append(total)
-            reset.append(float(min(buckets) + WINDOW - now) if buckets else 0.0)
+            reset.append(float(window.oldest + WINDOW - now) if window.buckets else 0.0)
             if failed is None and c.amount > 0 and total + c.amount > c.limit:
                 failed, retry, freed = c, float(WINDOW), 0
+                buckets = window.buckets
                 for sec in sorted(buckets):
                     freed += buckets[sec]
                     if total - freed + c.amount <= c.limit:
@@ -134,15 +161,15 @@ class MemoryLimits:
         if failed is None:
             for i, c in enumerate(checks):
                 if c.amount:
-                    buckets = self._windows[c.scope]
-                    buckets[now] = buckets.get(now, 0) + c.amount
+                    self._windows[c.scope].add(now, c.amount)
                 used[i] += c.amount
         return Verdict(failed is None, failed, retry, used, reset, now)
 
     async def adjust(self, scope: str, second: int, delta: int) -> None:
-        buckets = self._windows.get(scope)
-        if buckets is not None and second in buckets:
-            buckets[second] += delta
+        window = self._windows.get(scope)
+        if window is not None and second in window.buckets:
+            window.buckets[second] += delta
+            window.total += delta
 
     async def acquire(self, scope: str, limit: int, member: str, ttl: float) -> bool:
         slots = self._slots.setdefault(scope, {})
