@@ -88,7 +88,7 @@ class Pipeline:
                 ctx.entry.ttft_ms = ctx.elapsed_ms()  # the first chunk can go once the cascade has its answer
                 chunks = completion_to_chunks(response, request.include_usage)
                 if chunks and "usage" in chunks[-1]:  # the whole cascade's charge, as every stream's usage has
-                    chunks[-1]["usage"] = {**chunks[-1]["usage"], "cost": round(ctx.entry.cost, 8)}
+                    chunks[-1] = with_cost(chunks[-1], ctx)
                 return self._replay(ctx, chunks)
             upstream, first, model, dep = await self.gw.executor.open_stream(request, model, ctx,
                                                                              self.route_fallbacks(ctx))
@@ -244,7 +244,7 @@ class Pipeline:
                 held = {**{k: last[k] for k in ("id", "object", "created", "model") if k in last}, "choices": []}
                 fill_usage(held, usage)
             if held is not None:
-                held = {**held, "usage": {**held["usage"], "cost": round(ctx.entry.cost, 8)}}
+                held = with_cost(held, ctx)
                 if sent is not None:
                     sent.append(held)
                 yield held
@@ -387,6 +387,11 @@ async def _counted_or_none(dep: Deployment, request: ChatRequest, completion: st
     except BaseException:  # noqa: BLE001 - settling must still happen
         extra.pop("usage_counted", None)
         return None
+
+
+def with_cost(usage_chunk: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
+    """A stream's usage chunk with what the request was charged, as `usage.cost` (its headers went out before)."""
+    return {**usage_chunk, "usage": {**usage_chunk["usage"], "cost": round(ctx.entry.cost, 8)}}
 
 
 def fill_usage(response: dict[str, Any], usage: Usage) -> None:

@@ -31,7 +31,7 @@ import orjson
 from switchboard.accounting.keys import EDITABLE, PERIODS, KeyRecord
 from switchboard.accounting.ledger import KINDS
 from switchboard.accounting.pricing import MAX_NANOS, to_nanos
-from switchboard.api.params import check_text, int_param, text_param
+from switchboard.api.params import check_order, check_text, int_param, text_param, timestamp_param
 from switchboard.errors import InvalidRequest, MethodNotAllowed, NotFound
 from switchboard.http.server import Request, Response
 
@@ -385,15 +385,8 @@ async def usage(gw: Gateway, request: Request) -> Response:
     fmt = q.get("format") or "json"
     if fmt not in ("json", "csv"):
         raise InvalidRequest(f"'format' must be json or csv; got {fmt[:40]!r}.", param="format")
-    try:
-        since = float(q["since"]) if q.get("since") else None
-        until = float(q["until"]) if q.get("until") else None
-        if not all(math.isfinite(t) for t in (since, until) if t is not None):
-            raise ValueError
-    except ValueError:
-        raise InvalidRequest("'since' and 'until' must be Unix timestamps.") from None
-    if since is not None and until is not None and since >= until:
-        raise InvalidRequest("'since' must be before 'until'.", param="since")
+    since, until = timestamp_param(q, "since"), timestamp_param(q, "until")
+    check_order(since, until)
     await gw.request_log.flush()  # include this replica's entries not yet written
     filters = {"key_id": text_param(q, "key"), "model": text_param(q, "model"), "team": text_param(q, "team")}
     try:

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from switchboard.api import dashboard_queries as q
-from switchboard.api.params import int_param, text_param
+from switchboard.api.params import check_order, int_param, text_param, timestamp_param
 from switchboard.errors import InvalidRequest, NotFound
 from switchboard.http.server import Request, Response
 
@@ -174,33 +173,14 @@ def _json(data: Any, status: int = 200) -> Response:
     return Response(status, orjson.dumps(data), {"cache-control": "no-store"})
 
 
-def _float(params: dict[str, str], name: str) -> float | None:
-    value = params.get(name)
-    if value in (None, ""):
-        return None
-    try:
-        number = float(value)
-    except ValueError:
-        number = math.nan
-    if not math.isfinite(number) or abs(number) > 1e11:
-        raise InvalidRequest(f"'{name}' must be a Unix timestamp in seconds; got {value[:40]!r}.", param=name)
-    return number
-
-
-def check_order(since: float | None, until: float | None) -> None:
-    """A 400 unless `since` is before `until` (when both are given): an empty range is a mistake, not a query."""
-    if since is not None and until is not None and since >= until:
-        raise InvalidRequest("'since' must be before 'until'.", param="since")
-
-
 def time_range(params: dict[str, str], default: str = "24h") -> tuple[float, float, float]:
     """(since, until, chart bucket width) from `range=1h|...` or `since`/`until`.
 
     `since` is kept as given: totals cover exactly [since, until). Only a chart aligns its buckets (`chart_start`).
     """
     now = time.time()
-    until = _float(params, "until") or now
-    since = _float(params, "since")
+    until = timestamp_param(params, "until") or now
+    since = timestamp_param(params, "since")
     if since is None:
         name = params.get("range") or default
         if name not in _RANGES:
@@ -332,11 +312,11 @@ async def requests(gw: Gateway, request: Request) -> Response:
                                                     and 100 <= int(status) <= 599):
         raise InvalidRequest("'status' must be an HTTP status code, 'ok' or 'error'.", param="status")
     limit = int_param(params, "limit", 50, 1, 500)
-    since, until = _float(params, "since"), _float(params, "until")
+    since, until = timestamp_param(params, "since"), timestamp_param(params, "until")
     check_order(since, until)
     rows = await q.request_page(gw.storage, key_id=text_param(params, "key"), model=text_param(params, "model"),
                                 status=status, since=since, until=until,
-                                before=_float(params, "before"), limit=limit + 1)  # one more: is there a next page?
+                                before=timestamp_param(params, "before"), limit=limit + 1)  # one more: is there a next page?
     page = rows[:limit]
     return _json({"object": "list", "data": page, "has_more": len(rows) > limit,
                   "next_before": page[-1]["ts"] if page else None})

@@ -1,4 +1,5 @@
-"""Checks for the text an operator sends the admin and dashboard APIs, shared so both answer alike.
+"""Checks for the text, numbers and timestamps an operator sends the admin and dashboard APIs, shared so both
+answer alike.
 
 Every backend must answer the same: SQLite stores a U+0000 that Postgres
 refuses with an error, so control characters are refused with a 400 before any
@@ -6,6 +7,8 @@ text reaches the database.
 """
 
 from __future__ import annotations
+
+import math
 
 from switchboard.errors import InvalidRequest
 
@@ -29,6 +32,26 @@ def text_param(params: dict[str, str], name: str, *, limit: int = 500) -> str | 
     """A free-text query parameter (absent or empty: None), checked like `check_text`."""
     value = params.get(name) or None
     return None if value is None else check_text(value, name, limit=limit)
+
+
+def timestamp_param(params: dict[str, str], name: str) -> float | None:
+    """A Unix timestamp in seconds (absent or empty: None), or a 400."""
+    value = params.get(name)
+    if value in (None, ""):
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        number = math.nan
+    if not math.isfinite(number) or abs(number) > 1e11:
+        raise InvalidRequest(f"'{name}' must be a Unix timestamp in seconds; got {value[:40]!r}.", param=name)
+    return number
+
+
+def check_order(since: float | None, until: float | None) -> None:
+    """A 400 unless `since` is before `until` (when both are given): an empty range is a mistake, not a query."""
+    if since is not None and until is not None and since >= until:
+        raise InvalidRequest("'since' must be before 'until'.", param="since")
 
 
 def int_param(params: dict[str, str], name: str, default: int, lo: int, hi: int) -> int:
