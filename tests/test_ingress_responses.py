@@ -375,14 +375,15 @@ def test_bad_requests_get_openai_errors(stack, body, param, fragment):
     assert fragment in error["message"]
 
 
-def test_unknown_model_and_unknown_response_ids_are_404(client, stack):
+def test_unknown_model_and_response_ids_are_404_and_an_unknown_previous_response_a_400(client, stack):
     with pytest.raises(openai.NotFoundError, match="does not exist"):
         client.responses.create(model="ghost", input="hi")
     with pytest.raises(openai.NotFoundError, match="Response with id 'resp_abc' not found"):
         client.responses.retrieve("resp_abc")
-    with pytest.raises(openai.NotFoundError, match="Previous response with id 'resp_abc' not found") as info:
+    with pytest.raises(openai.BadRequestError, match="Previous response with id 'resp_abc' not found") as info:
         client.responses.create(model="via-openai", input="hi", previous_response_id="resp_abc")
     assert info.value.body["param"] == "previous_response_id"
+    assert info.value.body["code"] == "previous_response_not_found"
     with pytest.raises(openai.NotFoundError, match="not available through this gateway"):
         client.responses.cancel("resp_abc")
     gw, _ = stack
@@ -478,7 +479,7 @@ def test_stored_responses_belong_to_their_key_and_can_be_deleted(client, stack):
         other.responses.input_items.list(first.id)
     with pytest.raises(openai.BadRequestError, match="'limit'"):
         client.responses.input_items.list(first.id, limit=0)
-    with pytest.raises(openai.NotFoundError):
+    with pytest.raises(openai.BadRequestError, match="not found"):
         other.responses.create(model="via-openai", input="Which?", previous_response_id=first.id)
 
     unstored = client.responses.create(model="via-openai", input="Forget this.", store=False)

@@ -165,7 +165,7 @@ def test_responses_input_tokens_counts_text_images_files_and_a_stored_conversati
     ({"model": "gpt"}, 400, "input"),
     ({"input": "x"}, 400, "model"),
     ({"model": "nope", "input": "x"}, 404, None),
-    ({"model": "gpt", "input": "x", "previous_response_id": "resp_unknown"}, 404, "previous_response_id"),
+    ({"model": "gpt", "input": "x", "previous_response_id": "resp_unknown"}, 400, "previous_response_id"),
     ({"model": "gpt", "input": [{"role": "user", "content": [{"type": "input_file", "file_url": "https://x"}]}]},
      400, None),
     ("not an object", 400, None)])

@@ -52,8 +52,13 @@ async def _history(gw: Gateway, body: Any, owner: str) -> list[dict[str, Any]] |
         return None
     if not isinstance(previous, str) or not previous:
         raise InvalidRequest("Invalid 'previous_response_id': expected a response id.", param="previous_response_id")
-    return await _chain(gw.response_store.history(previous, owner), previous, "previous_response_id",
-                        ": send the conversation in `input`", "Previous response")
+    try:
+        return await _chain(gw.response_store.history(previous, owner), previous, "previous_response_id",
+                            ": send the conversation in `input`", "Previous response")
+    except NotFound as unknown:
+        # OpenAI answers an unknown previous_response_id with a 400, not a 404: the request is what is wrong.
+        raise InvalidRequest(unknown.message, param="previous_response_id",
+                             code="previous_response_not_found") from None
 
 
 async def _chain(load: Awaitable[_T | None], response_id: str, param: str, hint: str, what: str) -> _T:
