@@ -12,7 +12,10 @@ with ``POST /_mock/behaviour`` and inspected with ``GET /_mock/stats``, which
 counts requests and the tokens the mock "billed", for reconciliation tests.
 Chat `file` parts are read as OpenAI reads them: inline PDFs with a filename.
 Every format's mock answers a tool call, or a JSON schema response format, with
-a value of the schema it received (`testing.schema_example`).
+a value of the schema it received (`testing.schema_example`). The OpenAI format
+can instead make the calls a behaviour names (`tool_calls`, arguments sent
+verbatim, valid JSON or not), stream their arguments in pieces, interleaving
+parallel calls as some compatible servers do, and follow them with the reply text.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import asyncio
 import base64
 import binascii
 import hashlib
+import itertools
 import random
 import re
 import time
@@ -62,6 +66,12 @@ class ModelBehaviour:
     safety_block: str | None = None  # "prompt" or "output": a provider-native safety block (Gemini, Bedrock, Azure)
     logprob: float = -0.05  # each answer token's log-probability, when a request asks for logprobs (OpenAI format)
     completion_id: str | None = None  # every answer's id (OpenAI format), as servers that repeat ids do
+    # OpenAI format: the tool calls made when the request offers tools, [{"name", "arguments"}] with the arguments
+    # sent as given (valid JSON or not), instead of one call with an example value of the first tool's schema
+    tool_calls: list[dict[str, str]] | None = None
+    argument_pieces: int = 1  # a streamed call's arguments come in this many pieces
+    interleave_tool_calls: bool = False  # parallel calls' pieces come in turn (0, 1, 0, 1...) instead of one by one
+    reply_after_tool_calls: bool = False  # the reply text follows the tool calls, in the same answer
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelBehaviour:
@@ -265,35 +275,37 @@ class MockUpstream:
                                f"However, your messages resulted in {prompt_tokens} tokens.",
                           "invalid_request_error", code="context_length_exceeded")
         behaviour = self.behaviour(model)
-        tool_call = pick_tool(body)
+        tool_calls = _tool_calls(body, behaviour)
         text = self.reply_for(model, prompt)
         text = _structured(body.get("response_format"), text)
-        finish = "tool_calls" if tool_call else "stop"
+        if tool_calls and not behaviour.reply_after_tool_calls:
+            text = ""
+        finish = "tool_calls" if tool_calls else "stop"
         limit = body.get("max_completion_tokens") or body.get("max_tokens")
         reasoning = _reasoning_tokens(body, model.lower())
         if isinstance(limit, int):  # reasoning counts inside max_completion_tokens, and may use it all
             reasoning = min(reasoning, limit)
             limit -= reasoning
-        if tool_call is None and isinstance(limit, int) and count_tokens(text) > limit:
+        if not tool_calls and isinstance(limit, int) and count_tokens(text) > limit:
             text, finish = truncate_to_tokens(text, max(0, limit)), "length"
         created = int(time.time())
         cid = behaviour.completion_id or "chatcmpl-" + uuid.uuid4().hex[:24]
         n = body.get("n") if isinstance(body.get("n"), int) and body.get("n", 0) > 0 else 1  # choices, all alike
         if body.get("stream"):
             include_usage = bool((body.get("stream_options") or {}).get("include_usage")) and behaviour.report_usage
-            return StreamResponse(self._openai_stream(model, cid, created, text, tool_call, prompt_tokens,
+            return StreamResponse(self._openai_stream(model, cid, created, text, tool_calls, prompt_tokens,
                                                       include_usage, behaviour, finish, reasoning, n))
         await self.pace_first(behaviour)
         if behaviour.tokens_per_second:
             await asyncio.sleep(len(words_of(text)) / behaviour.tokens_per_second)
-        completion_tokens = ((count_tokens(text) if tool_call is None else 12) + reasoning) * n
+        completion_tokens = (_answer_tokens(text, tool_calls) + reasoning) * n
         self.account(prompt_tokens, completion_tokens)
-        message: dict[str, Any] = {"role": "assistant", "content": text if tool_call is None else None,
+        message: dict[str, Any] = {"role": "assistant", "content": text if text or not tool_calls else None,
                                    "refusal": None}
-        if tool_call is not None:
-            message["tool_calls"] = [tool_call]
+        if tool_calls:
+            message["tool_calls"] = tool_calls
         logprobs = None
-        if body.get("logprobs") and tool_call is None:
+        if body.get("logprobs") and not tool_calls:
             logprobs = {"content": [{"token": piece, "logprob": behaviour.logprob, "bytes": list(piece.encode()),
                                      "top_logprobs": []} for piece in words_of(text)], "refusal": None}
         result: dict[str, Any] = {
@@ -306,14 +318,14 @@ class MockUpstream:
             result["usage"] = _usage(prompt_tokens, completion_tokens, reasoning)
         return Response(200, orjson.dumps(result))
 
-    async def _openai_stream(self, model: str, cid: str, created: int, text: str, tool_call: dict | None,
+    async def _openai_stream(self, model: str, cid: str, created: int, text: str, tool_calls: list[dict[str, Any]],
                              prompt_tokens: int, include_usage: bool, behaviour: ModelBehaviour,
                              finish: str, reasoning: int = 0, n: int = 1) -> AsyncIterator[bytes]:
         cut = self.cut_after(model)
         base = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
                 "system_fingerprint": "fp_mock"}
         await self.pace_first(behaviour)
-        pieces = words_of(text) if tool_call is None else []
+        pieces = words_of(text) if text or not tool_calls else []
         sent = 0
 
         def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
@@ -323,10 +335,8 @@ class MockUpstream:
 
         yield chunk({"role": "assistant", "content": "", "refusal": None})
         sent += 1
-        if tool_call is not None:
-            yield chunk({"tool_calls": [{"index": 0, "id": tool_call["id"], "type": "function",
-                                         "function": {"name": tool_call["function"]["name"], "arguments": ""}}]})
-            yield chunk({"tool_calls": [{"index": 0, "function": {"arguments": tool_call["function"]["arguments"]}}]})
+        for call_delta in _tool_call_deltas(tool_calls, behaviour.argument_pieces, behaviour.interleave_tool_calls):
+            yield chunk({"tool_calls": [call_delta]})
         for piece in pieces:
             if cut is not None and sent >= cut.after_chunks:
                 self.stats.faults += 1
@@ -338,7 +348,7 @@ class MockUpstream:
             yield chunk({"content": piece})
             sent += 1
         yield chunk({}, finish)
-        completion_tokens = ((count_tokens(text) if tool_call is None else 12) + reasoning) * n
+        completion_tokens = (_answer_tokens(text, tool_calls) + reasoning) * n
         self.account(prompt_tokens, completion_tokens)
         if include_usage:
             yield b"data: " + orjson.dumps({**base, "choices": [],
@@ -383,6 +393,45 @@ def pick_tool(body: dict[str, Any]) -> dict[str, Any] | None:
     spec = next((t.get("function") or {} for t in tools if (t.get("function") or {}).get("name") == name), {})
     return {"id": "call_" + uuid.uuid4().hex[:20], "type": "function",
             "function": {"name": name, "arguments": orjson.dumps(example_of(spec.get("parameters"), "mock")).decode()}}
+
+
+def _tool_calls(body: dict[str, Any], behaviour: ModelBehaviour) -> list[dict[str, Any]]:
+    """The calls of an answer: the behaviour's when the request offers tools (and allows them), else pick_tool's."""
+    if behaviour.tool_calls is None:
+        picked = pick_tool(body)
+        return [picked] if picked is not None else []
+    if not body.get("tools") or body.get("tool_choice") == "none":
+        return []
+    return [{"id": "call_" + uuid.uuid4().hex[:20], "type": "function",
+             "function": {"name": call["name"], "arguments": call.get("arguments", "")}}
+            for call in behaviour.tool_calls]
+
+
+def _tool_call_deltas(calls: list[dict[str, Any]], pieces: int, interleave: bool) -> list[dict[str, Any]]:
+    """The streamed `tool_calls` deltas of `calls`, one call after another, or interleaved: a delta of each call
+    in turn (headers 0, 1, then arguments 0, 1, 0, 1...)."""
+    per_call = [_call_deltas(index, call, pieces) for index, call in enumerate(calls)]
+    if not interleave:
+        return [delta for deltas in per_call for delta in deltas]
+    rounds = itertools.zip_longest(*per_call)
+    return [delta for deltas in rounds for delta in deltas if delta is not None]
+
+
+def _call_deltas(index: int, call: dict[str, Any], pieces: int) -> list[dict[str, Any]]:
+    """One call's deltas: its header (id, name, no arguments), then its arguments in `pieces` pieces."""
+    fn = call["function"]
+    header = {"index": index, "id": call["id"], "type": "function", "function": {"name": fn["name"], "arguments": ""}}
+    return [header] + [{"index": index, "function": {"arguments": piece}} for piece in _split(fn["arguments"], pieces)]
+
+
+def _split(text: str, pieces: int) -> list[str]:
+    """`text` in `pieces` pieces of about the same length (one empty piece for empty text)."""
+    size = max(1, -(-len(text) // max(1, pieces)))
+    return [text[i:i + size] for i in range(0, len(text), size)] or [""]
+
+
+def _answer_tokens(text: str, tool_calls: list[dict[str, Any]]) -> int:
+    return count_tokens(text) + (12 if tool_calls else 0)
 
 
 def _structured(response_format: Any, text: str) -> str:
