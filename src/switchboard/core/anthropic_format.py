@@ -11,14 +11,18 @@ adapter (stop reasons, error types) live here too, so both directions agree.
 from __future__ import annotations
 
 import hashlib
+import logging
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
 from switchboard.errors import InvalidRequest
 from switchboard.providers.reasoning import CLAUDE_EFFORTS, canonical_block
+
+log = logging.getLogger(__name__)
 
 # Anthropic stop_reason -> OpenAI finish_reason.
 FINISH_FOR_STOP: dict[str, str] = {
@@ -527,6 +531,41 @@ def sse(event: str, payload: dict[str, Any]) -> bytes:
     return b"event: " + event.encode() + b"\ndata: " + orjson.dumps(payload) + b"\n\n"
 
 
+@dataclass
+class _ToolCall:
+    """A streamed tool call: the tool_use block that starts it and its arguments so far."""
+
+    block: dict[str, Any]
+    arguments: str = ""
+    # Whether the arguments go out as they come. Only an object does, since Anthropic's input is one; their first
+    # non-blank character decides (None until it comes). Other arguments are sent whole when the block ends.
+    streams: bool | None = None
+
+    def add(self, arguments: str) -> str:
+        """Adds a piece of the arguments; returns what may be streamed now ("" while they are held)."""
+        self.arguments += arguments
+        if self.streams is None:
+            first = self.arguments.lstrip()[:1]
+            if not first:
+                return ""
+            self.streams = first == "{"
+            return self.arguments if self.streams else ""
+        return arguments if self.streams else ""
+
+    def is_whole_object(self) -> bool:
+        """Whether the arguments are a complete JSON object, so that nothing but blanks can follow."""
+        if not self.streams:
+            return False
+        try:
+            return isinstance(orjson.loads(self.arguments), dict)
+        except orjson.JSONDecodeError:
+            return False
+
+    def whole_input(self) -> str:
+        """The input in one piece: the object the non-streamed answer has for these arguments (`_tool_input`)."""
+        return orjson.dumps(_tool_input(self.arguments)).decode()
+
+
 class EventWriter:
     """Turns canonical chunks into Anthropic stream events, one chunk at a time.
 
@@ -534,15 +573,23 @@ class EventWriter:
     tool_use block per tool call) and closed when another begins; the
     stop reason and final usage go out in `message_delta` at the end, since
     OpenAI streams report usage after the finish chunk.
+
+    Anthropic sends one block at a time (start, deltas, stop), but an OpenAI
+    stream may interleave the arguments of parallel tool calls. The open
+    call streams; a call that begins while the open call's arguments are not
+    yet a whole object is held, and the held calls go out whole, in index
+    order, when the open block is closed (by text, thinking or the end).
     """
 
     def __init__(self, model: str, input_tokens_estimate: int) -> None:
         self.model = model
         self.input_estimate = input_tokens_estimate
         self.started = False
-        self.block = -1  # index of the open content block, -1 if none
-        self.block_kind: str | None = None
-        self.tool_blocks: dict[int, int] = {}  # OpenAI tool_call index -> content block index
+        self.block = -1  # index of the last content block started, -1 if none
+        self.block_kind: str | None = None  # the open block's type, None if none is open
+        self.calls: dict[int, _ToolCall] = {}  # every tool call, by its OpenAI tool_call index
+        self.open_call: _ToolCall | None = None  # the call whose block is open
+        self.held_calls: dict[int, _ToolCall] = {}  # calls waiting for the open call's block to close
         self.finish: str | None = None
         self.stop_sequence: str | None = None
         self.usage: dict[str, int] | None = None
@@ -557,18 +604,35 @@ class EventWriter:
                              "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}}
         return sse("message_start", {"type": "message_start", "message": message})
 
-    def _close(self) -> bytes:
-        if self.block < 0 or self.block_kind is None:
-            return b""
-        self.block_kind = None
-        return sse("content_block_stop", {"type": "content_block_stop", "index": self.block})
-
-    def _open(self, kind: str, block: dict[str, Any]) -> bytes:
-        out = self._close()
+    def _start_block(self, kind: str, block: dict[str, Any]) -> bytes:
         self.block += 1
         self.block_kind = kind
-        return out + sse("content_block_start", {"type": "content_block_start", "index": self.block,
-                                                 "content_block": block})
+        return sse("content_block_start", {"type": "content_block_start", "index": self.block,
+                                           "content_block": block})
+
+    def _stop_block(self) -> bytes:
+        out = b""
+        if self.open_call is not None and not self.open_call.streams:
+            out += self._input_delta(self.open_call.whole_input())
+        self.block_kind, self.open_call = None, None
+        return out + sse("content_block_stop", {"type": "content_block_stop", "index": self.block})
+
+    def _close(self) -> bytes:
+        """Stops the open block, then sends the held tool calls in index order, each as a whole block."""
+        out = self._stop_block() if self.block_kind is not None else b""
+        for index in sorted(self.held_calls):
+            call = self.held_calls[index]
+            out += self._start_block("tool_use", call.block) + self._input_delta(call.whole_input())
+            out += self._stop_block()
+        self.held_calls.clear()
+        return out
+
+    def _open(self, kind: str, block: dict[str, Any]) -> bytes:
+        return self._close() + self._start_block(kind, block)
+
+    def _input_delta(self, partial_json: str) -> bytes:
+        return sse("content_block_delta", {"type": "content_block_delta", "index": self.block,
+                                           "delta": {"type": "input_json_delta", "partial_json": partial_json}})
 
     def feed(self, chunk: dict[str, Any]) -> bytes:
         out = b"" if self.started else self.start(chunk.get("model"), chunk.get("id"))
@@ -621,23 +685,42 @@ class EventWriter:
                 out += self._close()
         return out
 
-    def _tool_delta(self, call: dict[str, Any]) -> bytes:
+    def _tool_delta(self, delta: dict[str, Any]) -> bytes:
+        index = delta.get("index", 0)
+        fn = delta.get("function") or {}
+        arguments = fn.get("arguments") if isinstance(fn.get("arguments"), str) else ""
         out = b""
-        index = call.get("index", 0)
-        fn = call.get("function") or {}
-        if index not in self.tool_blocks:
-            out += self._open("tool_use", {"type": "tool_use", "id": call.get("id") or "toolu_" + uuid.uuid4().hex[:24],
-                                           "name": fn.get("name", ""), "input": {}})
-            self.tool_blocks[index] = self.block
-        arguments = fn.get("arguments")
-        if isinstance(arguments, str) and arguments:
-            out += sse("content_block_delta", {"type": "content_block_delta", "index": self.tool_blocks[index],
-                                               "delta": {"type": "input_json_delta", "partial_json": arguments}})
+        call = self.calls.get(index)
+        if call is None:
+            call_id = delta.get("id") or "toolu_" + uuid.uuid4().hex[:24]
+            call = self.calls[index] = _ToolCall({"type": "tool_use", "id": call_id, "name": fn.get("name", ""),
+                                                  "input": {}})
+            if self._may_open_next_call():
+                out += self._open("tool_use", call.block)
+                self.open_call = call
+            else:
+                self.held_calls[index] = call
+        if call is self.open_call:
+            streamed = call.add(arguments)
+            if streamed:
+                out += self._input_delta(streamed)
+            return out
+        if index in self.held_calls:
+            call.add(arguments)
+        elif arguments.strip():  # the block ended (its object was whole, or text came): nowhere left to send it
+            log.warning("tool call %s: arguments that came after its block ended are dropped", index)
         return out
+
+    def _may_open_next_call(self) -> bool:
+        """Whether a new tool call may take the next block now: not while calls are held (they come first), nor
+        while the open call's arguments may still grow (an upstream that interleaves parallel calls)."""
+        if self.held_calls:
+            return False
+        return self.open_call is None or self.open_call.is_whole_object()
 
     def finish_events(self) -> bytes:
         out = (b"" if self.started else self.start()) + self._close()
-        stop, stop_sequence = _stop(self.finish, self.stop_sequence, bool(self.tool_blocks))
+        stop, stop_sequence = _stop(self.finish, self.stop_sequence, bool(self.calls))
         usage = self.usage or {"input_tokens": self.input_estimate, "output_tokens": 0}
         out += sse("message_delta", {"type": "message_delta",
                                      "delta": {"stop_reason": stop, "stop_sequence": stop_sequence},
