@@ -45,6 +45,7 @@ MOCK_ACCESS_KEY_ID = "AKIAMOCKSWITCHBOARD0"
 MOCK_SECRET_ACCESS_KEY = "mock/Secret+Key0123456789abcdefghijklmno"
 MOCK_CREDENTIALS = {MOCK_ACCESS_KEY_ID: MOCK_SECRET_ACCESS_KEY}
 GUARDRAIL_MESSAGE = "Sorry, the model cannot answer this question."
+CONVERSE_MAX_STOPS = 2500  # InferenceConfiguration.stopSequences (botocore's model: max 2500)
 
 _REQUEST_FIELDS = {"messages", "system", "inferenceConfig", "toolConfig", "guardrailConfig",
                    "additionalModelRequestFields", "additionalModelResponseFieldPaths", "requestMetadata",
@@ -343,6 +344,9 @@ def validate(body: dict[str, Any], stream: bool = False) -> None:
     extra = set(config) - {"maxTokens", "temperature", "topP", "stopSequences"}
     if extra:
         raise Invalid(f"Malformed input request: extraneous key [{sorted(extra)[0]}] is not permitted in inferenceConfig.")
+    if len(config.get("stopSequences") or ()) > CONVERSE_MAX_STOPS:
+        raise Invalid("1 validation error detected: Value at 'inferenceConfig.stopSequences' failed to satisfy "
+                      f"constraint: Member must have length less than or equal to {CONVERSE_MAX_STOPS}")
     if any(not s for s in config.get("stopSequences") or ()):
         raise Invalid("1 validation error detected: Value at 'inferenceConfig.stopSequences' failed to satisfy "
                       "constraint: Member must satisfy constraint: "

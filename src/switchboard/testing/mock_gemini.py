@@ -14,7 +14,8 @@ call they make carries a `thoughtSignature`, and a request whose current turn
 holds a step whose first function call lacks a signature the mock issued (or
 Google's `skip_thought_signature_validator`) is refused with Gemini's 400.
 Inline data may be an image (258 tokens) or a document of a type Gemini reads;
-a PDF is read with `testing.pdf`.
+a PDF is read with `testing.pdf`. Stop sequences (at most 5) end a reply where
+the first of them would be complete.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ _DOCUMENT_TYPES = {"application/pdf", "text/plain", "text/html", "text/csv", "te
 _PART_DATA = {"text", "inlineData", "fileData", "functionCall", "functionResponse", "executableCode",
               "codeExecutionResult"}
 _PART_FIELDS = _PART_DATA | {"thought", "thoughtSignature", "videoMetadata"}
+GEMINI_MAX_STOPS = 5  # GenerationConfig.stopSequences: "up to 5"
 _CONFIG_FIELDS = {"temperature", "topP", "topK", "maxOutputTokens", "stopSequences", "candidateCount",
                   "responseMimeType", "responseSchema", "responseJsonSchema", "presencePenalty", "frequencyPenalty",
                   "seed", "responseLogprobs", "logprobs", "thinkingConfig"}
@@ -206,8 +208,9 @@ def validate(body: dict[str, Any], model: str = "") -> None:
     for key in config:
         if key not in _CONFIG_FIELDS:
             raise Invalid(f'Invalid JSON payload received. Unknown name "{key}" at \'generation_config\': Cannot find field.')
-    if len(config.get("stopSequences") or []) > 5:
-        raise Invalid("* GenerateContentRequest.generation_config.stop_sequences: at most 5 stop sequences")
+    if len(config.get("stopSequences") or []) > GEMINI_MAX_STOPS:
+        raise Invalid("* GenerateContentRequest.generation_config.stop_sequences: at most "
+                      f"{GEMINI_MAX_STOPS} stop sequences")
     _check_thinking(config.get("thinkingConfig"), model)
     if "logprobs" in config and not config.get("responseLogprobs"):
         raise Invalid("* GenerateContentRequest.generation_config.logprobs: logprobs is only allowed when "
@@ -329,7 +332,7 @@ async def generate(mock: MockUpstream, request: Request, body: dict[str, Any], m
         if stream:
             return StreamResponse(_one_event(blocked))
         return Response(200, orjson.dumps(blocked))
-    from switchboard.testing.mock_upstream import truncate_to_tokens
+    from switchboard.testing.mock_upstream import stopped_at, truncate_to_tokens
 
     config = body.get("generationConfig") or {}
     call = _pick_call(body)
@@ -337,6 +340,8 @@ async def generate(mock: MockUpstream, request: Request, body: dict[str, Any], m
     if config.get("responseMimeType") == "application/json":
         schema = config.get("responseJsonSchema") or config.get("responseSchema")
         text = orjson.dumps(example_of(schema, text) if schema else {"answer": text}).decode()
+    if call is None:
+        text, _ = stopped_at(text, config.get("stopSequences") or [])
     finish = "STOP"
     limit = config.get("maxOutputTokens")
     if call is None and limit is not None and _count(text) > limit:

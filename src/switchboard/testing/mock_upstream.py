@@ -10,7 +10,9 @@ given rate, 429 with Retry-After, hanging, dropping the connection before the
 first byte, cutting a stream after N chunks). It can be changed while running
 with ``POST /_mock/behaviour`` and inspected with ``GET /_mock/stats``, which
 counts requests and the tokens the mock "billed", for reconciliation tests.
-Chat `file` parts are read as OpenAI reads them: inline PDFs with a filename.
+Chat `file` parts are read as OpenAI reads them: inline PDFs with a filename. Stop sequences end a
+reply where the first of them would be complete, as a model writing left to right stops; OpenAI takes
+at most 4, and its reasoning models none.
 Every format's mock answers a tool call, or a JSON schema response format, with
 a value of the schema it received (`testing.schema_example`). The OpenAI format
 can instead make the calls a behaviour names (`tool_calls`, arguments sent
@@ -265,6 +267,12 @@ class MockUpstream:
         unexpected = _unexpected_field(body, model.lower())
         if unexpected is not None:
             return _error(400, unexpected, "invalid_request_error")
+        stops = body.get("stop")
+        stops = [stops] if isinstance(stops, str) else stops or []
+        if len(stops) > OPENAI_MAX_STOPS:
+            return _error(400, f"Invalid 'stop': array too long. Expected an array with maximum length "
+                               f"{OPENAI_MAX_STOPS}, but got an array with length {len(stops)} instead.",
+                          "invalid_request_error", code="array_above_max_length", param="stop")
         files = _read_files(messages)
         if isinstance(files, Response):
             return files
@@ -280,6 +288,8 @@ class MockUpstream:
         text = _structured(body.get("response_format"), text)
         if tool_calls and not behaviour.reply_after_tool_calls:
             text = ""
+        if not tool_calls:
+            text, _ = stopped_at(text, stops)
         finish = "tool_calls" if tool_calls else "stop"
         limit = body.get("max_completion_tokens") or body.get("max_tokens")
         reasoning = _reasoning_tokens(body, model.lower())
@@ -381,6 +391,16 @@ class MockUpstream:
         return Response(200, orjson.dumps({"object": "list", "data": data}))
 
 
+def stopped_at(text: str, stops: list[str]) -> tuple[str, str | None]:
+    """(the reply as a model that stops at its first complete stop sequence writes it, that sequence or None).
+    An empty sequence stops nothing."""
+    ends = [(at + len(stop), at, stop) for stop in stops if stop and (at := text.find(stop)) >= 0]
+    if not ends:
+        return text, None
+    _, at, stop = min(ends)
+    return text[:at], stop
+
+
 def pick_tool(body: dict[str, Any]) -> dict[str, Any] | None:
     """The tool call the mock makes: the named tool, or the first one, unless tool_choice is 'none'."""
     tools = body.get("tools") or []
@@ -462,6 +482,7 @@ def _usage(prompt_tokens: int, completion_tokens: int, reasoning_tokens: int) ->
 _REASONING_MODEL = re.compile(r"^(o[134]|gpt-5)(?!.*-chat)")
 _PLAIN_MODEL = re.compile(r"^(gpt-4|gpt-3\.5|gpt-5.*-chat)")
 _EFFORT_TOKENS = {"none": 0, "minimal": 0, "low": 64, "medium": 192, "high": 512, "xhigh": 1024}
+OPENAI_MAX_STOPS = 4
 _REFUSED_SAMPLING = ("temperature", "top_p", "presence_penalty", "frequency_penalty", "logprobs", "top_logprobs",
                      "logit_bias")
 
@@ -473,7 +494,7 @@ def _reasoning_tokens(body: dict[str, Any], model: str) -> int:
 
 
 def _reasoning_refusal(body: dict[str, Any], model: str) -> tuple[str, str, str] | None:
-    """(message, code, param) of OpenAI's refusal of what a reasoning model does not take (max_tokens,
+    """(message, code, param) of OpenAI's refusal of what a reasoning model does not take (max_tokens, stop,
     sampling), or of reasoning_effort on a chat model."""
     if _PLAIN_MODEL.match(model):
         if "reasoning_effort" in body:
@@ -485,6 +506,8 @@ def _reasoning_refusal(body: dict[str, Any], model: str) -> tuple[str, str, str]
     if "max_tokens" in body:
         return ("Unsupported parameter: 'max_tokens' is not supported with this model. "
                 "Use 'max_completion_tokens' instead.", "unsupported_parameter", "max_tokens")
+    if body.get("stop") is not None:
+        return "Unsupported parameter: 'stop' is not supported with this model.", "unsupported_parameter", "stop"
     if body.get("reasoning_effort") == "none":
         return None
     for key in _REFUSED_SAMPLING:
