@@ -14,7 +14,8 @@ What needs translating, and the choices made:
   catalog's max output for the model is used, else 4096.
 - `temperature` above Anthropic's maximum of 1 is clamped to 1.
 - Stop sequences made only of whitespace (`"\n"`), which Claude refuses, are
-  applied by the gateway (`providers.local_stops`).
+  applied by the gateway (`providers.local_stops`). Anthropic documents no
+  limit on their number.
 - JSON mode: the Messages API has no `response_format`, so JSON object/schema
   output is obtained by forcing a tool call (`json_response`, whose input
   schema is the requested schema) and returning its input as the message
@@ -35,13 +36,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
 
 from switchboard import errors
-from switchboard.accounting.tokens import estimate_tokens
 from switchboard.config import Deployment
 from switchboard.core.anthropic_format import FINISH_FOR_STOP
 from switchboard.core.request import ChatRequest
@@ -50,7 +49,7 @@ from switchboard.providers import canonical as c
 from switchboard.providers.base import MALFORMED, Provider, error_message, malformed_answer, retry_after, sse_json
 from switchboard.providers.documents import document_of
 from switchboard.providers.images import load_image
-from switchboard.providers.local_stops import StreamStops, cut_completion
+from switchboard.providers.local_stops import Chunks, StopLimits, StopPlan, answers_json, whitespace_only
 from switchboard.providers.reasoning import (CLAUDE_EFFORTS, anthropic_blocks, canonical_block, drop_sampling,
                                             thinking_for)
 
@@ -58,6 +57,7 @@ API_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 4096
 JSON_TOOL = "json_response"
 IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
+_CLAUDE_STOPS = StopLimits(refuses=whitespace_only)  # no limit on their number is documented
 
 # Anthropic error type -> upstream error kind (the retry/fallback logic acts on the kind).
 _KIND_FOR_ERROR_TYPE: dict[str, str] = {
@@ -183,7 +183,7 @@ class RequestBuilder:
                 raise _bad(f"{param}[{j}].type", f"Content parts of type {kind!r} are not supported")
         return out
 
-    async def build(self, body: dict[str, Any], stream: bool) -> dict[str, Any]:
+    async def build(self, body: dict[str, Any], stream: bool, stops: list[str]) -> dict[str, Any]:
         c.openai_only("anthropic", body)
         if (body.get("n") or 1) > 1:
             raise _bad("n", "'n' greater than 1 is not supported")
@@ -218,7 +218,6 @@ class RequestBuilder:
         payload: dict[str, Any] = {"model": dep.upstream_model, "max_tokens": max_tokens, "messages": turns.turns}
         if system:
             payload["system"] = system
-        stops = [s for s in c.stop_sequences(body) if s.strip()]  # the others are applied here (`local_stops`)
         if stops:
             payload["stop_sequences"] = stops
         if body.get("temperature") is not None:
@@ -492,10 +491,14 @@ class AnthropicProvider(Provider):
 
     @staticmethod
     def json_mode(request: ChatRequest) -> bool:
-        return (request.body.get("response_format") or {}).get("type") in ("json_object", "json_schema")
+        return answers_json(request.body)
+
+    def stop_limits(self, deployment: Deployment) -> StopLimits:
+        return _CLAUDE_STOPS
 
     async def chat(self, request: ChatRequest, deployment: Deployment) -> dict[str, Any]:
-        payload = await RequestBuilder(self, deployment).build(request.body, stream=False)
+        stops = self.stop_plan(request, deployment)
+        payload = await RequestBuilder(self, deployment).build(request.body, stream=False, stops=stops.upstream)
         data = await self.send_json(deployment, self.url(deployment), self.request_headers(deployment, request.body),
                                     payload)
         if not isinstance(data, dict) or data.get("type") != "message":
@@ -504,29 +507,25 @@ class AnthropicProvider(Provider):
             completion = to_completion(data, self.json_mode(request))
         except MALFORMED as exc:
             raise malformed_answer(deployment, exc) from None
-        stops = local_stops(request)
-        if stops:
-            cut_completion(completion, stops)
-        return completion
+        return stops.cut(completion)
 
-    async def chat_stream(self, request: ChatRequest, deployment: Deployment) -> AsyncIterator[dict[str, Any]]:
-        payload = await RequestBuilder(self, deployment).build(request.body, stream=True)
+    def chat_stream(self, request: ChatRequest, deployment: Deployment) -> Chunks:
+        stops = self.stop_plan(request, deployment)
+        translator = StreamTranslator(self.json_mode(request))
+        return stops.cut_stream(self._chunks(request, deployment, stops, translator), translator.usage_chunk)
+
+    async def _chunks(self, request: ChatRequest, deployment: Deployment, stops: StopPlan,
+                      translator: StreamTranslator) -> Chunks:
+        payload = await RequestBuilder(self, deployment).build(request.body, stream=True, stops=stops.upstream)
         response = await self.open(deployment, "POST", self.url(deployment),
                                    self.request_headers(deployment, request.body),
                                    orjson.dumps(payload))
-        translator = StreamTranslator(self.json_mode(request))
-        stops = local_stops(request)
-        cutter = StreamStops(stops) if stops else None
         try:
             async for event_name, event in sse_json(response, deployment):
                 if event.get("type") == "error" or event_name == "error":
                     raise stream_error(event.get("error"), deployment)
                 for chunk in translator.feed(event):
-                    for out in (cutter.feed(chunk) if cutter else (chunk,)):
-                        yield out
-                    if cutter and cutter.stopped:  # closing the upstream ends the generation
-                        yield translator.usage_chunk(estimate_tokens("".join(cutter.received)))
-                        return
+                    yield chunk
             if not translator.done:
                 raise UpstreamError(errors.CONNECTION, f"{deployment.id}: stream ended before message_stop")
         except MALFORMED as exc:
@@ -546,14 +545,6 @@ class AnthropicProvider(Provider):
         message = error_message(body) or f"upstream returned HTTP {status}"
         return UpstreamError(error_kind(error_type, status, message), f"{deployment.id}: {message}",
                              upstream_status=status, retry_after=retry_after(headers))
-
-
-def local_stops(request: ChatRequest) -> list[str]:
-    """The stop sequences Claude refuses (whitespace only), which the gateway applies; none in JSON mode, whose
-    answer is a tool's input and is never cut."""
-    if AnthropicProvider.json_mode(request):
-        return []
-    return [s for s in c.stop_sequences(request.body) if not s.strip()]
 
 
 def stream_error(err: Any, deployment: Deployment) -> UpstreamError:

@@ -23,6 +23,7 @@ from switchboard.core.request import ChatRequest
 from switchboard.errors import UpstreamError
 from switchboard.http.client import (ClientResponse, ConnectError, ConnectTimeout, HttpClient,
                                      HttpClientError, ReadTimeout)
+from switchboard.providers.local_stops import StopLimits, StopPlan, plan_stops
 
 
 # What reading an answer of an unexpected shape raises (a string where the API has a list, a word for a number).
@@ -51,6 +52,15 @@ class Provider:
 
     async def embeddings(self, body: dict[str, Any], deployment: Deployment) -> dict[str, Any]:
         raise UpstreamError(errors.BAD_REQUEST, f"provider {self.kind!r} does not serve embeddings")
+
+    def stop_limits(self, deployment: Deployment) -> StopLimits:
+        """What the deployment's upstream takes of a request's stop sequences (adapters declare their provider's
+        documented limit); the gateway applies the others itself (`providers.local_stops`)."""
+        return StopLimits()
+
+    def stop_plan(self, request: ChatRequest, deployment: Deployment) -> StopPlan:
+        """The request's stop sequences split between the upstream and the gateway."""
+        return plan_stops(request.body, self.stop_limits(deployment))
 
     # -- shared plumbing for adapters
 

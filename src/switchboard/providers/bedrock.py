@@ -22,6 +22,9 @@ one-hour writes of `cacheDetails` as `cache_write_1h_tokens`.
 Extended thinking (Claude models): as with Anthropic's API (providers/reasoning.py),
 sent as `additionalModelRequestFields.thinking`; `reasoningContent` blocks come back as
 `reasoning_content` and signed `thinking_blocks`, and go back before the turn's tool use.
+
+Stop sequences: Converse takes at most 2,500 (`inferenceConfig.stopSequences`; earlier versions of the
+API took 4); the gateway would apply any others itself (`providers.local_stops`).
 """
 
 from __future__ import annotations
@@ -30,7 +33,6 @@ import asyncio
 import hashlib
 import os
 import re
-from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote
 
@@ -44,6 +46,7 @@ from switchboard.http.client import host_header
 from switchboard.providers import canonical as c
 from switchboard.providers.base import MALFORMED, Provider, iter_body, malformed_answer, read_body, retry_after
 from switchboard.providers.documents import EXTENSIONS, document_of
+from switchboard.providers.local_stops import Chunks, StopLimits, StopPlan
 from switchboard.providers.reasoning import CLAUDE_EFFORTS, anthropic_blocks, drop_sampling, thinking_for
 
 STOP_REASONS = {
@@ -52,6 +55,7 @@ STOP_REASONS = {
     "content_filtered": "content_filter", "malformed_model_output": "stop", "malformed_tool_use": "stop",
 }
 DEFAULT_MAX_TOKENS = 4096  # when a thinking Claude needs one and the client gave none
+_CONVERSE_STOPS = StopLimits(most=2500)  # InferenceConfiguration.stopSequences: "Maximum number of 2500 items"
 IMAGE_FORMATS = {"image/png": "png", "image/jpeg": "jpeg", "image/jpg": "jpeg", "image/gif": "gif", "image/webp": "webp"}
 
 _UNSAFE_IN_NAME = re.compile(r"[^A-Za-z0-9\s\-()\[\]]+")
@@ -175,7 +179,11 @@ class BedrockProvider(Provider):
 
     # ------------------------------------------------------------ request
 
-    async def payload(self, request: ChatRequest, deployment: Deployment, stream: bool = False) -> dict[str, Any]:
+    def stop_limits(self, deployment: Deployment) -> StopLimits:
+        return _CONVERSE_STOPS
+
+    async def payload(self, request: ChatRequest, deployment: Deployment, stops: StopPlan,
+                      stream: bool = False) -> dict[str, Any]:
         body = request.body
         c.single_choice(self.kind, body)
         c.openai_only(self.kind, body)
@@ -214,7 +222,7 @@ class BedrockProvider(Provider):
         payload: dict[str, Any] = {"messages": messages}
         if system:
             payload["system"] = system
-        config = self._inference_config(body)
+        config = self._inference_config(body, stops.upstream)
         if config:
             payload["inferenceConfig"] = config
         if offers_tools:
@@ -325,7 +333,7 @@ class BedrockProvider(Provider):
                 blocks.append({"text": f"[tool call {call['id']}: {name} {orjson.dumps(arguments).decode()}]"})
         return blocks
 
-    def _inference_config(self, body: dict[str, Any]) -> dict[str, Any]:
+    def _inference_config(self, body: dict[str, Any], stops: list[str]) -> dict[str, Any]:
         config: dict[str, Any] = {}
         limit = c.max_tokens(body)
         if limit is not None:
@@ -337,7 +345,6 @@ class BedrockProvider(Provider):
             config["temperature"] = temperature
         if body.get("top_p") is not None:
             config["topP"] = body["top_p"]
-        stops = c.stop_sequences(body)
         if stops:
             config["stopSequences"] = stops
         return config
@@ -345,7 +352,8 @@ class BedrockProvider(Provider):
     # ------------------------------------------------------------ calls
 
     async def chat(self, request: ChatRequest, deployment: Deployment) -> dict[str, Any]:
-        payload = orjson.dumps(await self.payload(request, deployment))
+        stops = self.stop_plan(request, deployment)
+        payload = orjson.dumps(await self.payload(request, deployment, stops))
         response = await self.send(deployment, "converse", payload, "application/json")
         raw = await read_body(response, deployment)
         try:
@@ -376,12 +384,16 @@ class BedrockProvider(Provider):
             result = c.completion(c.completion_id(), deployment.upstream_model, [(message, finish)],
                                   bedrock_usage(data.get("usage")))
             _note_stop_sequence(result["choices"][0], data)
-            return result
+            return stops.cut(result)
         except MALFORMED as exc:
             raise malformed_answer(deployment, exc) from None
 
-    async def chat_stream(self, request: ChatRequest, deployment: Deployment) -> AsyncIterator[dict[str, Any]]:
-        payload = orjson.dumps(await self.payload(request, deployment, stream=True))
+    def chat_stream(self, request: ChatRequest, deployment: Deployment) -> Chunks:
+        stops = self.stop_plan(request, deployment)
+        return stops.cut_stream(self._chunks(request, deployment, stops))
+
+    async def _chunks(self, request: ChatRequest, deployment: Deployment, stops: StopPlan) -> Chunks:
+        payload = orjson.dumps(await self.payload(request, deployment, stops, stream=True))
         response = await self.send(deployment, "converse-stream", payload, "application/vnd.amazon.eventstream")
         from botocore.eventstream import EventStreamBuffer, ParserError
 

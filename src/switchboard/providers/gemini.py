@@ -23,12 +23,14 @@ Reasoning: `reasoning_effort` (or Anthropic's `thinking`, by the effort its budg
 fits) becomes `thinkingConfig` (a `thinkingBudget` for 2.x models, a
 `thinkingLevel` for later ones) with thought summaries included, which come back
 as `reasoning_content` (`delta.reasoning_content` in streams).
+
+Stop sequences: Gemini takes at most 5 (`stopSequences`); the gateway applies the others
+itself (`providers.local_stops`).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote
 
@@ -41,6 +43,7 @@ from switchboard.errors import UpstreamError
 from switchboard.providers import canonical as c
 from switchboard.providers.base import MALFORMED, Provider, malformed_answer, sse_json
 from switchboard.providers.documents import document_of
+from switchboard.providers.local_stops import Chunks, StopLimits, StopPlan
 from switchboard.providers.reasoning import effort_for
 
 FINISH_REASONS = {
@@ -69,6 +72,7 @@ _THINKING_BUDGETS = {"none": 0, "minimal": 512, "low": 1024, "medium": 8192, "hi
 _EFFORT_STEPS = {e: _THINKING_BUDGETS[e] for e in ("low", "medium", "high")}  # Anthropic's budget -> an effort
 _THINKING_LEVELS = {"none": "minimal", "minimal": "minimal", "low": "low", "medium": "medium", "high": "high",
                     "xhigh": "high"}
+_GEMINI_STOPS = StopLimits(most=5)  # GenerationConfig.stopSequences: "The set of character sequences (up to 5)"
 
 
 class GeminiProvider(Provider):
@@ -89,7 +93,10 @@ class GeminiProvider(Provider):
 
     # ------------------------------------------------------------ request
 
-    async def payload(self, request: ChatRequest, deployment: Deployment) -> dict[str, Any]:
+    def stop_limits(self, deployment: Deployment) -> StopLimits:
+        return _GEMINI_STOPS
+
+    async def payload(self, request: ChatRequest, deployment: Deployment, stops: StopPlan) -> dict[str, Any]:
         body = request.body
         c.openai_only(self.kind, body)
         images = await c.load_images(request, deployment, self.client)
@@ -114,7 +121,7 @@ class GeminiProvider(Provider):
         payload: dict[str, Any] = {"contents": contents}
         if system:
             payload["systemInstruction"] = {"parts": system}
-        config = self._generation_config(body)
+        config = self._generation_config(body, stops.upstream)
         effort = body.get("reasoning_effort") or effort_for(body, _EFFORT_STEPS, "xhigh", "none")
         thinking = _thinking_config(effort, deployment.upstream_model)
         if thinking is not None:
@@ -166,7 +173,7 @@ class GeminiProvider(Provider):
             parts.append(part)
         return parts
 
-    def _generation_config(self, body: dict[str, Any]) -> dict[str, Any]:
+    def _generation_config(self, body: dict[str, Any], stops: list[str]) -> dict[str, Any]:
         config: dict[str, Any] = {}
         for ours, theirs in (("temperature", "temperature"), ("top_p", "topP"), ("presence_penalty", "presencePenalty"),
                              ("frequency_penalty", "frequencyPenalty"), ("seed", "seed"), ("n", "candidateCount")):
@@ -179,7 +186,6 @@ class GeminiProvider(Provider):
         limit = c.max_tokens(body)
         if limit is not None:
             config["maxOutputTokens"] = limit
-        stops = c.stop_sequences(body)
         if stops:
             config["stopSequences"] = stops
         kind, schema, _ = c.response_format(body)
@@ -192,7 +198,8 @@ class GeminiProvider(Provider):
     # ------------------------------------------------------------ calls
 
     async def chat(self, request: ChatRequest, deployment: Deployment) -> dict[str, Any]:
-        payload = await self.payload(request, deployment)
+        stops = self.stop_plan(request, deployment)
+        payload = await self.payload(request, deployment, stops)
         data = await self.send_json(deployment, self.url(deployment, "generateContent"), self.headers(deployment), payload)
         if not isinstance(data, dict):
             raise UpstreamError(errors.SERVER, f"{deployment.id}: upstream answer is not a GenerateContentResponse")
@@ -215,12 +222,16 @@ class GeminiProvider(Provider):
             result = c.completion(cid, deployment.upstream_model, choices, gemini_usage(data.get("usageMetadata")))
             for choice, cand in zip(result["choices"], candidates):
                 choice["logprobs"] = openai_logprobs(cand.get("logprobsResult"))
-            return result
+            return stops.cut(result)
         except MALFORMED as exc:
             raise malformed_answer(deployment, exc) from None
 
-    async def chat_stream(self, request: ChatRequest, deployment: Deployment) -> AsyncIterator[dict[str, Any]]:
-        payload = await self.payload(request, deployment)
+    def chat_stream(self, request: ChatRequest, deployment: Deployment) -> Chunks:
+        stops = self.stop_plan(request, deployment)
+        return stops.cut_stream(self._chunks(request, deployment, stops))
+
+    async def _chunks(self, request: ChatRequest, deployment: Deployment, stops: StopPlan) -> Chunks:
+        payload = await self.payload(request, deployment, stops)
         response = await self.open(deployment, "POST", self.url(deployment, "streamGenerateContent") + "?alt=sse",
                                    self.headers(deployment), orjson.dumps(payload))
         writer = c.ChunkWriter(deployment.upstream_model)

@@ -8,12 +8,12 @@ images are a list of bare base64 strings on the message, tool call arguments
 are objects and tool results name the tool, JSON mode is `format: "json"` or a
 JSON schema, and usage is `prompt_eval_count` / `eval_count`.
 Ollama cannot force a tool call, so `tool_choice` "required" or a named
-function is refused with a 400 rather than silently ignored.
+function is refused with a 400 rather than silently ignored. Ollama documents no
+limit on the number of stop sequences (`options.stop`).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
@@ -25,6 +25,7 @@ from switchboard.errors import UpstreamError
 from switchboard.providers import canonical as c
 from switchboard.providers.base import MALFORMED, Provider, iter_body, malformed_answer
 from switchboard.providers.documents import document_of, inlined
+from switchboard.providers.local_stops import Chunks, StopPlan
 
 DONE_REASONS = {"stop": "stop", "length": "length", "load": "stop", "unload": "stop"}
 
@@ -32,7 +33,8 @@ DONE_REASONS = {"stop": "stop", "length": "length", "load": "stop", "unload": "s
 class OllamaProvider(Provider):
     kind = "ollama"
 
-    async def payload(self, request: ChatRequest, deployment: Deployment, stream: bool) -> dict[str, Any]:
+    async def payload(self, request: ChatRequest, deployment: Deployment, stream: bool,
+                      stops: StopPlan) -> dict[str, Any]:
         body = request.body
         c.single_choice(self.kind, body)
         c.openai_only(self.kind, body)
@@ -55,9 +57,8 @@ class OllamaProvider(Provider):
         limit = c.max_tokens(body)
         if limit is not None:
             options["num_predict"] = limit
-        stops = c.stop_sequences(body)
-        if stops:
-            options["stop"] = stops
+        if stops.upstream:
+            options["stop"] = stops.upstream
         if options:
             payload["options"] = options
         kind, schema, _ = c.response_format(body)
@@ -112,7 +113,8 @@ class OllamaProvider(Provider):
     # ------------------------------------------------------------ calls
 
     async def chat(self, request: ChatRequest, deployment: Deployment) -> dict[str, Any]:
-        payload = await self.payload(request, deployment, False)
+        stops = self.stop_plan(request, deployment)
+        payload = await self.payload(request, deployment, False, stops)
         data = await self.send_json(deployment, deployment.base_url + "/api/chat", self.headers(deployment), payload)
         if not isinstance(data, dict) or not isinstance(data.get("message"), dict):
             raise UpstreamError(errors.SERVER, f"{deployment.id}: upstream answer is not an Ollama chat response")
@@ -122,13 +124,17 @@ class OllamaProvider(Provider):
                                  (call.get("function") or {}).get("arguments") or {})
                      for call in msg.get("tool_calls") or ()]
             finish = "tool_calls" if calls else DONE_REASONS.get(data.get("done_reason") or "stop", "stop")
-            return c.completion(c.completion_id(), deployment.upstream_model,
-                                [(c.message(msg.get("content") or "", calls), finish)], ollama_usage(data))
+            return stops.cut(c.completion(c.completion_id(), deployment.upstream_model,
+                                          [(c.message(msg.get("content") or "", calls), finish)], ollama_usage(data)))
         except MALFORMED as exc:
             raise malformed_answer(deployment, exc) from None
 
-    async def chat_stream(self, request: ChatRequest, deployment: Deployment) -> AsyncIterator[dict[str, Any]]:
-        payload = await self.payload(request, deployment, True)
+    def chat_stream(self, request: ChatRequest, deployment: Deployment) -> Chunks:
+        stops = self.stop_plan(request, deployment)
+        return stops.cut_stream(self._chunks(request, deployment, stops))
+
+    async def _chunks(self, request: ChatRequest, deployment: Deployment, stops: StopPlan) -> Chunks:
+        payload = await self.payload(request, deployment, True, stops)
         response = await self.open(deployment, "POST", deployment.base_url + "/api/chat", self.headers(deployment),
                                    orjson.dumps(payload))
         writer = c.ChunkWriter(deployment.upstream_model)

@@ -17,13 +17,13 @@ that one model wrote may reach another after a fallback, so they are removed
 for the others. An inline file with no filename (an Anthropic document without a title) gets one, which
 OpenAI requires; a text file becomes a text part (OpenAI's chat API reads PDFs only). For streams we always
 ask the upstream for usage (``stream_options.include_usage``) so that every stream can be priced; the
-pipeline hides that last chunk from clients that did not ask for it.
+pipeline hides that last chunk from clients that did not ask for it. OpenAI takes at most 4 stop sequences;
+the gateway applies the others itself (`providers.local_stops`), for every OpenAI-compatible server alike.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
@@ -34,9 +34,11 @@ from switchboard.core.request import ChatRequest
 from switchboard.errors import UpstreamError
 from switchboard.http.sse import SSEDecoder
 from switchboard.providers.base import Provider, iter_body
-from switchboard.providers.canonical import stop_sequences
 from switchboard.providers.documents import EXTENSIONS, TEXT_FORMATS, data_url_mime, document_of, inlined
+from switchboard.providers.local_stops import Chunks, StopLimits, StopPlan
 from switchboard.providers.reasoning import for_openai_reasoning, openai_reasoning_deployment
+
+_CHAT_STOPS = StopLimits(most=4)  # OpenAI's documented limit on `stop`
 
 
 class OpenAIProvider(Provider):
@@ -45,13 +47,15 @@ class OpenAIProvider(Provider):
     def url(self, deployment: Deployment, path: str) -> str:
         return deployment.base_url + path
 
-    def payload(self, request: ChatRequest, deployment: Deployment, stream: bool) -> dict[str, Any]:
+    def stop_limits(self, deployment: Deployment) -> StopLimits:
+        return _CHAT_STOPS
+
+    def payload(self, request: ChatRequest, deployment: Deployment, stream: bool, stops: StopPlan) -> dict[str, Any]:
         body = dict(request.body)
         body["model"] = deployment.upstream_model
         body.pop("anthropic_beta", None)
-        stop = body.get("stop")
-        if stop == "" or isinstance(stop, list) and (not stop or "" in stop):
-            _without_empty_stops(body)
+        if "stop" in body:
+            _with_stops(body, stops.upstream)
         reasoning = openai_reasoning_deployment(deployment)
         if reasoning:
             for_openai_reasoning(body)
@@ -85,15 +89,21 @@ class OpenAIProvider(Provider):
         return body
 
     async def chat(self, request: ChatRequest, deployment: Deployment) -> dict[str, Any]:
+        stops = self.stop_plan(request, deployment)
         data = await self.send_json(deployment, self.url(deployment, "/chat/completions"), self.headers(deployment),
-                                    self.payload(request, deployment, False))
+                                    self.payload(request, deployment, False, stops))
         if not isinstance(data, dict) or not isinstance(data.get("choices"), list):
             raise UpstreamError(errors.SERVER, f"{deployment.id}: upstream answer is not a chat completion")
-        return data
+        return stops.cut(data)
 
-    async def chat_stream(self, request: ChatRequest, deployment: Deployment) -> AsyncIterator[dict[str, Any]]:
+    def chat_stream(self, request: ChatRequest, deployment: Deployment) -> Chunks:
+        stops = self.stop_plan(request, deployment)
+        return stops.cut_stream(self._chunks(request, deployment, stops))
+
+    async def _chunks(self, request: ChatRequest, deployment: Deployment, stops: StopPlan) -> Chunks:
         response = await self.open(deployment, "POST", self.url(deployment, "/chat/completions"),
-                                   self.headers(deployment), orjson.dumps(self.payload(request, deployment, True)))
+                                   self.headers(deployment),
+                                   orjson.dumps(self.payload(request, deployment, True, stops)))
         decoder = SSEDecoder()
         done = finished = False
         try:
@@ -126,12 +136,15 @@ class OpenAIProvider(Provider):
         return data
 
 
-def _without_empty_stops(body: dict[str, Any]) -> None:
-    """An empty stop string stops nothing on OpenAI, but OpenAI-compatible servers differ (some match it at once,
-    some refuse it or an empty list), so neither is sent."""
-    stops = stop_sequences(body)
-    if stops:
-        body["stop"] = stops
+def _with_stops(body: dict[str, Any], upstream: list[str]) -> None:
+    """The stop sequences the upstream takes, as the client sent them where that is all of them. An empty stop
+    string stops nothing on OpenAI, but OpenAI-compatible servers differ (some match it at once, some refuse it
+    or an empty list), so neither is sent."""
+    stop = body["stop"]
+    if upstream and upstream == ([stop] if isinstance(stop, str) else stop):
+        return
+    if upstream:
+        body["stop"] = upstream
     else:
         del body["stop"]
 
