@@ -8,7 +8,7 @@ import json
 import anthropic
 import openai
 import pytest
-from provider_helpers import MASTER, Stack
+from provider_helpers import MASTER, Stack, streamed_text
 
 from support import http
 
@@ -44,6 +44,19 @@ def test_chat_request_to_a_reasoning_model_sends_what_it_takes(stack):
     # reasoning is billed as output: 1 $/Mtok in, 2 $/Mtok out (the Stack's pricing)
     cost = float(raw.headers["x-switchboard-cost"])
     assert cost == pytest.approx((usage.prompt_tokens * 1.0 + usage.completion_tokens * 2.0) / 1e6, rel=1e-6)
+
+
+@pytest.mark.parametrize("model", ["o3", "my-reasoner"])
+def test_a_reasoning_model_gets_no_stop_and_the_gateway_applies_it(stack, model):
+    ask = {"model": model, "messages": QUESTION, "stop": ["\n", " simulated"]}  # the mock refuses stop on o3
+    choice = stack.chat(**ask).choices[0]
+    assert "stop" not in sent(stack)
+    assert (choice.message.content, choice.finish_reason) == ("This is a", "stop")
+    assert choice.model_extra["stop_sequence"] == " simulated"
+    chunks = stack.stream(**ask)
+    assert "stop" not in sent(stack) and streamed_text(chunks) == "This is a"
+    finishes = [c.choices[0] for c in chunks if c.choices and c.choices[0].finish_reason]
+    assert [(f.finish_reason, f.model_extra["stop_sequence"]) for f in finishes] == [("stop", " simulated")]
 
 
 def test_logprobs_from_a_reasoning_model_are_a_clear_400(stack):

@@ -17,8 +17,9 @@ that one model wrote may reach another after a fallback, so they are removed
 for the others. An inline file with no filename (an Anthropic document without a title) gets one, which
 OpenAI requires; a text file becomes a text part (OpenAI's chat API reads PDFs only). For streams we always
 ask the upstream for usage (``stream_options.include_usage``) so that every stream can be priced; the
-pipeline hides that last chunk from clients that did not ask for it. OpenAI takes at most 4 stop sequences;
-the gateway applies the others itself (`providers.local_stops`), for every OpenAI-compatible server alike.
+pipeline hides that last chunk from clients that did not ask for it. OpenAI takes at most 4 stop sequences,
+and its reasoning models none ("Unsupported parameter: 'stop' is not supported with this model"); the gateway
+applies the others itself (`providers.local_stops`), for every OpenAI-compatible server alike.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from switchboard.providers.local_stops import Chunks, StopLimits, StopPlan
 from switchboard.providers.reasoning import for_openai_reasoning, openai_reasoning_deployment
 
 _CHAT_STOPS = StopLimits(most=4)  # OpenAI's documented limit on `stop`
+_REASONING_STOPS = StopLimits(most=0)  # they refuse `stop`
 
 
 class OpenAIProvider(Provider):
@@ -48,7 +50,7 @@ class OpenAIProvider(Provider):
         return deployment.base_url + path
 
     def stop_limits(self, deployment: Deployment) -> StopLimits:
-        return _CHAT_STOPS
+        return _REASONING_STOPS if openai_reasoning_deployment(deployment) else _CHAT_STOPS
 
     def payload(self, request: ChatRequest, deployment: Deployment, stream: bool, stops: StopPlan) -> dict[str, Any]:
         body = dict(request.body)
