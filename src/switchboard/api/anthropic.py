@@ -42,7 +42,7 @@ def _canonical(request: Request) -> ChatRequest:
     betas = [b.strip() for b in request.headers.get("anthropic-beta", "").split(",") if b.strip()]
     if betas:  # beta features reach a Claude upstream (providers/anthropic.py, bedrock.py); others ignore them
         body["anthropic_beta"] = betas
-    return ChatRequest.from_body(body)
+    return ChatRequest.from_body(body, max_stops=fmt.MAX_STOP_SEQUENCES)
 
 
 async def messages(gw: Gateway, request: Request) -> Response | StreamResponse:
@@ -132,7 +132,8 @@ def openapi_paths() -> dict[str, Any]:
                     "model": {"type": "string"}, "max_tokens": {"type": "integer", "minimum": 1},
                     "messages": {"type": "array", "minItems": 1, "items": {"type": "object", "required": ["role", "content"]}},
                     "system": {"oneOf": [{"type": "string"}, {"type": "array"}]},
-                    "stop_sequences": {"type": "array", "items": {"type": "string"}, "maxItems": 4},
+                    "stop_sequences": {"type": "array", "items": {"type": "string"},
+                                       "maxItems": fmt.MAX_STOP_SEQUENCES},
                     "stream": {"type": "boolean"}, "temperature": {"type": "number", "minimum": 0, "maximum": 1},
                     "top_p": {"type": "number"}, "tools": {"type": "array"}, "tool_choice": {"type": "object"},
                     "metadata": {"type": "object"}}}}}},

@@ -45,6 +45,9 @@ _ERROR_TYPE_FOR_STATUS: dict[int, str] = {
 
 _MESSAGE_FIELDS = frozenset({"model", "messages", "max_tokens", "system", "stop_sequences", "stream", "temperature",
                              "top_p", "tools", "tool_choice", "metadata", "output_config", "cache_control", "thinking"})
+#: Anthropic documents no limit on `stop_sequences`; the gateway takes this many, whichever model serves them
+#: (those beyond an upstream's own limit are applied by the gateway: `providers.local_stops`).
+MAX_STOP_SEQUENCES = 64
 # Accepted so that current SDKs and agents work, but with no canonical equivalent: they are dropped.
 _IGNORED_FIELDS = frozenset({"top_k", "service_tier", "container", "context_management",
                              "diagnostics", "inference_geo", "mcp_servers", "speed", "user_profile_id", "workspace_id"})
@@ -402,8 +405,8 @@ def to_canonical(body: Any) -> dict[str, Any]:
     if stops is not None:
         if not isinstance(stops, list) or not all(isinstance(s, str) for s in stops):
             raise _bad("stop_sequences", "must be an array of strings")
-        if len(stops) > 4:
-            raise _bad("stop_sequences", "this gateway accepts at most 4 stop sequences (any model may serve them)")
+        if len(stops) > MAX_STOP_SEQUENCES:
+            raise _bad("stop_sequences", f"this gateway accepts at most {MAX_STOP_SEQUENCES} stop sequences")
         if stops:
             canonical["stop"] = stops
     _number(body, "temperature", 0, 1)

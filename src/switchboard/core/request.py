@@ -20,6 +20,7 @@ from switchboard.providers.reasoning import CLAUDE_EFFORTS
 _ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 _NUMBER = (int, float)
 _MEDIA_PARTS = frozenset({"image_url", "input_audio", "file"})
+MAX_STOPS = 4  # OpenAI's limit on `stop`, which its ingresses keep; the Anthropic ingress takes more
 
 
 def _bad(param: str, message: str) -> InvalidRequest:
@@ -160,14 +161,14 @@ def _check_tools(body: dict) -> None:
                                   "which is not in 'tools'.")
 
 
-def _check_stop(body: dict) -> None:
+def _check_stop(body: dict, most: int) -> None:
     stop = body.get("stop")
     if stop is None or isinstance(stop, str):
         return
     if not isinstance(stop, list) or not all(isinstance(s, str) for s in stop):
         raise _bad("stop", "'stop' must be a string or an array of strings.")
-    if len(stop) > 4:
-        raise _bad("stop", "'stop' may hold at most 4 sequences.")
+    if len(stop) > most:
+        raise _bad("stop", f"'stop' may hold at most {most} sequences.")
 
 
 def _check_response_format(body: dict) -> None:
@@ -213,7 +214,7 @@ def _check_logit_bias(bias: Any) -> None:
             raise _bad("logit_bias", f"'logit_bias' values must be between -100 and 100, got {value!r} for {token}.")
 
 
-def validate_chat_body(body: Any) -> None:
+def validate_chat_body(body: Any, max_stops: int = MAX_STOPS) -> None:
     """Raise `InvalidRequest` naming the first invalid parameter of a chat-completions body."""
     if not isinstance(body, dict):
         raise InvalidRequest("The request body must be a JSON object.")
@@ -232,7 +233,7 @@ def validate_chat_body(body: Any) -> None:
     _check_int(body, "seed", -(2**63), 2**63 - 1)
     _check_bool(body, "logprobs")
     _check_int(body, "top_logprobs", 0, 20)
-    _check_stop(body)
+    _check_stop(body, max_stops)
     _check_tools(body)
     _check_response_format(body)
     _check_reasoning(body)
@@ -266,8 +267,8 @@ class ChatRequest:
         self.include_usage: bool = bool(so and so.get("include_usage"))
 
     @classmethod
-    def from_body(cls, body: Any) -> ChatRequest:
-        validate_chat_body(body)
+    def from_body(cls, body: Any, max_stops: int = MAX_STOPS) -> ChatRequest:
+        validate_chat_body(body, max_stops)
         return cls(body)
 
     @property
