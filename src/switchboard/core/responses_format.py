@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 import re
 import time
 import uuid
@@ -24,6 +25,8 @@ from typing import Any
 import orjson
 
 from switchboard.errors import InvalidRequest
+
+log = logging.getLogger(__name__)
 
 _SEAL = "sbthink1:"  # prefix of the encrypted_content this gateway writes (Claude's thinking blocks)
 
@@ -536,6 +539,15 @@ def to_response(completion: dict[str, Any], shell: Shell) -> dict[str, Any]:
 # ---------------------------------------------------------------- stream: chunks -> events
 
 
+def _is_complete_json(arguments: str) -> bool:
+    """Whether function-call arguments are a complete JSON object or array, which nothing but blanks can extend
+    (a number could still grow; other values are held until the end, to be safe)."""
+    try:
+        return isinstance(orjson.loads(arguments), (dict, list))
+    except orjson.JSONDecodeError:
+        return False
+
+
 def sse(payload: dict[str, Any]) -> bytes:
     return b"event: " + payload["type"].encode() + b"\ndata: " + orjson.dumps(payload) + b"\n\n"
 
@@ -546,7 +558,13 @@ class EventWriter:
     Output items stream one after the other, as OpenAI sends them: the message
     item opens when the first text arrives, a reasoning item on the first
     reasoning, a function_call item per tool call, and each item is done
-    before the next one is added. The last item closes at the end
+    before the next one is added.
+
+    An OpenAI-format upstream may interleave the arguments of parallel tool
+    calls. The open function_call item streams; a call that begins while the
+    open call's arguments are not yet complete JSON is held, and the held
+    calls go out whole, in index order, once the open item is done (when
+    another item begins, or at the end). The last item closes at the end
     (`finish_events`), once the finish reason and usage (which OpenAI streams
     send after the finish chunk) are known, followed by `last_event`:
     `response.completed` (or `response.incomplete`) with the whole Response,
@@ -567,6 +585,7 @@ class EventWriter:
         self.reasoning: dict[str, Any] | None = None
         self.thinking: list[dict[str, Any]] = []  # the open reasoning item's signed thinking blocks, sealed into it
         self.calls: dict[int, dict[str, Any]] = {}  # canonical tool call index -> its item
+        self.held_calls: dict[int, dict[str, Any]] = {}  # calls waiting for the open item to be done, by index
         self.finish: str | None = None
         self.usage: dict[str, Any] | None = None
         self.final: dict[str, Any] = {}  # the whole Response, once finish_events has run
@@ -615,10 +634,24 @@ class EventWriter:
         return item is not None and self.closed < len(self.items) and self.items[-1] is item
 
     def _add(self, item: dict[str, Any], shown: dict[str, Any]) -> bytes:
-        """`item` as the next output item (the one before it done first), announced as `shown`."""
-        out = self._close("completed") if self.closed < len(self.items) else b""
+        """`item` as the next output item (the open one done and the held calls sent first), announced as `shown`."""
+        return self._end_open_item("completed") + self._added(item, shown)
+
+    def _added(self, item: dict[str, Any], shown: dict[str, Any]) -> bytes:
         self.items.append(item)
-        return out + self._event("response.output_item.added", output_index=len(self.items) - 1, item=shown)
+        return self._event("response.output_item.added", output_index=len(self.items) - 1, item=shown)
+
+    def _end_open_item(self, status: str) -> bytes:
+        """The done events of the open item, if any, then the held tool calls, each whole, in index order."""
+        out = self._close(status) if self.closed < len(self.items) else b""
+        for index in sorted(self.held_calls):
+            item = self.held_calls[index]
+            out += self._added(item, {**item, "arguments": ""})
+            if item["arguments"]:
+                out += self._arguments_delta(item, item["arguments"])
+            out += self._close("completed")
+        self.held_calls.clear()
+        return out
 
     def _reasoning(self, text: str) -> bytes:
         """The open reasoning item (a new one unless the last item is one), its summary growing by `text`."""
@@ -654,24 +687,42 @@ class EventWriter:
         return out + self._event("response.output_text.delta", item_id=message["id"],
                                  output_index=len(self.items) - 1, content_index=0, delta=text, logprobs=[])
 
-    def _call(self, call: dict[str, Any]) -> bytes:
+    def _call(self, delta: dict[str, Any]) -> bytes:
+        index = delta.get("index", 0)
+        fn = delta.get("function") or {}
+        arguments = fn.get("arguments") if isinstance(fn.get("arguments"), str) else ""
         out = b""
-        index = call.get("index", 0)
-        fn = call.get("function") or {}
         item = self.calls.get(index)
         if item is None:
-            item = _call_item(_derived_id("fc_", (self.source, index)),
-                              call.get("id") or _derived_id("call_", (self.source, index)), fn.get("name", ""), "",
-                              "in_progress")
-            self.calls[index] = item
-            out += self._add(item, dict(item))
-        arguments = fn.get("arguments")
-        if isinstance(arguments, str) and arguments:
+            item = self.calls[index] = _call_item(_derived_id("fc_", (self.source, index)),
+                                                  delta.get("id") or _derived_id("call_", (self.source, index)),
+                                                  fn.get("name", ""), "", "in_progress")
+            if self._may_add_next_call():
+                out += self._add(item, dict(item))
+            else:
+                self.held_calls[index] = item
+        if not arguments:
+            return out
+        if self._is_open(item):
             item["arguments"] += arguments
-            if self._is_open(item):  # an upstream that interleaves calls: the late part is in the final Response
-                out += self._event("response.function_call_arguments.delta", item_id=item["id"],
-                                   output_index=len(self.items) - 1, delta=arguments)
+            out += self._arguments_delta(item, arguments)
+        elif index in self.held_calls:
+            item["arguments"] += arguments
+        elif arguments.strip():  # its item is done (its JSON was complete, or text came): nowhere left to send it
+            log.warning("tool call %s: arguments that came after its output item was done are dropped", index)
         return out
+
+    def _may_add_next_call(self) -> bool:
+        """Whether a new tool call may be the next output item now: not while calls are held (they come first),
+        nor while the open call's arguments may still grow (an upstream that interleaves parallel calls)."""
+        if self.held_calls:
+            return False
+        open_item = self.items[-1] if self.closed < len(self.items) else None
+        return open_item is None or open_item["type"] != "function_call" or _is_complete_json(open_item["arguments"])
+
+    def _arguments_delta(self, item: dict[str, Any], delta: str) -> bytes:
+        return self._event("response.function_call_arguments.delta", item_id=item["id"],
+                           output_index=len(self.items) - 1, delta=delta)
 
     def _close(self, status: str) -> bytes:
         """The done events of the open (last) item."""
@@ -696,8 +747,9 @@ class EventWriter:
                 item["encrypted_content"] = sealed(self.thinking)
                 self.thinking = []
         else:
-            if not item["arguments"]:
+            if not item["arguments"]:  # no arguments: the empty object, streamed too, so the deltas add up
                 item["arguments"] = "{}"
+                out += self._arguments_delta(item, "{}")
             out += self._event("response.function_call_arguments.done", item_id=item["id"], output_index=index,
                                name=item["name"], arguments=item["arguments"])
         return out + self._event("response.output_item.done", output_index=index, item=item)
@@ -705,8 +757,7 @@ class EventWriter:
     def finish_events(self) -> bytes:
         out = b"" if self.response_id else self.start()
         status = _status(self.finish)
-        if self.closed < len(self.items):
-            out += self._close(status)
+        out += self._end_open_item(status)
         self.final = self.shell.response(self.response_id, self.created, status, self.items, self.usage,
                                          self.finish, model=self.model)
         return out
@@ -723,6 +774,7 @@ class EventWriter:
         out += self._event("error", code=code, message=message, param=None)
         if self.closed < len(self.items):  # the item cut short: OpenAI's status for an unfinished item
             self.items[-1]["status"] = "incomplete"
+        self.held_calls.clear()  # never sent, and their arguments may be cut short too: not output so far
         # the Response's error.code is one of OpenAI's fixed values; the `error` event above keeps ours
         failed_code = "rate_limit_exceeded" if code in ("rate_limit_exceeded", "rate_limited") else "server_error"
         self.final = self.shell.response(self.response_id, self.created, "failed", self.items, self.usage,
