@@ -13,12 +13,17 @@ from switchboard.testing.mock_bedrock import GUARDRAIL_MESSAGE, MOCK_ACCESS_KEY_
 
 MODEL_ID = "anthropic.claude-3-haiku-20240307-v1:0"
 REPLY = "A reply from the mock Bedrock model, signed and sealed."
+LINES = "First line.\nSecond line."
+CLAUDE_LINES = "anthropic.claude-lines-v1:0"
+LLAMA_LINES = "meta.llama-lines-v1:0"
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     upstreams = {
         MODEL_ID: {"reply": REPLY},
+        CLAUDE_LINES: {"reply": LINES},
+        LLAMA_LINES: {"reply": LINES},
         "guarded": {"safety_block": "prompt"},
         "filtered": {"safety_block": "output"},
         "filter-error": {"faults": [{"kind": "status", "status": 400,
@@ -364,3 +369,20 @@ def test_the_stop_sequence_that_ended_a_claude_answer_reaches_an_anthropic_clien
     assert (message.stop_reason, message.stop_sequence) == ("stop_sequence", " mock")
     plain = client.messages.create(**{**sent, "stop_sequences": ["never"]})
     assert (plain.stop_reason, plain.stop_sequence) == ("end_turn", None)
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+def test_claude_gets_no_whitespace_only_stop_sequence_and_the_gateway_applies_it(stack, stream):
+    """Claude refuses "\n" as a stop sequence on its own API; through Converse the gateway applies such sequences
+    itself, as it does for Anthropic's API. Other Bedrock models get them as sent."""
+    ask = {"model": CLAUDE_LINES, "messages": [{"role": "user", "content": "hi"}], "stop": ["\n", "###"]}
+    if stream:
+        chunks = stack.stream(**ask)
+        text, finish = streamed_text(chunks), finish_reasons(chunks)
+    else:
+        choice = stack.chat(**ask).choices[0]
+        text, finish = choice.message.content, [choice.finish_reason]
+    assert (text, finish) == ("First line.", ["stop"])
+    assert stack.sent()["body"]["inferenceConfig"]["stopSequences"] == ["###"]
+    stack.chat(**{**ask, "model": LLAMA_LINES})
+    assert stack.sent()["body"]["inferenceConfig"]["stopSequences"] == ["\n", "###"]

@@ -151,3 +151,16 @@ def test_the_mock_upstream_refuses_more_than_its_provider_takes(stack, path, bod
     _, mock = stack
     status, _, raw = http("POST", mock.url + path, body, {"x-goog-api-key": "k", "authorization": "Bearer k"})
     assert status == 400 and message in raw.decode()
+
+
+def test_a_stop_sequence_over_256_characters_is_refused_on_every_ingress(claude_client, openai_client):
+    longest = "z" * 256
+    assert ask(claude_client, "via-openai", [*NEVER, longest], False) == (REPLY, "end_turn", None)
+    with pytest.raises(anthropic.BadRequestError, match="at most 256 characters") as refused:
+        ask(claude_client, "via-openai", [*NEVER, longest + "z"], False)
+    assert refused.value.body["error"]["type"] == "invalid_request_error"
+    for stop in (longest + "z", ["x", longest + "z"]):
+        with pytest.raises(openai.BadRequestError, match="at most 256 characters") as refused:
+            openai_client.chat.completions.create(model="via-openai", messages=[{"role": "user", "content": "hi"}],
+                                                  stop=stop)
+        assert refused.value.body["param"] == "stop"

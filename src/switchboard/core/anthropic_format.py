@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 
+from switchboard.core.request import MAX_STOP_LENGTH
 from switchboard.errors import InvalidRequest
 from switchboard.providers.reasoning import CLAUDE_EFFORTS, canonical_block
 
@@ -407,6 +408,8 @@ def to_canonical(body: Any) -> dict[str, Any]:
             raise _bad("stop_sequences", "must be an array of strings")
         if len(stops) > MAX_STOP_SEQUENCES:
             raise _bad("stop_sequences", f"this gateway accepts at most {MAX_STOP_SEQUENCES} stop sequences")
+        if any(len(s) > MAX_STOP_LENGTH for s in stops):
+            raise _bad("stop_sequences", f"a stop sequence may be at most {MAX_STOP_LENGTH} characters long")
         if stops:
             canonical["stop"] = stops
     _number(body, "temperature", 0, 1)

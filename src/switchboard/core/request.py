@@ -21,6 +21,9 @@ _ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "functio
 _NUMBER = (int, float)
 _MEDIA_PARTS = frozenset({"image_url", "input_audio", "file"})
 MAX_STOPS = 4  # OpenAI's limit on `stop`, which its ingresses keep; the Anthropic ingress takes more
+# The longest stop sequence taken: the gateway may have to look for them itself, in every piece of a stream
+# (`providers.local_stops`), and no provider documents a stop sequence anywhere near this long.
+MAX_STOP_LENGTH = 256
 
 
 def _bad(param: str, message: str) -> InvalidRequest:
@@ -163,12 +166,15 @@ def _check_tools(body: dict) -> None:
 
 def _check_stop(body: dict, most: int) -> None:
     stop = body.get("stop")
-    if stop is None or isinstance(stop, str):
+    if stop is None:
         return
-    if not isinstance(stop, list) or not all(isinstance(s, str) for s in stop):
+    stops = [stop] if isinstance(stop, str) else stop
+    if not isinstance(stops, list) or not all(isinstance(s, str) for s in stops):
         raise _bad("stop", "'stop' must be a string or an array of strings.")
-    if len(stop) > most:
+    if len(stops) > most:
         raise _bad("stop", f"'stop' may hold at most {most} sequences.")
+    if any(len(s) > MAX_STOP_LENGTH for s in stops):
+        raise _bad("stop", f"'stop' sequences may be at most {MAX_STOP_LENGTH} characters long.")
 
 
 def _check_response_format(body: dict) -> None:

@@ -46,7 +46,7 @@ from switchboard.http.client import host_header
 from switchboard.providers import canonical as c
 from switchboard.providers.base import MALFORMED, Provider, iter_body, malformed_answer, read_body, retry_after
 from switchboard.providers.documents import EXTENSIONS, document_of
-from switchboard.providers.local_stops import Chunks, StopLimits, StopPlan
+from switchboard.providers.local_stops import Chunks, StopLimits, StopPlan, whitespace_only
 from switchboard.providers.reasoning import CLAUDE_EFFORTS, anthropic_blocks, drop_sampling, thinking_for
 
 STOP_REASONS = {
@@ -56,6 +56,9 @@ STOP_REASONS = {
 }
 DEFAULT_MAX_TOKENS = 4096  # when a thinking Claude needs one and the client gave none
 _CONVERSE_STOPS = StopLimits(most=2500)  # InferenceConfiguration.stopSequences: "Maximum number of 2500 items"
+# Claude refuses whitespace-only sequences on its own API; whether Converse passes that refusal on is not
+# documented, and the gateway applying them gives the same answer either way.
+_CONVERSE_CLAUDE_STOPS = StopLimits(most=2500, refuses=whitespace_only)
 IMAGE_FORMATS = {"image/png": "png", "image/jpeg": "jpeg", "image/jpg": "jpeg", "image/gif": "gif", "image/webp": "webp"}
 
 _UNSAFE_IN_NAME = re.compile(r"[^A-Za-z0-9\s\-()\[\]]+")
@@ -104,6 +107,10 @@ ERROR_KINDS = {
 _INLINE_HASH_LIMIT = 64 * 1024
 _TOO_LONG = ("too long", "input is too long", "context window", "context length", "too many input tokens",
              "max input tokens")
+
+
+def _is_claude(deployment: Deployment) -> bool:
+    return "claude" in deployment.upstream_model.lower()
 
 
 class BedrockProvider(Provider):
@@ -180,7 +187,7 @@ class BedrockProvider(Provider):
     # ------------------------------------------------------------ request
 
     def stop_limits(self, deployment: Deployment) -> StopLimits:
-        return _CONVERSE_STOPS
+        return _CONVERSE_CLAUDE_STOPS if _is_claude(deployment) else _CONVERSE_STOPS
 
     async def payload(self, request: ChatRequest, deployment: Deployment, stops: StopPlan,
                       stream: bool = False) -> dict[str, Any]:
@@ -255,7 +262,7 @@ class BedrockProvider(Provider):
     def _claude_fields(body: dict[str, Any], payload: dict[str, Any], deployment: Deployment) -> None:
         """Claude's own fields through Converse: extended thinking (see providers/reasoning.py), effort and beta
         features, in additionalModelRequestFields; other models skip them."""
-        if "claude" not in deployment.upstream_model.lower():
+        if not _is_claude(deployment):
             return
         if (payload.get("inferenceConfig") or {}).get("stopSequences"):
             # Which one stopped it, if one did. Converse answers from Claude's stream events, so the field is the

@@ -134,6 +134,10 @@ class StreamStops:
     def __init__(self, stops: list[str]) -> None:
         self.stops = stops
         self.hold = max(map(len, stops)) - 1  # the most text that can be an unfinished sequence
+        self.by_first: dict[str, list[str]] = {}
+        for stop in stops:
+            if stop:
+                self.by_first.setdefault(stop[0], []).append(stop)
         self.pending = ""  # content not yet sent: it may be where a sequence begins
         self.template: dict[str, Any] | None = None
         self.stopped = False
@@ -158,7 +162,7 @@ class StreamStops:
             end = {**choice, "delta": {}, "finish_reason": "stop", "stop_sequence": found[1]}
             return [*before, {**chunk, "choices": [end]}]
         # Nothing follows a choice's finish, so what was held back goes out with it.
-        keep = 0 if choice.get("finish_reason") else _unfinished(text, self.stops, self.hold)
+        keep = 0 if choice.get("finish_reason") else _unfinished(text, self.by_first, self.hold)
         self.pending = text[len(text) - keep:] if keep else ""
         ready = text[:len(text) - keep]
         if ready or content == "":  # an empty delta (the role chunk) goes on as it is
@@ -183,10 +187,13 @@ class StreamStops:
                                       "finish_reason": finish}]}
 
 
-def _unfinished(text: str, stops: list[str], hold: int) -> int:
-    """How many characters at the end of `text` could be the start of a stop sequence."""
-    for n in range(min(hold, len(text)), 0, -1):
-        tail = text[-n:]
-        if any(stop.startswith(tail) for stop in stops):
-            return n
+def _unfinished(text: str, by_first: dict[str, list[str]], hold: int) -> int:
+    """How many characters at the end of `text` could be the start of a stop sequence. Only the tails that begin
+    with some sequence's first character are compared, with those sequences (`by_first`) alone."""
+    for at in range(max(0, len(text) - hold), len(text)):
+        stops = by_first.get(text[at])
+        if stops:
+            tail = text[at:]
+            if any(stop.startswith(tail) for stop in stops):
+                return len(text) - at
     return 0
