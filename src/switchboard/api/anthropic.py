@@ -20,7 +20,7 @@ from switchboard.api.input_tokens import counted_model, input_tokens
 from switchboard.api.openai import parse_json
 from switchboard.context import RequestContext
 from switchboard.core import anthropic_format as fmt
-from switchboard.core.request import ChatRequest
+from switchboard.core.request import MAX_STOP_LENGTH, ChatRequest
 from switchboard.errors import GatewayError
 from switchboard.http.server import Request, Response, StreamResponse
 
@@ -132,7 +132,7 @@ def openapi_paths() -> dict[str, Any]:
                     "model": {"type": "string"}, "max_tokens": {"type": "integer", "minimum": 1},
                     "messages": {"type": "array", "minItems": 1, "items": {"type": "object", "required": ["role", "content"]}},
                     "system": {"oneOf": [{"type": "string"}, {"type": "array"}]},
-                    "stop_sequences": {"type": "array", "items": {"type": "string"},
+                    "stop_sequences": {"type": "array", "items": {"type": "string", "maxLength": MAX_STOP_LENGTH},
                                        "maxItems": fmt.MAX_STOP_SEQUENCES},
                     "stream": {"type": "boolean"}, "temperature": {"type": "number", "minimum": 0, "maximum": 1},
                     "top_p": {"type": "number"}, "tools": {"type": "array"}, "tool_choice": {"type": "object"},

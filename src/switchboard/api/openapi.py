@@ -5,10 +5,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from switchboard import __version__
+from switchboard.core.request import MAX_STOP_LENGTH, MAX_STOPS
 
 if TYPE_CHECKING:
     from switchboard.app import Gateway
 
+_STOP_SCHEMA = {"oneOf": [{"type": "string", "maxLength": MAX_STOP_LENGTH},
+                          {"type": "array", "items": {"type": "string", "maxLength": MAX_STOP_LENGTH},
+                           "maxItems": MAX_STOPS}]}
 _ERROR = {
     "type": "object",
     "required": ["error"],
@@ -57,7 +61,7 @@ _CHAT_REQUEST = {
         "n": {"type": "integer", "minimum": 1, "maximum": 128},
         "max_tokens": {"type": "integer", "minimum": 1},
         "max_completion_tokens": {"type": "integer", "minimum": 1},
-        "stop": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}, "maxItems": 4}]},
+        "stop": _STOP_SCHEMA,
         "presence_penalty": {"type": "number", "minimum": -2, "maximum": 2},
         "frequency_penalty": {"type": "number", "minimum": -2, "maximum": 2},
         "seed": {"type": "integer"},
@@ -95,7 +99,7 @@ _COMPLETION_REQUEST = {
         "top_p": {"type": "number", "minimum": 0, "maximum": 1},
         "n": {"type": "integer", "minimum": 1},
         "stream": {"type": "boolean"},
-        "stop": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
+        "stop": _STOP_SCHEMA,
         "logprobs": {"type": "integer", "minimum": 0, "maximum": 5},
         "seed": {"type": "integer"},
         "user": {"type": "string"},

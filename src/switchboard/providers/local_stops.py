@@ -13,7 +13,7 @@ generation (and its billing) early. A JSON-mode answer (a JSON text, or a tool's
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
