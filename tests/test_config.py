@@ -249,6 +249,8 @@ def test_zero_config_discovers_providers_from_environment():
     ("{check: json}, quality_target: 0.8, router: BARE", "has no stored quality curve"),
     # this started, and every cascaded request paid for the weak call and then got a 500
     ('{check: regex, pattern: "(unclosed"}', "routers.auto.cascade.pattern: not a regular expression (missing )"),
+    # this started, and the pattern was never read: every answer was checked as JSON
+    ('{check: json, pattern: "^ok"}', "routers.auto.cascade.pattern: applies only when check is 'regex'"),
 ])
 def test_serve_refuses_a_bad_cascade_verifier_or_router_file(tmp_path, cascade, expected):
     from switchboard.routing.smart.router import DEFAULT_ROUTER_PATH
@@ -302,3 +304,63 @@ def test_a_config_that_is_not_utf8_is_a_config_error(tmp_path):
     path.write_bytes("models: {caf\xe9: {deployments: [{provider: openai}]}}".encode("latin-1"))
     with pytest.raises(ConfigError, match="not UTF-8"):
         load_config(path, {})
+
+
+ROUTER_MODELS = """
+    models:
+      a: {deployments: [{provider: openai, model: gpt-4o, api_key: "${KEY}"}]}
+      b: {deployments: [{provider: openai, model: gpt-4o-mini, api_key: "${KEY}"}]}
+      emb: {deployments: [{provider: openai, model: text-embedding-3-small, api_key: "${KEY}"}]}
+      own-emb:
+        deployments: [{provider: openai, model: my-embedder, api_key: "${KEY}"}]
+        capabilities: [embeddings]
+    routers:
+      auto:
+"""
+
+
+@pytest.mark.parametrize("router, expected", [
+    # an embedding model named where a router sends chat requests (the catalog, or the config, says what it is)
+    ("strong: a\nweak: emb", ":12: routers.auto.weak: 'emb' is an embedding model"),
+    ("strong: own-emb\nweak: b", ":11: routers.auto.strong: 'own-emb' is an embedding model"),
+    ("strong: a\nweak: b\ntools_model: emb", ":13: routers.auto.tools_model: 'emb' is an embedding model"),
+    ("strong: a\nweak: b\nroutes: [{name: code, model: emb, examples: [fix this bug]}]",
+     ":13: routers.auto.routes[0].model: 'emb' is an embedding model"),
+    ("strong: a\nweak: b\ncascade: {check: judge, judge_model: emb}",
+     ":13: routers.auto.cascade.judge_model: 'emb' is an embedding model"),
+    # two routes of one name: the log's `intent:NAME` could not say which decided
+    ("strong: a\nweak: b\nroutes:\n  - {name: code, model: a, examples: [fix this bug]}\n"
+     "  - {name: code, model: b, examples: [write a function]}",
+     ":15: routers.auto.routes[1].name: duplicate route name 'code' (routes[0] has it too)"),
+    ("strong: a\nweak: b\nroutes:\n  - {name: route1, model: a, examples: [fix this bug]}\n"
+     "  - {model: b, examples: [write a function]}",
+     "routers.auto.routes[1].name: duplicate route name 'route1'"),
+    # a key of another check was silently ignored
+    ("strong: a\nweak: b\ncascade: {check: json, pattern: '^\\\\{'}",
+     ":13: routers.auto.cascade.pattern: applies only when check is 'regex' (check is 'json')"),
+    ("strong: a\nweak: b\ncascade: {pattern: '^ok'}",
+     "routers.auto.cascade.pattern: applies only when check is 'regex' (check is 'json')"),
+    ("strong: a\nweak: b\ncascade: {check: regex, pattern: '^ok', judge_model: a}",
+     "routers.auto.cascade.judge_model: applies only when check is 'judge' (check is 'regex')"),
+    ("strong: a\nweak: b\ncascade: {check: judge, judge_model: a, escalate_share: 0.2}",
+     "routers.auto.cascade.escalate_share: applies only when check is 'verifier' (check is 'judge')"),
+])
+def test_a_router_refuses_models_routes_and_keys_it_would_misuse(tmp_path, router, expected):
+    from switchboard.routing.auto import parse_routers
+
+    text = textwrap.dedent(ROUTER_MODELS) + textwrap.indent(router, " " * 4) + "\n"
+    config = load_config(write(tmp_path, text), {"KEY": "k"})
+    with pytest.raises(ConfigError) as info:
+        parse_routers(config)
+    assert expected in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_a_router_accepts_chat_models_distinct_routes_and_its_checks_keys(tmp_path):
+    from switchboard.routing.auto import parse_routers
+
+    router = ("strong: a\nweak: b\nroutes:\n  - {name: code, model: a, examples: [fix this bug]}\n"
+              "  - {model: b, examples: [say hi]}\ncascade: {check: regex, pattern: '^ok'}")
+    text = textwrap.dedent(ROUTER_MODELS) + textwrap.indent(router, " " * 4) + "\n"
+    settings = parse_routers(load_config(write(tmp_path, text), {"KEY": "k"}))["auto"]
+    assert [r.name for r in settings.routes] == ["code", "route1"] and settings.cascade.pattern == "^ok"

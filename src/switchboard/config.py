@@ -122,6 +122,11 @@ class ModelConfig:
     simulated: bool = False
     reliability: Reliability = DEFAULT_RELIABILITY
 
+    @property
+    def embeddings_only(self) -> bool:
+        """An embedding model (capability `embeddings`, from the catalog or the config): it answers no chat."""
+        return "embeddings" in self.capabilities
+
 
 @dataclass(slots=True)
 class ServerConfig:

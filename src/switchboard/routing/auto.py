@@ -18,6 +18,7 @@ In cascade mode the weak model is asked first and its answer checked
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -84,80 +85,113 @@ def parse_routers(config: GatewayConfig) -> dict[str, RouterConfig]:
     from switchboard.yamlsource import Located
 
     doc = config.doc or Located(config.raw, {}, config.source)
-    import os
-
     if not isinstance(raw, dict):
         raise ConfigError(str(doc.error(("routers",), "must be a mapping from router name to its settings")))
-    out: dict[str, RouterConfig] = {}
-    for name, value in raw.items():
-        sec = _Section(doc, ("routers", name), value, os.environ)
-        if name in config.models:
-            raise sec.error(None, f"router name {name!r} is also a model name")
-        rc = RouterConfig(
-            name=name,
-            strong=sec.str("strong", required=True) or "",
-            weak=sec.str("weak", required=True) or "",
-            router=sec.str("router", "default") or "default",
-            threshold=sec.number("threshold", None, minimum=0, maximum=1),
-            strong_share=sec.number("strong_share", None, minimum=0, maximum=1),
-            quality_target=sec.number("quality_target", None, minimum=0, maximum=1),
-            vision_model=sec.str("vision_model"),
-            tools_model=sec.str("tools_model"),
-            long_context_model=sec.str("long_context_model"),
-            calibration_prompts=sec.str("calibration_prompts"),
-        )
-        _one_trade_off(sec, ("threshold", "strong_share", "quality_target"))
-        for key in ("strong", "weak", "vision_model", "tools_model", "long_context_model"):
-            target = getattr(rc, key)
-            if target is not None and target not in config.models:
-                raise sec.error(key, f"{target!r} is not a configured model")
-        routes = sec.raw("routes")
-        if routes is not None:
-            from switchboard.routing.intents import DEFAULT_THRESHOLD, IntentRoute
+    return {name: _parse_router(_Section(doc, ("routers", name), value, os.environ), name, config)
+            for name, value in raw.items()}
 
-            if not isinstance(routes, list):
-                raise sec.error("routes", "must be a list of {name, model, examples, threshold}")
-            for i, r in enumerate(routes):
-                rs = _Section(doc, ("routers", name, "routes", i), r, os.environ)
-                route = IntentRoute(name=rs.str("name", f"route{i}") or "", model=rs.str("model", required=True) or "",
-                                    examples=rs.str_list("examples"),
-                                    threshold=rs.number("threshold", DEFAULT_THRESHOLD, minimum=0, maximum=1))
-                if route.model not in config.models:
-                    raise rs.error("model", f"{route.model!r} is not a configured model")
-                if not route.examples:
-                    raise rs.error("examples", "needs at least one example utterance")
-                rs.done()
-                rc.routes.append(route)
-        cs = sec.section("cascade")
-        if cs is not None:
-            rc.cascade = CascadeSettings(
-                check=cs.str("check", "json", choices=("json", "regex", "judge", "logprob", "verifier")) or "json",
-                pattern=cs.str("pattern"),
-                judge_model=cs.str("judge_model"),
-                rubric=cs.str("rubric", CascadeSettings.rubric) or CascadeSettings.rubric,
-                min_logprob=cs.number("min_logprob", -0.5, maximum=0),
-                verifier=cs.str("verifier"),
-                threshold=cs.number("threshold", None, minimum=0, maximum=1),
-                escalate_share=cs.number("escalate_share", None, minimum=0, maximum=1),
-                quality_target=cs.number("quality_target", None, minimum=0, maximum=1),
-            )
-            _one_trade_off(cs, ("threshold", "escalate_share", "quality_target"))
-            if rc.cascade.check == "verifier" and not rc.cascade.verifier:
-                raise cs.error("verifier", "is required when check is 'verifier': a file from "
-                                           "`switchboard router train --kind verifier`")
-            if rc.cascade.check == "regex":
-                _check_pattern(cs, rc.cascade.pattern)
-            if rc.cascade.check == "judge":
-                if not rc.cascade.judge_model or rc.cascade.judge_model not in config.models:
-                    raise cs.error("judge_model", "must name a configured model when check is 'judge'")
-            blind = _without_logprobs(config.models[rc.weak]) if rc.cascade.check == "logprob" else None
-            if blind is not None:
-                raise cs.error("check", f"'logprob' needs log-probabilities, which the weak model {rc.weak!r} cannot "
-                                        f"return from {blind}; choose json, regex, judge or verifier")
-            cs.done()
-        sec.done()
-        out[name] = rc
+
+def _parse_router(sec: _Section, name: str, config: GatewayConfig) -> RouterConfig:
+    if name in config.models:
+        raise sec.error(None, f"router name {name!r} is also a model name")
+    rc = RouterConfig(
+        name=name,
+        strong=sec.str("strong", required=True) or "",
+        weak=sec.str("weak", required=True) or "",
+        router=sec.str("router", "default") or "default",
+        threshold=sec.number("threshold", None, minimum=0, maximum=1),
+        strong_share=sec.number("strong_share", None, minimum=0, maximum=1),
+        quality_target=sec.number("quality_target", None, minimum=0, maximum=1),
+        vision_model=sec.str("vision_model"),
+        tools_model=sec.str("tools_model"),
+        long_context_model=sec.str("long_context_model"),
+        calibration_prompts=sec.str("calibration_prompts"),
+    )
+    _one_trade_off(sec, ("threshold", "strong_share", "quality_target"))
+    for key in ("strong", "weak", "vision_model", "tools_model", "long_context_model"):
+        target = getattr(rc, key)
+        if target is not None:
+            _require_chat_model(sec, key, target, config)
+    rc.routes = _parse_routes(sec, config)
+    cs = sec.section("cascade")
+    if cs is not None:
+        rc.cascade = _parse_cascade(cs, config, rc.weak)
+    sec.done()
+    return rc
+
+
+def _require_chat_model(sec: _Section, key: str, name: str, config: GatewayConfig) -> None:
+    """`name`, given at `key`, must be a configured model that answers chat requests."""
+    model = config.models.get(name)
+    if model is None:
+        raise sec.error(key, f"{name!r} is not a configured model")
+    if model.embeddings_only:
+        raise sec.error(key, f"{name!r} is an embedding model; a router sends chat requests here")
+
+
+def _parse_routes(sec: _Section, config: GatewayConfig) -> list[IntentRoute]:
+    routes = sec.raw("routes")
+    if routes is None:
+        return []
+    from switchboard.routing.intents import DEFAULT_THRESHOLD, IntentRoute
+
+    if not isinstance(routes, list):
+        raise sec.error("routes", "must be a list of {name, model, examples, threshold}")
+    out: list[IntentRoute] = []
+    for i, r in enumerate(routes):
+        rs = _Section(sec.doc, sec.path + ("routes", i), r, sec.env)
+        route = IntentRoute(name=rs.str("name", f"route{i}") or "", model=rs.str("model", required=True) or "",
+                            examples=rs.str_list("examples"),
+                            threshold=rs.number("threshold", DEFAULT_THRESHOLD, minimum=0, maximum=1))
+        _require_chat_model(rs, "model", route.model, config)
+        if not route.examples:
+            raise rs.error("examples", "needs at least one example utterance")
+        # the log's reason `intent:NAME` must say which route decided
+        same = next((j for j, other in enumerate(out) if other.name == route.name), None)
+        if same is not None:
+            raise rs.error("name", f"duplicate route name {route.name!r} (routes[{same}] has it too)")
+        rs.done()
+        out.append(route)
     return out
+
+
+# Keys that only one check reads: given with another check they would be silently ignored.
+_CHECK_KEYS = {"pattern": "regex", "judge_model": "judge", "rubric": "judge", "min_logprob": "logprob",
+               "verifier": "verifier", "threshold": "verifier", "escalate_share": "verifier",
+               "quality_target": "verifier"}
+
+
+def _parse_cascade(cs: _Section, config: GatewayConfig, weak: str) -> CascadeSettings:
+    cascade = CascadeSettings(
+        check=cs.str("check", "json", choices=("json", "regex", "judge", "logprob", "verifier")) or "json",
+        pattern=cs.str("pattern"),
+        judge_model=cs.str("judge_model"),
+        rubric=cs.str("rubric", CascadeSettings.rubric) or CascadeSettings.rubric,
+        min_logprob=cs.number("min_logprob", -0.5, maximum=0),
+        verifier=cs.str("verifier"),
+        threshold=cs.number("threshold", None, minimum=0, maximum=1),
+        escalate_share=cs.number("escalate_share", None, minimum=0, maximum=1),
+        quality_target=cs.number("quality_target", None, minimum=0, maximum=1),
+    )
+    for key, check in _CHECK_KEYS.items():
+        if check != cascade.check and cs.raw(key) is not None:
+            raise cs.error(key, f"applies only when check is {check!r} (check is {cascade.check!r})")
+    _one_trade_off(cs, ("threshold", "escalate_share", "quality_target"))
+    if cascade.check == "verifier" and not cascade.verifier:
+        raise cs.error("verifier", "is required when check is 'verifier': a file from "
+                                   "`switchboard router train --kind verifier`")
+    if cascade.check == "regex":
+        _check_pattern(cs, cascade.pattern)
+    if cascade.check == "judge":
+        if not cascade.judge_model or cascade.judge_model not in config.models:
+            raise cs.error("judge_model", "must name a configured model when check is 'judge'")
+        _require_chat_model(cs, "judge_model", cascade.judge_model, config)
+    blind = _without_logprobs(config.models[weak]) if cascade.check == "logprob" else None
+    if blind is not None:
+        raise cs.error("check", f"'logprob' needs log-probabilities, which the weak model {weak!r} cannot "
+                                f"return from {blind}; choose json, regex, judge or verifier")
+    cs.done()
+    return cascade
 
 
 def _check_pattern(sec: _Section, pattern: str | None) -> None:
@@ -333,7 +367,7 @@ class AutoRouter:
         chosen = {"vision": s.vision_model, "tools": s.tools_model, "long_context": s.long_context_model}
         tried = [name for rule in unmet if (name := chosen[rule])] + [s.strong]
         others = [name for name, model in self.config.models.items()
-                  if name not in tried and name != s.weak and "embeddings" not in model.capabilities]
+                  if name not in tried and name != s.weak and not model.embeddings_only]
         for name in tried + others:
             if not _unmet(self.model(name), needs, tokens):
                 return name
