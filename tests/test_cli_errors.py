@@ -26,7 +26,18 @@ def files(tmp_path):
     (tmp_path / "one-class.jsonl").write_text("".join(f'{{"prompt": "prove lemma {i}", "winner": "strong"}}\n'
                                                       for i in range(20)))
     (tmp_path / "null-prompt.jsonl").write_text('{"prompt": null}\n')
-    for name, calibration in (("missing", "missing.jsonl"), ("empty", "empty.jsonl"), ("null", "null-prompt.jsonl")):
+    (tmp_path / "latin1.jsonl").write_bytes('{"prompt": "a", "winner": "tie"}\n{"prompt": "caf\xe9", "winner": "tie"}\n'
+                                            .encode("latin-1"))
+    (tmp_path / "latin1.txt").write_bytes("first prompt\nun caf\xe9\n".encode("latin-1"))
+    (tmp_path / "judge-scale.jsonl").write_text('{"prompt": "a", "scores": {"strong": 1, "weak": 0}}\n'
+                                                '{"prompt": "b", "scores": {"strong": 7, "weak": 3}}\n')
+    (tmp_path / "negative.jsonl").write_text('{"prompt": "a", "scores": {"strong": 1, "weak": -0.5}}\n')
+    (tmp_path / "huge.jsonl").write_text('{"prompt": "a", "scores": {"strong": 1' + "0" * 400 + ', "weak": 0}}\n')
+    (tmp_path / "winner-list.jsonl").write_text('{"prompt": "a", "winner": ["strong"]}\n')
+    (tmp_path / "mmlu" / "mmlu").mkdir(parents=True)
+    (tmp_path / "mmlu" / "mmlu" / "algebra.csv").write_text("question,answer\nwhat is 1+1,2\n")
+    for name, calibration in (("missing", "missing.jsonl"), ("empty", "empty.jsonl"), ("null", "null-prompt.jsonl"),
+                              ("latin1", "latin1.txt")):
         model = {"deployments": [{"provider": "openai", "model": "x", "base_url": "http://127.0.0.1:9/v1"}]}
         (tmp_path / f"calibration-{name}.yaml").write_text(json.dumps({
             "models": {"a": model, "b": model},
@@ -65,12 +76,37 @@ def files(tmp_path):
     (["compare", "--data", "{t}/empty.jsonl", "--models", "a", "--max-tokens", "-1"], "at least 1"),
     (["compare", "--data", "{t}/empty.jsonl", "--models", "a", "--max-tokens", "0"], "at least 1"),
     (["logs", "-n", "-5", "--db", "{t}/not-a-db"], "at least 1"),
+    # the docs say scores are in [0, 1]: a judge's 0-10 scores were taken as they were
+    (["router", "train", "--data", "{t}/judge-scale.jsonl", "--out", "{t}/r.npz"],
+     "judge-scale.jsonl:2: scores must be from 0 to 1, got 7"),
+    (["router", "train", "--data", "{t}/negative.jsonl", "--out", "{t}/r.npz"],
+     "negative.jsonl:1: scores must be from 0 to 1, got -0.5"),
+    (["router", "train", "--data", "{t}/huge.jsonl", "--out", "{t}/r.npz"], "huge.jsonl:1: scores must be finite"),
+    (["router", "train", "--data", "{t}/latin1.jsonl", "--out", "{t}/r.npz"], "latin1.jsonl:2: not UTF-8 text"),
+    (["router", "train", "--data", "{t}/winner-list.jsonl", "--out", "{t}/r.npz"],
+     "winner-list.jsonl:1: 'winner' must be strong, weak or tie"),
+    (["router", "train", "--data", "{t}/mmlu", "--benchmark", "mmlu", "--out", "{t}/r.npz"],
+     "algebra.csv: needs the columns 'prompt'"),
+    (["serve", "--port", "0", "--config", "{t}/calibration-latin1.yaml"],
+     "routers.auto: calibration_prompts: {t}/latin1.txt:2: not UTF-8 text"),
     (["credits", "ledger", "team:x", "--limit", "0"], "at least 1"),
 ])
 def test_bad_input_gets_one_line_and_a_non_zero_exit(files, args, says):
     result = run(*[a.format(t=files) for a in args])
     assert result.returncode != 0, result.stdout
     assert "Traceback" not in result.stderr, result.stderr
+    assert says.format(t=files) in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("args, says", [
+    (["router", "train", "--data", "{t}/mmlu", "--benchmark", "mmlu", "--out", "{t}/r.npz"],
+     "algebra.csv: needs the columns 'prompt'"),
+])
+def test_the_smart_routing_module_answers_bad_input_in_one_line_too(files, args, says):
+    """`python -m switchboard.routing.smart.cli` has no catch-all for errors: its commands' own must be clean."""
+    result = subprocess.run([sys.executable, "-m", "switchboard.routing.smart.cli", *[a.format(t=files) for a in args]],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
     assert says in result.stderr, result.stderr
 
 

@@ -147,6 +147,56 @@ def test_jsonl_loader_formats(tmp_path: Path) -> None:
         load_jsonl(path)
 
 
+CSV_HEADER = f"prompt,{STRONG_MODEL},{WEAK_MODEL}\n"
+
+
+@pytest.mark.parametrize("files, expected", [
+    ({"gsm8k/responses.csv": CSV_HEADER + '"a\nlong\nprompt",True,False\nb,True,maybe\n'},
+     "responses.csv:5: 'maybe' is not true, false or a score from 0 to 1"),
+    ({"gsm8k/responses.csv": CSV_HEADER + "a,True,nan\n"}, "responses.csv:2: scores must be finite numbers"),
+    ({"gsm8k/responses.csv": CSV_HEADER + "a,True\n"}, "responses.csv:2: the row has fewer values than the header"),
+    ({"gsm8k/responses.csv": (CSV_HEADER + "a,True,False\ncaf\xe9,True,False\n").encode("latin-1")},
+     "responses.csv:3: not UTF-8 text"),
+    ({"mmlu/algebra.csv": "question,answer\nwhat is 1+1,2\n"}, "algebra.csv: needs the columns 'prompt'"),
+    ({"gsm8k/responses.csv": CSV_HEADER, "gsm8k/contaminated_prompts.jsonl": "leaked prompt\n"},
+     "contaminated_prompts.jsonl:1: not JSON"),
+    ({"gsm8k/responses.csv": CSV_HEADER, "gsm8k/contaminated_prompts.jsonl": '{"train_prompt": "x"}\n'},
+     "contaminated_prompts.jsonl:1: 'eval_prompt' must be a string"),
+    ({"mt_bench/question.jsonl": '{"question_id": 1, "turns": ["q"]}\n',
+      "mt_bench/judgements.jsonl": f'{{"question_id": 1, "model": "{STRONG_MODEL}", "score": 9}}\n'
+                                   f'{{"question_id": 1, "model": "{WEAK_MODEL}"}}\n'},
+     "judgements.jsonl:2: 'score' must be a number"),
+    ({"mt_bench/question.jsonl": '{"question_id": 1, "turns": ["q"]}\n',
+      "mt_bench/judgements.jsonl": f'{{"question_id": 1, "model": "{STRONG_MODEL}", "score": 15}}\n'},
+     "judgements.jsonl:1: 'score' must be at most 10, got 15"),
+    ({"mt_bench/question.jsonl": '{"question_id": 1, "prompt": "q"}\n', "mt_bench/judgements.jsonl": ""},
+     "question.jsonl:1: 'turns' must be a list of strings"),
+])
+def test_loaders_name_the_file_and_line_of_data_they_cannot_use(tmp_path: Path, files: dict, expected: str) -> None:
+    for name, content in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, bytes):
+            (tmp_path / name).write_bytes(content)
+        else:
+            (tmp_path / name).write_text(content)
+    benchmark = next(iter(files)).split("/")[0].replace("_", "-")
+    with pytest.raises(DatasetError) as info:
+        load_benchmark(tmp_path, benchmark)
+    assert expected in str(info.value)
+
+
+def test_jsonl_scores_must_be_from_0_to_1(tmp_path: Path) -> None:
+    path = tmp_path / "scores.jsonl"
+    path.write_text('{"prompt": "a", "scores": {"strong": 0.75, "weak": 0}}\n'
+                    '{"prompt": "b", "scores": {"strong": 1, "weak": 0.25}}\n')
+    assert [e.label for e in load_jsonl(path)] == [0.875, 0.875]
+    for strong in ("8", "1.01", "-0.1", "Infinity", "NaN"):
+        path.write_text('{"prompt": "a", "scores": {"strong": 1, "weak": 0}}\n'
+                        f'{{"prompt": "b", "scores": {{"strong": {strong}, "weak": 0}}}}\n')
+        with pytest.raises(DatasetError, match=r"scores\.jsonl:2: scores must be"):
+            load_jsonl(path)
+
+
 def test_group_assignment_keeps_groups_whole() -> None:
     groups = [g for g in "abcdefg" for _ in range(5)]
     fold = group_assignments(groups, 3)

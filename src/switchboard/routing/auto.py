@@ -415,25 +415,27 @@ def last_user_text(request: ChatRequest) -> str:
 
 def load_prompts(path: str) -> list[str]:
     """Prompts for calibration: a text file (one per line) or JSONL with `prompt` or `messages`."""
+    from switchboard.textlines import NotUtf8, numbered_lines
+
+    try:
+        lines = [(number, line.strip()) for number, line in numbered_lines(path)]
+    except NotUtf8 as exc:
+        raise ValueError(f"calibration_prompts: {exc}") from None
+    return [_calibration_prompt(line, path, number) for number, line in lines if line]
+
+
+def _calibration_prompt(line: str, path: str, number: int) -> str:
+    """The prompt of one line: the line itself, or a JSON object's `prompt` or `messages`."""
     import orjson
 
-    prompts: list[str] = []
-    with open(path, encoding="utf-8") as fh:
-        for number, line in enumerate(fh, 1):
-            line = line.strip()
-            if not line:
-                continue
-            if line.startswith("{"):
-                try:
-                    item: Any = orjson.loads(line)
-                except orjson.JSONDecodeError:
-                    raise ValueError(f"calibration_prompts: {path}:{number}: not valid JSON") from None
-                if isinstance(item.get("prompt"), str):
-                    prompts.append(item["prompt"])
-                elif isinstance(item.get("messages"), list):  # e.g. the file record mode writes
-                    prompts.append(messages_text(item["messages"]))
-                else:
-                    raise ValueError(f"calibration_prompts: {path}:{number}: needs a string 'prompt' or 'messages'")
-            else:
-                prompts.append(line)
-    return prompts
+    if not line.startswith("{"):
+        return line
+    try:
+        item: Any = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        raise ValueError(f"calibration_prompts: {path}:{number}: not valid JSON") from None
+    if isinstance(item.get("prompt"), str):
+        return item["prompt"]
+    if isinstance(item.get("messages"), list):  # e.g. the file record mode writes
+        return messages_text(item["messages"])
+    raise ValueError(f"calibration_prompts: {path}:{number}: needs a string 'prompt' or 'messages'")

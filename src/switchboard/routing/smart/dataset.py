@@ -27,9 +27,12 @@ import csv
 import json
 import math
 import os
-from collections.abc import Iterable
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from switchboard.textlines import NotUtf8, not_utf8_message, numbered_lines
 
 STRONG_MODEL = "gpt-4-1106-preview"
 WEAK_MODEL = "mistralai/Mixtral-8x7B-Instruct-v0.1"
@@ -66,37 +69,99 @@ class Example:
         return 0.5 + 0.5 * max(-1.0, min(1.0, self.strong - self.weak))
 
 
+def _jsonl_objects(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Each JSON object of a JSONL file with its line number; anything else is a DatasetError naming the line."""
+    try:
+        for n, line in numbered_lines(path):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DatasetError(f"{path}:{n}: not JSON ({exc.msg})") from None
+            if not isinstance(obj, dict):
+                raise DatasetError(f"{path}:{n}: each line is a JSON object")
+            yield n, obj
+    except NotUtf8 as exc:
+        raise DatasetError(str(exc)) from None
+
+
+def _value(obj: dict[str, Any], key: str, kinds: type | tuple[type, ...], what: str, where: str) -> Any:
+    """``obj[key]``, which must be an instance of ``kinds`` (``what`` says which in the error)."""
+    value = obj.get(key)
+    if not isinstance(value, kinds) or isinstance(value, bool):
+        raise DatasetError(f"{where}: {key!r} must be {what}")
+    return value
+
+
 def _read_contaminated(path: Path) -> set[str]:
     if not path.exists():
         return set()
-    with path.open(encoding="utf-8") as fh:
-        return {json.loads(line)["eval_prompt"] for line in fh if line.strip()}
+    return {_value(obj, "eval_prompt", str, "a string", f"{path}:{n}") for n, obj in _jsonl_objects(path)}
 
 
-def _truth(value: str) -> float:
+def _quality(value: float, where: str) -> float:
+    """A model's quality on a prompt: a finite number in [0, 1] (a score on another scale must be rescaled)."""
+    if not math.isfinite(value):
+        raise DatasetError(f"{where}: scores must be finite numbers")
+    if not 0.0 <= value <= 1.0:
+        raise DatasetError(f"{where}: scores must be from 0 to 1, got {value:g} (rescale other scales, "
+                           "e.g. divide a 0-10 judge score by 10)")
+    return value
+
+
+def _score(value: Any, where: str) -> float:
+    """A JSON score: a number in [0, 1]."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise DatasetError(f"{where}: scores must be finite numbers")
+    try:
+        number = float(value)
+    except OverflowError:  # an integer too large for a float
+        number = math.inf
+    return _quality(number, where)
+
+
+def _truth(value: str | None, where: str) -> float:
+    """A CSV correctness value: true or false (1 or 0), or a score from 0 to 1."""
+    if value is None:  # the csv module's value for a row shorter than the header
+        raise DatasetError(f"{where}: the row has fewer values than the header")
     v = value.strip().lower()
     if v in ("true", "1", "1.0"):
         return 1.0
     if v in ("false", "0", "0.0", ""):
         return 0.0
-    return float(v)
+    try:
+        number = float(v)
+    except ValueError:
+        raise DatasetError(f"{where}: {value!r} is not true, false or a score from 0 to 1") from None
+    return _quality(number, where)
 
 
-def _csv_rows(path: Path) -> Iterable[dict[str, str]]:
+def _csv_rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
+    """Each row with the line it starts on (a quoted prompt may span lines)."""
     csv.field_size_limit(1 << 28)
-    with path.open(encoding="utf-8", newline="") as fh:
-        yield from csv.DictReader(fh)
+    try:
+        with path.open(encoding="utf-8", newline="") as fh:
+            reader = csv.DictReader(fh)
+            start = 2  # line 1 is the header
+            for row in reader:
+                yield start, row
+                start = reader.line_num + 1
+    except UnicodeDecodeError:  # the csv module decodes in blocks, not lines
+        raise DatasetError(not_utf8_message(path)) from None
 
 
 def _csv_examples(path: Path, group: str, drop: set[str], strong: str, weak: str) -> list[Example]:
     out = []
     answer_column = f"{weak}_response"
-    for row in _csv_rows(path):
+    for line, row in _csv_rows(path):
+        if any(column not in row for column in ("prompt", strong, weak)):
+            raise DatasetError(f"{path}: needs the columns 'prompt', {strong!r} and {weak!r}")
         if row["prompt"] in drop:
             continue
-        if strong not in row or weak not in row:
-            raise DatasetError(f"{path}: missing column {strong!r} or {weak!r}")
-        out.append(Example(row["prompt"], _truth(row[strong]), _truth(row[weak]), group, row.get(answer_column)))
+        where = f"{path}:{line}"
+        out.append(Example(row["prompt"], _truth(row[strong], where), _truth(row[weak], where), group,
+                           row.get(answer_column)))
     return out
 
 
@@ -136,73 +201,73 @@ def load_mt_bench(
     if not qpath.exists() or not jpath.exists():
         raise DatasetError(f"MT Bench needs {qpath} and {jpath}")
     drop = _read_contaminated(root / "contaminated_prompts.jsonl")
-    sums: dict[tuple[object, str], list[float]] = {}
-    with jpath.open(encoding="utf-8") as fh:
-        for line in fh:
-            if not line.strip():
-                continue
-            j = json.loads(line)
-            score = float(j["score"])
-            if score < 0:  # FastChat writes -1 when the judge output could not be parsed
-                continue
-            acc = sums.setdefault((j["question_id"], j["model"]), [0.0, 0.0])
-            acc[0] += score
-            acc[1] += 1
+    sums = _judge_score_sums(jpath, max_score)
     out: list[Example] = []
-    with qpath.open(encoding="utf-8") as fh:
-        for line in fh:
-            if not line.strip():
-                continue
-            q = json.loads(line)
-            turns = q["turns"]
-            if any(t in drop for t in turns[:2]):
-                continue
-            s, w = sums.get((q["question_id"], strong)), sums.get((q["question_id"], weak))
-            if not s or not w:
-                continue
-            out.append(
-                Example(turns[0], s[0] / s[1] / max_score, w[0] / w[1] / max_score, str(q.get("category", "mt-bench")))
-            )
+    for n, q in _jsonl_objects(qpath):
+        where = f"{qpath}:{n}"
+        question = _value(q, "question_id", (int, str), "a number or a string", where)
+        turns = _value(q, "turns", list, "a list of strings", where)
+        if not turns or not all(isinstance(t, str) for t in turns):
+            raise DatasetError(f"{where}: 'turns' must be a list of strings")
+        if any(t in drop for t in turns[:2]):
+            continue
+        s, w = sums.get((question, strong)), sums.get((question, weak))
+        if not s or not w:
+            continue
+        out.append(
+            Example(turns[0], s[0] / s[1] / max_score, w[0] / w[1] / max_score, str(q.get("category", "mt-bench")))
+        )
     return out
+
+
+def _judge_score_sums(path: Path, max_score: float) -> dict[tuple[object, str], list[float]]:
+    """(question id, model) -> [sum of judge scores, number of scores] over the judgements at ``path``."""
+    sums: dict[tuple[object, str], list[float]] = {}
+    for n, j in _jsonl_objects(path):
+        where = f"{path}:{n}"
+        score = float(_value(j, "score", (int, float), "a number", where))
+        if score < 0:  # FastChat writes -1 when the judge output could not be parsed
+            continue
+        if not score <= max_score:
+            raise DatasetError(f"{where}: 'score' must be at most {max_score:g}, got {score:g}")
+        key = (_value(j, "question_id", (int, str), "a number or a string", where),
+               _value(j, "model", str, "a string", where))
+        acc = sums.setdefault(key, [0.0, 0.0])
+        acc[0] += score
+        acc[1] += 1
+    return sums
 
 
 def load_jsonl(path: str | os.PathLike, strong: str = "strong", weak: str = "weak") -> list[Example]:
     """Our own training format (see the module docstring)."""
-    out: list[Example] = []
-    with Path(path).open(encoding="utf-8") as fh:
-        for n, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DatasetError(f"{path}:{n}: not JSON ({exc.msg})") from None
-            if not isinstance(obj, dict):
-                raise DatasetError(f"{path}:{n}: each line is a JSON object")
-            prompt, group, answer = obj.get("prompt"), str(obj.get("group", "")), obj.get("weak_answer")
-            if not isinstance(prompt, str):
-                raise DatasetError(f"{path}:{n}: 'prompt' must be a string")
-            if answer is not None and not isinstance(answer, str):
-                raise DatasetError(f"{path}:{n}: 'weak_answer' must be a string")
-            if "scores" in obj:
-                scores = obj["scores"]
-                if not isinstance(scores, dict) or strong not in scores or weak not in scores:
-                    raise DatasetError(f"{path}:{n}: 'scores' needs keys {strong!r} and {weak!r}")
-                values = [scores[strong], scores[weak]]
-                if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-                           for v in values):
-                    raise DatasetError(f"{path}:{n}: scores must be finite numbers")
-                out.append(Example(prompt, float(values[0]), float(values[1]), group, answer))
-            elif "winner" in obj:
-                value = {"strong": (1.0, 0.0), "weak": (0.0, 1.0), "tie": (0.5, 0.5)}.get(obj["winner"])
-                if value is None:
-                    raise DatasetError(f"{path}:{n}: 'winner' must be strong, weak or tie")
-                out.append(Example(prompt, value[0], value[1], group, answer))
-            else:
-                raise DatasetError(f"{path}:{n}: need 'scores' or 'winner'")
+    path = Path(path)
+    out = [_jsonl_example(obj, strong, weak, f"{path}:{n}") for n, obj in _jsonl_objects(path)]
     if not out:
         raise DatasetError(f"{path}: no examples")
     return out
+
+
+_WINNERS = {"strong": (1.0, 0.0), "weak": (0.0, 1.0), "tie": (0.5, 0.5)}
+
+
+def _jsonl_example(obj: dict[str, Any], strong: str, weak: str, where: str) -> Example:
+    """One line of our training format; ``where`` is its file and line, for errors."""
+    prompt, group, answer = obj.get("prompt"), str(obj.get("group", "")), obj.get("weak_answer")
+    if not isinstance(prompt, str):
+        raise DatasetError(f"{where}: 'prompt' must be a string")
+    if answer is not None and not isinstance(answer, str):
+        raise DatasetError(f"{where}: 'weak_answer' must be a string")
+    if "scores" in obj:
+        scores = obj["scores"]
+        if not isinstance(scores, dict) or strong not in scores or weak not in scores:
+            raise DatasetError(f"{where}: 'scores' needs keys {strong!r} and {weak!r}")
+        return Example(prompt, _score(scores[strong], where), _score(scores[weak], where), group, answer)
+    if "winner" in obj:
+        winner = obj["winner"]
+        if not isinstance(winner, str) or winner not in _WINNERS:
+            raise DatasetError(f"{where}: 'winner' must be strong, weak or tie")
+        return Example(prompt, *_WINNERS[winner], group, answer)
+    raise DatasetError(f"{where}: need 'scores' or 'winner'")
 
 
 def load_benchmark(data_dir: str | os.PathLike, benchmark: str) -> list[Example]:
