@@ -7,6 +7,7 @@ import sqlite3
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 
@@ -26,6 +27,10 @@ def files(tmp_path):
     (tmp_path / "one-class.jsonl").write_text("".join(f'{{"prompt": "prove lemma {i}", "winner": "strong"}}\n'
                                                       for i in range(20)))
     (tmp_path / "null-prompt.jsonl").write_text('{"prompt": null}\n')
+    (tmp_path / "prefs.jsonl").write_text("".join(
+        json.dumps({"prompt": f"prove lemma {i} of topology" if i % 2 else f"say hi {i}",
+                    "winner": "strong" if i % 2 else "tie"}) + "\n" for i in range(30)))
+    (tmp_path / "twelve.jsonl").write_text("".join((tmp_path / "prefs.jsonl").read_text().splitlines(True)[:12]))
     (tmp_path / "latin1.jsonl").write_bytes('{"prompt": "a", "winner": "tie"}\n{"prompt": "caf\xe9", "winner": "tie"}\n'
                                             .encode("latin-1"))
     (tmp_path / "latin1.txt").write_bytes("first prompt\nun caf\xe9\n".encode("latin-1"))
@@ -36,6 +41,7 @@ def files(tmp_path):
     (tmp_path / "winner-list.jsonl").write_text('{"prompt": "a", "winner": ["strong"]}\n')
     (tmp_path / "mmlu" / "mmlu").mkdir(parents=True)
     (tmp_path / "mmlu" / "mmlu" / "algebra.csv").write_text("question,answer\nwhat is 1+1,2\n")
+    np.savez(tmp_path / "kind-only.npz", kind="gain")
     for name, calibration in (("missing", "missing.jsonl"), ("empty", "empty.jsonl"), ("null", "null-prompt.jsonl"),
                               ("latin1", "latin1.txt")):
         model = {"deployments": [{"provider": "openai", "model": "x", "base_url": "http://127.0.0.1:9/v1"}]}
@@ -76,6 +82,15 @@ def files(tmp_path):
     (["compare", "--data", "{t}/empty.jsonl", "--models", "a", "--max-tokens", "-1"], "at least 1"),
     (["compare", "--data", "{t}/empty.jsonl", "--models", "a", "--max-tokens", "0"], "at least 1"),
     (["logs", "-n", "-5", "--db", "{t}/not-a-db"], "at least 1"),
+    # this ran, and labelled a 30-fold evaluation `learned-100fold`
+    (["route-eval", "--data", "{t}/prefs.jsonl", "--folds", "100"],
+     "--folds 100 is more than the 30 prompts to split; give at most 30"),
+    (["route-eval", "--data", "{t}/prefs.jsonl", "--folds", "1"], "'1' is not a number of folds"),
+    (["route-eval", "--data", "{t}/twelve.jsonl", "--folds", "2"],
+     "--folds 2 leaves 6 of the 12 prompts to train a fold's router, which needs at least 10"),
+    (["route-eval", "--data", "{t}/prefs.jsonl", "--folds", "2", "--seed", "-1"], "'-1' is not a whole number"),
+    (["route-eval", "--data", "{t}/no-such-dir", "--folds", "5"], "--data {t}/no-such-dir: no such file or directory"),
+    (["router", "train", "--data", "{t}/no-such-dir", "--out", "{t}/r.npz"], "no such file or directory"),
     # the docs say scores are in [0, 1]: a judge's 0-10 scores were taken as they were
     (["router", "train", "--data", "{t}/judge-scale.jsonl", "--out", "{t}/r.npz"],
      "judge-scale.jsonl:2: scores must be from 0 to 1, got 7"),
@@ -87,6 +102,11 @@ def files(tmp_path):
      "winner-list.jsonl:1: 'winner' must be strong, weak or tie"),
     (["router", "train", "--data", "{t}/mmlu", "--benchmark", "mmlu", "--out", "{t}/r.npz"],
      "algebra.csv: needs the columns 'prompt'"),
+    (["router", "train", "--data", "{t}/prefs.jsonl", "--out", "{t}/not-a-db/r.npz"],
+     "not-a-db is a file, not a folder"),
+    (["router", "info", "{t}/kind-only.npz"], "kind-only.npz is not a whole router file"),
+    (["route-eval", "--data", "{t}/prefs.jsonl", "--router", "{t}/kind-only.npz"],
+     "kind-only.npz is not a whole router file"),
     (["serve", "--port", "0", "--config", "{t}/calibration-latin1.yaml"],
      "routers.auto: calibration_prompts: {t}/latin1.txt:2: not UTF-8 text"),
     (["credits", "ledger", "team:x", "--limit", "0"], "at least 1"),
@@ -99,6 +119,7 @@ def test_bad_input_gets_one_line_and_a_non_zero_exit(files, args, says):
 
 
 @pytest.mark.parametrize("args, says", [
+    (["router", "info", "{t}/kind-only.npz"], "kind-only.npz is not a whole router file"),
     (["router", "train", "--data", "{t}/mmlu", "--benchmark", "mmlu", "--out", "{t}/r.npz"],
      "algebra.csv: needs the columns 'prompt'"),
 ])

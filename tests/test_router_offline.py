@@ -22,7 +22,7 @@ from switchboard.routing.smart.dataset import (
     load_mmlu,
     load_mt_bench,
 )
-from switchboard.routing.smart.evaluate import decision_latency_ms, group_assignments
+from switchboard.routing.smart.evaluate import decision_latency_ms, group_assignments, kfold_assignments
 from switchboard.routing.smart.metrics import evaluate_scores
 from switchboard.routing.smart.router import DEFAULT_ROUTER_PATH, RandomRouter, ScoringRouter
 from switchboard.routing.smart.train import train_router
@@ -195,6 +195,12 @@ def test_jsonl_scores_must_be_from_0_to_1(tmp_path: Path) -> None:
                         f'{{"prompt": "b", "scores": {{"strong": {strong}, "weak": 0}}}}\n')
         with pytest.raises(DatasetError, match=r"scores\.jsonl:2: scores must be"):
             load_jsonl(path)
+
+
+def test_kfold_refuses_more_folds_than_examples() -> None:
+    assert sorted(kfold_assignments(5, 5).tolist()) == [0, 1, 2, 3, 4]
+    with pytest.raises(ValueError, match="cannot split 5 examples into 6 folds"):
+        kfold_assignments(5, 6)
 
 
 def test_group_assignment_keeps_groups_whole() -> None:

@@ -28,6 +28,7 @@ def ranged(convert: Callable[[str], T], ok: Callable[[T], bool], what: str) -> C
 port = ranged(int, lambda v: 0 <= v <= 65535, "a port (0 to 65535)")
 positive_int = ranged(int, lambda v: v >= 1, "a whole number of at least 1")
 non_negative_int = ranged(int, lambda v: v >= 0, "a whole number of at least 0")
+fold_count = ranged(int, lambda v: v >= 2, "a number of folds (a whole number of at least 2)")
 share = ranged(float, lambda v: 0.0 <= v <= 1.0, "a number from 0 to 1")
 usd = ranged(float, lambda v: math.isfinite(v) and v >= 0, "an amount of US dollars (at least 0)")
 signed_usd = ranged(float, math.isfinite, "an amount of US dollars")

@@ -8,21 +8,24 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from switchboard.argtypes import share
+from switchboard.argtypes import fold_count, non_negative_int, share
 
 
 def _load_examples(data: str, benchmark: str) -> list[Any]:
-    from .dataset import load_benchmark, load_jsonl
+    from .dataset import DatasetError, load_benchmark, load_jsonl
 
     path = Path(data)
     if path.is_file():
         return load_jsonl(path)
+    if not path.is_dir():
+        raise DatasetError(f"--data {data}: no such file or directory")
     return load_benchmark(path, benchmark)
 
 
@@ -40,6 +43,20 @@ def _clean_errors(command: Callable[[argparse.Namespace], int]) -> Callable[[arg
             return 2
 
     return run
+
+
+def _check_folds(folds: int, examples: list[Any]) -> None:
+    """Each fold needs a prompt to test (more folds than prompts would run fewer folds than the report's name
+    says), and each fold's router enough prompts to train on."""
+    from .train import MIN_EXAMPLES
+
+    n = len(examples)
+    if folds > n:
+        raise ValueError(f"--folds {folds} is more than the {n} prompts to split; give at most {n}")
+    smallest = n - math.ceil(n / folds)
+    if smallest < MIN_EXAMPLES:
+        raise ValueError(f"--folds {folds} leaves {smallest} of the {n} prompts to train a fold's router, "
+                         f"which needs at least {MIN_EXAMPLES}")
 
 
 def _refuse_one_outcome(examples: list[Any]) -> None:
@@ -126,6 +143,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     else:
         from .train import TrainConfig, train_router, train_verifier
 
+        _check_folds(args.folds, examples)
         # Routers trained per fold are scored and dropped: no stored quality curve needed.
         config = TrainConfig(seed=args.seed, kind=args.kind,
                              embedding=None if args.embedding == "none" else args.embedding,
@@ -156,8 +174,11 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _writable(path: str) -> str:
-    """``path``, checked before minutes of work go into what will be written there: its folder is made, and it
-    must not be a folder itself."""
+    """``path``, checked before minutes of work go into what will be written there: its folder is made (a file
+    in the way is refused), and it must not be a folder itself."""
+    folder = next((p for p in Path(path).parents if p.exists()), None)
+    if folder is not None and not folder.is_dir():
+        raise ValueError(f"cannot write {path}: {folder} is a file, not a folder")
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     if Path(path).is_dir():
         raise ValueError(f"{path} is a directory; give a file name")
@@ -197,7 +218,7 @@ def register(subparsers: Any) -> None:
     _add_model_options(train, ("gain", "linear", "verifier"))
     train.add_argument("--default-share", type=share, default=0.5,
                        help="strong-call share on the training prompts that the stored default threshold gives")
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--seed", type=non_negative_int, default=0)
     train.set_defaults(func=_cmd_train)
     info = router_sub.add_parser("info", help="show a router file's thresholds per strong share and quality curve")
     info.add_argument("router", nargs="?", default=None, help="router file (default: the shipped router)")
@@ -208,11 +229,12 @@ def register(subparsers: Any) -> None:
     ev.add_argument("--data", required=True, help="RouteLLM data directory, or a JSONL file in our format")
     ev.add_argument("--benchmark", default="mmlu", choices=["mmlu", "gsm8k", "mt-bench"])
     how = ev.add_mutually_exclusive_group(required=True)
-    how.add_argument("--folds", type=int, help="train and test by K-fold cross-validation")
+    how.add_argument("--folds", type=fold_count,
+                     help="train and test by K-fold cross-validation (K from 2 to the number of prompts)")
     how.add_argument("--router", help="test a trained router file as is")
     ev.add_argument("--json", action="store_true", help="print the summary as one JSON object on the last line")
     ev.add_argument("--plot", help="write the quality-vs-strong-share curves to this PNG")
-    ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--seed", type=non_negative_int, default=0)
     _add_model_options(ev)
     ev.set_defaults(func=_cmd_eval)
 

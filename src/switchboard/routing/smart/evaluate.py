@@ -97,6 +97,8 @@ def kfold_assignments(n: int, folds: int, seed: int = 0) -> np.ndarray:
     """Fold number of each of ``n`` examples, shuffled, folds as equal as possible."""
     if folds < 2:
         raise ValueError("need at least 2 folds")
+    if folds > n:
+        raise ValueError(f"cannot split {n} examples into {folds} folds")
     return np.random.default_rng(seed).permutation(n) % folds
 
 

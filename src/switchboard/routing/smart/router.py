@@ -360,35 +360,49 @@ def load_router(path: str | os.PathLike | None = None) -> ScoringRouter:
     if not isinstance(z, np.lib.npyio.NpzFile) or "kind" not in z:
         raise RouterFormatError(f"{path} is not a router file (from `switchboard router train`)")
     with z:
-        kind = str(z["kind"])
-        version = int(z["format_version"])
-        if version != FORMAT_VERSION:
-            raise RouterFormatError(f"{path}: router format {version} is not supported (want {FORMAT_VERSION})")
-        common = {
-            "default_threshold": float(z["default_threshold"]),
-            "share_thresholds": dict(zip(z["share_grid"].tolist(), z["share_values"].tolist())),
-            "meta": json.loads(str(z["meta"])),
-            "quality_pgr": dict(zip(z["quality_grid"].tolist(), z["quality_values"].tolist()))
-            if "quality_grid" in z else None,
-        }
-        if kind == "linear":
-            vocab = Vocabulary(z["terms"].tolist(), z["idf"])
-            return LinearRouter(str(z["name"]), vocab, z["sparse_w"], z["dense_w"], float(z["bias"]),
-                                z["dense_mean"], z["dense_std"], **common)
-        if kind == "gain":
-            vocab = Vocabulary(z["terms"].tolist(), z["idf"])
-            emb_name = str(z["embedding_name"]) or None
-            weights = z["token_weights"].astype(np.float32) if "token_weights" in z else None
-            try:
-                return GainRouter(str(z["name"]), vocab, z["sparse_w"], z["dense_w"], z["bias"], z["dense_mean"],
-                                  z["dense_std"], emb_name, weights, **common,
-                                  structure="structure" in z and bool(z["structure"]),
-                                  options="options" in z and bool(z["options"]))
-            except FileNotFoundError as exc:
-                raise RouterFormatError(f"{path}: {exc}") from exc
-        if kind == "verifier":
-            return VerifierRouter(str(z["name"]), Vocabulary(z["terms"].tolist(), z["idf"]), z["sparse_w"],
-                                  z["dense_w"], z["bias"], z["dense_mean"], z["dense_std"], **common)
-        if kind == "random":
-            return RandomRouter(int(z["seed"]), str(z["name"]))
+        try:
+            return _router_from_arrays(z, path)
+        except RouterFormatError:
+            raise
+        except (KeyError, ValueError, TypeError) as exc:  # an array missing, or of the wrong shape or type
+            detail = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+            raise RouterFormatError(f"{path} is not a whole router file ({detail})") from None
+
+
+def _router_from_arrays(z: Any, path: Path) -> ScoringRouter:
+    """The router that the arrays of an opened router file describe."""
+    kind = str(z["kind"])
+    version = int(z["format_version"])
+    if version != FORMAT_VERSION:
+        raise RouterFormatError(f"{path}: router format {version} is not supported (want {FORMAT_VERSION})")
+    meta = json.loads(str(z["meta"]))
+    if not isinstance(meta, dict):
+        raise TypeError("its meta is not a JSON object")
+    common = {
+        "default_threshold": float(z["default_threshold"]),
+        "share_thresholds": dict(zip(z["share_grid"].tolist(), z["share_values"].tolist())),
+        "meta": meta,
+        "quality_pgr": dict(zip(z["quality_grid"].tolist(), z["quality_values"].tolist()))
+        if "quality_grid" in z else None,
+    }
+    if kind == "linear":
+        vocab = Vocabulary(z["terms"].tolist(), z["idf"])
+        return LinearRouter(str(z["name"]), vocab, z["sparse_w"], z["dense_w"], float(z["bias"]),
+                            z["dense_mean"], z["dense_std"], **common)
+    if kind == "gain":
+        vocab = Vocabulary(z["terms"].tolist(), z["idf"])
+        emb_name = str(z["embedding_name"]) or None
+        weights = z["token_weights"].astype(np.float32) if "token_weights" in z else None
+        try:
+            return GainRouter(str(z["name"]), vocab, z["sparse_w"], z["dense_w"], z["bias"], z["dense_mean"],
+                              z["dense_std"], emb_name, weights, **common,
+                              structure="structure" in z and bool(z["structure"]),
+                              options="options" in z and bool(z["options"]))
+        except FileNotFoundError as exc:
+            raise RouterFormatError(f"{path}: {exc}") from exc
+    if kind == "verifier":
+        return VerifierRouter(str(z["name"]), Vocabulary(z["terms"].tolist(), z["idf"]), z["sparse_w"],
+                              z["dense_w"], z["bias"], z["dense_mean"], z["dense_std"], **common)
+    if kind == "random":
+        return RandomRouter(int(z["seed"]), str(z["name"]))
     raise RouterFormatError(f"{path}: unknown router kind {kind!r}")

@@ -23,6 +23,8 @@ from .metrics import pgr_at
 from .router import SHARE_GRID, GainRouter, LinearRouter, ScoringRouter, VerifierRouter
 from .structure import structure_features
 
+MIN_EXAMPLES = 10  # fewer cannot fill the validation split that chooses L2 and steps
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -198,8 +200,8 @@ def train_gain_router(examples: Sequence[Example], name: str = "gain-tfidf",
                       config: TrainConfig | None = None) -> GainRouter:
     """Fit the GainRouter's two heads (strong correct, weak correct) on shared prompt features."""
     cfg = config or TrainConfig()
-    if len(examples) < 10:
-        raise ValueError("need at least 10 examples to train a router")
+    if len(examples) < MIN_EXAMPLES:
+        raise ValueError(f"need at least {MIN_EXAMPLES} examples to train a router")
     texts = [e.prompt for e in examples]
     tokens = [tokenize(t) for t in texts]
     stats = np.array([dense_stats(t, tk) for t, tk in zip(texts, tokens)], dtype=float)
@@ -216,8 +218,8 @@ def train_verifier(examples: Sequence[Example], name: str = "answer-verifier",
     """Fit the cascade's answer verifier on examples that carry the weak model's answer."""
     cfg = config or TrainConfig()
     with_answers = [e for e in examples if e.weak_answer is not None]
-    if len(with_answers) < 10:
-        raise ValueError("an answer verifier needs at least 10 examples with the weak model's answer "
+    if len(with_answers) < MIN_EXAMPLES:
+        raise ValueError(f"an answer verifier needs at least {MIN_EXAMPLES} examples with the weak model's answer "
                          "('weak_answer' in JSONL; the RouteLLM GSM8K responses have them)")
     inputs = [verifier_inputs(e.prompt, e.weak_answer or "") for e in with_answers]
     stats = np.array([s for _, s in inputs], dtype=float)
@@ -235,8 +237,8 @@ def train_linear_router(
     of optimisation steps are chosen on a held-out ``valid_fraction`` of the given examples
     (lowest validation loss), then the model is refit on all of them with that choice."""
     cfg = config or TrainConfig()
-    if len(examples) < 10:
-        raise ValueError("need at least 10 examples to train a router")
+    if len(examples) < MIN_EXAMPLES:
+        raise ValueError(f"need at least {MIN_EXAMPLES} examples to train a router")
     texts = [e.prompt for e in examples]
     y = np.array([e.label for e in examples], dtype=float)
     tokens = [tokenize(t) for t in texts]
