@@ -159,3 +159,13 @@ def test_route_eval_keeps_its_results_when_the_plot_cannot_be_written(tmp_path):
     assert "plot not written to" in result.stderr and "bogus" in result.stderr
     # the evaluation is printed all the same (it was lost: nothing on stdout)
     assert json.loads(result.stdout.splitlines()[-1])["n_prompts"] == 30
+
+
+def test_a_reader_that_goes_away_stops_the_output_quietly():
+    """`switchboard router info | head -1`: the pipe closes before the command writes; no error line, no trace."""
+    proc = subprocess.Popen([sys.executable, "-m", "switchboard", "router", "info"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    proc.stdout.close()  # before the interpreter has even started, so every write meets a closed pipe
+    _, stderr = proc.communicate(timeout=60)
+    assert stderr == b""
+    assert proc.returncode == 141

@@ -181,6 +181,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # the reader went away (`| head`): stop quietly, as other command-line tools do, and keep the final flush of
+        # stdout at exit from failing again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, a shell's status for a pipe's writer that was cut off
     except ConfigError as exc:
         print(f"switchboard: config error: {exc}", file=sys.stderr)
         return 2

@@ -38,6 +38,8 @@ def _clean_errors(command: Callable[[argparse.Namespace], int]) -> Callable[[arg
 
         try:
             return command(args)
+        except BrokenPipeError:
+            raise  # the reader went away: the command line's main stops quietly
         except (DatasetError, RouterFormatError, ValueError, OSError) as exc:
             print(f"switchboard: {exc}", file=sys.stderr)
             return 2
