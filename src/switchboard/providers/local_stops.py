@@ -85,13 +85,15 @@ def answers_json(body: dict[str, Any]) -> bool:
 
 
 def earliest(text: str, stops: list[str]) -> tuple[int, str] | None:
-    """(position, sequence) of the first stop sequence in `text`, the longest one where two begin together."""
-    found: tuple[int, str] | None = None
+    """(position, sequence) of the first stop sequence complete in `text`, as a model writing left to right stops
+    at it (and as a stream, which sees the text a piece at a time, finds it): the one that ends first, the longest
+    where two end together. ("bravo" stops "alpha bravo charlie" before "alpha bravo charlie" is written.)"""
+    found: tuple[int, int, str] | None = None
     for stop in stops:
         at = text.find(stop)
-        if at >= 0 and (found is None or (at, -len(stop)) < (found[0], -len(found[1]))):
-            found = (at, stop)
-    return found
+        if at >= 0 and (found is None or (at + len(stop), at) < found[:2]):
+            found = (at + len(stop), at, stop)
+    return None if found is None else (found[1], found[2])
 
 
 def cut_completion(completion: dict[str, Any], stops: list[str]) -> None:

@@ -1,0 +1,82 @@
+"""Findings of a black-box sweep of the gateway's own stop sequences (providers/local_stops.py) through a real
+gateway, with the official openai and anthropic SDKs and raw HTTP, against the mock upstream.
+
+- A sequence the gateway applies ends the answer where a model writing left to right would stop: at the first
+  sequence complete, so a plain answer and a streamed one agree ("bravo" is complete before "alpha bravo
+  charlie" is; the plain answer was cut at the longer one's start, the stream at "bravo").
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anthropic
+import openai
+import pytest
+from support import GatewayProc, MockProc
+
+MASTER = "sk-test-master-sweep"
+REPLY = "alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima"  # streamed a word at a time
+NEVER = ["zulu", "yankee", "xray", "whiskey", "victor"]  # sequences the reply never holds
+TOOLS = [{"name": "get_weather", "description": "weather for a city",
+          "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}}}]
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("sweep-findings")
+    mock = MockProc(tmp, {
+        "o3": {"reply": REPLY}, "weak-up": {"reply": REPLY}, "strong-up": {"reply": REPLY},
+        "gpt-tools-first": {"reply": REPLY, "reply_after_tool_calls": True,
+                            "tool_calls": [{"name": "get_weather", "arguments": '{"city": "Oslo"}'}]},
+    })
+
+    def model(upstream: str) -> dict[str, Any]:
+        return {"deployments": [{"provider": "openai", "model": upstream, "base_url": mock.url + "/v1",
+                                 "api_key": "${UP_KEY}"}]}
+
+    config = {"auth": {"master_key": "${SB_MASTER}"},
+              "models": {"reasoning": model("o3"), "weak": model("weak-up"), "strong": model("strong-up"),
+                         "tools-first": model("gpt-tools-first")},
+              "routers": {"auto-regex": {"strong": "strong", "weak": "weak", "threshold": 1.0,
+                                         "cascade": {"check": "regex", "pattern": "^alpha"}}}}
+    gw = GatewayProc(tmp, config, env={"SB_MASTER": MASTER, "UP_KEY": "up-key"})
+    yield gw, mock
+    gw.stop()
+    mock.stop()
+
+
+@pytest.fixture
+def openai_client(stack):
+    return openai.OpenAI(api_key=MASTER, base_url=stack[0].url + "/v1", max_retries=0, timeout=15)
+
+
+@pytest.fixture
+def claude_client(stack):
+    return anthropic.Anthropic(api_key=MASTER, base_url=stack[0].url, max_retries=0, timeout=15)
+
+
+def chat(client: openai.OpenAI, stops: list[str], stream: bool) -> tuple[str, str, str | None]:
+    """(text, finish_reason, stop_sequence) of a chat request to the reasoning model (the gateway applies every
+    sequence: it takes none)."""
+    request = {"model": "reasoning", "messages": [{"role": "user", "content": "Spell the alphabet"}], "stop": stops}
+    if not stream:
+        choice = client.chat.completions.create(**request).choices[0]
+        return choice.message.content, choice.finish_reason, (choice.model_extra or {}).get("stop_sequence")
+    text, finish, sequence = "", None, None
+    for chunk in client.chat.completions.create(**request, stream=True):
+        for choice in chunk.choices:
+            text += choice.delta.content or ""
+            if choice.finish_reason:
+                finish, sequence = choice.finish_reason, (choice.model_extra or {}).get("stop_sequence")
+    return text, finish, sequence
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+@pytest.mark.parametrize("stops, expected", [
+    (["alpha bravo charlie", "bravo"], ("alpha ", "stop", "bravo")),  # "bravo" is complete first
+    (["kilo lima", "kilo"], ("alpha bravo charlie delta echo foxtrot golf hotel india juliet ", "stop", "kilo")),
+    (["lima", "o lima"], ("alpha bravo charlie delta echo foxtrot golf hotel india juliet kil", "stop", "o lima")),
+])
+def test_a_local_sequence_ends_the_answer_where_the_first_is_complete(openai_client, stops, expected, stream):
+    assert chat(openai_client, stops, stream) == expected
