@@ -228,8 +228,10 @@ def completion_to_chunks(response: dict[str, Any], include_usage: bool) -> list[
             delta["tool_calls"] = [{**tc, "index": i} for i, tc in enumerate(msg["tool_calls"])]
         chunks.append({**base, "choices": [{"index": choice.get("index", 0), "delta": delta,
                                             "logprobs": choice.get("logprobs"), "finish_reason": None}]})
-        chunks.append({**base, "choices": [{"index": choice.get("index", 0), "delta": {},
-                                            "finish_reason": choice.get("finish_reason", "stop")}]})
+        finish = {"index": choice.get("index", 0), "delta": {}, "finish_reason": choice.get("finish_reason", "stop")}
+        if choice.get("stop_sequence") is not None:  # as a stream's finish carries it (Claude, or a local stop)
+            finish["stop_sequence"] = choice["stop_sequence"]
+        chunks.append({**base, "choices": [finish]})
     if include_usage and response.get("usage"):
         chunks.append({**base, "choices": [], "usage": response["usage"]})
     return chunks
