@@ -9,12 +9,13 @@ through a cascade, with the official openai and anthropic SDKs against a real ga
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import anthropic
 import openai
 import pytest
-from support import GatewayProc, MockProc
+from support import GatewayProc, MockProc, wait_for
 
 MASTER = "sk-test-master-stops-served"
 REPLY = "alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima"  # streamed a word at a time
@@ -89,3 +90,26 @@ def test_a_cascades_stream_keeps_the_stop_sequence(claude_client, stream):
         message = claude_client.messages.create(**request)
     assert message.content[0].text == "alpha bravo charlie delta echo foxtrot"
     assert (message.stop_reason, message.stop_sequence) == ("stop_sequence", " golf")
+
+
+def test_a_reasoning_models_stream_cut_here_is_charged_its_hidden_reasoning(openai_client, stack):
+    """o3 streams no reasoning, and reports it only in the usage at the end of its stream: the gateway reads the
+    stream to that end after the cut (sending nothing more) so the charge is o3's own, as for the plain answer."""
+    gw, _ = stack
+
+    def logged() -> list[dict]:
+        return [row for row in gw.requests_logged() if row["model_requested"] == "reasoning"]
+
+    request = {"model": "reasoning", "messages": [{"role": "user", "content": "Spell the alphabet"}],
+               "stop": ["bravo"]}
+    time.sleep(0.5)  # the earlier tests' rows are written (the log is flushed every 0.2 s)
+    before = len(logged())
+    plain = openai_client.chat.completions.create(**request)
+    chunks = list(openai_client.chat.completions.create(**request, stream=True, stream_options={"include_usage": True}))
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert (text, plain.choices[0].message.content) == ("alpha ", "alpha ")
+    usage = chunks[-1].usage
+    assert usage.completion_tokens_details.reasoning_tokens > 0
+    assert (usage.prompt_tokens, usage.completion_tokens) == (plain.usage.prompt_tokens, plain.usage.completion_tokens)
+    wait_for(lambda: len(logged()) == before + 2)
+    assert [row["completion_tokens"] for row in logged()[before:]] == [plain.usage.completion_tokens] * 2

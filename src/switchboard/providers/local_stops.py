@@ -38,6 +38,10 @@ class StopLimits:
 
     most: int | None = None
     refuses: Callable[[str], bool] | None = None
+    # The upstream writes output it never streams (a reasoning model's hidden reasoning), which only the usage at
+    # the end of its stream counts: a stream cut here is read to that end, sending the client nothing more, so the
+    # charge is the upstream's own.
+    hidden_output: bool = False
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,7 @@ class StopPlan:
 
     upstream: list[str] = field(default_factory=list)
     local: list[str] = field(default_factory=list)
+    read_to_end: bool = False  # a cut stream is read to its end for the upstream's usage (`hidden_output`)
 
     def cut(self, completion: dict[str, Any]) -> dict[str, Any]:
         """A whole chat completion cut at its first local stop sequence."""
@@ -55,7 +60,7 @@ class StopPlan:
 
     def cut_stream(self, chunks: Chunks, usage_so_far: UsageSoFar | None = None) -> Chunks:
         """The upstream's chunks cut at the first local stop sequence (the chunks as they are when there is none)."""
-        return _cut_stream(chunks, self.local, usage_so_far) if self.local else chunks
+        return _cut_stream(chunks, self.local, usage_so_far, self.read_to_end) if self.local else chunks
 
 
 _NO_STOPS = StopPlan()
@@ -77,7 +82,7 @@ def plan_stops(body: dict[str, Any], limits: StopLimits) -> StopPlan:
         raise InvalidRequest("'n' greater than 1 cannot be served with stop sequences this model does not take "
                              "itself (the gateway applies them to one answer at a time)", param="n",
                              code="unsupported_parameter")
-    return StopPlan(upstream, local)
+    return StopPlan(upstream, local, limits.hidden_output)
 
 
 def answers_json(body: dict[str, Any]) -> bool:
@@ -111,7 +116,8 @@ def cut_completion(completion: dict[str, Any], stops: list[str]) -> None:
         choice["stop_sequence"] = found[1]
 
 
-async def _cut_stream(chunks: Chunks, stops: list[str], usage_so_far: UsageSoFar | None) -> Chunks:
+async def _cut_stream(chunks: Chunks, stops: list[str], usage_so_far: UsageSoFar | None,
+                      read_to_end: bool) -> Chunks:
     cutter = StreamStops(stops)
     try:
         async for chunk in chunks:
@@ -121,6 +127,10 @@ async def _cut_stream(chunks: Chunks, stops: list[str], usage_so_far: UsageSoFar
                 break
         for out in cutter.end():
             yield out
+        if cutter.stopped and read_to_end:
+            async for chunk in chunks:
+                if not chunk.get("choices") and chunk.get("usage") is not None:
+                    yield chunk
     finally:
         await chunks.aclose()  # at a stop, closing the upstream ends its generation
     if cutter.stopped and usage_so_far is not None:

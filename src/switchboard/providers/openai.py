@@ -40,7 +40,7 @@ from switchboard.providers.local_stops import Chunks, StopLimits, StopPlan
 from switchboard.providers.reasoning import for_openai_reasoning, openai_reasoning_deployment
 
 _CHAT_STOPS = StopLimits(most=4)  # OpenAI's documented limit on `stop`
-_REASONING_STOPS = StopLimits(most=0)  # they refuse `stop`
+_REASONING_STOPS = StopLimits(most=0, hidden_output=True)  # they refuse `stop`, and stream no reasoning
 
 
 class OpenAIProvider(Provider):
