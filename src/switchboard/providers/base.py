@@ -23,7 +23,7 @@ from switchboard.core.request import ChatRequest
 from switchboard.errors import UpstreamError
 from switchboard.http.client import (ClientResponse, ConnectError, ConnectTimeout, HttpClient,
                                      HttpClientError, ReadTimeout)
-from switchboard.providers.local_stops import StopLimits, StopPlan, plan_stops
+from switchboard.providers.local_stops import Chunks, StopLimits, StopPlan, plan_stops
 
 
 # What reading an answer of an unexpected shape raises (a string where the API has a list, a word for a number).
@@ -47,7 +47,13 @@ class Provider:
     async def chat(self, request: ChatRequest, deployment: Deployment) -> dict[str, Any]:
         raise NotImplementedError
 
-    def chat_stream(self, request: ChatRequest, deployment: Deployment) -> AsyncIterator[dict[str, Any]]:
+    def chat_stream(self, request: ChatRequest, deployment: Deployment) -> Chunks:
+        """The answer's chunks, cut at the stop sequences the gateway applies itself (`stop_plan`)."""
+        stops = self.stop_plan(request, deployment)
+        return stops.cut_stream(self.stream_chunks(request, deployment, stops))
+
+    def stream_chunks(self, request: ChatRequest, deployment: Deployment, stops: StopPlan) -> Chunks:
+        """The upstream's answer as chunks, asked with the stop sequences `stops.upstream`."""
         raise NotImplementedError
 
     async def embeddings(self, body: dict[str, Any], deployment: Deployment) -> dict[str, Any]:

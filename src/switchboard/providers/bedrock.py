@@ -395,11 +395,7 @@ class BedrockProvider(Provider):
         except MALFORMED as exc:
             raise malformed_answer(deployment, exc) from None
 
-    def chat_stream(self, request: ChatRequest, deployment: Deployment) -> Chunks:
-        stops = self.stop_plan(request, deployment)
-        return stops.cut_stream(self._chunks(request, deployment, stops))
-
-    async def _chunks(self, request: ChatRequest, deployment: Deployment, stops: StopPlan) -> Chunks:
+    async def stream_chunks(self, request: ChatRequest, deployment: Deployment, stops: StopPlan) -> Chunks:
         payload = orjson.dumps(await self.payload(request, deployment, stops, stream=True))
         response = await self.send(deployment, "converse-stream", payload, "application/vnd.amazon.eventstream")
         from botocore.eventstream import EventStreamBuffer, ParserError

@@ -19,7 +19,7 @@ from typing import Any
 
 from switchboard.accounting.tokens import estimate_tokens
 from switchboard.errors import InvalidRequest
-from switchboard.providers.canonical import stop_sequences
+from switchboard.providers.canonical import response_format, stop_sequences
 
 Chunks = AsyncGenerator[dict[str, Any], None]
 #: A stream's usage chunk once it is cut, from the upstream's count so far and at least the given output tokens
@@ -86,7 +86,7 @@ def plan_stops(body: dict[str, Any], limits: StopLimits) -> StopPlan:
 
 
 def answers_json(body: dict[str, Any]) -> bool:
-    return (body.get("response_format") or {}).get("type") in ("json_object", "json_schema")
+    return response_format(body)[0] in ("json_object", "json_schema")
 
 
 def earliest(text: str, stops: list[str]) -> tuple[int, str] | None:

@@ -129,11 +129,7 @@ class OllamaProvider(Provider):
         except MALFORMED as exc:
             raise malformed_answer(deployment, exc) from None
 
-    def chat_stream(self, request: ChatRequest, deployment: Deployment) -> Chunks:
-        stops = self.stop_plan(request, deployment)
-        return stops.cut_stream(self._chunks(request, deployment, stops))
-
-    async def _chunks(self, request: ChatRequest, deployment: Deployment, stops: StopPlan) -> Chunks:
+    async def stream_chunks(self, request: ChatRequest, deployment: Deployment, stops: StopPlan) -> Chunks:
         payload = await self.payload(request, deployment, True, stops)
         response = await self.open(deployment, "POST", deployment.base_url + "/api/chat", self.headers(deployment),
                                    orjson.dumps(payload))

@@ -98,11 +98,7 @@ class OpenAIProvider(Provider):
             raise UpstreamError(errors.SERVER, f"{deployment.id}: upstream answer is not a chat completion")
         return stops.cut(data)
 
-    def chat_stream(self, request: ChatRequest, deployment: Deployment) -> Chunks:
-        stops = self.stop_plan(request, deployment)
-        return stops.cut_stream(self._chunks(request, deployment, stops))
-
-    async def _chunks(self, request: ChatRequest, deployment: Deployment, stops: StopPlan) -> Chunks:
+    async def stream_chunks(self, request: ChatRequest, deployment: Deployment, stops: StopPlan) -> Chunks:
         response = await self.open(deployment, "POST", self.url(deployment, "/chat/completions"),
                                    self.headers(deployment),
                                    orjson.dumps(self.payload(request, deployment, True, stops)))
