@@ -126,6 +126,13 @@ def test_valid_config_uses_catalog_prices_and_env_secrets(tmp_path):
      """, "models.m.deployments[0].guardrail: is a Bedrock option"),
     ("""
      models:
+       m:
+         deployments:
+           - provider: openai
+             max_stop_sequences: -1
+     """, ":6: models.m.deployments[0].max_stop_sequences: must be at least 0"),
+    ("""
+     models:
        gpt*:
          deployments: [{provider: openai}]
      """, "models.gpt*: a wildcard model is a prefix ending in /*, such as openai/*"),

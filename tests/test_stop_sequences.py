@@ -19,8 +19,9 @@ MASTER = "sk-test-master-stops"
 REPLY = "alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima"  # streamed a word at a time
 NEVER = ["zulu", "yankee", "xray", "whiskey", "victor"]  # sequences the reply never holds
 SLOW_REPLY = " ".join(f"word{i}" for i in range(40))
-# the gateway's model -> how many stop sequences its upstream takes (None: all of them)
-TAKES = {"via-openai": 4, "via-gemini": 5, "via-claude": None}
+# the gateway's model -> how many stop sequences its upstream takes (None: all of them); `strict` is an
+# OpenAI-compatible server whose deployment says it takes 1 (max_stop_sequences)
+TAKES = {"via-openai": 4, "via-gemini": 5, "via-claude": None, "strict": 1}
 
 
 @pytest.fixture(scope="module")
@@ -29,18 +30,21 @@ def stack(tmp_path_factory):
     mock = MockProc(tmp, {
         "gpt-4o-mini": {"reply": REPLY}, "gemini-2.5-flash": {"reply": REPLY}, "claude-sonnet-4-5": {"reply": REPLY},
         "gpt-4o-slow": {"reply": SLOW_REPLY, "tokens_per_second": 20},
+        "local-vllm": {"reply": REPLY, "stop_limit": None},
     })
 
-    def model(provider: str, upstream: str) -> dict[str, Any]:
+    def model(provider: str, upstream: str, **options: Any) -> dict[str, Any]:
         base_url = mock.url + ("/v1" if provider == "openai" else "")
         return {"deployments": [{"provider": provider, "model": upstream, "base_url": base_url,
-                                 "api_key": "${UP_KEY}"}]}
+                                 "api_key": "${UP_KEY}", **options}]}
 
     config = {"auth": {"master_key": "${SB_MASTER}"}, "models": {
         "via-openai": model("openai", "gpt-4o-mini"),
         "via-gemini": model("gemini", "gemini-2.5-flash"),
         "via-claude": model("anthropic", "claude-sonnet-4-5"),
         "slow": model("openai", "gpt-4o-slow"),
+        "strict": model("openai", "gpt-4o-mini", max_stop_sequences=1),
+        "vllm": model("openai", "local-vllm", max_stop_sequences=16),
     }}
     gw = GatewayProc(tmp, config, env={"SB_MASTER": MASTER, "UP_KEY": "up-key"})
     yield gw, mock
@@ -106,6 +110,14 @@ def test_the_upstreams_own_sequence_met_first_wins(claude_client, stack, model, 
     # OpenAI-format and Gemini answers do not say which sequence stopped them (docs/providers.md)
     assert ask(claude_client, model, stops, stream) == ("alpha bravo ", "end_turn", None)
     assert "charlie" in upstream_stops(mock) and "golf" not in upstream_stops(mock)
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+def test_a_deployment_that_takes_more_sequences_gets_that_many(claude_client, stack, stream):
+    _, mock = stack
+    stops = [*(f"never{i}" for i in range(15)), " golf", "a ech"]  # the server takes 16: the 17th is applied here
+    assert ask(claude_client, "vllm", stops, stream) == ("alpha bravo charlie delt", "stop_sequence", "a ech")
+    assert upstream_stops(mock) == stops[:16]
 
 
 def test_a_json_answer_is_never_cut_by_a_local_sequence(claude_client):

@@ -311,7 +311,8 @@ DEFAULT_BASE_URLS = {
 
 _DEPLOYMENT_OPTIONS = ("api_version", "region", "headers", "api_key_header", "aws_access_key_id",
                        "aws_secret_access_key", "aws_session_token", "native", "allow_private_image_urls",
-                       "recordings", "recorded_model", "chunk_words", "guardrail", "reasoning")
+                       "recordings", "recorded_model", "chunk_words", "guardrail", "reasoning",
+                       "max_stop_sequences")
 
 
 def _guardrail(sec: _Section | None) -> dict[str, str]:
@@ -346,6 +347,8 @@ def _deployment(sec: _Section, model_name: str, index: int, default_timeouts: Ti
             options[key] = _guardrail(sec.section(key))
         elif key == "reasoning":
             options[key] = sec.bool(key, False)
+        elif key == "max_stop_sequences":
+            options[key] = sec.number(key, None, minimum=0, integer=True)
         elif key == "headers":
             if not isinstance(value, dict):
                 raise sec.error(key, "must be a mapping of header names to values")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any, ClassVar
 
 import orjson
@@ -65,8 +66,13 @@ class Provider:
         return StopLimits()
 
     def stop_plan(self, request: ChatRequest, deployment: Deployment) -> StopPlan:
-        """The request's stop sequences split between the upstream and the gateway."""
-        return plan_stops(request.body, self.stop_limits(deployment))
+        """The request's stop sequences split between the upstream and the gateway; a deployment's
+        `max_stop_sequences` (a server that takes more or fewer than its provider kind) overrides the count."""
+        limits = self.stop_limits(deployment)
+        most = deployment.options.get("max_stop_sequences")
+        if most is not None:
+            limits = replace(limits, most=most)
+        return plan_stops(request.body, limits)
 
     # -- shared plumbing for adapters
 

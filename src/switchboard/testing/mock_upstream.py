@@ -74,6 +74,7 @@ class ModelBehaviour:
     argument_pieces: int = 1  # a streamed call's arguments come in this many pieces
     interleave_tool_calls: bool = False  # parallel calls' pieces come in turn (0, 1, 0, 1...) instead of one by one
     reply_after_tool_calls: bool = False  # the reply text follows the tool calls, in the same answer
+    stop_limit: int | None = 4  # OpenAI format: the most `stop` sequences taken (OpenAI's 4); None: any, as vLLM
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelBehaviour:
@@ -269,9 +270,10 @@ class MockUpstream:
             return _error(400, unexpected, "invalid_request_error")
         stops = body.get("stop")
         stops = [stops] if isinstance(stops, str) else stops or []
-        if len(stops) > OPENAI_MAX_STOPS:
+        limit = self.behaviour(model).stop_limit
+        if limit is not None and len(stops) > limit:
             return _error(400, f"Invalid 'stop': array too long. Expected an array with maximum length "
-                               f"{OPENAI_MAX_STOPS}, but got an array with length {len(stops)} instead.",
+                               f"{limit}, but got an array with length {len(stops)} instead.",
                           "invalid_request_error", code="array_above_max_length", param="stop")
         files = _read_files(messages)
         if isinstance(files, Response):
@@ -482,7 +484,6 @@ def _usage(prompt_tokens: int, completion_tokens: int, reasoning_tokens: int) ->
 _REASONING_MODEL = re.compile(r"^(o[134]|gpt-5)(?!.*-chat)")
 _PLAIN_MODEL = re.compile(r"^(gpt-4|gpt-3\.5|gpt-5.*-chat)")
 _EFFORT_TOKENS = {"none": 0, "minimal": 0, "low": 64, "medium": 192, "high": 512, "xhigh": 1024}
-OPENAI_MAX_STOPS = 4
 _REFUSED_SAMPLING = ("temperature", "top_p", "presence_penalty", "frequency_penalty", "logprobs", "top_logprobs",
                      "logit_bias")
 
