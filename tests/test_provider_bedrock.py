@@ -358,7 +358,8 @@ def test_the_stop_sequence_that_ended_a_claude_answer_reaches_an_anthropic_clien
     import anthropic
 
     client = anthropic.Anthropic(api_key=MASTER, base_url=stack.gateway.url, max_retries=0, timeout=15)
-    sent = {"model": MODEL_ID, "max_tokens": 100, "stop_sequences": ["never", " mock"],
+    # " mock" is complete before "the mock Bedrock", which begins first: a model writing left to right stops there
+    sent = {"model": MODEL_ID, "max_tokens": 100, "stop_sequences": ["never", "the mock Bedrock", " mock"],
             "messages": [{"role": "user", "content": "Stop early"}]}
     if stream:
         with client.messages.stream(**sent) as s:

@@ -120,6 +120,13 @@ def test_a_deployment_that_takes_more_sequences_gets_that_many(claude_client, st
     assert upstream_stops(mock) == stops[:16]
 
 
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+def test_claude_stops_at_the_first_sequence_to_be_complete(claude_client, stream):
+    # "bravo" is complete before "alpha bravo charlie", which begins first (the mock model writes left to right)
+    stops = ["alpha bravo charlie", *NEVER[:3], "bravo"]
+    assert ask(claude_client, "via-claude", stops, stream) == ("alpha ", "stop_sequence", "bravo")
+
+
 def test_a_json_answer_is_never_cut_by_a_local_sequence(claude_client):
     schema = {"type": "object", "properties": {"word": {"const": "alpha"}}, "required": ["word"]}
     message = claude_client.messages.create(

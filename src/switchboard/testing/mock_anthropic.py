@@ -457,12 +457,11 @@ def pick_tool(body: dict[str, Any]) -> dict[str, Any] | None:
 
 def _limit(mock: MockUpstream, text: str, body: dict[str, Any]) -> tuple[str, str, str | None]:
     """Apply stop_sequences and max_tokens the way the model would: (text, stop_reason, stop_sequence)."""
-    from switchboard.testing.mock_upstream import count_tokens, truncate_to_tokens
+    from switchboard.testing.mock_upstream import count_tokens, stopped_at, truncate_to_tokens
 
-    for stop in body.get("stop_sequences") or ():
-        at = text.find(stop)
-        if at >= 0:
-            return text[:at], "stop_sequence", stop
+    cut, stop = stopped_at(text, body.get("stop_sequences") or [])
+    if stop is not None:
+        return cut, "stop_sequence", stop
     if count_tokens(text) > body["max_tokens"]:
         return truncate_to_tokens(text, body["max_tokens"]), "max_tokens", None
     return text, "end_turn", None

@@ -460,7 +460,7 @@ async def converse(mock: MockUpstream, request: Request, body: dict[str, Any], m
     except Invalid as exc:
         return error(exc.status, "ValidationException", exc.message)
     behaviour = mock.behaviour(model)
-    from switchboard.testing.mock_upstream import count_tokens, truncate_to_tokens
+    from switchboard.testing.mock_upstream import count_tokens, stopped_at, truncate_to_tokens
 
     rest, prefix, hour_prefix = _prompt_parts(body)
     prompt = prefix + rest
@@ -479,10 +479,9 @@ async def converse(mock: MockUpstream, request: Request, body: dict[str, Any], m
         text = orjson.dumps(example_of(schema, text)).decode()
     stop, stopped_by = "end_turn", None
     limit = (body.get("inferenceConfig") or {}).get("maxTokens")
-    for sequence in (body.get("inferenceConfig") or {}).get("stopSequences") or ():
-        if tool is None and sequence in text:
-            text, stop, stopped_by = text[:text.find(sequence)], "stop_sequence", sequence
-            break
+    if tool is None:
+        text, stopped_by = stopped_at(text, (body.get("inferenceConfig") or {}).get("stopSequences") or [])
+        stop = "stop_sequence" if stopped_by is not None else stop
     if tool is None and limit is not None and count_tokens(text) > limit:
         text, stop = truncate_to_tokens(text, limit), "max_tokens"
     if behaviour.safety_block == "prompt":
