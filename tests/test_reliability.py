@@ -41,6 +41,7 @@ def stack(tmp_path_factory):
                                   "message": "Your request was rejected by our content management policy."}]},
         "lenient-up": {"reply": "lenient"},
         "breaks-up": {"reply": "one two three four five", "faults": [{"kind": "cut", "after_chunks": 2}]},
+        "ratio-breaks-up": {"faults": [{"kind": "status", "status": 500, "rate": 1.0}]},
         "down-up": {"faults": [{"kind": "status", "status": 500, "rate": 1.0}], "latency": 0.3},
         "dead-up": {"faults": [{"kind": "status", "status": 500, "rate": 1.0}]},
         "backup-up": {"reply": "backup here"},
@@ -76,6 +77,9 @@ def stack(tmp_path_factory):
             # the ratio rule out of the way: only consecutive failures open these breakers
             "breaks": {"deployments": [dep("breaks-up")], "retries": {"max_attempts": 1},
                        "breaker": {"failures": 3, "failure_ratio": 1.0, "min_requests": 100, "cooldown": 60}},
+            # only the ratio rule opens this one
+            "ratio-breaks": {"deployments": [dep("ratio-breaks-up")], "retries": {"max_attempts": 1},
+                             "breaker": {"failures": 100, "failure_ratio": 0.5, "min_requests": 2, "cooldown": 1}},
             "down": {"deployments": [dep("down-up")], "retries": {"max_attempts": 1},
                      "breaker": {"failures": 2, "failure_ratio": 1.0, "min_requests": 100, "cooldown": 1.5}},
             "primary": {"deployments": [dep("dead-up")], "fallbacks": ["backup"]},
@@ -191,6 +195,24 @@ def test_streams_that_break_after_their_first_chunk_open_the_breaker(stack, clie
                                                          messages=[{"role": "user", "content": "s"}]):
                 pass
     assert mock.stats()["by_model"]["breaks-up"] - hits == 1
+
+
+def test_a_probe_stream_that_breaks_off_reopens_a_breaker_the_failure_ratio_opened(stack, client):
+    gw, mock = stack
+    for _ in range(2):
+        with pytest.raises(openai.InternalServerError):
+            ask(client, "ratio-breaks")  # 2 of 2 failed: open on the ratio rule, far from 100 in a row
+    assert metric(gw, "switchboard_breaker_state", deployment="ratio-breaks") == 2.0
+    mock.set_behaviour({"ratio-breaks-up": {"reply": "one two three four five",
+                                            "faults": [{"kind": "cut", "after_chunks": 2}]}})
+    time.sleep(1.1)
+    assert metric(gw, "switchboard_breaker_state", deployment="ratio-breaks") == 1.0
+    with pytest.raises(openai.APIError):
+        for _chunk in client.chat.completions.create(model="ratio-breaks", stream=True,
+                                                     messages=[{"role": "user", "content": "probe"}]):
+            pass
+    assert metric(gw, "switchboard_breaker_state", deployment="ratio-breaks") == 2.0, \
+        "the probe failed: the deployment is not let back in"
 
 
 def test_an_open_breaker_sheds_load_and_its_half_open_state_lets_one_probe_through(stack, client):

@@ -126,11 +126,12 @@ class Breaker:
 
     def stream_began(self, now: float, began_closed: bool) -> None:
         """A stream's first chunk. A probe's lets traffic through again, but a stream is judged when it ends:
-        the failures that opened the breaker still count, so a probe that then breaks off reopens it at once."""
+        until a success, one more failure reopens the breaker at once, as a failed half-open probe does, whatever
+        rule opened it (a failure ratio or a Retry-After leaves few consecutive failures to keep)."""
         if self.state != CLOSED and not began_closed:
             consecutive, spared = self.consecutive, self.spared
             self.close("probe stream began")
-            self.consecutive, self.spared = consecutive, spared
+            self.consecutive, self.spared = max(consecutive, self.policy.failures - 1), spared
 
     def failure(self, now: float, retry_after: float | None = None) -> None:
         self.consecutive += 1
