@@ -42,6 +42,7 @@ def stack(tmp_path_factory):
         "lenient-up": {"reply": "lenient"},
         "breaks-up": {"reply": "one two three four five", "faults": [{"kind": "cut", "after_chunks": 2}]},
         "ratio-breaks-up": {"faults": [{"kind": "status", "status": 500, "rate": 1.0}]},
+        "probed-up": {"faults": [{"kind": "status", "status": 500, "rate": 1.0}]},
         "down-up": {"faults": [{"kind": "status", "status": 500, "rate": 1.0}], "latency": 0.3},
         "dead-up": {"faults": [{"kind": "status", "status": 500, "rate": 1.0}]},
         "backup-up": {"reply": "backup here"},
@@ -80,6 +81,8 @@ def stack(tmp_path_factory):
             # only the ratio rule opens this one
             "ratio-breaks": {"deployments": [dep("ratio-breaks-up")], "retries": {"max_attempts": 1},
                              "breaker": {"failures": 100, "failure_ratio": 0.5, "min_requests": 2, "cooldown": 1}},
+            "probed": {"deployments": [dep("probed-up")], "retries": {"max_attempts": 1},
+                       "breaker": {"failures": 1, "cooldown": 0.5}},
             "down": {"deployments": [dep("down-up")], "retries": {"max_attempts": 1},
                      "breaker": {"failures": 2, "failure_ratio": 1.0, "min_requests": 100, "cooldown": 1.5}},
             "primary": {"deployments": [dep("dead-up")], "fallbacks": ["backup"]},
@@ -242,6 +245,22 @@ def test_an_open_breaker_sheds_load_and_its_half_open_state_lets_one_probe_throu
     before = hits()
     statuses = burst()  # half-open: one probe (0.3 s) at a time, not the whole burst
     assert hits() - before == 1 and sorted(statuses) == [502] + [503] * 9, statuses
+
+
+def test_a_503_while_the_only_breaker_waits_on_its_probe_says_when_to_come_back(stack, client):
+    gw, mock = stack
+    with pytest.raises(openai.InternalServerError):
+        ask(client, "probed")  # opens the breaker
+    mock.set_behaviour({"probed-up": {"reply": "slowly back", "latency": 1.0}})
+    time.sleep(0.6)  # half-open: the next request is its one probe
+    with ThreadPoolExecutor(1) as pool:
+        probe = pool.submit(ask, client, "probed")
+        assert wait_for(lambda: mock.stats()["by_model"].get("probed-up", 0) == 2, timeout=1)
+        with pytest.raises(openai.APIStatusError) as info:
+            ask(client, "probed")  # the probe is still out: nothing to try
+        assert probe.result().parse().choices[0].message.content == "slowly back"
+    assert info.value.status_code == 503
+    assert info.value.response.headers.get("retry-after") == "1", "a shed request is told when to come back"
 
 
 def test_with_default_retries_a_dead_model_falls_back_on_the_first_request(stack, client):

@@ -235,9 +235,10 @@ class Executor:
             now = time.monotonic()
             reopens = [b.until - now for m in models for d in m.deployments
                        if (b := self.health.breaker(d)).until > now]
-            retry = {"retry-after": str(max(1, math.ceil(min(reopens))))} if reopens else {}
+            # None reopens later: each is half-open with its probes out, which answer within seconds.
+            retry_after = max(1, math.ceil(min(reopens))) if reopens else 1
             raise ServiceUnavailable(f"No deployment of {model.name!r} is available right now (all are cooling down); "
-                                     "try again shortly.", headers=retry)
+                                     "try again shortly.", headers={"retry-after": str(retry_after)})
         finally:
             if not (served and kind.stream):  # a served stream stays in flight until it ends
                 self.metrics.in_flight -= 1
