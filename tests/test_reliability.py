@@ -43,6 +43,10 @@ def stack(tmp_path_factory):
         "breaks-up": {"reply": "one two three four five", "faults": [{"kind": "cut", "after_chunks": 2}]},
         "ratio-breaks-up": {"faults": [{"kind": "status", "status": 500, "rate": 1.0}]},
         "probed-up": {"faults": [{"kind": "status", "status": 500, "rate": 1.0}]},
+        "errs-first-up": {"reply": "never sent", "faults": [{"kind": "error", "status": 503, "after_chunks": 0}]},
+        "errs-later-up": {"reply": "one two three four five", "faults": [{"kind": "error", "status": 529,
+                                                                          "after_chunks": 3}]},
+        "steady-up": {"reply": "steady here"},
         "down-up": {"faults": [{"kind": "status", "status": 500, "rate": 1.0}], "latency": 0.3},
         "dead-up": {"faults": [{"kind": "status", "status": 500, "rate": 1.0}]},
         "backup-up": {"reply": "backup here"},
@@ -81,6 +85,10 @@ def stack(tmp_path_factory):
             # only the ratio rule opens this one
             "ratio-breaks": {"deployments": [dep("ratio-breaks-up")], "retries": {"max_attempts": 1},
                              "breaker": {"failures": 100, "failure_ratio": 0.5, "min_requests": 2, "cooldown": 1}},
+            "errs-first": {"deployments": [dep("errs-first-up"), dep("steady-up")], "strategy": "ordered"},
+            "errs-later": {"deployments": [{"provider": "anthropic", "model": "errs-later-up", "base_url": mock.url,
+                                            "api_key": "${UP_KEY}", "id": "errs-later"}, dep("steady-up")],
+                           "strategy": "ordered"},
             "probed": {"deployments": [dep("probed-up")], "retries": {"max_attempts": 1},
                        "breaker": {"failures": 1, "cooldown": 0.5}},
             "down": {"deployments": [dep("down-up")], "retries": {"max_attempts": 1},
@@ -90,7 +98,7 @@ def stack(tmp_path_factory):
             "slowpoke": {"deployments": [dep("slowpoke-up")]},
         },
     }
-    gw = GatewayProc(tmp, config, env={"SB_MASTER": MASTER})
+    gw = GatewayProc(tmp, config, env={"SB_MASTER": MASTER, "UP_KEY": "up-key"})
     yield gw, mock
     gw.stop()
     mock.stop()
@@ -216,6 +224,27 @@ def test_a_probe_stream_that_breaks_off_reopens_a_breaker_the_failure_ratio_open
             pass
     assert metric(gw, "switchboard_breaker_state", deployment="ratio-breaks") == 2.0, \
         "the probe failed: the deployment is not let back in"
+
+
+def test_an_error_event_before_the_first_chunk_fails_over(stack, client):
+    stream = client.chat.completions.with_raw_response.create(model="errs-first", stream=True,
+                                                              messages=[{"role": "user", "content": "s"}])
+    assert stream.headers["x-switchboard-deployment"] == "steady" and stream.headers["x-switchboard-attempts"] == "2"
+    assert "".join(c.choices[0].delta.content or "" for c in stream.parse() if c.choices) == "steady here"
+
+
+def test_a_stream_an_upstream_error_event_breaks_off_is_logged_as_a_502_not_as_the_events_status(stack, client):
+    gw, _ = stack
+    raw = client.chat.completions.with_raw_response.create(model="errs-later", stream=True,
+                                                           messages=[{"role": "user", "content": "s"}])
+    text = ""
+    with pytest.raises(openai.APIError, match="broke off"):  # Claude's overloaded_error after two words
+        for chunk in raw.parse():
+            text += chunk.choices[0].delta.content or "" if chunk.choices else ""
+    assert text == "one two", "no failover once words went out"
+    row = row_of(gw, raw.headers["x-request-id"])
+    assert (row["status"], row["error_type"]) == (502, "upstream_overloaded"), "the client had a 200, then a break"
+    assert json.loads(row["extra"])["stream_interrupted"] is True
 
 
 def test_an_open_breaker_sheds_load_and_its_half_open_state_lets_one_probe_through(stack, client):

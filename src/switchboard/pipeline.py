@@ -21,7 +21,7 @@ from switchboard.accounting.tokens import Usage, estimate_tokens, reported_or_co
 from switchboard.config import Deployment, ModelConfig
 from switchboard.context import RequestContext
 from switchboard.core.request import ChatRequest
-from switchboard.errors import GatewayError, InvalidRequest, ModelNotFound, PermissionDenied, UpstreamError
+from switchboard.errors import TIMEOUT, GatewayError, InvalidRequest, ModelNotFound, PermissionDenied, UpstreamError
 from switchboard.observers import notify
 from switchboard.providers.canonical import embeddings_as_base64
 from switchboard.routing.cascade import completion_to_chunks
@@ -251,7 +251,9 @@ class Pipeline:
             await self.gw.admission.commit(ctx, sent)  # durable charge before the ingress sends [DONE]
         except UpstreamError as exc:
             ctx.entry.extra["stream_interrupted"] = True
-            self.fail(ctx, exc)
+            # The client already has a 200: whatever the upstream's error event said (a 529, a 429), this is a
+            # stream the upstream broke (the kind stays in error_type).
+            self.fail(ctx, exc, status=504 if exc.kind == TIMEOUT else 502)
             await self.gw.admission.release_claim(ctx)  # before the failure goes out: a retry may run at once
             raise StreamFailed(f"The upstream stream broke off: {exc.message}") from None
         except GatewayError as exc:  # the charge could not be recorded (accounting_unavailable)

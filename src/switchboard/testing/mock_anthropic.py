@@ -564,7 +564,10 @@ async def _stream(mock: MockUpstream, model: str, mid: str, text: str, tool: dic
         for piece in words_of(text):
             if cut is not None and sent >= cut.after_chunks:
                 mock.stats.faults += 1
-                if cut.kind == "end":  # the body ends cleanly, unfinished
+                if cut.kind == "error":  # e.g. overloaded_error in the middle of a stream
+                    yield _event("error", {"error": {"type": _ERROR_TYPES.get(cut.status, "api_error"),
+                                                     "message": cut.message}})
+                if cut.kind in ("end", "error"):  # the body ends cleanly, unfinished
                     return
                 raise AbortConnection()
             if behaviour.tokens_per_second:

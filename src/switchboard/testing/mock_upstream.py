@@ -7,7 +7,7 @@ Behaviour is set per model (`ModelBehaviour`): fixed latency, time to first
 token, tokens per second, the reply text (cut at the request's max_tokens,
 finish_reason "length", as a model would), and faults (an HTTP status at a
 given rate, 429 with Retry-After, hanging, dropping the connection before the
-first byte, cutting a stream after N chunks). It can be changed while running
+first byte, cutting a stream or sending an error event after N chunks). It can be changed while running
 with ``POST /_mock/behaviour`` and inspected with ``GET /_mock/stats``, which
 counts requests and the tokens the mock "billed", for reconciliation tests.
 Chat `file` parts are read as OpenAI reads them: inline PDFs with a filename. Stop sequences end a
@@ -45,7 +45,10 @@ from switchboard.testing.schema_example import example_of
 
 @dataclass
 class Fault:
-    """One injected fault. kind: status | hang | drop | cut | end."""
+    """One injected fault. kind: status | hang | drop | cut | end | error.
+
+    `error` ends a stream with an in-band error event of `status` after `after_chunks` chunks (0: before the
+    first), as OpenAI-format servers and Anthropic do; the other formats have none and drop the connection."""
 
     kind: str = "status"
     rate: float = 1.0
@@ -204,7 +207,7 @@ class MockUpstream:
         """Apply the model's non-stream faults and latency; returns an error response to send, if any."""
         behaviour = self.behaviour(model)
         for fault in behaviour.faults:
-            if fault.kind in ("cut", "end") or self.rng.random() >= fault.rate:
+            if fault.kind in STREAM_FAULTS or self.rng.random() >= fault.rate:
                 continue
             self.stats.faults += 1
             if fault.kind == "hang":
@@ -224,9 +227,10 @@ class MockUpstream:
 
     def cut_after(self, model: str) -> Fault | None:
         """The fault that cuts this stream short after `after_chunks` chunks, if one strikes: `cut` drops the
-        connection, `end` ends the body cleanly without the stream's end (a proxy that gave up)."""
+        connection, `end` ends the body cleanly without the stream's end (a proxy that gave up), `error` sends an
+        error event (where the format has one)."""
         for fault in self.behaviour(model).faults:
-            if fault.kind in ("cut", "end") and self.rng.random() < fault.rate:
+            if fault.kind in STREAM_FAULTS and self.rng.random() < fault.rate:
                 return fault
         return None
 
@@ -345,6 +349,10 @@ class MockUpstream:
                                                                              "finish_reason": finish}]}) + b"\n\n"
                             for i in range(n))
 
+        if cut is not None and cut.kind == "error" and cut.after_chunks == 0:
+            self.stats.faults += 1
+            yield _stream_error_event(cut)
+            return
         yield chunk({"role": "assistant", "content": "", "refusal": None})
         sent += 1
         for call_delta in _tool_call_deltas(tool_calls, behaviour.argument_pieces, behaviour.interleave_tool_calls):
@@ -352,7 +360,9 @@ class MockUpstream:
         for piece in pieces:
             if cut is not None and sent >= cut.after_chunks:
                 self.stats.faults += 1
-                if cut.kind == "end":  # the body ends cleanly, unfinished
+                if cut.kind == "error":
+                    yield _stream_error_event(cut)
+                if cut.kind in ("end", "error"):  # the body ends cleanly, unfinished
                     return
                 raise AbortConnection()
             if behaviour.tokens_per_second:
@@ -391,6 +401,16 @@ class MockUpstream:
     async def openai_models(self, request: Request, body: dict[str, Any]) -> Response:
         data = [{"id": name, "object": "model", "created": 0, "owned_by": "mock"} for name in self.behaviours]
         return Response(200, orjson.dumps({"object": "list", "data": data}))
+
+
+STREAM_FAULTS = ("cut", "end", "error")
+
+
+def _stream_error_event(fault: Fault) -> bytes:
+    """An OpenAI-format server's in-band stream error, its HTTP status as the code (as vLLM sends it)."""
+    kind = {429: "rate_limit_error", 400: "invalid_request_error"}.get(fault.status, "server_error")
+    return b"data: " + orjson.dumps({"error": {"message": fault.message, "type": kind, "param": None,
+                                               "code": fault.status}}) + b"\n\n"
 
 
 def stopped_at(text: str, stops: list[str]) -> tuple[str, str | None]:
