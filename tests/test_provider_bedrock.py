@@ -282,6 +282,7 @@ def test_in_stream_exception_ends_the_stream_with_an_error_event(stack):
     assert status == 200
     events = [json.loads(line[6:]) for line in raw.decode().split("\n") if line.startswith("data: {")]
     assert events[0]["choices"][0]["delta"]["role"] == "assistant"
+    assert events[1]["choices"][0]["delta"]["content"], "a word went out first: too late to fail over"
     assert events[-1]["error"]["code"] == "stream_interrupted"
     assert "modelStreamErrorException" in events[-1]["error"]["message"]
 

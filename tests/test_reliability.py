@@ -47,6 +47,11 @@ def stack(tmp_path_factory):
         "errs-later-up": {"reply": "one two three four five", "faults": [{"kind": "error", "status": 529,
                                                                           "after_chunks": 3}]},
         "steady-up": {"reply": "steady here"},
+        # an error event right after the role: Claude's message_start, an OpenAI-format server's role-only chunk
+        "overloaded-at-start-up": {"reply": "never sent", "faults": [{"kind": "error", "status": 529,
+                                                                      "after_chunks": 1}]},
+        "errs-after-role-up": {"reply": "never sent", "faults": [{"kind": "error", "status": 503,
+                                                                  "after_chunks": 1}]},
         "down-up": {"faults": [{"kind": "status", "status": 500, "rate": 1.0}], "latency": 0.3},
         "dead-up": {"faults": [{"kind": "status", "status": 500, "rate": 1.0}]},
         "backup-up": {"reply": "backup here"},
@@ -89,6 +94,10 @@ def stack(tmp_path_factory):
             "errs-later": {"deployments": [{"provider": "anthropic", "model": "errs-later-up", "base_url": mock.url,
                                             "api_key": "${UP_KEY}", "id": "errs-later"}, dep("steady-up")],
                            "strategy": "ordered"},
+            "overloaded-at-start": {"deployments": [
+                {"provider": "anthropic", "model": "overloaded-at-start-up", "base_url": mock.url,
+                 "api_key": "${UP_KEY}", "id": "overloaded-at-start"}, dep("steady-up")], "strategy": "ordered"},
+            "errs-after-role": {"deployments": [dep("errs-after-role-up"), dep("steady-up")], "strategy": "ordered"},
             "probed": {"deployments": [dep("probed-up")], "retries": {"max_attempts": 1},
                        "breaker": {"failures": 1, "cooldown": 0.5}},
             "down": {"deployments": [dep("down-up")], "retries": {"max_attempts": 1},
@@ -231,6 +240,21 @@ def test_an_error_event_before_the_first_chunk_fails_over(stack, client):
                                                               messages=[{"role": "user", "content": "s"}])
     assert stream.headers["x-switchboard-deployment"] == "steady" and stream.headers["x-switchboard-attempts"] == "2"
     assert "".join(c.choices[0].delta.content or "" for c in stream.parse() if c.choices) == "steady here"
+
+
+@pytest.mark.parametrize("model", ["overloaded-at-start", "errs-after-role"])
+def test_an_error_event_after_the_role_alone_fails_over(stack, client, model):
+    """The role tells the client nothing, so a failure right after it is retried elsewhere: Claude's overloaded_error
+    after message_start is the common case."""
+    _, mock = stack
+    before = mock.stats()["by_model"].get(model + "-up", 0)
+    stream = client.chat.completions.with_raw_response.create(model=model, stream=True,
+                                                              messages=[{"role": "user", "content": "s"}])
+    assert stream.headers["x-switchboard-deployment"] == "steady" and stream.headers["x-switchboard-attempts"] == "2"
+    chunks = [c for c in stream.parse() if c.choices]
+    assert "".join(c.choices[0].delta.content or "" for c in chunks) == "steady here"
+    assert [c.choices[0].delta.role for c in chunks].count("assistant") == 1, "one role, from the deployment served"
+    assert mock.stats()["by_model"][model + "-up"] == before + 1
 
 
 def test_a_stream_an_upstream_error_event_breaks_off_is_logged_as_a_502_not_as_the_events_status(stack, client):

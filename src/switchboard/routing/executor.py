@@ -12,7 +12,9 @@ content-policy refusal to the policy chain, anything else is the caller's
 error and is returned at once. A request never exceeds its retry budget
 (`max_attempts`) or its `deadline`.
 
-For streams, failover is possible only until the first chunk has arrived:
+For streams, failover is possible only until the first chunk that says
+something has arrived (text, a tool call, reasoning, a finish; not the role
+alone, which Claude sends before it can still fail with `overloaded_error`):
 after that the chunk may already be with the client, and a failure ends the
 stream (pipeline.py renders the error event). See docs/reliability.md.
 """
@@ -81,7 +83,8 @@ class _Unary:
 
 
 class _Stream:
-    """Opening a stream: the attempt is over when its first chunk arrives (within the `ttft` timeout)."""
+    """Opening a stream: the attempt is over when its first chunk that says something arrives (within the `ttft`
+    timeout); the role-only chunks before it are held and come first in the stream returned."""
 
     stream = True
 
@@ -94,14 +97,13 @@ class _Stream:
         if dep.ttft is not None:
             limit = min(limit, loop.time() + dep.ttft)
         upstream = provider.chat_stream(self.request, dep)
+        held: list[Any] = []
         try:
             if limit - loop.time() >= dep.timeouts.total:
-                first = await upstream.__anext__()
+                await _hold_preamble(upstream, held)
             else:
                 async with asyncio.timeout_at(limit):
-                    first = await upstream.__anext__()
-        except StopAsyncIteration:
-            first = None
+                    await _hold_preamble(upstream, held)
         except TimeoutError:
             await upstream.aclose()
             what = f"no first chunk within {dep.ttft:g}s" if limit < deadline else "the request's deadline passed"
@@ -109,7 +111,9 @@ class _Stream:
         except BaseException:
             await upstream.aclose()
             raise
-        return upstream, first
+        if len(held) > 1:
+            return _Prefixed(held[1:], upstream), held[0]
+        return upstream, held[0] if held else None
 
     @staticmethod
     def tokens(result: Any) -> int:
@@ -407,6 +411,46 @@ class Executor:
         self.metrics.fallbacks.inc((source.name, target.name, reason))
         ctx.entry.extra.setdefault("fallbacks", []).append({"from": source.name, "to": target.name, "reason": reason})
         ctx.headers["x-switchboard-fallback"] = reason
+
+async def _hold_preamble(upstream: AsyncIterator, held: list[Any]) -> None:
+    """Read `upstream` into `held` up to its first chunk that says something, or its end."""
+    async for chunk in upstream:
+        held.append(chunk)
+        if not _preamble(chunk):
+            return
+
+
+def _preamble(chunk: Any) -> bool:
+    """A chunk that tells the client nothing yet (the role, empty text), so failing over after it repeats nothing."""
+    if not isinstance(chunk, dict) or chunk.get("usage") or not chunk.get("choices"):
+        return False
+    for choice in chunk["choices"]:
+        if choice.get("finish_reason") or choice.get("logprobs"):
+            return False
+        if any(value for key, value in (choice.get("delta") or {}).items() if key != "role"):
+            return False
+    return True
+
+
+class _Prefixed:
+    """A stream with chunks already read from it put back in front."""
+
+    __slots__ = ("held", "upstream")
+
+    def __init__(self, held: list[Any], upstream: AsyncIterator) -> None:
+        self.held, self.upstream = held, upstream
+
+    def __aiter__(self) -> _Prefixed:
+        return self
+
+    async def __anext__(self) -> Any:
+        if self.held:
+            return self.held.pop(0)
+        return await self.upstream.__anext__()
+
+    async def aclose(self) -> None:
+        await self.upstream.aclose()  # type: ignore[attr-defined]
+
 
 class _OwnedStream:
     """A stream whose first chunk arrived, still holding its deployment's in-flight slot and its health verdict:

@@ -11,7 +11,7 @@ more than five a turn, or badly named...) and refused with a ValidationException
 Errors carry their type in `x-amzn-errortype` with ``{"message": ...}``
 bodies; streams are AWS event-stream frames (prelude, headers, JSON payload,
 CRC32s). An injected fault with status 424 in a stream arrives as an
-in-stream `modelStreamErrorException` frame after the first event.
+in-stream `modelStreamErrorException` frame after the first word.
 """
 
 from __future__ import annotations
@@ -547,7 +547,8 @@ async def _stream(mock: MockUpstream, model: str, text: str, tool: dict[str, Any
     cut = mock.cut_after(model)
     await mock.pace_first(behaviour)
     yield event("messageStart", {"role": "assistant"})
-    if stream_fault is not None:
+    if stream_fault is not None:  # once the stream has said something, so the gateway cannot fail over
+        yield event("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": words_of(text)[0]}})
         yield exception("modelStreamErrorException", stream_fault)
         return
     index = 0

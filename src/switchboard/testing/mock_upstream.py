@@ -365,7 +365,7 @@ class MockUpstream:
                 if cut.kind in ("end", "error"):  # the body ends cleanly, unfinished
                     return
                 raise AbortConnection()
-            if behaviour.tokens_per_second:
+            if behaviour.tokens_per_second and sent > 1:  # the first token comes with the role, at `ttft`
                 await asyncio.sleep(1.0 / behaviour.tokens_per_second)
             yield chunk({"content": piece})
             sent += 1
