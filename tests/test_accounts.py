@@ -437,6 +437,20 @@ def test_tpm_counts_the_output_a_request_allows_and_a_refusal_for_credit_uses_no
         ask(client)
 
 
+def test_a_request_larger_than_the_tpm_limit_is_told_so_and_not_retried(stack):
+    gw, _ = stack
+    _, key = new_key(gw, tpm=1000)
+    client = openai.OpenAI(api_key=key, base_url=gw.url + "/v1", max_retries=2, timeout=10)
+    started = time.monotonic()
+    with pytest.raises(openai.RateLimitError) as err:  # no max_tokens: it counts 1 + 4,096 tokens, an idle key or not
+        client.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}])
+    assert time.monotonic() - started < 5  # the SDK did not wait out a Retry-After to be refused again
+    headers = err.value.response.headers
+    assert headers["x-should-retry"] == "false" and "retry-after" not in headers
+    assert "4097" in err.value.message and "max_tokens" in err.value.message and "try again" not in err.value.message
+    assert ask(client).usage.total_tokens == 11  # a request that fits runs
+
+
 async def _both(gw, key, body):
     async with openai.AsyncOpenAI(api_key=key, base_url=gw.url + "/v1", max_retries=0, timeout=10) as client:
         await asyncio.gather(*(client.chat.completions.create(**body) for _ in range(2)))

@@ -254,6 +254,12 @@ class Admission:
             assert failed is not None
             what = "requests" if failed.scope.endswith("rpm") else "tokens"
             unit = "rpm" if what == "requests" else "tpm"
+            if failed.amount > failed.limit:  # no wait can admit it: the SDKs must not retry it
+                raise RateLimited(
+                    f"Request too large for {_scope_name(failed.scope)}: it counts {failed.amount} tokens (its prompt "
+                    f"and the output it allows: max_tokens, or the model's most when not set), more than the limit "
+                    f"of {failed.limit} tokens per minute (tpm). Lower max_tokens or shorten the prompt.",
+                    headers={**_limit_headers(checks, verdict), "x-should-retry": "false"})
             retry = max(1, math.ceil(verdict.retry_after))
             headers = {**_limit_headers(checks, verdict), "retry-after": str(retry)}
             raise RateLimited(
