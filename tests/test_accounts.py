@@ -660,6 +660,26 @@ def test_usage_report_json_csv_and_cli(stack):
     assert out.returncode != 0 and "404" in out.stderr
 
 
+def test_keys_update_on_the_command_line_lifts_limits_as_well_as_setting_them(stack):
+    gw, _ = stack
+    env = {**os.environ, "SWITCHBOARD_URL": gw.url, "SWITCHBOARD_MASTER_KEY": MASTER}
+    run = lambda *a: subprocess.run([sys.executable, "-m", "switchboard", "keys", *a], capture_output=True, text=True,
+                                    env=env, timeout=30)
+    key_id, _ = new_key(gw, rpm=5, tpm=500, max_parallel=2, allowed_models=["m"], expires_in_seconds=3600,
+                        budgets=[{"period": "month", "limit_usd": 9}])
+    out = run("update", key_id, "--models", "")  # was a silent no-op with exit code 0
+    assert out.returncode != 0 and "--models" in out.stderr and "'*'" in out.stderr
+    out = run("update", key_id, "--rpm", "none", "--tpm", "none", "--max-parallel", "none", "--models", "*",
+              "--expires-in", "none", "--no-budgets", "--json")
+    assert out.returncode == 0, out.stderr
+    _, view = admin(gw, "GET", f"/admin/keys/{key_id}")
+    assert (view["rpm"], view["tpm"], view["max_parallel"], view["allowed_models"], view["expires_at"]) == \
+        (None, None, None, None, None)
+    assert view["credit"]["budgets"] == []
+    out = run("update", key_id, "--rpm", "0")
+    assert out.returncode != 0 and "'0' is not a whole number of at least 1 or 'none'" in out.stderr
+
+
 def test_usage_by_team_counts_each_request_for_the_team_charged_then(stack):
     gw, _ = stack
     key_id, key = new_key(gw, name="mover", team="movers-a")

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 T = TypeVar("T", int, float)
+U = TypeVar("U")
 
 
 def ranged(convert: Callable[[str], T], ok: Callable[[T], bool], what: str) -> Callable[[str], T]:
@@ -32,3 +33,30 @@ fold_count = ranged(int, lambda v: v >= 2, "a number of folds (a whole number of
 share = ranged(float, lambda v: 0.0 <= v <= 1.0, "a number from 0 to 1")
 usd = ranged(float, lambda v: math.isfinite(v) and v >= 0, "an amount of US dollars (at least 0)")
 signed_usd = ranged(float, math.isfinite, "an amount of US dollars")
+
+
+def or_none(parse: Callable[[str], U]) -> Callable[[str], U | None]:
+    """An argparse type that also takes the word `none` (no limit: null in the admin API)."""
+    def parse_or_none(text: str) -> U | None:
+        if text.strip().lower() == "none":
+            return None
+        try:
+            return parse(text)
+        except argparse.ArgumentTypeError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {parse.__name__} or 'none'") from None
+
+    parse_or_none.__name__ = f"{parse.__name__} or 'none'"
+    return parse_or_none
+
+
+positive_seconds = ranged(float, lambda v: math.isfinite(v) and v > 0, "a number of seconds above 0")
+
+
+def model_list(text: str) -> list[str] | None:
+    """Comma-separated model names, or `*` for every model (null in the admin API)."""
+    if text.strip() == "*":
+        return None
+    names = [name.strip() for name in text.split(",")]
+    if not all(names):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of model names ('*' for all models)")
+    return names

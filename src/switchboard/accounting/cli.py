@@ -57,12 +57,21 @@ def _print(obj: Any) -> None:
 
 def _key_body(args: argparse.Namespace) -> dict[str, Any]:
     body: dict[str, Any] = {}
-    for name in ("name", "team", "rpm", "tpm", "max_parallel", "expires_in_seconds"):
+    for name in ("name", "team"):
         value = getattr(args, name, None)
         if value is not None:
             body[name] = value
-    if getattr(args, "models", None):
-        body["allowed_models"] = args.models.split(",")
+    # Given as `none` (`*` for --models) they are None: the API's null, which lifts the limit.
+    for name in ("rpm", "tpm", "max_parallel"):
+        if hasattr(args, name):
+            body[name] = getattr(args, name)
+    if hasattr(args, "expires_in"):
+        if args.expires_in is None:
+            body["expires_at"] = None
+        else:
+            body["expires_in_seconds"] = args.expires_in
+    if hasattr(args, "models"):
+        body["allowed_models"] = args.models
     if getattr(args, "metadata", None):
         try:
             body["metadata"] = json.loads(args.metadata)
@@ -76,7 +85,11 @@ def _key_body(args: argparse.Namespace) -> dict[str, Any]:
                 budgets.append({"period": period, "limit_usd": argtypes.usd(amount), "soft": soft})
             except argparse.ArgumentTypeError:
                 raise SystemExit(f"switchboard: budget {item!r}: expected PERIOD=USD, e.g. month=100") from None
-    if budgets:
+    if getattr(args, "no_budgets", False):
+        if budgets:
+            raise SystemExit("switchboard: --no-budgets and --budget/--soft-budget contradict each other; give one")
+        body["budgets"] = []
+    elif budgets:
         body["budgets"] = budgets
     if getattr(args, "prepaid", None) is not None:
         body["prepaid"] = args.prepaid
@@ -193,14 +206,21 @@ def _connection(p: argparse.ArgumentParser) -> None:
 def _key_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--name")
     p.add_argument("--team")
-    p.add_argument("--models", help="comma-separated models this key may use (default: all)")
-    p.add_argument("--rpm", type=int)
-    p.add_argument("--tpm", type=int)
-    p.add_argument("--max-parallel", dest="max_parallel", type=int)
-    p.add_argument("--expires-in", dest="expires_in_seconds", type=float, help="seconds until the key expires")
+    # Absent unless given (SUPPRESS), so that `keys update` sends only what was given; `none` lifts a limit.
+    p.add_argument("--models", type=argtypes.model_list, default=argparse.SUPPRESS,
+                   help="comma-separated models this key may use, or '*' for all (the default)")
+    limit = argtypes.or_none(argtypes.positive_int)
+    p.add_argument("--rpm", type=limit, default=argparse.SUPPRESS, help="requests per minute, or none")
+    p.add_argument("--tpm", type=limit, default=argparse.SUPPRESS, help="tokens per minute, or none")
+    p.add_argument("--max-parallel", dest="max_parallel", type=limit, default=argparse.SUPPRESS,
+                   help="requests in flight at once, or none")
+    p.add_argument("--expires-in", type=argtypes.or_none(argtypes.positive_seconds), default=argparse.SUPPRESS,
+                   metavar="SECONDS", help="seconds until the key expires, or none (never)")
     p.add_argument("--metadata", help="a JSON object")
-    p.add_argument("--budget", action="append", metavar="PERIOD=USD", help="hard spend cap, e.g. month=100")
+    p.add_argument("--budget", action="append", metavar="PERIOD=USD",
+                   help="hard spend cap, e.g. month=100 (with --soft-budget, replaces the key's budgets)")
     p.add_argument("--soft-budget", action="append", metavar="PERIOD=USD", help="warn-only spend cap")
+    p.add_argument("--no-budgets", action="store_true", help="remove the key's budgets")
     p.add_argument("--prepaid", action=argparse.BooleanOptionalAction, default=None,
                    help="refuse requests (402) when the prepaid balance is exhausted")
 
