@@ -45,7 +45,9 @@ def stack(tmp_path_factory):
                          "broken": model("err-up"), "capped": model("m-up"),
                          "mini": model("gpt-4o-mini"),  # the catalog: one image may become 48,169 prompt tokens
                          "mini-small-images": {**model("gpt-4o-mini"), "image_tokens": 500},
-                         "small-window": {**model("m-up"), "context_window": 2000}}}
+                         "small-window": {**model("m-up"), "context_window": 2000},
+                         # gemini-2.0-flash-lite's prices: a prompt token is 75 nano-dollars
+                         "lite": {**model("m-up"), "pricing": {"input_per_mtok": 0.075, "output_per_mtok": 0.3}}}}
     gw = GatewayProc(tmp, config, env={"SB_MASTER": MASTER})
     yield gw, mock
     gw.stop()
@@ -435,6 +437,22 @@ def test_tpm_counts_the_output_a_request_allows_and_a_refusal_for_credit_uses_no
     ask(client)
     with pytest.raises(openai.RateLimitError):
         ask(client)
+
+
+def test_the_cost_a_client_is_told_is_the_charge_to_the_nano_dollar(stack):
+    gw, _ = stack
+    key_id, key = new_key(gw, credits_usd=1)
+    client = client_for(gw, key)
+    raw = client.chat.completions.with_raw_response.create(model="lite", max_tokens=10,
+                                                           messages=[{"role": "user", "content": "hi"}])
+    chunks = list(client.chat.completions.create(model="lite", max_tokens=10, stream=True,
+                                                 stream_options={"include_usage": True},
+                                                 messages=[{"role": "user", "content": "hi"}]))
+    charges = [-e["amount_nanousd"] for e in admin(gw, "GET", f"/admin/keys/{key_id}/ledger")[1]["data"]
+               if e["kind"] == "charge"]
+    assert charges == [1 * 75 + 10 * 300] * 2  # nano-dollars: $0.000003075 each
+    assert raw.headers["x-switchboard-cost"] == "0.000003075"
+    assert chunks[-1].usage.model_dump()["cost"] == 0.000003075
 
 
 def test_a_request_larger_than_the_tpm_limit_is_told_so_and_not_retried(stack):

@@ -304,7 +304,7 @@ class Pipeline:
             ctx.entry.extra["cascade"]["verifier_score"] = outcome.verifier_score
         ctx.headers["x-switchboard-routed-to"] = outcome.model.name
         ctx.headers["x-switchboard-cascade"] = "escalated" if outcome.escalated else "accepted"
-        ctx.headers["x-switchboard-cost"] = f"{ctx.entry.cost:.8f}"
+        ctx.headers["x-switchboard-cost"] = f"{ctx.entry.cost:.9f}"  # nano-dollars, as charged
         ctx.entry.status = 200
         return response
 
@@ -346,7 +346,7 @@ class Pipeline:
             strong = self.gw.config.models[self.gw.routers[ctx.entry.router].settings.strong]
             ctx.entry.extra["cost_if_strong"] = strong.pricing.cost(*usage)
             ctx.entry.extra["strong"] = model.name == strong.name
-        ctx.headers["x-switchboard-cost"] = f"{ctx.entry.cost:.8f}"
+        ctx.headers["x-switchboard-cost"] = f"{ctx.entry.cost:.9f}"  # nano-dollars, as charged
         if self.gw.config.storage.store_prompts:
             ctx.entry.extra["messages"] = request.body["messages"]
             ctx.entry.extra["response"] = completion_text
@@ -393,7 +393,7 @@ async def _counted_or_none(dep: Deployment, request: ChatRequest, completion: st
 
 def with_cost(usage_chunk: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
     """A stream's usage chunk with what the request was charged, as `usage.cost` (its headers went out before)."""
-    return {**usage_chunk, "usage": {**usage_chunk["usage"], "cost": round(ctx.entry.cost, 8)}}
+    return {**usage_chunk, "usage": {**usage_chunk["usage"], "cost": round(ctx.entry.cost, 9)}}
 
 
 def fill_usage(response: dict[str, Any], usage: Usage) -> None:
