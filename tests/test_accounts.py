@@ -67,7 +67,9 @@ def pg_gateway(stack, tmp_path_factory):
               "storage": {"database_url": "${SB_DB}", "log_flush_seconds": 0.05},
               "models": {"m": {"deployments": [{"provider": "openai", "model": "m-up", "base_url": base}],
                                "pricing": PRICING}}}
-    gw = GatewayProc(tmp, config, env={"SB_MASTER": MASTER, "SB_DB": f"{PG_URL}?search_path={schema}"})
+    env = {"SB_MASTER": MASTER, "SB_DB": f"{PG_URL}?search_path={schema}"}
+    gw = GatewayProc(tmp, config, env=env)
+    gw.env = env
     yield gw
     gw.stop()
     asyncio.run(pg_query(PG_URL, f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
@@ -842,6 +844,28 @@ def test_a_nul_in_a_requested_model_does_not_stop_the_postgres_request_log(pg_ga
 
     models = wait_for(lambda: (m := logged()) and sum(m.values()) == 5 and m, timeout=5)
     assert models == {"m": 4, "bad\ufffdmodel": 1}
+
+
+def test_logs_on_the_command_line_reads_the_postgres_a_config_names(pg_gateway):
+    gw = pg_gateway
+    _, key = new_key(gw, name="logged")
+    raw = client_for(gw, key).chat.completions.with_raw_response.create(
+        model="m", max_tokens=10, messages=[{"role": "user", "content": "hi"}])
+    request_id = raw.headers["x-request-id"]
+    # A stale SQLite file where the config's sqlite_path points was read instead, as if it were the log.
+    with sqlite3.connect(gw.db) as stale:
+        stale.execute("CREATE TABLE request_log (ts REAL, request_id TEXT, status INTEGER)")
+    logs = lambda *a: subprocess.run([sys.executable, "-m", "switchboard", "logs", "--config", str(gw.config_path),
+                                      *a], capture_output=True, text=True, env={**os.environ, **gw.env}, timeout=30)
+    rows = wait_for(lambda: [json.loads(line) for line in logs("--json", "-n", "50").stdout.splitlines()
+                             if request_id in line], timeout=5)
+    assert rows and rows[0]["status"] == 200 and rows[0]["cost"] == pytest.approx(0.21)
+    out = logs("--model", "m", "--status", "200")
+    assert out.returncode == 0 and request_id in out.stdout, out.stderr
+    out = subprocess.run([sys.executable, "-m", "switchboard", "logs", "--config", str(gw.config_path)],
+                         capture_output=True, text=True, timeout=30,
+                         env={**os.environ, **gw.env, "SB_DB": "postgresql://nobody@127.0.0.1:9/none"})
+    assert out.returncode != 0 and len(out.stderr.strip().splitlines()) == 1 and "Traceback" not in out.stderr
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])

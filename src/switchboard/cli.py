@@ -17,6 +17,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from switchboard import argtypes
 
@@ -76,20 +77,25 @@ def _mock_upstream(args: argparse.Namespace) -> int:
 
 
 def _logs(args: argparse.Namespace) -> int:
-    import sqlite3
-    from datetime import datetime
-
-    from switchboard.storage.sqlite import query_recent
-
     path = args.db
     if args.config:
         from switchboard.config import load_config
 
-        path = load_config(args.config).storage.sqlite_path
+        storage = load_config(args.config).storage
+        if storage.database_url is not None:  # the gateway logs there, whatever sqlite_path says
+            rows = _recent_from_postgres(storage.database_url.reveal(), args.limit, model=args.model,
+                                         status=args.status)
+            if rows is None:
+                return 1
+            return _print_logs(rows, args.json)
+        path = storage.sqlite_path
     if not os.path.exists(path):
         print(f"no request log at {path}", file=sys.stderr)
         return 1
+    import sqlite3
     from urllib.parse import quote
+
+    from switchboard.storage.sqlite import query_recent
 
     conn = sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True)  # a "#" or "?" in the path stays in it
     conn.row_factory = sqlite3.Row
@@ -100,7 +106,35 @@ def _logs(args: argparse.Namespace) -> int:
         return 1
     finally:
         conn.close()
-    if args.json:
+    return _print_logs(rows, args.json)
+
+
+def _recent_from_postgres(url: str, limit: int, **filters: Any) -> list[dict[str, Any]] | None:
+    """The newest request log rows in the Postgres database at `url`, or None (said on stderr) if it cannot."""
+    import asyncio
+
+    from switchboard.storage.postgres import PostgresStorage, split_schema
+
+    async def read() -> list[dict[str, Any]]:
+        storage = PostgresStorage(url, min_size=1, max_size=1)
+        await storage.connect()  # never migrates: reading the log changes nothing
+        try:
+            return await storage.recent_requests(limit, **filters)
+        finally:
+            await storage.close()
+
+    where = split_schema(url)[0].rpartition("@")[2]  # never the password
+    try:
+        return asyncio.run(read())
+    except Exception as exc:  # asyncpg's errors, and OSError: not reachable
+        print(f"switchboard: cannot read the request log in the Postgres database at {where}: "
+              f"{' '.join(str(exc).split()) or type(exc).__name__}", file=sys.stderr)
+        return None
+
+
+def _print_logs(rows: list[dict[str, Any]], as_json: bool) -> int:
+    from datetime import datetime
+    if as_json:
         import orjson
 
         for row in rows:
@@ -152,7 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("logs", help="show recent requests from the request log")
     p.add_argument("--db", default="switchboard.db", help="SQLite file (default: ./switchboard.db)")
-    p.add_argument("--config", "-c", help="read the database location from this config")
+    p.add_argument("--config", "-c", help="read the database location from this config (SQLite or Postgres)")
     p.add_argument("--limit", "-n", type=argtypes.positive_int, default=20)
     p.add_argument("--model")
     p.add_argument("--status", type=int)

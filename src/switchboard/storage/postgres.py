@@ -93,6 +93,14 @@ def _reachable() -> Iterator[None]:
                                  code="storage_unavailable") from exc
 
 
+def _asyncpg() -> Any:
+    try:
+        import asyncpg
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        raise RuntimeError("storage.database_url needs asyncpg: pip install 'switchboard[postgres]'") from exc
+    return asyncpg
+
+
 class PostgresStorage:
     name = "postgres"
     dialect = "postgres"
@@ -103,11 +111,7 @@ class PostgresStorage:
         self._pool: Any = None
 
     async def start(self) -> None:
-        try:
-            import asyncpg
-        except ImportError as exc:  # pragma: no cover - depends on the install
-            raise RuntimeError("storage.database_url needs asyncpg: pip install 'switchboard[postgres]'") from exc
-        settings = {"search_path": self.schema} if self.schema else None
+        asyncpg = _asyncpg()
         conn = await asyncpg.connect(self.url)
         try:
             await conn.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK)
@@ -120,8 +124,13 @@ class PostgresStorage:
                 await conn.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK)
         finally:
             await conn.close()
-        self._pool = await asyncpg.create_pool(self.url, min_size=self.min_size, max_size=self.max_size,
-                                               server_settings=settings)
+        await self.connect()
+
+    async def connect(self) -> None:
+        """Open the pool on the database as it is, without migrating it (`start` migrates, then connects)."""
+        settings = {"search_path": self.schema} if self.schema else None
+        self._pool = await _asyncpg().create_pool(self.url, min_size=self.min_size, max_size=self.max_size,
+                                                  server_settings=settings)
 
     @staticmethod
     async def _migrate(conn: Any) -> None:
