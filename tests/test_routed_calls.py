@@ -34,13 +34,20 @@ def stack(tmp_path_factory):
     always_weak = {"threshold": 1.0}  # every prompt scores below 1: the cascade runs on each request
     config = {
         "auth": {"master_key": "${SB_MASTER}"}, "storage": {"log_flush_seconds": 0.05},
-        "accounts": {"model_limits": {"strong-capped": {"rpm": 2}}},
+        "accounts": {"model_limits": {"strong-capped": {"rpm": 2}, "strong-capped-too": {"rpm": 2},
+                                      "weak-capped": {"rpm": 1}}},
         "models": {"weak": model("plain-up"), "strong": model("plain-up"),
-                   "strong-capped": model("plain-up"), "down": model("down-up"),
+                   "strong-capped": model("plain-up"), "strong-capped-too": model("plain-up"),
+                   "weak-capped": model("plain-up"), "down": model("down-up"),
                    "quiet": model("quiet-up"), "judge-yes": model("yes-up")},
         "routers": {
             "escalating": {"strong": "strong-capped", "weak": "weak", **always_weak,
                            "cascade": {"check": "regex", "pattern": "^never"}},
+            # every prompt scores at or above 0: a cascade asks the weak model first all the same
+            "escalating-over-the-threshold": {"strong": "strong-capped-too", "weak": "weak", "threshold": 0.0,
+                                              "cascade": {"check": "regex", "pattern": "^never"}},
+            "accepting-over-the-threshold": {"strong": "strong", "weak": "weak-capped", "threshold": 0.0,
+                                             "cascade": {"check": "regex", "pattern": "^abc"}},
             "escalating-2": {"strong": "strong", "weak": "weak", **always_weak,
                              "cascade": {"check": "regex", "pattern": "^never"}},
             "judged-by-a-broken-judge": {"strong": "strong", "weak": "weak", **always_weak,
@@ -85,6 +92,28 @@ def test_an_escalation_counts_against_the_strong_models_own_limit(stack):
         client.chat.completions.create(model="escalating", max_tokens=10, messages=HI)
     assert "strong-capped" in err.value.message
     assert client.chat.completions.create(model="weak", max_tokens=10, messages=HI).choices[0].message.content
+
+
+def test_a_cascade_is_admitted_for_the_calls_it_makes_whatever_the_prompts_score(stack):
+    gw, mock = stack
+    _, client = new_key(gw)
+    # a score at or above the threshold does not skip the weak call: one escalation is one strong call, so
+    # `strong-capped-too` (2 a minute) takes two of them (it counted each twice, the decision's and the escalation's)
+    for _ in range(2):
+        raw = client.chat.completions.with_raw_response.create(model="escalating-over-the-threshold", max_tokens=10,
+                                                               messages=HI)
+        assert raw.headers["x-switchboard-cascade"] == "escalated"
+    with pytest.raises(openai.RateLimitError) as err:
+        client.chat.completions.create(model="escalating-over-the-threshold", max_tokens=10, messages=HI)
+    assert "strong-capped-too" in err.value.message
+    # and the weak model's own limit counts the weak call (it was not counted at all)
+    raw = client.chat.completions.with_raw_response.create(model="accepting-over-the-threshold", max_tokens=10,
+                                                           messages=HI)
+    assert raw.headers["x-switchboard-cascade"] == "accepted" and raw.headers["x-switchboard-model"] == "weak-capped"
+    weak_calls = mock.stats()["by_model"]["plain-up"]
+    with pytest.raises(openai.RateLimitError) as err:
+        client.chat.completions.create(model="accepting-over-the-threshold", max_tokens=10, messages=HI)
+    assert "weak-capped" in err.value.message and mock.stats()["by_model"]["plain-up"] == weak_calls
 
 
 def test_the_credit_hold_covers_every_call_a_cascade_may_make(stack):

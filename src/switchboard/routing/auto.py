@@ -355,6 +355,10 @@ class AutoRouter:
             return Decision(route.model, f"intent:{route.name}", score=sim, strong=route.model == s.strong,
                             fallback=None if route.model == s.strong else s.strong)
         score = self.scorer.score(clip_for_scoring(text))
+        if s.cascade is not None:
+            # A cascade asks the weak model first whatever the score (its check, not the score, escalates), so the
+            # request is admitted for the weak call; it escalates by itself, so needs no fallback.
+            return Decision(s.weak, "score", score=score, strong=False, escalate_at=escalate_at)
         if score >= threshold:
             return Decision(s.strong, "score", score=score, strong=True, escalate_at=escalate_at)
         return Decision(s.weak, "score", score=score, strong=False, escalate_at=escalate_at, fallback=s.strong)
