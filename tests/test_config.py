@@ -258,6 +258,8 @@ def test_zero_config_discovers_providers_from_environment():
     ('{check: regex, pattern: "(unclosed"}', "routers.auto.cascade.pattern: not a regular expression (missing )"),
     # this started, and the pattern was never read: every answer was checked as JSON
     ('{check: json, pattern: "^ok"}', "routers.auto.cascade.pattern: applies only when check is 'regex'"),
+    # this started, and every request the score decided was a 500 (a verifier cannot score a prompt alone)
+    ("{check: json}, router: VERIFIER", "holds an answer verifier, not a prompt router"),
 ])
 def test_serve_refuses_a_bad_cascade_verifier_or_router_file(tmp_path, cascade, expected):
     from switchboard.routing.smart.router import DEFAULT_ROUTER_PATH
@@ -265,7 +267,16 @@ def test_serve_refuses_a_bad_cascade_verifier_or_router_file(tmp_path, cascade, 
     if "BARE" in cascade:  # a router file from before quality curves
         with np.load(DEFAULT_ROUTER_PATH) as z:
             np.savez(tmp_path / "bare.npz", **{k: z[k] for k in z.files if not k.startswith("quality_")})
+    if "VERIFIER" in cascade:  # a verifier trained on rated answers, as the feedback export gives them
+        data = tmp_path / "rated.jsonl"
+        data.write_text("".join(json.dumps({"prompt": f"what is {i} + {i}?", "weak_answer": f"it is {i + i % 3}",
+                                            "winner": "weak" if i % 3 == 0 else "strong"}) + "\n" for i in range(30)))
+        trained = subprocess.run([sys.executable, "-m", "switchboard", "router", "train", "--kind", "verifier",
+                                  "--data", str(data), "--out", str(tmp_path / "verifier.npz")],
+                                 capture_output=True, text=True, timeout=120)
+        assert trained.returncode == 0, trained.stderr
     cascade = cascade.replace("DEFAULT", str(DEFAULT_ROUTER_PATH)).replace("BARE", str(tmp_path / "bare.npz"))
+    cascade = cascade.replace("VERIFIER", str(tmp_path / "verifier.npz"))
     path = write(tmp_path, f"""
         models:
           a: {{deployments: [{{provider: openai, base_url: "http://127.0.0.1:9/v1"}}]}}

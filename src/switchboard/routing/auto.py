@@ -284,12 +284,15 @@ class AutoRouter:
     def load(self) -> None:
         """Load the scoring model and fix the threshold (blocking: call off the event loop)."""
         from switchboard.routing.smart import load_router
-        from switchboard.routing.smart.router import RandomRouter
+        from switchboard.routing.smart.router import RandomRouter, RouterFormatError, VerifierRouter
 
         s = self.settings
         try:  # a bad router file, or one without the quality curve a target needs
             self.scorer = RandomRouter() if s.router == "random" else load_router(
                 None if s.router == "default" else s.router)
+            if isinstance(self.scorer, VerifierRouter):  # it scores answers: every prompt decision would fail
+                raise RouterFormatError(f"{s.router} holds an answer verifier, not a prompt router; name it as "
+                                        "cascade.verifier (with check: verifier)")
             if s.cascade is not None and s.cascade.check == "verifier":
                 self._load_verifier(s.cascade)
             prompts = load_prompts(s.calibration_prompts) if s.calibration_prompts else None
