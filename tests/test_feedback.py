@@ -9,7 +9,7 @@ import sys
 import openai
 import pytest
 
-from support import GatewayProc, MockProc, http
+from support import GatewayProc, MockProc, http, wait_for
 
 MASTER = "sk-feedback-master-000"
 
@@ -24,8 +24,13 @@ def stack(tmp_path_factory):
                                   "pricing": {"input_per_mtok": 1, "output_per_mtok": 2}},
                          "weak-cut": {"deployments": [{**dep, "model": "wc"}]},
                          "strong": {"deployments": [{**dep, "model": "s"}],
-                                    "pricing": {"input_per_mtok": 10, "output_per_mtok": 30}}},
+                                    "pricing": {"input_per_mtok": 10, "output_per_mtok": 30}},
+                         # priced only per deployment (no model price, none in the catalog), one dearer
+                         "strong-priced-per-deployment": {"deployments": [
+                             {**dep, "model": "s", "pricing": {"input_per_mtok": 10, "output_per_mtok": 30}},
+                             {**dep, "model": "s", "pricing": {"input_per_mtok": 20, "output_per_mtok": 60}}]}},
               "routers": {"auto": {"strong": "strong", "weak": "weak", "threshold": 1.0},
+                          "auto-deployment-priced": {"strong": "strong-priced-per-deployment", "weak": "weak"},
                           "auto-cut": {"strong": "strong", "weak": "weak-cut", "threshold": 1.0}}}
     gw = GatewayProc(tmp, config, env={"SB_MASTER": MASTER})
     yield gw, tmp
@@ -108,3 +113,28 @@ def test_usage_shows_strong_weak_split_and_saving(stack):
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert "router auto:" in out.stdout and "all-strong" in out.stdout
+
+
+def test_the_saving_prices_a_strong_model_priced_per_deployment_at_what_its_calls_cost(stack):
+    gw, _ = stack
+    client = openai.OpenAI(api_key=MASTER, base_url=gw.url + "/v1", max_retries=0)
+    served = {}
+    for threshold in ("0", "1"):
+        raw = client.chat.completions.with_raw_response.create(
+            model="auto-deployment-priced", messages=[{"role": "user", "content": "a question"}],
+            extra_headers={"x-switchboard-threshold": threshold})
+        served[raw.headers["x-switchboard-routed-to"]] = raw.headers["x-request-id"]
+    assert set(served) == {"strong-priced-per-deployment", "weak"}
+    rows = wait_for(lambda: {r["request_id"]: r for r in gw.requests_logged() if r["request_id"] in served.values()}
+                    if len(served) == 2 else None)
+    strong_row, weak_row = rows[served["strong-priced-per-deployment"]], rows[served["weak"]]
+    # what the strong answer cost is what all-strong costs for it (this was $0: the model itself has no price)
+    assert strong_row["cost"] > 0
+    assert json.loads(strong_row["extra"])["cost_if_strong"] == pytest.approx(strong_row["cost"])
+    # the weak answer's tokens at the cheaper strong deployment's price: the saving is never overstated
+    cheapest = (weak_row["prompt_tokens"] * 10 + weak_row["completion_tokens"] * 30) / 1e6
+    assert cheapest > weak_row["cost"]
+    assert json.loads(weak_row["extra"])["cost_if_strong"] == pytest.approx(cheapest)
+    status, _, body = http("GET", gw.url + "/admin/usage", headers={"authorization": f"Bearer {MASTER}"})
+    split = next(r for r in json.loads(body)["routers"] if r["router"] == "auto-deployment-priced")
+    assert split["saving"] > 0 and split["cost_if_strong"] == pytest.approx(strong_row["cost"] + cheapest)

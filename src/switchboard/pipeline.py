@@ -344,8 +344,9 @@ class Pipeline:
                                         **({"write_1h_tokens": usage.cache_write_1h} if usage.cache_write_1h else {})}
         if ctx.route is not None:
             strong = self.gw.config.models[self.gw.routers[ctx.entry.router].settings.strong]
-            ctx.entry.extra["cost_if_strong"] = strong.pricing.cost(*usage)
-            ctx.entry.extra["strong"] = model.name == strong.name
+            served_strong = model.name == strong.name
+            ctx.entry.extra["cost_if_strong"] = ctx.entry.cost if served_strong else cost_if_strong(strong, usage)
+            ctx.entry.extra["strong"] = served_strong
         ctx.headers["x-switchboard-cost"] = f"{ctx.entry.cost:.9f}"  # nano-dollars, as charged
         if self.gw.config.storage.store_prompts:
             ctx.entry.extra["messages"] = request.body["messages"]
@@ -389,6 +390,12 @@ async def _counted_or_none(dep: Deployment, request: ChatRequest, completion: st
     except BaseException:  # noqa: BLE001 - settling must still happen
         extra.pop("usage_counted", None)
         return None
+
+
+def cost_if_strong(strong: ModelConfig, usage: Usage) -> float:
+    """What `usage` would have cost on the strong model: at its cheapest deployment's price (a deployment's
+    `pricing` overrides the model's), so that a routing saving is never overstated."""
+    return min((dep.pricing or strong.pricing).cost(*usage) for dep in strong.deployments)
 
 
 def with_cost(usage_chunk: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
