@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
+import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import openai
 import pytest
@@ -36,6 +39,49 @@ def stack(tmp_path_factory):
     yield gw, tmp
     gw.stop()
     mock.stop()
+
+
+@pytest.fixture(scope="module")
+def pg_stack(tmp_path_factory):
+    """A gateway that stores in Postgres (a private schema, dropped afterwards), where writers race for real."""
+    from test_replicas import PG_URL, pg_query, require_services
+
+    require_services()
+    tmp = tmp_path_factory.mktemp("feedback-pg")
+    schema = f"sbtest_{uuid.uuid4().hex[:10]}"
+    mock = MockProc(tmp)
+    dep = {"provider": "openai", "base_url": mock.url + "/v1"}
+    config = {"auth": {"master_key": "${SB_MASTER}"},
+              "storage": {"database_url": "${SB_DB}", "log_flush_seconds": 0.05},
+              "models": {"weak": {"deployments": [{**dep, "model": "w"}]},
+                         "strong": {"deployments": [{**dep, "model": "s"}]}},
+              "routers": {"auto": {"strong": "strong", "weak": "weak", "threshold": 1.0}}}
+    gw = GatewayProc(tmp, config, env={"SB_MASTER": MASTER, "SB_DB": f"{PG_URL}?search_path={schema}"})
+    yield gw
+    gw.stop()
+    mock.stop()
+    asyncio.run(pg_query(PG_URL, f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+
+
+def rate(gw, rating: dict) -> tuple[int, dict]:
+    status, _, body = http("POST", gw.url + "/v1/feedback", rating, headers={"authorization": f"Bearer {MASTER}"})
+    return status, json.loads(body)
+
+
+def test_ratings_of_one_request_sent_at_once_all_land_and_one_is_kept(pg_stack):
+    gw = pg_stack
+    client = openai.OpenAI(api_key=MASTER, base_url=gw.url + "/v1", max_retries=0)
+    for _ in range(5):
+        rid = client.chat.completions.with_raw_response.create(
+            model="auto", messages=[{"role": "user", "content": "a question"}]).headers["x-request-id"]
+        assert rate(gw, {"request_id": rid, "rating": "good", "prompt": "a question"})[0] == 200
+        # a double click, a retry: each replaces the rating (two of them at once were a 500, a duplicate key)
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(lambda i: rate(gw, {"request_id": rid, "score": i / 7, "prompt": "a question"}),
+                                    range(8)))
+        assert [status for status, _ in answers] == [200] * 8, answers
+    _, _, body = http("GET", gw.url + "/admin/feedback/export", headers={"authorization": f"Bearer {MASTER}"})
+    assert len(body.decode().splitlines()) == 5
 
 
 def test_feedback_round_trip_to_training(stack):

@@ -82,8 +82,10 @@ async def post_feedback(gw: Gateway, request: Request) -> Response:
     comment, prompt = without_nul(comment), without_nul(prompt)  # as in the request log: Postgres refuses U+0000
 
     def replace() -> Steps[None]:
-        yield execute("DELETE FROM feedback WHERE request_id = ?", body["request_id"])
-        yield execute("INSERT INTO feedback (request_id, ts, key_id, score, comment, prompt) VALUES (?, ?, ?, ?, ?, ?)",
+        # One statement, not a delete then an insert: two ratings of one request at once must not both insert.
+        yield execute("INSERT INTO feedback (request_id, ts, key_id, score, comment, prompt) VALUES (?, ?, ?, ?, ?, ?) "
+                      "ON CONFLICT (request_id) DO UPDATE SET ts = excluded.ts, key_id = excluded.key_id, "
+                      "score = excluded.score, comment = excluded.comment, prompt = excluded.prompt",
                       body["request_id"], time.time(), identity.key_id, score, comment, prompt)
 
     await gw.storage.transact(replace())
