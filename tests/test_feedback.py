@@ -84,6 +84,23 @@ def test_ratings_of_one_request_sent_at_once_all_land_and_one_is_kept(pg_stack):
     assert len(body.decode().splitlines()) == 5
 
 
+def test_a_request_can_be_rated_as_soon_as_its_answer_is_in(pg_stack):
+    gw = pg_stack
+    client = openai.OpenAI(api_key=MASTER, base_url=gw.url + "/v1", max_retries=0)
+
+    def ask(i: int) -> str:
+        return client.chat.completions.with_raw_response.create(
+            model="auto", messages=[{"role": "user", "content": f"question {i}"}]).headers["x-request-id"]
+
+    for _ in range(3):
+        with ThreadPoolExecutor(8) as pool:
+            ids = list(pool.map(ask, range(16)))
+            # rated at once, as a page of answers with a thumbs-up each: one rating's wait for the request log
+            # must not end while another's write of it is under way (it did: 404, "No logged request")
+            answers = list(pool.map(lambda rid: rate(gw, {"request_id": rid, "rating": "good", "prompt": "q"}), ids))
+        assert [status for status, _ in answers] == [200] * 16, answers
+
+
 def test_feedback_round_trip_to_training(stack):
     gw, tmp = stack
     client = openai.OpenAI(api_key=MASTER, base_url=gw.url + "/v1", max_retries=0)

@@ -26,6 +26,7 @@ class RequestLog:
         self._task: asyncio.Task | None = None
         self._wakeup: asyncio.Event | None = None
         self._closing = False
+        self._writing = asyncio.Lock()
         self.written = 0
 
     def start(self) -> None:
@@ -48,15 +49,18 @@ class RequestLog:
             await self.flush()
 
     async def flush(self) -> None:
-        while self._pending:
-            batch, self._pending = self._pending[: self.max_batch], self._pending[self.max_batch:]
-            try:
-                await self.storage.write_request_logs(batch)
-                self.written += len(batch)
-            except Exception:
-                log.exception("writing %d request log entries failed; will retry", len(batch))
-                self._pending[:0] = batch
-                return
+        """Write every entry recorded so far. A caller that reads the log next (feedback on a request, a usage
+        report) waits for a write already under way too: its entries have left `_pending` but are not yet stored."""
+        async with self._writing:
+            while self._pending:
+                batch, self._pending = self._pending[: self.max_batch], self._pending[self.max_batch:]
+                try:
+                    await self.storage.write_request_logs(batch)
+                    self.written += len(batch)
+                except Exception:
+                    log.exception("writing %d request log entries failed; will retry", len(batch))
+                    self._pending[:0] = batch
+                    return
 
     async def close(self) -> None:
         self._closing = True
