@@ -349,6 +349,19 @@ def test_cli_train_and_eval_on_own_jsonl(tmp_path: Path) -> None:
     assert set(result["routers"]["mine"]) >= {"apgr", "cpt50", "cpt80", "decision_ms_p50"}
 
 
+def test_cli_train_of_a_verifier_says_how_many_prompts_it_learned_from(tmp_path: Path) -> None:
+    # a feedback export where only some ratings carry the answer (the gateway stored prompts part of the time)
+    data = tmp_path / "rated.jsonl"
+    with data.open("w") as fh:
+        for i, e in enumerate(synthetic_examples(60, seed=3)):
+            line = {"prompt": e.prompt, "winner": "strong" if e.strong > e.weak else "weak"}
+            fh.write(json.dumps({**line, "weak_answer": f"answer {i}"} if i < 40 else line) + "\n")
+    out = run_cli("router", "train", "--kind", "verifier", "--data", str(data), "--out", str(tmp_path / "v.npz"))
+    # it said "on 60 prompts", though the 20 without an answer were left out
+    assert "on 40 prompts (20 without a 'weak_answer' left out)" in out.stdout
+    assert load_router(tmp_path / "v.npz").meta["examples"] == 40
+
+
 @needs_data
 def test_cli_route_eval_folds_on_gsm8k_prints_json_and_plot(tmp_path: Path) -> None:
     png = tmp_path / "curve.png"

@@ -83,7 +83,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     router = train_router(examples, name=args.name, config=config)
     router.meta["trained_on"] = Path(args.data).name if Path(args.data).is_file() else args.benchmark
     router.save(args.out)
-    print(f"trained {router.name} on {len(examples)} prompts; default threshold {router.default_threshold:.4f} "
+    used = int(router.meta.get("examples", len(examples)))  # a verifier learns only from prompts with an answer
+    left_out = f" ({len(examples) - used} without a 'weak_answer' left out)" if used < len(examples) else ""
+    print(f"trained {router.name} on {used} prompts{left_out}; default threshold {router.default_threshold:.4f} "
           f"(~{100 * args.default_share:.0f}% strong calls on prompts like the training ones); saved to {args.out}")
     if router.quality_pgr:
         shares = ", ".join(f"{q:.0%} at {router.share_for_quality(q):.0%}" for q in (0.5, 0.8, 0.9))
