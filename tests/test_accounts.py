@@ -567,6 +567,23 @@ def test_an_answer_whose_upstream_reports_no_usage_carries_the_gateways_count(st
     assert last.id == chunks[0].id and all(c.usage is None for c in chunks[:-1])
 
 
+def test_a_prompt_of_over_a_million_characters_is_counted_when_the_upstream_reports_none(stack):
+    from switchboard.accounting.tokens import count_tokens
+
+    gw, _ = stack
+    expected = (400_001, count_tokens(REPLY, "quiet-up")[0])
+    client = openai.OpenAI(api_key=MASTER, base_url=gw.url + "/v1", max_retries=0, timeout=60)
+    # 1.2 million characters and 400,001 tokens ("ab", then " ab"s and " "): more than the BPE takes at once
+    messages = [{"role": "user", "content": "ab " * 400_000}]
+    answer = client.chat.completions.create(model="quiet", max_tokens=20, messages=messages)
+    assert answer.choices[0].message.content == REPLY
+    assert (answer.usage.prompt_tokens, answer.usage.completion_tokens) == expected
+    chunks = list(client.chat.completions.create(model="quiet", stream=True, stream_options={"include_usage": True},
+                                                 max_tokens=20, messages=messages))
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == REPLY
+    assert (chunks[-1].usage.prompt_tokens, chunks[-1].usage.completion_tokens) == expected
+
+
 def test_images_and_pdfs_count_when_the_upstream_reports_no_usage(stack):
     import io
 

@@ -125,6 +125,16 @@ def test_anthropic_count_tokens_counts_images_and_pdfs_by_the_serving_providers_
     assert mock.stats()["requests"] == requests_before  # counting sends nothing upstream
 
 
+def test_a_prompt_of_over_a_million_characters_is_counted(stack):
+    gw, _ = stack
+    long_text = "ab " * 400_000  # 1.2 million characters, 400,001 tokens: more than the BPE takes at once
+    anthropic_client = anthropic.Anthropic(api_key=MASTER, base_url=gw.url, max_retries=0, timeout=60)
+    counted = anthropic_client.messages.count_tokens(model="claude", messages=[{"role": "user", "content": long_text}])
+    assert counted.input_tokens == 400_001 + 3 + 3
+    openai_client = openai.OpenAI(api_key=MASTER, base_url=gw.url + "/v1", max_retries=0, timeout=60)
+    assert openai_client.responses.input_tokens.count(model="gemini", input=long_text).input_tokens == 400_001 + 3 + 3
+
+
 # ---------------------------------------------------------------- OpenAI responses.input_tokens
 
 

@@ -79,7 +79,29 @@ def count_tokens(text: str, model: str) -> tuple[int, bool]:
         enc = _encoding(_encoding_name(model))
     except ImportError:
         return estimate_tokens(text), False
-    return len(enc.encode_ordinary(text)), True
+    return sum(len(enc.encode_ordinary(piece)) for piece in _bpe_pieces(text)), True
+
+
+# bpe-openai refuses a text of a million characters or more, and one of more than 200,000 tokens; a character is
+# at most 4 tokens (its UTF-8 bytes), so a piece this long is within both limits.
+_BPE_PIECE = 50_000
+
+
+def _bpe_pieces(text: str) -> list[str]:
+    """`text` in pieces the BPE takes, each cut before a space or newline where one is near: the BPE counts a
+    word with the space before it, so the pieces count as the whole text does (a word is cut only where there
+    is no space for 25,000 characters)."""
+    pieces: list[str] = []
+    start = 0
+    while len(text) - start > _BPE_PIECE:
+        end = start + _BPE_PIECE
+        cut = max(text.rfind(" ", start + _BPE_PIECE // 2, end), text.rfind("\n", start + _BPE_PIECE // 2, end))
+        if cut > start:
+            end = cut
+        pieces.append(text[start:end])
+        start = end
+    pieces.append(text[start:])
+    return pieces
 
 
 async def count_usage(model: str, prompt_text: str, completion_text: str,
