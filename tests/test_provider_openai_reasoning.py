@@ -66,6 +66,17 @@ def test_logprobs_from_a_reasoning_model_are_a_clear_400(stack):
     assert stack.mock.stats()["requests"] == before, "refused before anything was sent upstream"
 
 
+def test_a_chat_model_given_both_limits_gets_max_completion_tokens_alone(stack):
+    # OpenAI refuses the two together ("Setting 'max_tokens' and 'max_completion_tokens' at the same time is not
+    # supported"), and the mock with it; every other provider takes max_completion_tokens before max_tokens
+    answer = stack.chat(model="gpt-4o", messages=QUESTION, max_tokens=5, max_completion_tokens=80)
+    body = sent(stack)
+    assert body["max_completion_tokens"] == 80 and "max_tokens" not in body
+    assert answer.choices[0].finish_reason == "stop" and answer.choices[0].message.content
+    chunks = stack.stream(model="gpt-4o", messages=QUESTION, max_tokens=5, max_completion_tokens=80)
+    assert "max_tokens" not in sent(stack) and streamed_text(chunks) == answer.choices[0].message.content
+
+
 def test_a_client_max_completion_tokens_wins_and_effort_none_keeps_sampling(stack):
     answer = stack.chat(model="gpt-5-mini", messages=QUESTION, max_tokens=50, max_completion_tokens=80)
     body = sent(stack)

@@ -61,8 +61,11 @@ class OpenAIProvider(Provider):
         reasoning = openai_reasoning_deployment(deployment)
         if reasoning:
             for_openai_reasoning(body)
-        elif reasoning is False:
-            body.pop("reasoning_effort", None)
+        else:
+            if reasoning is False:
+                body.pop("reasoning_effort", None)
+            if body.get("max_completion_tokens") is not None:  # OpenAI refuses the two together; this one wins
+                body.pop("max_tokens", None)
         foreign = _foreign_marks(deployment.upstream_model, deployment.base_url)
         if foreign:
             if "thinking" in foreign:

@@ -266,6 +266,9 @@ class MockUpstream:
         if error is not None:
             return error
         messages = body.get("messages") or []
+        if body.get("max_tokens") is not None and body.get("max_completion_tokens") is not None:
+            return _error(400, "Setting 'max_tokens' and 'max_completion_tokens' at the same time is not supported.",
+                          "invalid_request_error", code="invalid_parameter_combination", param="max_tokens")
         refusal = _reasoning_refusal(body, model.lower())
         if refusal is not None:
             return _error(400, refusal[0], "invalid_request_error", code=refusal[1], param=refusal[2])
