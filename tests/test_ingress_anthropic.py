@@ -258,6 +258,23 @@ def test_errors_come_back_in_anthropic_shape(client, stack):
         assert status == 400 and json.loads(body)["error"]["message"].startswith(named), body
 
 
+@pytest.mark.parametrize("model", MODELS)
+def test_a_tool_use_input_that_is_not_an_object_is_refused_by_its_own_name(client, stack, model):
+    gw, mock = stack
+    before = mock.stats()["requests"]
+    for bad_input in ("Paris", ["Paris"], 3):
+        with pytest.raises(anthropic.BadRequestError) as info:
+            client.messages.create(model=model, max_tokens=50, tools=[{
+                "name": "get_weather", "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}}}],
+                messages=[{"role": "user", "content": "Weather?"},
+                          {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1", "name": "get_weather",
+                                                             "input": bad_input}]},
+                          {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1",
+                                                        "content": "sunny"}]}])
+        assert info.value.body["error"]["message"].startswith("messages.1.content.0.input:"), info.value.body
+    assert mock.stats()["requests"] == before, "refused before anything was sent upstream"
+
+
 def test_errors_before_any_handler_come_back_in_anthropic_shape_too(client, stack):
     gw, _ = stack
     with pytest.raises(anthropic.APIStatusError) as info:  # the body is refused while it is read

@@ -247,6 +247,8 @@ def _assistant_turn(content: Any, param: str) -> dict[str, Any]:
         elif kind == "tool_use":
             if not isinstance(block.get("id"), str) or not isinstance(block.get("name"), str):
                 raise _bad(p, "a tool_use block needs 'id' and 'name'")
+            if block.get("input") is not None and not isinstance(block["input"], dict):
+                raise _bad(f"{p}.input", "must be an object (the tool's arguments)")
             calls.append({"id": block["id"], "type": "function",
                           "function": {"name": block["name"], "arguments": _tool_arguments(block.get("input"))}})
         elif kind in ("thinking", "redacted_thinking"):
