@@ -496,3 +496,16 @@ def test_stored_responses_belong_to_their_key_and_can_be_deleted(client, stack):
     # The conversation that continued it cannot be continued with half its history: a clear 400.
     with pytest.raises(openai.BadRequestError, match="has expired or was deleted"):
         client.responses.create(model="via-openai", input="And now?", previous_response_id=second.id)
+
+
+def test_openapi_describes_the_stored_response_endpoints(stack):
+    from openapi_spec_validator import validate
+
+    gw, _ = stack
+    doc = json.loads(http("GET", gw.url + "/openapi.json")[2])
+    validate(doc)
+    paths = doc["paths"]
+    assert set(paths["/v1/responses/{response_id}"]) == {"get", "delete"}
+    listing = paths["/v1/responses/{response_id}/input_items"]["get"]
+    assert {p["name"] for p in listing["parameters"]} == {"response_id", "limit", "order", "after"}
+    assert set(paths["/v1/responses/{response_id}"]["get"]["responses"]) >= {"200", "401", "404"}

@@ -225,6 +225,7 @@ def openapi_paths() -> dict[str, Any]:
     """This ingress's entries for the OpenAPI document."""
     from switchboard.api.openapi import _errors, _json
 
+    response_id = {"name": "response_id", "in": "path", "required": True, "schema": {"type": "string"}}
     return {"/v1/responses": {"post": {
         "operationId": "createResponse",
         "summary": "OpenAI Responses API (JSON or SSE stream), served by any configured model",
@@ -261,4 +262,30 @@ def openapi_paths() -> dict[str, Any]:
             "responses": {"200": {"description": "The count", **_json({
                 "type": "object", "required": ["object", "input_tokens"], "properties": {
                     "object": {"const": "response.input_tokens"}, "input_tokens": {"type": "integer"}}})},
-                **_errors(400, 401, 404, 413)}}}}
+                **_errors(400, 401, 404, 413)}}},
+        "/v1/responses/{response_id}": {
+            "get": {"operationId": "getResponse", "summary": "A stored Response (the API key's own)",
+                    "security": [{"bearer": []}], "parameters": [response_id],
+                    "responses": {"200": {"description": "The Response", **_json(
+                        {"type": "object", "required": ["id", "object", "status", "output"]})},
+                                  **_errors(401, 404)}},
+            "delete": {"operationId": "deleteResponse", "summary": "Delete a stored Response",
+                       "security": [{"bearer": []}], "parameters": [response_id],
+                       "responses": {"200": {"description": "Deleted", **_json({
+                           "type": "object", "required": ["id", "object", "deleted"], "properties": {
+                               "id": {"type": "string"}, "object": {"const": "response"},
+                               "deleted": {"const": True}}})},
+                                     **_errors(401, 404)}}},
+        "/v1/responses/{response_id}/input_items": {"get": {
+            "operationId": "listInputItems",
+            "summary": "The input items of a stored Response: the conversation it continued, then its own input",
+            "security": [{"bearer": []}],
+            "parameters": [response_id,
+                           {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1,
+                                                                       "maximum": 100, "default": 20}},
+                           {"name": "order", "in": "query", "schema": {"enum": ["asc", "desc"], "default": "desc"}},
+                           {"name": "after", "in": "query", "schema": {"type": "string"},
+                            "description": "An item id: the page starts after it"}],
+            "responses": {"200": {"description": "A page of input items", **_json({
+                "type": "object", "required": ["object", "data", "first_id", "last_id", "has_more"]})},
+                          **_errors(400, 401, 404)}}}}
