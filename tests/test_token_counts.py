@@ -188,6 +188,22 @@ def test_responses_input_tokens_refuses_what_it_cannot_count(stack, body, status
         assert error["param"] == param
 
 
+def test_a_key_limited_to_some_models_is_told_of_those_alone(stack):
+    gw, _ = stack
+    code, _, raw = http("POST", gw.url + "/admin/keys", {"allowed_models": ["gpt"]}, ADMIN)
+    assert code == 201
+    key = json.loads(raw)["key"]
+    anthropic_client = anthropic.Anthropic(api_key=key, base_url=gw.url, max_retries=0, timeout=15)
+    with pytest.raises(anthropic.NotFoundError) as refused:
+        anthropic_client.messages.count_tokens(model="claude", messages=[{"role": "user", "content": QUESTION}])
+    assert refused.value.body["error"]["message"].endswith("Available models: gpt."), refused.value.body
+    openai_client = openai.OpenAI(api_key=key, base_url=gw.url + "/v1", max_retries=0, timeout=15)
+    with pytest.raises(openai.NotFoundError) as refused_too:
+        openai_client.responses.input_tokens.count(model="claude", input=QUESTION)
+    assert refused_too.value.message.endswith("Available models: gpt."), refused_too.value.message
+    assert [m.id for m in openai_client.models.list()] == ["gpt"]
+
+
 def test_responses_input_tokens_needs_a_key(stack):
     gw, _ = stack
     code, _, raw = http("POST", gw.url + "/v1/responses/input_tokens", {"model": "gpt", "input": "x"})

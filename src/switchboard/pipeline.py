@@ -150,11 +150,13 @@ class Pipeline:
         """The model that serves `name` (a wildcard makes it on first use), or a 404."""
         model = self.gw.config.models.get(name) or self.gw.wildcards.resolve(name)
         if model is None:
-            raise self.not_found(name)
+            raise self.not_found(name, ctx.identity.allowed_models if ctx.identity is not None else None)
         return model
 
-    def not_found(self, name: str) -> ModelNotFound:
-        known = ", ".join([*sorted(self.gw.config.models), *sorted(self.gw.routers), *self.gw.wildcards.patterns()]
+    def not_found(self, name: str, allowed_models: frozenset[str] | None = None) -> ModelNotFound:
+        """The 404 for `name`, listing the models a key with `allowed_models` may use (all, for None)."""
+        names = [*sorted(self.gw.config.models), *sorted(self.gw.routers), *self.gw.wildcards.patterns()]
+        known = ", ".join(n for n in names if allowed_models is None or allowed(n, allowed_models)
                           ) or "(none configured)"
         return ModelNotFound(f"The model {name!r} does not exist or you do not have access to it. "
                              f"Available models: {known}.", param="model")

@@ -36,7 +36,7 @@ def counted_model(gw: Gateway, chat: ChatRequest, identity: Identity) -> ModelCo
         router.settings.vision_model if router.settings.vision_model and chat.has_visual_input()
         else router.settings.strong)
     if model is None or identity.allowed_models is not None and not allowed(chat.model, identity.allowed_models):
-        raise gw.pipeline.not_found(chat.model)
+        raise gw.pipeline.not_found(chat.model, identity.allowed_models)
     return model
 
 
