@@ -134,6 +134,22 @@ def test_embeddings(client, stack):
     assert status == 400 and json.loads(body)["error"]["param"] == "input"
 
 
+def test_the_openapi_embeddings_input_is_what_the_endpoint_takes(client, stack):
+    import jsonschema
+
+    gw, _ = stack
+    schema = json.loads(http("GET", gw.url + "/openapi.json")[2])["components"]["schemas"]["EmbeddingsRequest"]
+    for given in ("one", ["one", "two"], [1, 2, 3], [[1, 2], [3]]):  # text, texts, tokens, token arrays
+        jsonschema.validate({"model": "embedder", "input": given}, schema)
+        assert len(client.embeddings.create(model="embedder", input=given).data) == (1 if given == "one" else 2
+                                                                                      if len(given) == 2 else 3)
+    for refused in ("", [], [""], [[]], [1, "two"]):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate({"model": "embedder", "input": refused}, schema)
+        with pytest.raises(openai.BadRequestError):
+            client.embeddings.create(model="embedder", input=refused)
+
+
 def test_model_list(client):
     ids = {m.id for m in client.models.list()}
     assert {"small", "big", "embedder", "broken"} <= ids

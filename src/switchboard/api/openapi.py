@@ -112,7 +112,12 @@ _EMBEDDINGS_REQUEST = {
     "required": ["model", "input"],
     "properties": {
         "model": {"type": "string"},
-        "input": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}, "minItems": 1}]},
+        "input": {"oneOf": [  # a text, texts, one prompt's tokens, or several prompts' tokens (as OpenAI takes)
+            {"type": "string", "minLength": 1},
+            {"type": "array", "items": {"type": "string", "minLength": 1}, "minItems": 1, "maxItems": 2048},
+            {"type": "array", "items": {"type": "integer"}, "minItems": 1, "maxItems": 2048},
+            {"type": "array", "items": {"type": "array", "items": {"type": "integer"}, "minItems": 1},
+             "minItems": 1, "maxItems": 2048}]},
         "encoding_format": {"enum": ["float", "base64"]},
         "dimensions": {"type": "integer", "minimum": 1},
         "user": {"type": "string"},
