@@ -47,6 +47,7 @@ def stack(tmp_path_factory):
         "errs-later-up": {"reply": "one two three four five", "faults": [{"kind": "error", "status": 529,
                                                                           "after_chunks": 3}]},
         "steady-up": {"reply": "steady here"},
+        "endless-wait-up": {"faults": [{"kind": "status", "status": 429, "retry_after": "1e400"}]},
         # an error event right after the role: Claude's message_start, an OpenAI-format server's role-only chunk
         "overloaded-at-start-up": {"reply": "never sent", "faults": [{"kind": "error", "status": 529,
                                                                       "after_chunks": 1}]},
@@ -97,6 +98,7 @@ def stack(tmp_path_factory):
             "overloaded-at-start": {"deployments": [
                 {"provider": "anthropic", "model": "overloaded-at-start-up", "base_url": mock.url,
                  "api_key": "${UP_KEY}", "id": "overloaded-at-start"}, dep("steady-up")], "strategy": "ordered"},
+            "endless-wait": {"deployments": [dep("endless-wait-up"), dep("steady-up")], "strategy": "ordered"},
             "errs-after-role": {"deployments": [dep("errs-after-role-up"), dep("steady-up")], "strategy": "ordered"},
             "probed": {"deployments": [dep("probed-up")], "retries": {"max_attempts": 1},
                        "breaker": {"failures": 1, "cooldown": 0.5}},
@@ -255,6 +257,18 @@ def test_an_error_event_after_the_role_alone_fails_over(stack, client, model):
     assert "".join(c.choices[0].delta.content or "" for c in chunks) == "steady here"
     assert [c.choices[0].delta.role for c in chunks].count("assistant") == 1, "one role, from the deployment served"
     assert mock.stats()["by_model"][model + "-up"] == before + 1
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+def test_a_retry_after_of_no_finite_number_is_not_a_wait(stack, client, stream):
+    """`Retry-After: 1e400` (infinity as a float) asks nothing readable: the 429 fails over like any other."""
+    raw = client.chat.completions.with_raw_response.create(model="endless-wait", stream=stream,
+                                                           messages=[{"role": "user", "content": "s"}])
+    assert raw.headers["x-switchboard-deployment"] == "steady"
+    parsed = raw.parse()
+    text = parsed.choices[0].message.content if not stream else "".join(
+        c.choices[0].delta.content or "" for c in parsed if c.choices)
+    assert text == "steady here"
 
 
 def test_a_stream_an_upstream_error_event_breaks_off_is_logged_as_a_502_not_as_the_events_status(stack, client):

@@ -12,6 +12,7 @@ never changes.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any, ClassVar
@@ -184,17 +185,22 @@ def error_message(body: bytes) -> str:
 
 
 def retry_after(headers: dict[str, str]) -> float | None:
+    """The seconds an upstream asks us to wait (`retry-after-ms`, else `retry-after` in seconds or as a date);
+    None when it asks nothing readable (a value such as `inf` is not a wait)."""
     value = headers.get("retry-after-ms")
     if value:
         try:
-            return float(value) / 1000.0
+            seconds = float(value) / 1000.0
+            if math.isfinite(seconds):
+                return max(0.0, seconds)
         except ValueError:
             pass
     value = headers.get("retry-after")
     if not value:
         return None
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
+        return max(0.0, seconds) if math.isfinite(seconds) else None
     except ValueError:
         from email.utils import parsedate_to_datetime
         import time

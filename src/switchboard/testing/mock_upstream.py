@@ -53,7 +53,7 @@ class Fault:
     kind: str = "status"
     rate: float = 1.0
     status: int = 500
-    retry_after: float | None = None
+    retry_after: float | str | None = None  # seconds, or the header's text as sent (an HTTP date, junk)
     after_chunks: int = 1
     message: str = "injected fault"
 
@@ -215,7 +215,9 @@ class MockUpstream:
             if fault.kind == "drop":
                 raise AbortConnection()
             headers = {}
-            if fault.retry_after is not None:
+            if isinstance(fault.retry_after, str):
+                headers["retry-after"] = fault.retry_after
+            elif fault.retry_after is not None:
                 headers["retry-after"] = f"{fault.retry_after:g}"
             return self.error_response(fault.status, fault.message, headers)
         return None
