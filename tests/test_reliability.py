@@ -47,6 +47,7 @@ def stack(tmp_path_factory):
         "errs-later-up": {"reply": "one two three four five", "faults": [{"kind": "error", "status": 529,
                                                                           "after_chunks": 3}]},
         "steady-up": {"reply": "steady here"},
+        "empty-stream-up": {"faults": [{"kind": "empty"}]},
         "endless-wait-up": {"faults": [{"kind": "status", "status": 429, "retry_after": "1e400"}]},
         # an error event right after the role: Claude's message_start, an OpenAI-format server's role-only chunk
         "overloaded-at-start-up": {"reply": "never sent", "faults": [{"kind": "error", "status": 529,
@@ -98,6 +99,7 @@ def stack(tmp_path_factory):
             "overloaded-at-start": {"deployments": [
                 {"provider": "anthropic", "model": "overloaded-at-start-up", "base_url": mock.url,
                  "api_key": "${UP_KEY}", "id": "overloaded-at-start"}, dep("steady-up")], "strategy": "ordered"},
+            "empty-stream": {"deployments": [dep("empty-stream-up"), dep("steady-up")], "strategy": "ordered"},
             "endless-wait": {"deployments": [dep("endless-wait-up"), dep("steady-up")], "strategy": "ordered"},
             "errs-after-role": {"deployments": [dep("errs-after-role-up"), dep("steady-up")], "strategy": "ordered"},
             "probed": {"deployments": [dep("probed-up")], "retries": {"max_attempts": 1},
@@ -257,6 +259,16 @@ def test_an_error_event_after_the_role_alone_fails_over(stack, client, model):
     assert "".join(c.choices[0].delta.content or "" for c in chunks) == "steady here"
     assert [c.choices[0].delta.role for c in chunks].count("assistant") == 1, "one role, from the deployment served"
     assert mock.stats()["by_model"][model + "-up"] == before + 1
+
+
+def test_a_stream_of_nothing_but_done_fails_over(stack, client):
+    _, mock = stack
+    before = mock.stats()["by_model"].get("empty-stream-up", 0)
+    raw = client.chat.completions.with_raw_response.create(model="empty-stream", stream=True,
+                                                           messages=[{"role": "user", "content": "s"}])
+    assert raw.headers["x-switchboard-deployment"] == "steady" and raw.headers["x-switchboard-attempts"] == "2"
+    assert "".join(c.choices[0].delta.content or "" for c in raw.parse() if c.choices) == "steady here"
+    assert mock.stats()["by_model"]["empty-stream-up"] == before + 1
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])

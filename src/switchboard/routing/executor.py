@@ -111,9 +111,11 @@ class _Stream:
         except BaseException:
             await upstream.aclose()
             raise
+        if not held:  # not even a role: an answer that is no answer (some proxies' way to say they failed)
+            raise UpstreamError(errors.SERVER, f"{dep.id}: the stream ended before its first chunk")
         if len(held) > 1:
             return _Prefixed(held[1:], upstream), held[0]
-        return upstream, held[0] if held else None
+        return upstream, held[0]
 
     @staticmethod
     def tokens(result: Any) -> int:

@@ -45,10 +45,11 @@ from switchboard.testing.schema_example import example_of
 
 @dataclass
 class Fault:
-    """One injected fault. kind: status | hang | drop | cut | end | error.
+    """One injected fault. kind: status | hang | drop | cut | end | error | empty.
 
     `error` ends a stream with an in-band error event of `status` after `after_chunks` chunks (0: before the
-    first), as OpenAI-format servers and Anthropic do; the other formats have none and drop the connection."""
+    first), as OpenAI-format servers and Anthropic do; the other formats have none and drop the connection.
+    `empty` (OpenAI format) is a stream of `data: [DONE]` alone, as some proxies answer an upstream failure."""
 
     kind: str = "status"
     rate: float = 1.0
@@ -358,6 +359,10 @@ class MockUpstream:
             self.stats.faults += 1
             yield _stream_error_event(cut)
             return
+        if cut is not None and cut.kind == "empty":
+            self.stats.faults += 1
+            yield b"data: [DONE]\n\n"
+            return
         yield chunk({"role": "assistant", "content": "", "refusal": None})
         sent += 1
         for call_delta in _tool_call_deltas(tool_calls, behaviour.argument_pieces, behaviour.interleave_tool_calls):
@@ -408,7 +413,7 @@ class MockUpstream:
         return Response(200, orjson.dumps({"object": "list", "data": data}))
 
 
-STREAM_FAULTS = ("cut", "end", "error")
+STREAM_FAULTS = ("cut", "end", "error", "empty")
 
 
 def _stream_error_event(fault: Fault) -> bytes:
