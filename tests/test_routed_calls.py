@@ -24,7 +24,8 @@ HI = [{"role": "user", "content": "hi"}]
 def stack(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("cascade-accounting")
     mock = MockProc(tmp, {"plain-up": {"reply": REPLY}, "quiet-up": {"reply": REPLY, "report_usage": False},
-                          "yes-up": {"reply": "YES"},
+                          "yes-up": {"reply": "YES"}, "bold-yes-up": {"reply": "**Yes.**"},
+                          "yesterday-up": {"reply": "Yesterday's answer"},
                           "down-up": {"faults": [{"kind": "status", "status": 500, "rate": 1.0}]}})
 
     def model(upstream):
@@ -39,7 +40,8 @@ def stack(tmp_path_factory):
         "models": {"weak": model("plain-up"), "strong": model("plain-up"),
                    "strong-capped": model("plain-up"), "strong-capped-too": model("plain-up"),
                    "weak-capped": model("plain-up"), "down": model("down-up"),
-                   "quiet": model("quiet-up"), "judge-yes": model("yes-up")},
+                   "quiet": model("quiet-up"), "judge-yes": model("yes-up"),
+                   "judge-bold-yes": model("bold-yes-up"), "judge-yesterday": model("yesterday-up")},
         "routers": {
             "escalating": {"strong": "strong-capped", "weak": "weak", **always_weak,
                            "cascade": {"check": "regex", "pattern": "^never"}},
@@ -59,6 +61,10 @@ def stack(tmp_path_factory):
                                            "cascade": {"check": "json"}},
             "judged-and-accepted": {"strong": "strong", "weak": "weak", **always_weak,
                                     "cascade": {"check": "judge", "judge_model": "judge-yes"}},
+            "judged-bold-yes": {"strong": "strong", "weak": "weak", **always_weak,
+                                "cascade": {"check": "judge", "judge_model": "judge-bold-yes"}},
+            "judged-yesterday": {"strong": "strong", "weak": "weak", **always_weak,
+                                 "cascade": {"check": "judge", "judge_model": "judge-yesterday"}},
             "json-checked": {"strong": "strong", "weak": "weak", **always_weak, "cascade": {"check": "json"}},
             "escalating-quietly": {"strong": "quiet", "weak": "quiet", **always_weak,
                                    "cascade": {"check": "regex", "pattern": "^never"}},
@@ -225,6 +231,15 @@ def test_a_weak_model_that_is_down_hands_its_requests_to_the_strong_one(stack):
     cascade = json.loads(logged(gw, raw.headers["x-request-id"])["extra"])["cascade"]
     assert cascade["check"].startswith("weak model failed")
     assert [c["role"] for c in cascade["calls"]] == ["weak", "strong"]
+
+
+@pytest.mark.parametrize("router, verdict", [("judged-bold-yes", "accepted"), ("judged-yesterday", "escalated")])
+def test_a_judges_yes_is_read_as_a_word_whatever_its_markup(stack, router, verdict):
+    gw, _ = stack
+    _, client = new_key(gw)
+    raw = client.chat.completions.with_raw_response.create(model=router, max_tokens=10, messages=HI)
+    raw.parse()
+    assert raw.headers["x-switchboard-cascade"] == verdict  # "**Yes.**" is a yes; "Yesterday..." is none
 
 
 @pytest.mark.parametrize("stream", [False, True])

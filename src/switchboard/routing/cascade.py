@@ -200,7 +200,10 @@ async def _judge(gw: Gateway, router: AutoRouter, request: ChatRequest, ctx: Req
     judged = await _cost(verdict, judge_model, judge_dep, verdict_request, ctx.entry.extra)
     calls.append({"model": judge_model.name, "role": "judge", "cost": judged[2]})
     said = answer_text(verdict).strip()
-    return said.upper().startswith("YES"), f"judge {judge_model.name} said {said[:20]!r}", judged
+    return _YES.match(said) is not None, f"judge {judge_model.name} said {said[:20]!r}", judged
+
+
+_YES = re.compile(r"[\W_]*yes\b", re.IGNORECASE)  # the word, whatever markup comes first ("**Yes.**", "'YES'")
 
 
 async def _escalate(gw: Gateway, router: AutoRouter, request: ChatRequest, ctx: RequestContext, detail: str,
