@@ -6,6 +6,7 @@ The mock models answer with a value of the schema they received, so a translatio
 from __future__ import annotations
 
 import enum
+import json
 
 import anthropic
 import openai
@@ -79,3 +80,16 @@ def test_the_anthropic_sdk_gets_typed_tool_input(stack, model):
         messages=[{"role": "user", "content": "Weather in Paris?"}])
     block = next(b for b in message.content if b.type == "tool_use")
     assert GetWeather.model_validate(block.input).days >= 1 and message.stop_reason == "tool_use"
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+@pytest.mark.parametrize("model", PROVIDERS)
+def test_a_tool_without_parameters_is_called_with_an_empty_object(client, model, stream):
+    ask = {"model": model, "max_tokens": 50, "tools": [{"type": "function", "function": {"name": "what_time_is_it"}}],
+           "messages": [{"role": "user", "content": "Time?"}]}
+    if stream:
+        deltas = [c.choices[0].delta for c in client.chat.completions.create(**ask, stream=True) if c.choices]
+        arguments = "".join(call.function.arguments or "" for d in deltas for call in d.tool_calls or ())
+    else:
+        arguments = client.chat.completions.create(**ask).choices[0].message.tool_calls[0].function.arguments
+    assert json.loads(arguments) == {}

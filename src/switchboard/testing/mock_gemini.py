@@ -35,7 +35,7 @@ import orjson
 from switchboard.http.server import AbortConnection, Request, Response, StreamResponse
 from switchboard.testing.mock_native import Invalid, count_model, injected_fault
 from switchboard.testing.pdf import file_prompt
-from switchboard.testing.schema_example import example_of
+from switchboard.testing.schema_example import NO_PARAMETERS, example_of
 
 if TYPE_CHECKING:
     from switchboard.testing.mock_upstream import MockUpstream
@@ -293,7 +293,8 @@ def _pick_call(body: dict[str, Any]) -> dict[str, Any] | None:
         return None
     allowed = calling.get("allowedFunctionNames") or [declarations[0]["name"]]
     spec = next((d for d in declarations if d.get("name") == allowed[0]), {})
-    return {"name": allowed[0], "args": example_of(spec.get("parametersJsonSchema") or spec.get("parameters"), "mock")}
+    return {"name": allowed[0], "args": example_of(spec.get("parametersJsonSchema") or spec.get("parameters") or NO_PARAMETERS,
+                                                  "mock")}
 
 
 async def generate(mock: MockUpstream, request: Request, body: dict[str, Any], model: str,

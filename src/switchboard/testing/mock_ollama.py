@@ -22,7 +22,7 @@ import orjson
 
 from switchboard.http.server import AbortConnection, Request, Response, StreamResponse
 from switchboard.testing.mock_native import Invalid, count_model, injected_fault
-from switchboard.testing.schema_example import example_of
+from switchboard.testing.schema_example import NO_PARAMETERS, example_of
 
 if TYPE_CHECKING:
     from switchboard.testing.mock_upstream import MockUpstream
@@ -116,7 +116,7 @@ async def chat(mock: MockUpstream, request: Request, body: dict[str, Any]) -> Re
     call = None
     if tools and (not messages or messages[-1].get("role") != "tool"):
         call = {"function": {"name": tools[0]["function"]["name"],
-                             "arguments": example_of(tools[0]["function"].get("parameters"), "mock")}}
+                             "arguments": example_of(tools[0]["function"].get("parameters") or NO_PARAMETERS, "mock")}}
     text = mock.reply_for(model, prompt) if call is None else ""
     if body.get("format") is not None and call is None:  # "json", or a JSON schema
         schema = body["format"] if isinstance(body["format"], dict) else None

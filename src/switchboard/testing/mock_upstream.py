@@ -40,7 +40,7 @@ import orjson
 from switchboard.core.request import messages_text
 from switchboard.http.server import AbortConnection, HttpServer, Request, Response, StreamResponse
 from switchboard.testing.pdf import file_prompt
-from switchboard.testing.schema_example import example_of
+from switchboard.testing.schema_example import NO_PARAMETERS, example_of
 
 
 @dataclass
@@ -444,7 +444,7 @@ def pick_tool(body: dict[str, Any]) -> dict[str, Any] | None:
         name = (choice.get("function") or {}).get("name", name)
     spec = next((t.get("function") or {} for t in tools if (t.get("function") or {}).get("name") == name), {})
     return {"id": "call_" + uuid.uuid4().hex[:20], "type": "function",
-            "function": {"name": name, "arguments": orjson.dumps(example_of(spec.get("parameters"), "mock")).decode()}}
+            "function": {"name": name, "arguments": orjson.dumps(example_of(spec.get("parameters") or NO_PARAMETERS, "mock")).decode()}}
 
 
 def _tool_calls(body: dict[str, Any], behaviour: ModelBehaviour) -> list[dict[str, Any]]:

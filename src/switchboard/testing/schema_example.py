@@ -15,6 +15,8 @@ from typing import Any
 _FORMATS = {"date-time": "2025-01-01T00:00:00Z", "date": "2025-01-01", "time": "00:00:00Z",
             "email": "mock@example.com", "uri": "https://example.com/", "uuid": "00000000-0000-4000-8000-000000000000"}
 _MAX_DEPTH = 12  # recursive schemas (a tree of nodes) stop here with an empty array or null
+#: The schema of a function declared without parameters: models call it with an empty object, never a string.
+NO_PARAMETERS: dict[str, Any] = {"type": "object", "properties": {}}
 
 
 def example_of(schema: Any, text: str) -> Any:
