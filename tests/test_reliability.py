@@ -47,6 +47,7 @@ def stack(tmp_path_factory):
         "errs-later-up": {"reply": "one two three four five", "faults": [{"kind": "error", "status": 529,
                                                                           "after_chunks": 3}]},
         "steady-up": {"reply": "steady here"},
+        "unpaid-up": {"faults": [{"kind": "status", "status": 402, "message": "Your credit balance is too low"}]},
         "empty-stream-up": {"faults": [{"kind": "empty"}]},
         "endless-wait-up": {"faults": [{"kind": "status", "status": 429, "retry_after": "1e400"}]},
         # an error event right after the role: Claude's message_start, an OpenAI-format server's role-only chunk
@@ -99,6 +100,11 @@ def stack(tmp_path_factory):
             "overloaded-at-start": {"deployments": [
                 {"provider": "anthropic", "model": "overloaded-at-start-up", "base_url": mock.url,
                  "api_key": "${UP_KEY}", "id": "overloaded-at-start"}, dep("steady-up")], "strategy": "ordered"},
+            "unpaid-then-steady": {"deployments": [dep("unpaid-up"), dep("steady-up")], "strategy": "ordered"},
+            "unpaid": {"deployments": [dep("unpaid-up")], "retries": {"max_attempts": 3, "max_per_model": 3}},
+            "unpaid-claude": {"deployments": [{"provider": "anthropic", "model": "unpaid-up", "base_url": mock.url,
+                                               "api_key": "${UP_KEY}"}],
+                              "retries": {"max_attempts": 3, "max_per_model": 3}},
             "empty-stream": {"deployments": [dep("empty-stream-up"), dep("steady-up")], "strategy": "ordered"},
             "endless-wait": {"deployments": [dep("endless-wait-up"), dep("steady-up")], "strategy": "ordered"},
             "errs-after-role": {"deployments": [dep("errs-after-role-up"), dep("steady-up")], "strategy": "ordered"},
@@ -259,6 +265,20 @@ def test_an_error_event_after_the_role_alone_fails_over(stack, client, model):
     assert "".join(c.choices[0].delta.content or "" for c in chunks) == "steady here"
     assert [c.choices[0].delta.role for c in chunks].count("assistant") == 1, "one role, from the deployment served"
     assert mock.stats()["by_model"][model + "-up"] == before + 1
+
+
+def test_an_upstream_out_of_credit_is_not_asked_again_but_another_deployment_is(stack, client):
+    _, mock = stack
+    hits = lambda: mock.stats()["by_model"].get("unpaid-up", 0)
+    before = hits()
+    raw = client.chat.completions.with_raw_response.create(model="unpaid-then-steady",
+                                                           messages=[{"role": "user", "content": "s"}])
+    assert raw.headers["x-switchboard-deployment"] == "steady" and raw.parse().choices[0].message.content == "steady here"
+    for model in ("unpaid", "unpaid-claude"):  # OpenAI's 402, Anthropic's billing_error
+        with pytest.raises(openai.APIStatusError) as refused:
+            client.chat.completions.create(model=model, messages=[{"role": "user", "content": "s"}])
+        assert refused.value.status_code == 502 and refused.value.code == "upstream_payment_required"
+    assert hits() == before + 3, "one call each: a deployment out of credit is not retried for the request"
 
 
 def test_a_stream_of_nothing_but_done_fails_over(stack, client):

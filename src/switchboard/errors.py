@@ -108,6 +108,7 @@ class ServiceUnavailable(GatewayError):
 # Kinds of upstream failure. The retry/fallback logic decides on these.
 RATE_LIMIT = "rate_limit"
 AUTH = "auth"
+PAYMENT = "payment"  # the provider account is out of credit or has a billing problem (402)
 CONTEXT_LENGTH = "context_length"
 CONTENT_POLICY = "content_policy"
 OVERLOADED = "overloaded"
@@ -123,6 +124,7 @@ _RETRYABLE = frozenset({RATE_LIMIT, OVERLOADED, SERVER, TIMEOUT, CONNECTION})
 _CLIENT_VIEW: dict[str, tuple[int, str, str]] = {
     RATE_LIMIT: (429, "rate_limit_error", "rate_limit_exceeded"),
     AUTH: (502, "upstream_error", "upstream_authentication_failed"),
+    PAYMENT: (502, "upstream_error", "upstream_payment_required"),
     CONTEXT_LENGTH: (400, "invalid_request_error", "context_length_exceeded"),
     CONTENT_POLICY: (400, "invalid_request_error", "content_policy_violation"),
     OVERLOADED: (503, "service_unavailable", "upstream_overloaded"),
@@ -173,6 +175,8 @@ def kind_for_status(status: int, message: str = "") -> str:
         return RATE_LIMIT
     if status in (401, 403):
         return AUTH
+    if status == 402:
+        return PAYMENT
     if status == 404:
         return NOT_FOUND
     if status in (400, 413, 422):

@@ -64,7 +64,7 @@ _KIND_FOR_ERROR_TYPE: dict[str, str] = {
     "invalid_request_error": errors.BAD_REQUEST,
     "authentication_error": errors.AUTH,
     "permission_error": errors.AUTH,
-    "billing_error": errors.AUTH,
+    "billing_error": errors.PAYMENT,
     "not_found_error": errors.NOT_FOUND,
     "request_too_large": errors.BAD_REQUEST,
     "rate_limit_error": errors.RATE_LIMIT,

@@ -49,9 +49,9 @@ Call = Callable[[Provider, Deployment], Awaitable[dict[str, Any]]]
 
 # Failures that say something is wrong with the deployment (they count against its breaker).
 HEALTH_FAILURES = frozenset({errors.RATE_LIMIT, errors.OVERLOADED, errors.SERVER, errors.TIMEOUT,
-                             errors.CONNECTION, errors.AUTH, errors.NOT_FOUND})
+                             errors.CONNECTION, errors.AUTH, errors.PAYMENT, errors.NOT_FOUND})
 # Not retryable on the same deployment, but another deployment may well work.
-DEPLOYMENT_FAULTS = frozenset({errors.AUTH, errors.NOT_FOUND})
+DEPLOYMENT_FAULTS = frozenset({errors.AUTH, errors.PAYMENT, errors.NOT_FOUND})
 
 
 class _Unary:
