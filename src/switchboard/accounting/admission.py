@@ -255,10 +255,10 @@ class Admission:
             what = "requests" if failed.scope.endswith("rpm") else "tokens"
             unit = "rpm" if what == "requests" else "tpm"
             if failed.amount > failed.limit:  # no wait can admit it: the SDKs must not retry it
-                raise RateLimited(
-                    f"Request too large for {_scope_name(failed.scope)}: it counts {failed.amount} tokens (its prompt "
-                    f"and the output it allows: max_tokens, or the model's most when not set), more than the limit "
-                    f"of {failed.limit} tokens per minute (tpm). Lower max_tokens or shorten the prompt.",
+                raise RateLimited(  # in OpenAI's words for the same case
+                    f"Request too large for {_scope_name(failed.scope)} on tokens per minute (tpm): "
+                    f"Limit {failed.limit}, Requested {failed.amount}. That counts the prompt and the output it "
+                    f"allows (max_tokens, or the model's most when not set): lower max_tokens or shorten the prompt.",
                     headers={**_limit_headers(checks, verdict), "x-should-retry": "false"})
             retry = max(1, math.ceil(verdict.retry_after))
             headers = {**_limit_headers(checks, verdict), "retry-after": str(retry)}
