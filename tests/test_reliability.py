@@ -273,7 +273,8 @@ def test_an_upstream_out_of_credit_is_not_asked_again_but_another_deployment_is(
     before = hits()
     raw = client.chat.completions.with_raw_response.create(model="unpaid-then-steady",
                                                            messages=[{"role": "user", "content": "s"}])
-    assert raw.headers["x-switchboard-deployment"] == "steady" and raw.parse().choices[0].message.content == "steady here"
+    assert raw.headers["x-switchboard-deployment"] == "steady"
+    assert raw.parse().choices[0].message.content == "steady here"
     for model in ("unpaid", "unpaid-claude"):  # OpenAI's 402, Anthropic's billing_error
         with pytest.raises(openai.APIStatusError) as refused:
             client.chat.completions.create(model=model, messages=[{"role": "user", "content": "s"}])

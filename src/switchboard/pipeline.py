@@ -202,15 +202,15 @@ class Pipeline:
             self.settle(ctx)
 
     async def _relay(self, request: ChatRequest, ctx: RequestContext, upstream: AsyncIterator[dict[str, Any]],
-                     first: dict[str, Any] | None, model: ModelConfig, dep: Deployment) -> AsyncIterator[dict[str, Any]]:
+                     first: dict[str, Any], model: ModelConfig, dep: Deployment) -> AsyncIterator[dict[str, Any]]:
         usage: Usage | None = None
         text: list[str] = []
         sent: list[dict[str, Any]] | None = [] if self.gw.admission.keeps_stream(ctx) else None
         priced = False
-        last: dict[str, Any] = first or {}
+        last = first
         held: dict[str, Any] | None = None  # the usage-only chunk, sent once priced, with the charge
         try:
-            chunk = first
+            chunk: dict[str, Any] | None = first
             while chunk is not None:
                 last = chunk
                 u = usage_of(chunk)

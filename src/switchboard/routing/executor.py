@@ -165,7 +165,7 @@ class Executor:
 
     async def open_stream(self, request: ChatRequest, model: ModelConfig, ctx: RequestContext,
                           fallbacks: Sequence[ModelConfig] = (),
-                          ) -> tuple[AsyncIterator[dict[str, Any]], dict[str, Any] | None, ModelConfig, Deployment]:
+                          ) -> tuple[AsyncIterator[dict[str, Any]], dict[str, Any], ModelConfig, Deployment]:
         """Open a stream on the first deployment that delivers a first chunk."""
         owned, target, dep = await self._execute(model, ctx, _Stream(request), request, fallbacks)
         return _WatchedStream(self, owned, dep), owned.first, target, dep
@@ -413,6 +413,7 @@ class Executor:
         self.metrics.fallbacks.inc((source.name, target.name, reason))
         ctx.entry.extra.setdefault("fallbacks", []).append({"from": source.name, "to": target.name, "reason": reason})
         ctx.headers["x-switchboard-fallback"] = reason
+
 
 async def _hold_preamble(upstream: AsyncIterator, held: list[Any]) -> None:
     """Read `upstream` into `held` up to its first chunk that says something, or its end."""

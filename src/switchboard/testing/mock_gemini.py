@@ -293,8 +293,8 @@ def _pick_call(body: dict[str, Any]) -> dict[str, Any] | None:
         return None
     allowed = calling.get("allowedFunctionNames") or [declarations[0]["name"]]
     spec = next((d for d in declarations if d.get("name") == allowed[0]), {})
-    return {"name": allowed[0], "args": example_of(spec.get("parametersJsonSchema") or spec.get("parameters") or NO_PARAMETERS,
-                                                  "mock")}
+    schema = spec.get("parametersJsonSchema") or spec.get("parameters") or NO_PARAMETERS
+    return {"name": allowed[0], "args": example_of(schema, "mock")}
 
 
 async def generate(mock: MockUpstream, request: Request, body: dict[str, Any], model: str,

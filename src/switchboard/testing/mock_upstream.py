@@ -443,8 +443,9 @@ def pick_tool(body: dict[str, Any]) -> dict[str, Any] | None:
     if isinstance(choice, dict):
         name = (choice.get("function") or {}).get("name", name)
     spec = next((t.get("function") or {} for t in tools if (t.get("function") or {}).get("name") == name), {})
+    arguments = example_of(spec.get("parameters") or NO_PARAMETERS, "mock")
     return {"id": "call_" + uuid.uuid4().hex[:20], "type": "function",
-            "function": {"name": name, "arguments": orjson.dumps(example_of(spec.get("parameters") or NO_PARAMETERS, "mock")).decode()}}
+            "function": {"name": name, "arguments": orjson.dumps(arguments).decode()}}
 
 
 def _tool_calls(body: dict[str, Any], behaviour: ModelBehaviour) -> list[dict[str, Any]]:
