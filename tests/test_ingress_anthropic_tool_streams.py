@@ -15,16 +15,12 @@ from typing import Any
 
 import anthropic
 import pytest
-from support import GatewayProc, MockProc
+from tool_streams import INTERLEAVED, PARALLEL, PIECES, REPLY, tool_stream_stack
 
 MASTER = "sk-test-master-tool-streams"
-REPLY = "Both forecasts are in."
 TOOLS = [{"name": name, "description": f"{name} for a city",
           "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}}}
          for name in ("get_weather", "get_time")]
-PARALLEL = [{"name": "get_weather", "arguments": '{"city": "Oslo", "unit": "c"}'},
-            {"name": "get_time", "arguments": '{"city": "Bergen"}'},
-            {"name": "get_weather", "arguments": '{"city": "Tromsø", "days": [1, 2, 3]}'}]
 # live object calls first, then arguments that are not an object, then an object call held behind them
 ODD = [{"name": "get_weather", "arguments": '{"city": "Oslo"}'},
        {"name": "get_time", "arguments": '{"city": "Bergen"}'},
@@ -33,25 +29,14 @@ ODD = [{"name": "get_weather", "arguments": '{"city": "Oslo"}'},
        {"name": "get_weather", "arguments": "5"},
        {"name": "get_weather", "arguments": "not json"},
        {"name": "get_weather", "arguments": '{"city": "Tromsø"}'}]
-PIECES = 3
 RAW_EVENTS = {"message_start", "content_block_start", "content_block_delta", "content_block_stop", "message_delta",
               "message_stop"}
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("ingress-anthropic-tools")
-    mock = MockProc(tmp, {
-        "gpt-interleaved": {"tool_calls": PARALLEL, "argument_pieces": PIECES, "interleave_tool_calls": True},
-        "gpt-interleaved-text": {"tool_calls": PARALLEL, "argument_pieces": PIECES, "interleave_tool_calls": True,
-                                 "reply_after_tool_calls": True, "reply": REPLY},
-        "gpt-odd-arguments": {"tool_calls": ODD, "argument_pieces": PIECES},
-    })
-    deployment = {"provider": "openai", "base_url": mock.url + "/v1", "api_key": "${UP_KEY}"}
-    config = {"auth": {"master_key": "${SB_MASTER}"}, "models": {
-        name: {"deployments": [{**deployment, "model": f"gpt-{name}"}]}
-        for name in ("interleaved", "interleaved-text", "odd-arguments")}}
-    gw = GatewayProc(tmp, config, env={"SB_MASTER": MASTER, "UP_KEY": "sk-up"})
+    gw, mock = tool_stream_stack(tmp_path_factory.mktemp("ingress-anthropic-tools"), MASTER, {
+        **INTERLEAVED, "gpt-odd-arguments": {"tool_calls": ODD, "argument_pieces": PIECES}})
     yield gw, mock
     gw.stop()
     mock.stop()

@@ -14,17 +14,13 @@ from typing import Any
 
 import openai
 import pytest
-from support import GatewayProc, MockProc
+from tool_streams import INTERLEAVED, PARALLEL, PIECES, REPLY, tool_stream_stack
 
 MASTER = "sk-test-master-responses-tool-streams"
-REPLY = "Both forecasts are in."
 TOOLS = [{"type": "function", "name": name, "description": f"{name} for a city",
           "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}
          for name in ("get_weather", "get_time")]
 QUESTION = "Weather and time, please"
-PARALLEL = [{"name": "get_weather", "arguments": '{"city": "Oslo", "unit": "c"}'},
-            {"name": "get_time", "arguments": '{"city": "Bergen"}'},
-            {"name": "get_weather", "arguments": '{"city": "Tromsø", "days": [1, 2, 3]}'}]
 # arguments go as the upstream sends them, JSON or not (none as "{}")
 ODD = [{"name": "get_weather", "arguments": '{"city": "Oslo"}'},
        {"name": "get_time", "arguments": "[1, 2]"},
@@ -33,25 +29,14 @@ ODD = [{"name": "get_weather", "arguments": '{"city": "Oslo"}'},
        {"name": "get_weather", "arguments": "not json"},
        {"name": "get_weather", "arguments": '{"city": "Tromsø"}'}]
 ODD_ARGUMENTS = ['{"city": "Oslo"}', "[1, 2]", "{}", "5", "not json", '{"city": "Tromsø"}']
-PIECES = 3
 ITEM_EVENTS = {"response.output_item.added", "response.output_item.done"}
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("ingress-responses-tools")
-    mock = MockProc(tmp, {
-        "gpt-interleaved": {"tool_calls": PARALLEL, "argument_pieces": PIECES, "interleave_tool_calls": True},
-        "gpt-interleaved-text": {"tool_calls": PARALLEL, "argument_pieces": PIECES, "interleave_tool_calls": True,
-                                 "reply_after_tool_calls": True, "reply": REPLY},
-        "gpt-in-turn": {"tool_calls": PARALLEL, "argument_pieces": PIECES},
-        "gpt-odd-arguments": {"tool_calls": ODD, "argument_pieces": PIECES},
-    })
-    deployment = {"provider": "openai", "base_url": mock.url + "/v1", "api_key": "${UP_KEY}"}
-    config = {"auth": {"master_key": "${SB_MASTER}"}, "models": {
-        name: {"deployments": [{**deployment, "model": f"gpt-{name}"}]}
-        for name in ("interleaved", "interleaved-text", "in-turn", "odd-arguments")}}
-    gw = GatewayProc(tmp, config, env={"SB_MASTER": MASTER, "UP_KEY": "sk-up"})
+    gw, mock = tool_stream_stack(tmp_path_factory.mktemp("ingress-responses-tools"), MASTER, {
+        **INTERLEAVED, "gpt-in-turn": {"tool_calls": PARALLEL, "argument_pieces": PIECES},
+        "gpt-odd-arguments": {"tool_calls": ODD, "argument_pieces": PIECES}})
     yield gw, mock
     gw.stop()
     mock.stop()

@@ -314,9 +314,10 @@ async def requests(gw: Gateway, request: Request) -> Response:
     limit = int_param(params, "limit", 50, 1, 500)
     since, until = timestamp_param(params, "since"), timestamp_param(params, "until")
     check_order(since, until)
+    before = timestamp_param(params, "before")
     rows = await q.request_page(gw.storage, key_id=text_param(params, "key"), model=text_param(params, "model"),
                                 status=status, since=since, until=until,
-                                before=timestamp_param(params, "before"), limit=limit + 1)  # one more: is there a next page?
+                                before=before, limit=limit + 1)  # one more: is there a next page?
     page = rows[:limit]
     return _json({"object": "list", "data": page, "has_more": len(rows) > limit,
                   "next_before": page[-1]["ts"] if page else None})

@@ -2,13 +2,14 @@
 takes 4, Gemini 5), none at all (OpenAI's reasoning models), or ones it refuses (Claude takes no whitespace-only
 sequence such as "\\n", which OpenAI clients send often).
 
-Each adapter declares what its upstream takes (`Provider.stop_limits`, a `StopLimits`); `plan_stops` splits a
-request's sequences into those sent upstream and those applied here. The answer is cut where the first local
-sequence begins, and ends with finish_reason `stop` and the sequence as `stop_sequence`, as if the model had
-stopped there; an upstream sequence met earlier has already ended the answer before it, so the client sees the
-answer cut at the earliest of all its sequences. A stream holds back only the text that could be the start of a
-sequence, so the rest flows on as it comes; once a sequence is found the upstream is closed, which ends its
-generation (and its billing) early. A JSON-mode answer (a JSON text, or a tool's input) is never cut here.
+Each adapter declares what its upstream takes (`Provider.stop_limits`, a `StopLimits`; a deployment's
+`max_stop_sequences` overrides the count); `plan_stops` splits a request's sequences into those sent upstream and
+those applied here. The answer is cut where the first local sequence to be complete begins, and ends with
+finish_reason `stop` and the sequence as `stop_sequence`, as if the model had stopped there; an upstream sequence
+met earlier has already ended the answer before it, so the client sees the answer cut at the earliest of all its
+sequences. A stream holds back only the text that could be the start of a sequence, so the rest flows on as it
+comes; once a sequence is found the upstream is closed, which ends its generation (and its billing) early. A
+JSON-mode answer (a JSON text, or a tool's input) is never cut here.
 """
 
 from __future__ import annotations

@@ -19,7 +19,8 @@ OpenAI requires; a text file becomes a text part (OpenAI's chat API reads PDFs o
 ask the upstream for usage (``stream_options.include_usage``) so that every stream can be priced; the
 pipeline hides that last chunk from clients that did not ask for it. OpenAI takes at most 4 stop sequences,
 and its reasoning models none ("Unsupported parameter: 'stop' is not supported with this model"); the gateway
-applies the others itself (`providers.local_stops`), for every OpenAI-compatible server alike.
+applies the others itself (`providers.local_stops`); a deployment's `max_stop_sequences` sets another limit for
+a compatible server that takes more (vLLM) or fewer.
 """
 
 from __future__ import annotations

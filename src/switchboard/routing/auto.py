@@ -183,8 +183,8 @@ def _parse_cascade(cs: _Section, config: GatewayConfig, weak: str) -> CascadeSet
     if cascade.check == "regex":
         _check_pattern(cs, cascade.pattern)
     if cascade.check == "judge":
-        if not cascade.judge_model or cascade.judge_model not in config.models:
-            raise cs.error("judge_model", "must name a configured model when check is 'judge'")
+        if not cascade.judge_model:
+            raise cs.error("judge_model", "is required when check is 'judge'")
         _require_chat_model(cs, "judge_model", cascade.judge_model, config)
     blind = _without_logprobs(config.models[weak]) if cascade.check == "logprob" else None
     if blind is not None:

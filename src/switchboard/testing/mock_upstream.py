@@ -12,7 +12,7 @@ with ``POST /_mock/behaviour`` and inspected with ``GET /_mock/stats``, which
 counts requests and the tokens the mock "billed", for reconciliation tests.
 Chat `file` parts are read as OpenAI reads them: inline PDFs with a filename. Stop sequences end a
 reply where the first of them would be complete, as a model writing left to right stops; OpenAI takes
-at most 4, and its reasoning models none.
+at most 4 (a behaviour's `stop_limit`: any for a vLLM-like server), and its reasoning models none.
 Every format's mock answers a tool call, or a JSON schema response format, with
 a value of the schema it received (`testing.schema_example`). The OpenAI format
 can instead make the calls a behaviour names (`tool_calls`, arguments sent
